@@ -1,0 +1,198 @@
+package topology
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// CommandType numbers the topology commands kept in the Raft log. Numbers
+// are only ever appended: an entry written by an old agent must decode the
+// same way forever.
+type CommandType uint8
+
+const (
+	CmdInit           CommandType = 1
+	CmdAddMirrors     CommandType = 2
+	CmdUpdateSegments CommandType = 3
+	CmdSetPaused      CommandType = 4
+)
+
+func (c CommandType) String() string {
+	switch c {
+	case CmdInit:
+		return "init"
+	case CmdAddMirrors:
+		return "add_mirrors"
+	case CmdUpdateSegments:
+		return "update_segments"
+	case CmdSetPaused:
+		return "set_paused"
+	}
+	return fmt.Sprintf("command(%d)", uint8(c))
+}
+
+// ErrStale is returned when a command was computed from another config
+// version than the one it would apply to: the leader acted on an old view,
+// so the command changes nothing and the leader recomputes.
+var ErrStale = errors.New("stale config version")
+
+// Command is one topology change. The leader stamps Time and BaseVersion
+// before it goes to Raft, so applying it is deterministic on every replica.
+type Command struct {
+	Type        CommandType `json:"type"`
+	BaseVersion uint64      `json:"base_version"`
+	Time        time.Time   `json:"time"`
+
+	// CmdInit
+	ClusterID string         `json:"cluster_id,omitempty"`
+	SegPrefix string         `json:"seg_prefix,omitempty"`
+	Mirrors   MirrorDefaults `json:"mirrors,omitzero"`
+	// CmdInit and CmdAddMirrors: the instances to add.
+	Segments []Segment `json:"segments,omitempty"`
+	// CmdUpdateSegments
+	Updates []SegmentUpdate `json:"updates,omitempty"`
+	// CmdSetPaused
+	Paused bool `json:"paused,omitempty"`
+}
+
+// SegmentUpdate changes the role, status or mode of one instance; an empty
+// field is left as it is. Desc becomes the history row.
+type SegmentUpdate struct {
+	DBID   int    `json:"dbid"`
+	Role   Role   `json:"role,omitempty"`
+	Status Status `json:"status,omitempty"`
+	Mode   Mode   `json:"mode,omitempty"`
+	Desc   string `json:"desc"`
+}
+
+// Apply returns the topology that results from cmd, or an error and no
+// change. It never modifies t. Every successful command raises the config
+// version by one and appends at least one history row (safety rule 6).
+func Apply(t *Topology, cmd Command) (*Topology, error) {
+	if t == nil {
+		t = &Topology{}
+	}
+	if cmd.BaseVersion != t.ConfigVersion {
+		return nil, fmt.Errorf("%w: command %s computed from version %d, topology is at %d",
+			ErrStale, cmd.Type, cmd.BaseVersion, t.ConfigVersion)
+	}
+	next := t.Clone()
+	var err error
+	switch cmd.Type {
+	case CmdInit:
+		err = applyInit(next, cmd)
+	case CmdAddMirrors:
+		err = applyAddMirrors(next, cmd)
+	case CmdUpdateSegments:
+		err = applyUpdateSegments(next, cmd)
+	case CmdSetPaused:
+		err = applySetPaused(next, cmd)
+	default:
+		err = fmt.Errorf("%w: unknown command type %d", ErrInvalid, cmd.Type)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := Validate(next); err != nil {
+		return nil, err
+	}
+	next.ConfigVersion++
+	return next, nil
+}
+
+func (t *Topology) record(at time.Time, dbid int, desc string) {
+	t.History = append(t.History, HistoryEntry{Time: at, DBID: dbid, Desc: desc})
+}
+
+func applyInit(t *Topology, cmd Command) error {
+	if t.Initialized() {
+		return fmt.Errorf("%w: cluster already initialized", ErrInvalid)
+	}
+	if len(cmd.Segments) == 0 {
+		return fmt.Errorf("%w: init with no instances", ErrInvalid)
+	}
+	t.ClusterID = cmd.ClusterID
+	t.SegPrefix = cmd.SegPrefix
+	t.Mirrors = cmd.Mirrors
+	t.Mirrors.DataDirs = append([]string(nil), cmd.Mirrors.DataDirs...)
+	for _, s := range cmd.Segments {
+		t.Segments = append(t.Segments, s)
+		t.record(cmd.Time, s.DBID, fmt.Sprintf("gpinitsystem: content %d added as %s on %s:%d", s.Content, roleWord(s.Role), s.Hostname, s.Port))
+	}
+	return nil
+}
+
+func applyAddMirrors(t *Topology, cmd Command) error {
+	if len(cmd.Segments) == 0 {
+		return fmt.Errorf("%w: add mirrors with no mirrors", ErrInvalid)
+	}
+	for _, s := range cmd.Segments {
+		if s.Role != RoleMirror || s.PreferredRole != RoleMirror {
+			return fmt.Errorf("%w: dbid %d: an added mirror must have role and preferred_role m", ErrInvalid, s.DBID)
+		}
+		if _, ok := t.Primary(s.Content); !ok {
+			return fmt.Errorf("%w: dbid %d: content %d has no primary", ErrInvalid, s.DBID, s.Content)
+		}
+		// A new mirror holds nothing yet: it is down and not in sync until
+		// it has been built and has caught up.
+		s.Status, s.Mode = StatusDown, ModeNotSynced
+		t.Segments = append(t.Segments, s)
+		t.record(cmd.Time, s.DBID, fmt.Sprintf("gpaddmirrors: mirror of content %d added on %s:%d", s.Content, s.Hostname, s.Port))
+	}
+	return nil
+}
+
+func applyUpdateSegments(t *Topology, cmd Command) error {
+	if len(cmd.Updates) == 0 {
+		return fmt.Errorf("%w: update with no changes", ErrInvalid)
+	}
+	for _, u := range cmd.Updates {
+		i := t.index(u.DBID)
+		if i < 0 {
+			return fmt.Errorf("%w: update of unknown dbid %d", ErrInvalid, u.DBID)
+		}
+		s := &t.Segments[i]
+		if u.Role != "" {
+			s.Role = u.Role
+		}
+		if u.Status != "" {
+			s.Status = u.Status
+		}
+		if u.Mode != "" {
+			s.Mode = u.Mode
+		}
+		desc := u.Desc
+		if desc == "" {
+			desc = fmt.Sprintf("role %s, status %s, mode %s", s.Role, s.Status, s.Mode)
+		}
+		t.record(cmd.Time, u.DBID, desc)
+	}
+	return nil
+}
+
+func applySetPaused(t *Topology, cmd Command) error {
+	t.Paused = cmd.Paused
+	desc := "automatic failover resumed"
+	if cmd.Paused {
+		desc = "automatic failover paused"
+	}
+	t.record(cmd.Time, 0, desc)
+	return nil
+}
+
+func (t *Topology) index(dbid int) int {
+	for i, s := range t.Segments {
+		if s.DBID == dbid {
+			return i
+		}
+	}
+	return -1
+}
+
+func roleWord(r Role) string {
+	if r == RolePrimary {
+		return "primary"
+	}
+	return "mirror"
+}

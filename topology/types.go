@@ -1,0 +1,184 @@
+// Package topology holds the cluster's data model and every decision made
+// about it, as pure functions: no I/O, no clock read, no goroutines. Callers
+// pass the time and the observed health in; results are new values.
+package topology
+
+import (
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Role is an instance's role, with Greenplum's letters.
+type Role string
+
+const (
+	RolePrimary Role = "p"
+	RoleMirror  Role = "m"
+)
+
+// Mode says whether a pair is synchronized: the mirror has every
+// acknowledged commit because the primary waits for it.
+type Mode string
+
+const (
+	ModeSynced    Mode = "s"
+	ModeNotSynced Mode = "n"
+)
+
+// Status is the recorded status of an instance (a fact of the topology,
+// not a guess from one probe).
+type Status string
+
+const (
+	StatusUp   Status = "u"
+	StatusDown Status = "d"
+)
+
+// CoordinatorContent is the content id of the coordinator, as in Greenplum.
+const CoordinatorContent = -1
+
+// Segment is one PostgreSQL instance, the columns of Greenplum's
+// gp_segment_configuration.
+type Segment struct {
+	DBID          int    `json:"dbid"`
+	Content       int    `json:"content"`
+	Role          Role   `json:"role"`
+	PreferredRole Role   `json:"preferred_role"`
+	Mode          Mode   `json:"mode"`
+	Status        Status `json:"status"`
+	Port          int    `json:"port"`
+	Hostname      string `json:"hostname"`
+	Address       string `json:"address"`
+	DataDir       string `json:"datadir"`
+}
+
+// String names the instance the way log lines and errors do.
+func (s Segment) String() string {
+	return fmt.Sprintf("dbid %d (content %d, %s:%d %s)", s.DBID, s.Content, s.Hostname, s.Port, s.DataDir)
+}
+
+// HistoryEntry is one row of gp_configuration_history.
+type HistoryEntry struct {
+	Time time.Time `json:"time"`
+	DBID int       `json:"dbid"`
+	Desc string    `json:"desc"`
+}
+
+// MirrorDefaults is where mirrors go when the operator adds them without an
+// explicit file: the mirror half of the cluster spec, kept from init.
+type MirrorDefaults struct {
+	PortBase  int      `json:"port_base,omitempty"`
+	DataDirs  []string `json:"datadirs,omitempty"`
+	Placement string   `json:"placement,omitempty"` // "group" or "spread"
+}
+
+// Topology is the whole cluster state kept in Raft. Values are treated as
+// immutable: every change builds a new Topology (see Clone).
+type Topology struct {
+	ClusterID     string         `json:"cluster_id,omitempty"`
+	ConfigVersion uint64         `json:"config_version"`
+	Segments      []Segment      `json:"segments"`
+	History       []HistoryEntry `json:"history"`
+	SegPrefix     string         `json:"seg_prefix,omitempty"`
+	Mirrors       MirrorDefaults `json:"mirrors"`
+	// Paused stops automatic failover (gpagent pause).
+	Paused bool `json:"paused,omitempty"`
+}
+
+// Initialized reports whether init has run.
+func (t *Topology) Initialized() bool { return t != nil && len(t.Segments) > 0 }
+
+// Clone returns a deep copy, so a decision can build on t without
+// touching the value other goroutines read.
+func (t *Topology) Clone() *Topology {
+	if t == nil {
+		return &Topology{}
+	}
+	c := *t
+	c.Segments = append([]Segment(nil), t.Segments...)
+	c.History = append([]HistoryEntry(nil), t.History...)
+	c.Mirrors.DataDirs = append([]string(nil), t.Mirrors.DataDirs...)
+	return &c
+}
+
+// Segment returns the instance with the given dbid.
+func (t *Topology) Segment(dbid int) (Segment, bool) {
+	for _, s := range t.Segments {
+		if s.DBID == dbid {
+			return s, true
+		}
+	}
+	return Segment{}, false
+}
+
+// Content returns the instances of one content, primary first.
+func (t *Topology) Content(content int) []Segment {
+	var out []Segment
+	for _, s := range t.Segments {
+		if s.Content == content {
+			if s.Role == RolePrimary {
+				out = append([]Segment{s}, out...)
+			} else {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+// Primary returns the instance of content recorded with role p.
+func (t *Topology) Primary(content int) (Segment, bool) {
+	for _, s := range t.Segments {
+		if s.Content == content && s.Role == RolePrimary {
+			return s, true
+		}
+	}
+	return Segment{}, false
+}
+
+// Mirror returns the instance of content recorded with role m.
+func (t *Topology) Mirror(content int) (Segment, bool) {
+	for _, s := range t.Segments {
+		if s.Content == content && s.Role == RoleMirror {
+			return s, true
+		}
+	}
+	return Segment{}, false
+}
+
+// Contents returns the content ids in ascending order, coordinator first.
+func (t *Topology) Contents() []int {
+	seen := map[int]bool{}
+	var out []int
+	for _, s := range t.Segments {
+		if !seen[s.Content] {
+			seen[s.Content] = true
+			out = append(out, s.Content)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// OnHost returns the instances placed on the named host.
+func (t *Topology) OnHost(host string) []Segment {
+	var out []Segment
+	for _, s := range t.Segments {
+		if s.Hostname == host {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// MaxDBID returns the largest dbid in use (0 when empty).
+func (t *Topology) MaxDBID() int {
+	m := 0
+	for _, s := range t.Segments {
+		if s.DBID > m {
+			m = s.DBID
+		}
+	}
+	return m
+}

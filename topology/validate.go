@@ -1,0 +1,85 @@
+package topology
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+)
+
+// ErrInvalid marks a topology (or a change to one) that breaks a structural
+// rule. Callers test for it with errors.Is.
+var ErrInvalid = errors.New("invalid topology")
+
+// Validate checks the structural rules every committed topology keeps:
+// unique dbids, at most one primary and one mirror per content, roles and
+// letters known, and no two instances on one host:port or one host's datadir.
+func Validate(t *Topology) error {
+	dbids := map[int]bool{}
+	ports := map[string]int{}
+	dirs := map[string]int{}
+	primaries := map[int]int{}
+	mirrors := map[int]int{}
+	for _, s := range t.Segments {
+		if err := validateSegment(s); err != nil {
+			return err
+		}
+		if dbids[s.DBID] {
+			return fmt.Errorf("%w: dbid %d used twice", ErrInvalid, s.DBID)
+		}
+		dbids[s.DBID] = true
+		hp := fmt.Sprintf("%s:%d", s.Hostname, s.Port)
+		if other, ok := ports[hp]; ok {
+			return fmt.Errorf("%w: dbid %d and dbid %d both use port %s", ErrInvalid, other, s.DBID, hp)
+		}
+		ports[hp] = s.DBID
+		hd := s.Hostname + ":" + filepath.Clean(s.DataDir)
+		if other, ok := dirs[hd]; ok {
+			return fmt.Errorf("%w: dbid %d and dbid %d both use datadir %s", ErrInvalid, other, s.DBID, hd)
+		}
+		dirs[hd] = s.DBID
+		switch s.Role {
+		case RolePrimary:
+			if other, ok := primaries[s.Content]; ok {
+				return fmt.Errorf("%w: content %d has two primaries (dbid %d and dbid %d)", ErrInvalid, s.Content, other, s.DBID)
+			}
+			primaries[s.Content] = s.DBID
+		case RoleMirror:
+			if other, ok := mirrors[s.Content]; ok {
+				return fmt.Errorf("%w: content %d has two mirrors (dbid %d and dbid %d)", ErrInvalid, s.Content, other, s.DBID)
+			}
+			mirrors[s.Content] = s.DBID
+		}
+	}
+	for c, dbid := range mirrors {
+		if _, ok := primaries[c]; !ok {
+			return fmt.Errorf("%w: content %d has a mirror (dbid %d) and no primary", ErrInvalid, c, dbid)
+		}
+	}
+	return nil
+}
+
+func validateSegment(s Segment) error {
+	switch {
+	case s.DBID <= 0:
+		return fmt.Errorf("%w: dbid %d: must be positive", ErrInvalid, s.DBID)
+	case s.Content < CoordinatorContent:
+		return fmt.Errorf("%w: dbid %d: content %d below -1", ErrInvalid, s.DBID, s.Content)
+	case s.Role != RolePrimary && s.Role != RoleMirror:
+		return fmt.Errorf("%w: dbid %d: role %q is not p or m", ErrInvalid, s.DBID, s.Role)
+	case s.PreferredRole != RolePrimary && s.PreferredRole != RoleMirror:
+		return fmt.Errorf("%w: dbid %d: preferred_role %q is not p or m", ErrInvalid, s.DBID, s.PreferredRole)
+	case s.Mode != ModeSynced && s.Mode != ModeNotSynced:
+		return fmt.Errorf("%w: dbid %d: mode %q is not s or n", ErrInvalid, s.DBID, s.Mode)
+	case s.Status != StatusUp && s.Status != StatusDown:
+		return fmt.Errorf("%w: dbid %d: status %q is not u or d", ErrInvalid, s.DBID, s.Status)
+	case s.Port < 1 || s.Port > 65535:
+		return fmt.Errorf("%w: dbid %d: port %d out of range", ErrInvalid, s.DBID, s.Port)
+	case s.Hostname == "":
+		return fmt.Errorf("%w: dbid %d: empty hostname", ErrInvalid, s.DBID)
+	case s.Address == "":
+		return fmt.Errorf("%w: dbid %d: empty address", ErrInvalid, s.DBID)
+	case !filepath.IsAbs(s.DataDir):
+		return fmt.Errorf("%w: dbid %d: datadir %q is not an absolute path", ErrInvalid, s.DBID, s.DataDir)
+	}
+	return nil
+}
