@@ -3,6 +3,7 @@ package topology
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -117,7 +118,11 @@ func applyInit(t *Topology, cmd Command) error {
 	t.Mirrors = cmd.Mirrors
 	t.Mirrors.DataDirs = append([]string(nil), cmd.Mirrors.DataDirs...)
 	for _, s := range cmd.Segments {
+		// Nothing exists on disk yet: the instance is down until its agent
+		// has created and started it.
+		s.Status, s.Mode = StatusDown, ModeNotSynced
 		t.Segments = append(t.Segments, s)
+		t.Pending = append(t.Pending, s.DBID)
 		t.record(cmd.Time, s.DBID, fmt.Sprintf("gpinitsystem: content %d added as %s on %s:%d", s.Content, roleWord(s.Role), s.Hostname, s.Port))
 	}
 	return nil
@@ -138,6 +143,7 @@ func applyAddMirrors(t *Topology, cmd Command) error {
 		// it has been built and has caught up.
 		s.Status, s.Mode = StatusDown, ModeNotSynced
 		t.Segments = append(t.Segments, s)
+		t.Pending = append(t.Pending, s.DBID)
 		t.record(cmd.Time, s.DBID, fmt.Sprintf("gpaddmirrors: mirror of content %d added on %s:%d", s.Content, s.Hostname, s.Port))
 	}
 	return nil
@@ -158,6 +164,9 @@ func applyUpdateSegments(t *Topology, cmd Command) error {
 		}
 		if u.Status != "" {
 			s.Status = u.Status
+		}
+		if s.Status == StatusUp {
+			t.Pending = slices.DeleteFunc(t.Pending, func(d int) bool { return d == u.DBID })
 		}
 		if u.Mode != "" {
 			s.Mode = u.Mode

@@ -84,7 +84,15 @@ type Topology struct {
 	Mirrors       MirrorDefaults `json:"mirrors"`
 	// Paused stops automatic failover (gpagent pause).
 	Paused bool `json:"paused,omitempty"`
+	// Pending lists the dbids that are placed but not yet created (by init
+	// or addmirrors). Only a pending instance may be created from nothing:
+	// an instance that was once up and is now down is never silently
+	// re-created (safety rule 7).
+	Pending []int `json:"pending,omitempty"`
 }
+
+// IsPending reports whether dbid is placed but not yet created.
+func (t *Topology) IsPending(dbid int) bool { return slices.Contains(t.Pending, dbid) }
 
 // Initialized reports whether init has run.
 func (t *Topology) Initialized() bool { return t != nil && len(t.Segments) > 0 }
@@ -99,6 +107,7 @@ func (t *Topology) Clone() *Topology {
 	c.Segments = append([]Segment(nil), t.Segments...)
 	c.History = append([]HistoryEntry(nil), t.History...)
 	c.Mirrors.DataDirs = append([]string(nil), t.Mirrors.DataDirs...)
+	c.Pending = append([]int(nil), t.Pending...)
 	return &c
 }
 

@@ -3,7 +3,9 @@ package topology
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
+	"slices"
 )
 
 // ErrInvalid marks a topology (or a change to one) that breaks a structural
@@ -50,9 +52,11 @@ func Validate(t *Topology) error {
 			mirrors[s.Content] = s.DBID
 		}
 	}
-	for c, dbid := range mirrors {
+	// In content order, so every replica rejects a command with the same
+	// message (map order is random).
+	for _, c := range slices.Sorted(maps.Keys(mirrors)) {
 		if _, ok := primaries[c]; !ok {
-			return fmt.Errorf("%w: content %d has a mirror (dbid %d) and no primary", ErrInvalid, c, dbid)
+			return fmt.Errorf("%w: content %d has a mirror (dbid %d) and no primary", ErrInvalid, c, mirrors[c])
 		}
 	}
 	return nil

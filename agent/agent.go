@@ -1,0 +1,128 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/gpagent/gpagent/consensus"
+	"github.com/gpagent/gpagent/supervisor"
+	"github.com/gpagent/gpagent/topology"
+)
+
+// Agent is one gpagent daemon: the host's member of the Raft cluster, the
+// supervisor of its PostgreSQL instances and an HTTP API endpoint.
+type Agent struct {
+	cfg  *Config
+	log  *slog.Logger
+	node *consensus.Node
+	sup  *supervisor.Supervisor
+	exec *executor
+	lead *leader
+
+	apiListener net.Listener
+	server      *http.Server
+}
+
+// APIAddrFile is written into the data dir with the API's bound address,
+// so a launcher that asked for port 0 can find the agent.
+const APIAddrFile = "api.addr"
+
+// New builds an agent: it checks the PostgreSQL binaries and OS user,
+// opens the Raft state and binds the API listener. Nothing runs until Run.
+func New(cfg *Config, log *slog.Logger) (*Agent, error) {
+	log = log.With("agent", cfg.Name)
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data_dir %s: %w", cfg.DataDir, err)
+	}
+	sup, err := supervisor.New(supervisor.Config{
+		BinDir:        cfg.BinDir,
+		OSUser:        cfg.OSUser,
+		SuperUser:     cfg.SuperUser,
+		SuperPassword: cfg.SuperPassword,
+		ReplUser:      cfg.ReplUser,
+		ReplPassword:  cfg.ReplPassword,
+		ProbeTimeout:  cfg.ProbeTimeout,
+		WalKeepSize:   cfg.WalKeepSize,
+		Logger:        log.With("component", "supervisor"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.APIAddr)
+	if err != nil {
+		return nil, fmt.Errorf("api_addr %s: %w", cfg.APIAddr, err)
+	}
+	node, err := consensus.Open(consensus.Config{
+		NodeID:    cfg.Name,
+		DataDir:   cfg.DataDir,
+		BindAddr:  cfg.RaftAddr,
+		Bootstrap: cfg.Bootstrap,
+		Logger:    log.With("component", "consensus"),
+	})
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("raft_addr %s: %w", cfg.RaftAddr, err)
+	}
+	a := &Agent{cfg: cfg, log: log, node: node, sup: sup, apiListener: ln}
+	a.lead = newLeader(a)
+	a.exec = newExecutor(a)
+	a.server = &http.Server{Handler: a.routes(), ReadHeaderTimeout: 10 * time.Second}
+	return a, nil
+}
+
+// APIAddr is the address the API listens on.
+func (a *Agent) APIAddr() string { return a.apiListener.Addr().String() }
+
+// Run serves until ctx ends, then shuts down: the API first, then the
+// loops, then (only if configured, as the demo does) the instances, and
+// last the Raft node.
+func (a *Agent) Run(ctx context.Context) error {
+	addrFile := filepath.Join(a.cfg.DataDir, APIAddrFile)
+	if err := os.WriteFile(addrFile, []byte(a.APIAddr()+"\n"), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", addrFile, err)
+	}
+	a.log.Info("agent started", "api", a.APIAddr(), "raft", a.node.Addr(), "data_dir", a.cfg.DataDir)
+
+	loopCtx, stopLoops := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	serveErr := make(chan error, 1)
+	wg.Go(func() { a.lead.run(loopCtx) })
+	wg.Go(func() { a.exec.run(loopCtx) })
+	go func() { serveErr <- a.server.Serve(a.apiListener) }()
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+		err = fmt.Errorf("api server: %w", err)
+	}
+	a.log.Info("agent stopping")
+	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = a.server.Shutdown(shutCtx)
+	stopLoops()
+	wg.Wait()
+	if a.cfg.StopInstancesOnExit {
+		a.exec.stopAll(30 * time.Second)
+	}
+	if cerr := a.node.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// localInstance turns a topology segment into what the supervisor needs.
+func localInstance(s topology.Segment) supervisor.Instance {
+	return supervisor.Instance{DBID: s.DBID, Content: s.Content, Address: s.Address, Port: s.Port, DataDir: s.DataDir}
+}

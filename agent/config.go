@@ -1,0 +1,204 @@
+// Package agent wires the pieces of the daemon together: the Raft node, the
+// local supervisor, the leader's reconcile loop, the local executor that
+// carries out this host's part of the topology, and the HTTP API.
+package agent
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// fileConfig is the agent config file as the operator writes it. Decoding
+// is strict: an unknown field is an error, not a silently ignored typo.
+type fileConfig struct {
+	Name                string         `yaml:"name"`
+	Address             string         `yaml:"address"`
+	DataDir             string         `yaml:"data_dir"`
+	APIAddr             string         `yaml:"api_addr"`
+	RaftAddr            string         `yaml:"raft_addr"`
+	Bootstrap           bool           `yaml:"bootstrap"`
+	StopInstancesOnExit bool           `yaml:"stop_instances_on_exit"`
+	ProbeInterval       time.Duration  `yaml:"probe_interval"`
+	ProbeTimeout        time.Duration  `yaml:"probe_timeout"`
+	ProbeRetries        int            `yaml:"probe_retries"`
+	LogLevel            string         `yaml:"log_level"`
+	Postgres            postgresConfig `yaml:"postgres"`
+}
+
+type postgresConfig struct {
+	BinDir              string `yaml:"bin_dir"`
+	OSUser              string `yaml:"os_user"`
+	SuperUser           string `yaml:"superuser"`
+	SuperPassword       string `yaml:"superuser_password"`
+	ReplicationUser     string `yaml:"replication_user"`
+	ReplicationPassword string `yaml:"replication_password"`
+	WalKeepSize         string `yaml:"wal_keep_size"`
+}
+
+// Config is the validated, immutable runtime configuration of one agent.
+type Config struct {
+	Name                string
+	Address             string // where this host's instances listen
+	DataDir             string
+	APIAddr             string
+	RaftAddr            string
+	Bootstrap           bool
+	StopInstancesOnExit bool
+	ProbeInterval       time.Duration
+	ProbeTimeout        time.Duration
+	ProbeRetries        int
+	LogLevel            slog.Level
+	BinDir              string
+	OSUser              string
+	SuperUser           string
+	SuperPassword       string
+	ReplUser            string
+	ReplPassword        string
+	WalKeepSize         string
+}
+
+// Defaults, beside Greenplum's FTS for comparison: gp_fts_probe_interval
+// is 60 s, gp_fts_probe_timeout 20 s, gp_fts_probe_retries 5. A dead
+// postmaster is seen at once without probes; probes only catch a hung one.
+const (
+	DefaultAPIAddr       = "127.0.0.1:7070"
+	DefaultRaftAddr      = "127.0.0.1:7071"
+	DefaultProbeInterval = time.Second
+	DefaultProbeTimeout  = 2 * time.Second
+	DefaultProbeRetries  = 3
+)
+
+// LoadConfig reads and validates the config file at path. Every error
+// names the file and the field.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	cfg, err := ParseConfig(data)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// ParseConfig decodes and validates a config document.
+func ParseConfig(data []byte) (*Config, error) {
+	var fc fileConfig
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&fc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, errors.New("empty config")
+		}
+		return nil, cleanYAMLError(err)
+	}
+	return fc.validate()
+}
+
+func (fc fileConfig) validate() (*Config, error) {
+	c := &Config{
+		Name:                fc.Name,
+		Address:             fc.Address,
+		DataDir:             fc.DataDir,
+		APIAddr:             orDefault(fc.APIAddr, DefaultAPIAddr),
+		RaftAddr:            orDefault(fc.RaftAddr, DefaultRaftAddr),
+		Bootstrap:           fc.Bootstrap,
+		StopInstancesOnExit: fc.StopInstancesOnExit,
+		ProbeInterval:       fc.ProbeInterval,
+		ProbeTimeout:        fc.ProbeTimeout,
+		ProbeRetries:        fc.ProbeRetries,
+		BinDir:              orDefault(fc.Postgres.BinDir, "/usr/lib/postgresql/15/bin"),
+		OSUser:              fc.Postgres.OSUser,
+		SuperUser:           orDefault(fc.Postgres.SuperUser, "gpadmin"),
+		SuperPassword:       fc.Postgres.SuperPassword,
+		ReplUser:            orDefault(fc.Postgres.ReplicationUser, "replicator"),
+		ReplPassword:        fc.Postgres.ReplicationPassword,
+		WalKeepSize:         orDefault(fc.Postgres.WalKeepSize, "1GB"),
+	}
+	if c.Name == "" {
+		host, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("name: not set and the hostname is unknown: %w", err)
+		}
+		c.Name = host
+	}
+	if c.Address == "" {
+		c.Address = c.Name
+	}
+	if c.ProbeInterval == 0 {
+		c.ProbeInterval = DefaultProbeInterval
+	}
+	if c.ProbeTimeout == 0 {
+		c.ProbeTimeout = DefaultProbeTimeout
+	}
+	if c.ProbeRetries == 0 {
+		c.ProbeRetries = DefaultProbeRetries
+	}
+	switch {
+	case c.DataDir == "":
+		return nil, errors.New("data_dir: required")
+	case !filepath.IsAbs(c.DataDir):
+		return nil, fmt.Errorf("data_dir: %q is not an absolute path", c.DataDir)
+	case c.ProbeInterval < 0:
+		return nil, fmt.Errorf("probe_interval: %s is negative", c.ProbeInterval)
+	case c.ProbeTimeout < 0:
+		return nil, fmt.Errorf("probe_timeout: %s is negative", c.ProbeTimeout)
+	case c.ProbeRetries < 0:
+		return nil, fmt.Errorf("probe_retries: %d is negative", c.ProbeRetries)
+	case c.SuperPassword == "":
+		return nil, errors.New("postgres.superuser_password: required")
+	case c.ReplPassword == "":
+		return nil, errors.New("postgres.replication_password: required")
+	}
+	for field, addr := range map[string]string{"api_addr": c.APIAddr, "raft_addr": c.RaftAddr} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return nil, fmt.Errorf("%s: %q is not host:port", field, addr)
+		}
+	}
+	level, err := parseLevel(fc.LogLevel)
+	if err != nil {
+		return nil, err
+	}
+	c.LogLevel = level
+	return c, nil
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	switch strings.ToLower(s) {
+	case "", "info":
+		return slog.LevelInfo, nil
+	case "debug":
+		return slog.LevelDebug, nil
+	case "warn", "warning":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("log_level: %q is not debug, info, warn or error", s)
+}
+
+// cleanYAMLError turns yaml.v3's multi-line type errors into one line.
+func cleanYAMLError(err error) error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	msg = strings.TrimPrefix(msg, "unmarshal errors:\n")
+	msg = strings.Join(strings.Fields(strings.ReplaceAll(msg, "\n", "; ")), " ")
+	return errors.New(msg)
+}
+
+func orDefault(v, d string) string {
+	if v == "" {
+		return d
+	}
+	return v
+}

@@ -1,0 +1,92 @@
+package agent
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const goodConfig = `
+name: sdw1
+address: 127.0.0.1
+data_dir: /var/lib/gpagent
+postgres:
+  superuser_password: s3cret
+  replication_password: r3pl
+`
+
+func TestParseConfig_Defaults(t *testing.T) {
+	cfg, err := ParseConfig([]byte(goodConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.APIAddr != DefaultAPIAddr || cfg.RaftAddr != DefaultRaftAddr {
+		t.Errorf("addresses %s %s, want defaults", cfg.APIAddr, cfg.RaftAddr)
+	}
+	if cfg.ProbeInterval != time.Second || cfg.ProbeTimeout != 2*time.Second || cfg.ProbeRetries != 3 {
+		t.Errorf("probe settings %s %s %d, want 1s 2s 3", cfg.ProbeInterval, cfg.ProbeTimeout, cfg.ProbeRetries)
+	}
+	if cfg.SuperUser != "gpadmin" || cfg.ReplUser != "replicator" {
+		t.Errorf("users %q %q, want gpadmin replicator", cfg.SuperUser, cfg.ReplUser)
+	}
+}
+
+func TestParseConfig_Errors(t *testing.T) {
+	cases := []struct {
+		name, doc, want string
+	}{
+		{"empty", "", "empty config"},
+		{"unknown field", goodConfig + "colour: blue\n", "colour"},
+		{"unknown nested field", strings.Replace(goodConfig, "postgres:", "postgres:\n  port: 5", 1), "port"},
+		{"no data dir", strings.Replace(goodConfig, "data_dir: /var/lib/gpagent", "", 1), "data_dir: required"},
+		{"relative data dir", strings.Replace(goodConfig, "/var/lib/gpagent", "var/lib", 1), "data_dir"},
+		{"bad duration", goodConfig + "probe_interval: soon\n", "soon"},
+		{"negative retries", goodConfig + "probe_retries: -1\n", "probe_retries"},
+		{"bad api addr", goodConfig + "api_addr: nowhere\n", "api_addr"},
+		{"no superuser password", strings.Replace(goodConfig, "superuser_password: s3cret", "", 1), "postgres.superuser_password"},
+		{"bad log level", goodConfig + "log_level: loud\n", "log_level"},
+		{"not yaml", "name: [", "did not find"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseConfig([]byte(tc.doc))
+			if err == nil {
+				t.Fatalf("accepted:\n%s", tc.doc)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not mention %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error is not one line: %q", err)
+			}
+		})
+	}
+}
+
+func TestLoadConfig_NamesTheFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "agent.yaml")
+	if err := os.WriteFile(path, []byte(goodConfig+"bogus: 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := LoadConfig(path)
+	if err == nil || !strings.HasPrefix(err.Error(), "config "+path+": ") {
+		t.Errorf("error %v does not start with the file name", err)
+	}
+	_, err = LoadConfig(path + ".missing")
+	if err == nil || !strings.Contains(err.Error(), path+".missing") {
+		t.Errorf("missing file error %v does not name it", err)
+	}
+}
+
+func FuzzParseConfig(f *testing.F) {
+	f.Add([]byte(goodConfig))
+	f.Add([]byte("name: x\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := ParseConfig(data)
+		if err == nil && (cfg.DataDir == "" || cfg.ProbeInterval <= 0 || cfg.SuperPassword == "") {
+			t.Fatalf("accepted an incomplete config: %+v", cfg)
+		}
+	})
+}

@@ -1,0 +1,186 @@
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/gpagent/gpagent/api"
+	"github.com/gpagent/gpagent/consensus"
+	"github.com/gpagent/gpagent/topology"
+)
+
+// routes is the one route table of the API.
+func (a *Agent) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/state", a.handle(a.getState))
+	mux.HandleFunc("GET /v1/history", a.handle(a.getHistory))
+	mux.HandleFunc("POST /v1/init", a.handle(a.postInit))
+	mux.HandleFunc("POST /v1/addmirrors/plan", a.handle(a.postMirrorPlan))
+	mux.HandleFunc("POST /v1/addmirrors", a.handle(a.postAddMirrors))
+	mux.HandleFunc("POST /v1/report", a.handle(a.postReport))
+	return mux
+}
+
+// handlerFunc returns the value to encode as JSON, or an error.
+type handlerFunc func(r *http.Request) (any, error)
+
+func (a *Agent) handle(h handlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		v, err := h(r)
+		w.Header().Set("Content-Type", "application/json")
+		if err != nil {
+			e := toAPIError(err)
+			if e.Code == api.CodeInternal {
+				a.log.Error("api request failed", "path", r.URL.Path, "err", err)
+			}
+			w.WriteHeader(e.Code.HTTPStatus())
+			_ = json.NewEncoder(w).Encode(e)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(v)
+	}
+}
+
+// toAPIError maps typed errors of every layer to a stable code, with
+// errors.Is, never by their text.
+func toAPIError(err error) *api.Error {
+	var e *api.Error
+	if errors.As(err, &e) {
+		return e
+	}
+	code := api.CodeInternal
+	switch {
+	case errors.Is(err, topology.ErrStale):
+		code = api.CodeStale
+	case errors.Is(err, topology.ErrInvalid):
+		code = api.CodeInvalid
+	case errors.Is(err, consensus.ErrNotLeader):
+		code = api.CodeNotLeader
+	}
+	return &api.Error{Code: code, Message: err.Error()}
+}
+
+// decode reads a JSON body strictly: unknown fields are refused.
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 8<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return api.Errorf(api.CodeInvalid, "request body: %v", err)
+	}
+	return nil
+}
+
+func (a *Agent) getState(r *http.Request) (any, error) {
+	t := a.node.Topology()
+	s := &api.State{
+		ConfigVersion: t.ConfigVersion,
+		Segments:      t.Segments,
+		ClusterID:     t.ClusterID,
+		Paused:        t.Paused,
+		Pending:       t.Pending,
+	}
+	if s.Segments == nil {
+		s.Segments = []topology.Segment{}
+	}
+	s.Leader, _ = a.node.Leader()
+	// Only a leader that has just confirmed it still leads can vouch the
+	// topology is the committed one.
+	if a.node.VerifyLeader() != nil {
+		s.Stale = true
+	} else {
+		s.Instances = a.lead.instances()
+	}
+	return s, nil
+}
+
+func (a *Agent) getHistory(r *http.Request) (any, error) {
+	h := a.node.Topology().History
+	if h == nil {
+		h = []topology.HistoryEntry{}
+	}
+	return h, nil
+}
+
+func (a *Agent) postReport(r *http.Request) (any, error) {
+	var rep api.Report
+	if err := decode(r, &rep); err != nil {
+		return nil, err
+	}
+	if !a.node.IsLeader() {
+		return nil, api.Errorf(api.CodeNotLeader, "agent %s is not the leader", a.cfg.Name)
+	}
+	a.lead.accept(rep.Instances)
+	return struct{}{}, nil
+}
+
+// requireLeader refuses a change on an agent that does not lead. Forwarding
+// to the leader comes with the multi-host mesh.
+func (a *Agent) requireLeader() error {
+	if err := a.node.VerifyLeader(); err != nil {
+		id, _ := a.node.Leader()
+		return api.Errorf(api.CodeNotLeader, "agent %s is not the Raft leader (leader: %q): %v", a.cfg.Name, id, err)
+	}
+	return nil
+}
+
+// leaderAPI returns the API address of the current leader. With one host
+// that is this agent; the mesh learns the others' from gossip.
+func (a *Agent) leaderAPI() (string, bool) {
+	if a.node.IsLeader() {
+		return a.APIAddr(), true
+	}
+	return "", false
+}
+
+// hostKnown reports whether an agent of that name is in the cluster.
+func (a *Agent) hostKnown(name string) bool { return name == a.cfg.Name }
+
+func (a *Agent) knownHosts() []string { return []string{a.cfg.Name} }
+
+func (a *Agent) checkHosts(segs []topology.Segment) error {
+	for _, s := range segs {
+		if !a.hostKnown(s.Hostname) {
+			return api.Errorf(api.CodeInvalid, "host %q (dbid %d): no gpagent agent of that name is in the cluster (known: %v)", s.Hostname, s.DBID, a.knownHosts())
+		}
+	}
+	return nil
+}
+
+// preflight checks, before anything is committed, that every instance can
+// be created where it is placed.
+func (a *Agent) preflight(clusterID string, segs []topology.Segment) error {
+	if err := a.checkHosts(segs); err != nil {
+		return err
+	}
+	for _, s := range segs {
+		if s.Hostname != a.cfg.Name {
+			continue
+		}
+		if err := a.sup.Preflight(clusterID, localInstance(s)); err != nil {
+			return api.Errorf(api.CodeConflict, "dbid %d on %s: %v", s.DBID, s.Hostname, err)
+		}
+	}
+	return nil
+}
+
+func segmentsEqual(a, b []topology.Segment) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	key := func(s topology.Segment) string {
+		return fmt.Sprintf("%d|%d|%s|%s|%s|%d|%s", s.DBID, s.Content, s.PreferredRole, s.Hostname, s.Address, s.Port, s.DataDir)
+	}
+	seen := map[string]bool{}
+	for _, s := range a {
+		seen[key(s)] = true
+	}
+	for _, s := range b {
+		if !seen[key(s)] {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,160 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/gpagent/gpagent/api"
+	"github.com/gpagent/gpagent/topology"
+)
+
+// leader runs the reconcile loop while this agent leads the Raft cluster
+// and keeps the latest report of every instance, whoever sent it.
+type leader struct {
+	a   *Agent
+	log *slog.Logger
+
+	mu      sync.Mutex
+	reports map[int]received
+	// wake is a hint that a report arrived; a full reconcile also runs on
+	// a ticker, so a dropped hint costs at most one tick.
+	wake chan struct{}
+}
+
+type received struct {
+	report api.InstanceReport
+	at     time.Time // local monotonic clock of the receiver
+}
+
+func newLeader(a *Agent) *leader {
+	return &leader{a: a, log: a.log.With("component", "leader"), reports: map[int]received{}, wake: make(chan struct{}, 1)}
+}
+
+// accept stores reports from an agent and wakes the reconcile loop.
+func (l *leader) accept(reports []api.InstanceReport) {
+	now := time.Now()
+	l.mu.Lock()
+	for _, r := range reports {
+		l.reports[r.DBID] = received{report: r, at: now}
+	}
+	l.mu.Unlock()
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+// instances returns the latest reports, by dbid.
+func (l *leader) instances() []api.InstanceReport {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]api.InstanceReport, 0, len(l.reports))
+	for _, r := range l.reports {
+		out = append(out, r.report)
+	}
+	slices.SortFunc(out, func(a, b api.InstanceReport) int { return a.DBID - b.DBID })
+	return out
+}
+
+// observations returns the reports recent enough to act on.
+func (l *leader) observations(maxAge time.Duration) map[int]topology.Observation {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make(map[int]topology.Observation, len(l.reports))
+	for dbid, r := range l.reports {
+		if time.Since(r.at) <= maxAge {
+			out[dbid] = r.report.Observation()
+		}
+	}
+	return out
+}
+
+// run follows leadership changes and runs the reconcile loop while leader.
+func (l *leader) run(ctx context.Context) {
+	var stop context.CancelFunc
+	var done chan struct{}
+	stopLeading := func() {
+		if stop != nil {
+			stop()
+			<-done
+			stop = nil
+		}
+	}
+	defer stopLeading()
+	start := func() {
+		stopLeading()
+		var lctx context.Context
+		lctx, stop = context.WithCancel(ctx)
+		done = make(chan struct{})
+		go func() { defer close(done); l.lead(lctx) }()
+	}
+	// Leadership gained before this loop started (a single bootstrapped
+	// node elects itself quickly) is not missed.
+	if l.a.node.IsLeader() {
+		start()
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case isLeader := <-l.a.node.LeaderChanges():
+			if isLeader {
+				start()
+			} else {
+				stopLeading()
+			}
+		}
+	}
+}
+
+// lead is the body of one term: barrier, then a full reconcile on every
+// hint and every tick.
+func (l *leader) lead(ctx context.Context) {
+	l.log.Info("leading")
+	defer l.log.Info("no longer leading")
+	if err := l.a.node.Barrier(ctx); err != nil {
+		l.log.Warn("barrier failed", "err", err)
+		return
+	}
+	tick := time.NewTicker(l.a.cfg.ProbeInterval)
+	defer tick.Stop()
+	for {
+		l.reconcile(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-l.wake:
+		case <-tick.C:
+		}
+	}
+}
+
+// reconcile compares the committed topology with fresh observations and
+// commits the difference, if any, as one command.
+func (l *leader) reconcile(ctx context.Context) {
+	t := l.a.node.Topology()
+	if !t.Initialized() {
+		return
+	}
+	maxAge := 3*l.a.cfg.ProbeInterval + l.a.cfg.ProbeTimeout
+	updates := topology.Decide(t, l.observations(maxAge))
+	if len(updates) == 0 {
+		return
+	}
+	cmd := topology.Command{Type: topology.CmdUpdateSegments, BaseVersion: t.ConfigVersion, Updates: updates}
+	next, err := l.a.node.Apply(ctx, cmd)
+	switch {
+	case errors.Is(err, topology.ErrStale):
+		l.log.Debug("reconcile raced another change; will recompute", "err", err)
+	case err != nil:
+		l.log.Warn("reconcile apply failed", "err", err)
+	default:
+		for _, u := range updates {
+			l.log.Info("topology changed", "dbid", u.DBID, "desc", u.Desc, "config_version", next.ConfigVersion)
+		}
+	}
+}

@@ -1,0 +1,186 @@
+package agent
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/gpagent/gpagent/api"
+	"github.com/gpagent/gpagent/supervisor"
+	"github.com/gpagent/gpagent/topology"
+)
+
+// syncCatchUpBytes is how far behind a mirror may be when its primary
+// switches synchronous replication on. Switching it on for a mirror far
+// behind would stall every commit until it caught up.
+const syncCatchUpBytes = 16 << 20
+
+// probe reads one local instance's health and turns it into a report.
+func (e *executor) probe(ctx context.Context, t *topology.Topology, s topology.Segment) api.InstanceReport {
+	inst := localInstance(s)
+	st := e.state(s.DBID)
+	r := api.InstanceReport{DBID: s.DBID, Host: e.a.cfg.Name, Seen: time.Now().UTC()}
+
+	pid := e.a.sup.PID(inst)
+	if pid == 0 && !e.isBusy(st) {
+		// After an agent restart the postmasters are still running: adopt
+		// them, so their exit is seen at once, without restarting them.
+		if p, ok, err := e.a.sup.Adopt(inst); err == nil && ok {
+			pid = p
+		}
+	}
+	r.PID = pid
+	e.mu.Lock()
+	r.Phase, r.Error, r.Progress = st.phase, st.lastErr, st.progress
+	e.mu.Unlock()
+	if pid == 0 {
+		if !e.isBusy(st) && r.Phase != "failed" {
+			r.Phase = "stopped"
+		}
+		e.setHealth(st, nil)
+		return r
+	}
+	h, err := e.a.sup.Probe(ctx, inst)
+	if err != nil {
+		if r.Error == "" {
+			r.Error = err.Error()
+		}
+		e.setHealth(st, nil)
+		return r
+	}
+	e.setHealth(st, &h)
+	if !e.isBusy(st) {
+		r.Phase, r.Error = "running", ""
+		e.setPhase(s.DBID, "running", "")
+	}
+	r.Up = true
+	r.Recovery = h.InRecovery
+	r.LSN = lsnString(h.CurrentLSN)
+	r.SyncStandbyNames = h.SyncStandbyNames
+	r.Streaming = h.Receiver != nil && h.Receiver.Status == "streaming"
+	for _, rep := range h.Replication {
+		r.Replicas = append(r.Replicas, api.ReplicaState{
+			ApplicationName: rep.ApplicationName,
+			State:           rep.State,
+			SyncState:       rep.SyncState,
+			FlushLagBytes:   lag(h.CurrentLSN, rep.FlushLSN),
+			ReplayLagBytes:  lag(h.CurrentLSN, rep.ReplayLSN),
+		})
+	}
+	if m, ok := t.Mirror(s.Content); ok && s.Role == topology.RolePrimary && !h.InRecovery {
+		if e.vouchSynced(st, h, supervisor.AppName(m.DBID)) {
+			r.SyncedMirrors = []int{m.DBID}
+		}
+	}
+	return r
+}
+
+// vouchSynced says whether every commit this primary acknowledges is on the
+// mirror named app: sync is on for it, the server says the standby is
+// sync, and it has flushed past the point where sync was switched on.
+func (e *executor) vouchSynced(st *instanceState, h supervisor.Health, app string) bool {
+	if !syncNamesInclude(h.SyncStandbyNames, app) {
+		return false
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if st.syncApp != app {
+		// Sync was switched on before this agent started: commits
+		// acknowledged before now may predate it, so the mirror must
+		// first flush past the current position.
+		st.syncApp, st.syncFrom = app, h.CurrentLSN
+		return false
+	}
+	for _, rep := range h.Replication {
+		if rep.ApplicationName == app && rep.SyncState == "sync" && rep.State == "streaming" && rep.FlushLSN >= st.syncFrom {
+			return true
+		}
+	}
+	return false
+}
+
+// manageSync keeps a primary's synchronous_standby_names in line with the
+// committed topology (safety rule 3): on for a mirror recorded up once it
+// has nearly caught up, off only once the mirror is recorded down.
+func (e *executor) manageSync(ctx context.Context, t *topology.Topology, p topology.Segment) {
+	st := e.state(p.DBID)
+	e.mu.Lock()
+	h := st.health
+	e.mu.Unlock()
+	if h == nil || h.InRecovery {
+		return
+	}
+	m, hasMirror := t.Mirror(p.Content)
+	var want []string
+	switch {
+	case hasMirror && m.Status == topology.StatusUp:
+		app := supervisor.AppName(m.DBID)
+		if syncNamesInclude(h.SyncStandbyNames, app) {
+			return
+		}
+		if !caughtUp(h, app) {
+			return
+		}
+		want = []string{app}
+	case h.SyncStandbyNames == "":
+		return
+	}
+	inst := localInstance(p)
+	if err := e.a.sup.SetSyncStandby(ctx, inst, want); err != nil {
+		e.log.Warn("set synchronous_standby_names failed", "dbid", p.DBID, "err", err)
+		return
+	}
+	if len(want) == 0 {
+		e.log.Info("synchronous replication off: mirror recorded down", "dbid", p.DBID, "content", p.Content)
+		return
+	}
+	// The mirror is vouched for only once it has flushed past a position
+	// read after the switch: commits acknowledged before it did not wait.
+	after, err := e.a.sup.Probe(ctx, inst)
+	if err != nil {
+		return
+	}
+	e.mu.Lock()
+	st.syncApp, st.syncFrom = want[0], after.CurrentLSN
+	e.mu.Unlock()
+	e.log.Info("synchronous replication on", "dbid", p.DBID, "content", p.Content, "mirror", want[0], "from_lsn", lsnString(after.CurrentLSN))
+}
+
+func caughtUp(h *supervisor.Health, app string) bool {
+	for _, rep := range h.Replication {
+		if rep.ApplicationName == app && rep.State == "streaming" {
+			return lag(h.CurrentLSN, rep.FlushLSN) <= syncCatchUpBytes
+		}
+	}
+	return false
+}
+
+// syncNamesInclude reports whether app is one of the names in a
+// synchronous_standby_names value ("a", "FIRST 1 (a, b)", "\"a\"").
+func syncNamesInclude(names, app string) bool {
+	fields := strings.FieldsFunc(names, func(r rune) bool {
+		return !(unicode.IsLetter(r) || unicode.IsDigit(r) || r == '_')
+	})
+	return slices.Contains(fields, app)
+}
+
+func lag(current, pos uint64) int64 {
+	if pos >= current {
+		return 0
+	}
+	return int64(current - pos)
+}
+
+func (e *executor) isBusy(st *instanceState) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return st.busy
+}
+
+func (e *executor) setHealth(st *instanceState, h *supervisor.Health) {
+	e.mu.Lock()
+	st.health = h
+	e.mu.Unlock()
+}

@@ -1,0 +1,110 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Client talks to one agent's HTTP API. The agent forwards what only the
+// leader can do, so any agent's address will do.
+type Client struct {
+	base string
+	http *http.Client
+}
+
+// NewClient returns a client for the agent at addr ("host:port" or a URL).
+func NewClient(addr string) *Client {
+	base := addr
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	return &Client{base: strings.TrimRight(base, "/"), http: &http.Client{Timeout: 60 * time.Second}}
+}
+
+// Addr is the base URL the client talks to.
+func (c *Client) Addr() string { return c.base }
+
+// State returns the cluster state.
+func (c *Client) State(ctx context.Context) (*State, error) {
+	var s State
+	return &s, c.do(ctx, http.MethodGet, "/v1/state", nil, &s)
+}
+
+// History returns every topology change, oldest first.
+func (c *Client) History(ctx context.Context) (History, error) {
+	var h History
+	return h, c.do(ctx, http.MethodGet, "/v1/history", nil, &h)
+}
+
+// Init creates the cluster described by req (or confirms that the same
+// cluster is already being created, so a re-run can wait for it).
+func (c *Client) Init(ctx context.Context, req InitRequest) (*State, error) {
+	var s State
+	return &s, c.do(ctx, http.MethodPost, "/v1/init", req, &s)
+}
+
+// PlanMirrors computes, without changing anything, the mirrors addmirrors
+// would add.
+func (c *Client) PlanMirrors(ctx context.Context, req MirrorPlanRequest) (*MirrorPlan, error) {
+	var p MirrorPlan
+	return &p, c.do(ctx, http.MethodPost, "/v1/addmirrors/plan", req, &p)
+}
+
+// AddMirrors commits a plan; it fails with ErrStale when the topology
+// changed since the plan was made.
+func (c *Client) AddMirrors(ctx context.Context, plan MirrorPlan) (*State, error) {
+	var s State
+	return &s, c.do(ctx, http.MethodPost, "/v1/addmirrors", plan, &s)
+}
+
+// Report sends an agent's view of its instances to the leader.
+func (c *Client) Report(ctx context.Context, r Report) error {
+	return c.do(ctx, http.MethodPost, "/v1/report", r, nil)
+}
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("encode %s request: %w", path, err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("agent at %s: %w", c.base, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("agent at %s: read answer: %w", c.base, err)
+	}
+	if resp.StatusCode >= 300 {
+		var e Error
+		if json.Unmarshal(data, &e) == nil && e.Code != "" {
+			return &e
+		}
+		return Errorf(CodeInternal, "agent at %s: %s: %s", c.base, resp.Status, strings.TrimSpace(string(data)))
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("agent at %s: decode %s answer: %w", c.base, path, err)
+	}
+	return nil
+}

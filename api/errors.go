@@ -1,0 +1,68 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+)
+
+// Code is the stable machine-readable part of an API error. Callers branch
+// on it with errors.Is, never on message text.
+type Code string
+
+const (
+	CodeInvalid        Code = "invalid"         // the request is malformed or breaks a rule
+	CodeConflict       Code = "conflict"        // clashes with what exists (port in use, already initialized)
+	CodeStale          Code = "stale"           // computed from an old config version: recompute
+	CodeNotLeader      Code = "not_leader"      // no leader could be reached
+	CodeNotInitialized Code = "not_initialized" // no cluster yet
+	CodeUnavailable    Code = "unavailable"     // the agent cannot serve this now (no quorum, shutting down)
+	CodeInternal       Code = "internal"
+)
+
+// Error is the JSON error body: {"code": "...", "error": "..."}.
+type Error struct {
+	Code    Code   `json:"code"`
+	Message string `json:"error"`
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Is lets errors.Is(err, api.ErrConflict) match on the code alone.
+func (e *Error) Is(target error) bool {
+	var t *Error
+	if errors.As(target, &t) {
+		return t.Code == e.Code && t.Message == ""
+	}
+	return false
+}
+
+// Sentinels for errors.Is.
+var (
+	ErrInvalid        = &Error{Code: CodeInvalid}
+	ErrConflict       = &Error{Code: CodeConflict}
+	ErrStale          = &Error{Code: CodeStale}
+	ErrNotLeader      = &Error{Code: CodeNotLeader}
+	ErrNotInitialized = &Error{Code: CodeNotInitialized}
+	ErrUnavailable    = &Error{Code: CodeUnavailable}
+)
+
+// Errorf builds an API error with a code.
+func Errorf(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// HTTPStatus maps a code to the status it travels with.
+func (c Code) HTTPStatus() int {
+	switch c {
+	case CodeInvalid:
+		return http.StatusBadRequest
+	case CodeConflict, CodeStale:
+		return http.StatusConflict
+	case CodeNotInitialized:
+		return http.StatusNotFound
+	case CodeNotLeader, CodeUnavailable:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}

@@ -1,0 +1,105 @@
+// Package api holds the agent's HTTP API: the wire types, the stable error
+// codes and the typed client every gpagent subcommand goes through.
+package api
+
+import (
+	"time"
+
+	"github.com/gpagent/gpagent/topology"
+)
+
+// State is the answer of GET /v1/state. Its first two fields are the
+// gpstate --json contract: config_version and segments with Greenplum's
+// column names and letters.
+type State struct {
+	ConfigVersion uint64             `json:"config_version"`
+	Segments      []topology.Segment `json:"segments"`
+
+	ClusterID string `json:"cluster_id,omitempty"`
+	Paused    bool   `json:"paused,omitempty"`
+	Leader    string `json:"leader,omitempty"`
+	// Stale is set when the answering agent could not confirm it is the
+	// leader: the topology may lag behind the committed one.
+	Stale bool `json:"stale,omitempty"`
+	// Pending lists instances placed but not created yet.
+	Pending []int `json:"pending,omitempty"`
+	// Instances is the latest report of each instance's own agent.
+	Instances []InstanceReport `json:"instances,omitempty"`
+}
+
+// InstanceReport is what an agent saw of one local instance.
+type InstanceReport struct {
+	DBID     int       `json:"dbid"`
+	Host     string    `json:"host"`
+	Seen     time.Time `json:"seen"`
+	Phase    string    `json:"phase"` // creating, building, starting, running, stopped, failed
+	PID      int       `json:"pid,omitempty"`
+	Up       bool      `json:"up"`
+	Recovery bool      `json:"in_recovery"`
+	// Streaming: a mirror's WAL receiver is streaming.
+	Streaming bool `json:"streaming,omitempty"`
+	// LSN is pg_current_wal_lsn on a primary, the replay position on a mirror.
+	LSN string `json:"lsn,omitempty"`
+	// SyncStandbyNames as the server reports it (primaries).
+	SyncStandbyNames string `json:"sync_standby_names,omitempty"`
+	// SyncedMirrors: mirrors this primary's agent vouches are in sync.
+	SyncedMirrors []int          `json:"synced_mirrors,omitempty"`
+	Replicas      []ReplicaState `json:"replicas,omitempty"`
+	Progress      *Progress      `json:"progress,omitempty"`
+	Error         string         `json:"error,omitempty"`
+}
+
+// ReplicaState is one row of a primary's pg_stat_replication.
+type ReplicaState struct {
+	ApplicationName string `json:"application_name"`
+	State           string `json:"state"`
+	SyncState       string `json:"sync_state"`
+	FlushLagBytes   int64  `json:"flush_lag_bytes"`
+	ReplayLagBytes  int64  `json:"replay_lag_bytes"`
+}
+
+// Progress of a long step (a base backup).
+type Progress struct {
+	Step    string    `json:"step"`
+	Done    int64     `json:"done_bytes"`
+	Total   int64     `json:"total_bytes"`
+	Started time.Time `json:"started"`
+}
+
+// Observation turns a report into the input of topology.Decide.
+func (r InstanceReport) Observation() topology.Observation {
+	return topology.Observation{
+		DBID:          r.DBID,
+		Up:            r.Up,
+		InRecovery:    r.Recovery,
+		Streaming:     r.Streaming,
+		SyncedMirrors: r.SyncedMirrors,
+	}
+}
+
+// Report is the body of POST /v1/report: an agent's view of its instances.
+type Report struct {
+	Agent     string           `json:"agent"`
+	Instances []InstanceReport `json:"instances"`
+}
+
+// InitRequest is the body of POST /v1/init.
+type InitRequest struct {
+	Spec      topology.Spec `json:"spec"`
+	NoMirrors bool          `json:"no_mirrors"`
+}
+
+// MirrorPlanRequest is the body of POST /v1/addmirrors/plan.
+type MirrorPlanRequest struct {
+	Spread  bool                   `json:"spread"`
+	Entries []topology.MirrorEntry `json:"entries,omitempty"`
+}
+
+// MirrorPlan is a set of mirrors to add, computed from BaseVersion.
+type MirrorPlan struct {
+	BaseVersion uint64             `json:"base_version"`
+	Mirrors     []topology.Segment `json:"mirrors"`
+}
+
+// History is the answer of GET /v1/history, oldest first.
+type History []topology.HistoryEntry

@@ -1,0 +1,190 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/gpagent/gpagent/api"
+)
+
+func cmdDemo(ctx context.Context, cio cmdIO, args []string) error {
+	fs := newFlags(cio, "demo", "[--dir DIR] [--no-mirrors]")
+	dir := fs.String("dir", "", "where the demo keeps its configs and data (default: a new temporary folder)")
+	noMirrors := fs.Bool("no-mirrors", false, "start without mirrors, so gpagent addmirrors can be tried")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	d, err := prepareDemo(*dir)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(cio.out, "demo: files under %s\n", d.dir)
+	sup := &agentProcess{dir: d.dir, log: cio.err}
+	if err := sup.start(); err != nil {
+		return err
+	}
+	defer sup.stop()
+	go sup.keepRunning(ctx)
+
+	c := api.NewClient(d.apiAddr)
+	if err := waitAPI(ctx, c, 30*time.Second); err != nil {
+		return fmt.Errorf("agent did not come up (see %s): %w", filepath.Join(d.dir, "agent.log"), err)
+	}
+	s, err := c.Init(ctx, api.InitRequest{Spec: *d.spec, NoMirrors: *noMirrors})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(cio.out, "demo: creating %d instances\n", len(s.Segments))
+	dbids := dbidsOf(s.Segments)
+	if err := waitFor(ctx, cio.out, c, 10*time.Minute, dbids, allUp(dbids, true)); err != nil {
+		return err
+	}
+	envFile := filepath.Join(d.dir, "env")
+	if err := os.WriteFile(envFile, []byte("export GPAGENT_ADDR="+d.apiAddr+"\n"), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(cio.out, `
+demo cluster is up. Agent API: http://%s
+
+In another terminal:
+  . %s
+  gpagent state            # summary (gpstate)
+  gpagent state -s         # every instance
+  gpagent state --json
+  gpagent addmirrors -a    # (started with --no-mirrors) add mirrors (gpaddmirrors)
+  gpagent history          # every topology change
+
+Agent log: %s. Press Ctrl-C to stop the demo and every instance it started.
+`, d.apiAddr, envFile, filepath.Join(d.dir, "agent.log"))
+	<-ctx.Done()
+	fmt.Fprintln(cio.out, "demo: stopping")
+	if err := sup.stop(); err != nil {
+		return err
+	}
+	fmt.Fprintln(cio.out, "demo: stopped")
+	return nil
+}
+
+func waitAPI(ctx context.Context, c *api.Client, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		_, err := c.State(ctx)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// agentProcess runs one agent as a child process and restarts it when it
+// dies, as systemd would on a real host. The postmasters it starts are in
+// their own sessions, so they outlive a killed agent and are adopted by
+// the next one.
+type agentProcess struct {
+	dir string
+	log io.Writer
+
+	mu       sync.Mutex
+	cmd      *exec.Cmd
+	exited   chan struct{}
+	stopping bool
+}
+
+func (p *agentProcess) start() error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	logFile, err := os.OpenFile(filepath.Join(p.dir, "agent.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(exe, "agent", "--config", filepath.Join(p.dir, "agent.yaml"))
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// Its own process group: Ctrl-C in the terminal reaches the demo,
+	// which then stops the agent in order.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return fmt.Errorf("start agent: %w", err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); logFile.Close(); close(exited) }()
+	if err := os.WriteFile(filepath.Join(p.dir, "agent.pid"), []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.cmd, p.exited = cmd, exited
+	p.mu.Unlock()
+	return nil
+}
+
+// keepRunning restarts the agent whenever it exits, until stop.
+func (p *agentProcess) keepRunning(ctx context.Context) {
+	for {
+		p.mu.Lock()
+		exited := p.exited
+		p.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return
+		case <-exited:
+		}
+		p.mu.Lock()
+		stopping := p.stopping
+		p.mu.Unlock()
+		if stopping {
+			return
+		}
+		fmt.Fprintln(p.log, "demo: agent exited; restarting it")
+		// A short pause keeps a crash loop from spinning.
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(500 * time.Millisecond):
+		}
+		if err := p.start(); err != nil {
+			fmt.Fprintf(p.log, "demo: restart agent: %v\n", err)
+			return
+		}
+	}
+}
+
+// stop asks the agent to stop (SIGTERM: it stops its instances too, as
+// the demo config says) and waits for it.
+func (p *agentProcess) stop() error {
+	p.mu.Lock()
+	p.stopping = true
+	cmd, exited := p.cmd, p.exited
+	p.mu.Unlock()
+	if cmd == nil {
+		return nil
+	}
+	select {
+	case <-exited:
+		return nil
+	default:
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+		return nil
+	case <-time.After(90 * time.Second):
+		_ = cmd.Process.Kill()
+		return errors.New("agent did not stop within 90s; killed it")
+	}
+}

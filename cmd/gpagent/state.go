@@ -1,0 +1,291 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/gpagent/gpagent/api"
+	"github.com/gpagent/gpagent/supervisor"
+	"github.com/gpagent/gpagent/topology"
+)
+
+func cmdState(ctx context.Context, cio cmdIO, args []string) error {
+	fs := newFlags(cio, "state", "[-s | -m | -e | -c] [--json]")
+	addr := addrFlag(fs)
+	details := fs.Bool("s", false, "details of every instance")
+	mirrors := fs.Bool("m", false, "mirrors and their sync state")
+	problems := fs.Bool("e", false, "pairs with problems, and build/resync progress")
+	mapping := fs.Bool("c", false, "primary to mirror mapping")
+	asJSON := fs.Bool("json", false, "print JSON (gp_segment_configuration columns and letters)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if n := countTrue(*details, *mirrors, *problems, *mapping); n > 1 {
+		return errors.New("-s, -m, -e and -c: give at most one")
+	}
+	s, err := client(*addr).State(ctx)
+	if err != nil {
+		return err
+	}
+	if s.Stale {
+		fmt.Fprintf(cio.err, "warning: the agent at %s could not confirm it leads; this state may be stale\n", *addr)
+	}
+	switch {
+	case *mirrors:
+		s.Segments = filter(s.Segments, func(x topology.Segment) bool {
+			return x.Role == topology.RoleMirror || x.PreferredRole == topology.RoleMirror
+		})
+	case *problems:
+		s.Segments = filter(s.Segments, func(x topology.Segment) bool { return hasProblem(s, x) })
+	}
+	if *asJSON {
+		return printStateJSON(cio.out, s, *details || *problems)
+	}
+	switch {
+	case *details:
+		return printDetails(cio.out, s)
+	case *mirrors:
+		return printMirrors(cio.out, s)
+	case *problems:
+		return printProblems(cio.out, s)
+	case *mapping:
+		return printMapping(cio.out, s)
+	}
+	return printSummary(cio.out, s)
+}
+
+// printStateJSON prints the gpstate --json contract; instance reports are
+// added only for -s and -e, which ask for them.
+func printStateJSON(out io.Writer, s *api.State, withReports bool) error {
+	if !withReports {
+		s.Instances = nil
+	}
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(s)
+}
+
+func printSummary(out io.Writer, s *api.State) error {
+	if len(s.Segments) == 0 {
+		fmt.Fprintf(out, "No cluster yet (config version %d): run gpagent init.\n", s.ConfigVersion)
+		return nil
+	}
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(w, "Cluster %s, config version %d, leader %s\n", s.ClusterID, s.ConfigVersion, orNone(s.Leader))
+	coord, ok := find(s.Segments, func(x topology.Segment) bool {
+		return x.Content == topology.CoordinatorContent && x.Role == topology.RolePrimary
+	})
+	if ok {
+		fmt.Fprintf(w, "  Coordinator\t%s:%d\t%s\t%s\n", coord.Hostname, coord.Port, coord.DataDir, statusWord(coord.Status))
+	}
+	standby, ok := find(s.Segments, func(x topology.Segment) bool {
+		return x.Content == topology.CoordinatorContent && x.Role == topology.RoleMirror
+	})
+	if ok {
+		fmt.Fprintf(w, "  Standby\t%s:%d\t%s\t%s\n", standby.Hostname, standby.Port, standby.DataDir, statusWord(standby.Status))
+	} else {
+		fmt.Fprintf(w, "  Standby\tnone\n")
+	}
+	var pUp, pDown, mUp, mDown, synced, mirrorsTotal int
+	for _, x := range s.Segments {
+		if x.Content == topology.CoordinatorContent {
+			continue
+		}
+		up := x.Status == topology.StatusUp
+		if x.Role == topology.RolePrimary {
+			pUp, pDown = pUp+b2i(up), pDown+b2i(!up)
+		} else {
+			mirrorsTotal++
+			mUp, mDown = mUp+b2i(up), mDown+b2i(!up)
+			synced += b2i(x.Mode == topology.ModeSynced)
+		}
+	}
+	fmt.Fprintf(w, "  Segment primaries\t%d up, %d down\n", pUp, pDown)
+	if mirrorsTotal == 0 {
+		fmt.Fprintf(w, "  Segment mirrors\tnone (gpagent addmirrors adds them)\n")
+	} else {
+		fmt.Fprintf(w, "  Segment mirrors\t%d up, %d down, %d of %d in sync\n", mUp, mDown, synced, mirrorsTotal)
+	}
+	failover := "on"
+	if s.Paused {
+		failover = "paused (gpagent resume)"
+	}
+	fmt.Fprintf(w, "  Automatic failover\t%s\n", failover)
+	n := len(filter(s.Segments, func(x topology.Segment) bool { return hasProblem(s, x) }))
+	if n == 0 {
+		fmt.Fprintf(w, "  Problems\tnone\n")
+	} else {
+		fmt.Fprintf(w, "  Problems\t%d instances (gpagent state -e)\n", n)
+	}
+	return w.Flush()
+}
+
+func printDetails(out io.Writer, s *api.State) error {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(w, "config version %d\n", s.ConfigVersion)
+	fmt.Fprintln(w, "dbid\tcontent\trole\tpreferred\tmode\tstatus\thost\taddress\tport\tdatadir\tpid\tphase\twal")
+	for _, x := range s.Segments {
+		r, _ := report(s, x.DBID)
+		fmt.Fprintf(w, "%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", x.DBID, x.Content, x.Role, x.PreferredRole, x.Mode, x.Status,
+			x.Hostname, x.Address, x.Port, x.DataDir, pidString(r.PID), orNone(r.Phase), orNone(r.LSN))
+	}
+	return w.Flush()
+}
+
+func printMirrors(out io.Writer, s *api.State) error {
+	if len(s.Segments) == 0 {
+		fmt.Fprintln(out, "No mirrors: gpagent addmirrors adds them.")
+		return nil
+	}
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "content\tmirror\tdatadir\tstatus\tdata state\trole\tflush lag")
+	for _, m := range s.Segments {
+		acting := "Passive"
+		if m.Role == topology.RolePrimary {
+			acting = "Acting as primary"
+		}
+		state := "Not in sync"
+		if m.Mode == topology.ModeSynced {
+			state = "Synchronized"
+		}
+		fmt.Fprintf(w, "%d\t%s:%d\t%s\t%s\t%s\t%s\t%s\n", m.Content, m.Hostname, m.Port, m.DataDir, statusWord(m.Status), state, acting, flushLag(s, m))
+	}
+	return w.Flush()
+}
+
+func printProblems(out io.Writer, s *api.State) error {
+	if len(s.Segments) == 0 {
+		fmt.Fprintln(out, "No segments with problems.")
+		return nil
+	}
+	fmt.Fprintln(out, "Segments with problems:")
+	for _, x := range s.Segments {
+		fmt.Fprintln(out, progressLine(s, x.DBID)+problemWords(s, x))
+	}
+	return nil
+}
+
+func printMapping(out io.Writer, s *api.State) error {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "content\tprimary\tstatus\tmirror\tstatus\tmode")
+	contents := []int{}
+	for _, x := range s.Segments {
+		if !slices.Contains(contents, x.Content) {
+			contents = append(contents, x.Content)
+		}
+	}
+	slices.Sort(contents)
+	for _, c := range contents {
+		p, _ := find(s.Segments, func(x topology.Segment) bool { return x.Content == c && x.Role == topology.RolePrimary })
+		m, ok := find(s.Segments, func(x topology.Segment) bool { return x.Content == c && x.Role == topology.RoleMirror })
+		mirror, mstatus := "none", "-"
+		if ok {
+			mirror, mstatus = fmt.Sprintf("%s:%d", m.Hostname, m.Port), statusWord(m.Status)
+		}
+		fmt.Fprintf(w, "%d\t%s:%d\t%s\t%s\t%s\t%s\n", c, p.Hostname, p.Port, statusWord(p.Status), mirror, mstatus, p.Mode)
+	}
+	return w.Flush()
+}
+
+// hasProblem: down, a pair not in sync, out of its preferred role, or
+// still being built.
+func hasProblem(s *api.State, x topology.Segment) bool {
+	return x.Status != topology.StatusUp || x.Role != x.PreferredRole || slices.Contains(s.Pending, x.DBID) ||
+		(x.Mode != topology.ModeSynced && x.Content != topology.CoordinatorContent && hasMirror(s, x.Content)) ||
+		(x.Content == topology.CoordinatorContent && x.Role == topology.RoleMirror && x.Mode != topology.ModeSynced)
+}
+
+func problemWords(s *api.State, x topology.Segment) string {
+	var words []string
+	if slices.Contains(s.Pending, x.DBID) {
+		words = append(words, "being created")
+	} else if x.Status != topology.StatusUp {
+		words = append(words, "down")
+	}
+	if x.Role != x.PreferredRole {
+		words = append(words, "not in preferred role")
+	}
+	if x.Mode != topology.ModeSynced && hasMirror(s, x.Content) {
+		words = append(words, "not in sync")
+	}
+	if len(words) == 0 {
+		return ""
+	}
+	return " [" + strings.Join(words, ", ") + "]"
+}
+
+// flushLag reads the mirror's lag from its primary's pg_stat_replication.
+func flushLag(s *api.State, m topology.Segment) string {
+	for _, p := range s.Segments {
+		if p.Content != m.Content || p.Role != topology.RolePrimary {
+			continue
+		}
+		r, _ := report(s, p.DBID)
+		for _, rep := range r.Replicas {
+			if rep.ApplicationName == supervisor.AppName(m.DBID) {
+				return bytesString(rep.FlushLagBytes)
+			}
+		}
+	}
+	return "-"
+}
+
+func filter(segs []topology.Segment, keep func(topology.Segment) bool) []topology.Segment {
+	out := []topology.Segment{}
+	for _, x := range segs {
+		if keep(x) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func find(segs []topology.Segment, match func(topology.Segment) bool) (topology.Segment, bool) {
+	i := slices.IndexFunc(segs, match)
+	if i < 0 {
+		return topology.Segment{}, false
+	}
+	return segs[i], true
+}
+
+func statusWord(st topology.Status) string {
+	if st == topology.StatusUp {
+		return "up"
+	}
+	return "down"
+}
+
+func pidString(pid int) string {
+	if pid == 0 {
+		return "-"
+	}
+	return fmt.Sprint(pid)
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func countTrue(bs ...bool) int {
+	n := 0
+	for _, b := range bs {
+		n += b2i(b)
+	}
+	return n
+}

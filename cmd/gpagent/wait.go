@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gpagent/gpagent/api"
+	"github.com/gpagent/gpagent/topology"
+)
+
+// waitFor polls the state until done reports true, printing each
+// instance's progress line whenever it changes. On timeout it names what
+// was still missing.
+func waitFor(ctx context.Context, out io.Writer, c *api.Client, timeout time.Duration, dbids []int, done func(*api.State) bool) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	last := map[int]string{}
+	tick := time.NewTicker(300 * time.Millisecond)
+	defer tick.Stop()
+	var s *api.State
+	for {
+		var err error
+		s, err = c.State(ctx)
+		if err == nil {
+			for _, dbid := range dbids {
+				line := progressLine(s, dbid)
+				if line != last[dbid] {
+					fmt.Fprintln(out, line)
+					last[dbid] = line
+				}
+			}
+			if done(s) {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if s == nil {
+				return fmt.Errorf("gave up after %s: %w", timeout, err)
+			}
+			var missing []string
+			for _, dbid := range dbids {
+				missing = append(missing, progressLine(s, dbid))
+			}
+			return fmt.Errorf("gave up after %s; still: %s", timeout, strings.Join(missing, "; "))
+		case <-tick.C:
+		}
+	}
+}
+
+// progressLine is one instance's state in a short line.
+func progressLine(s *api.State, dbid int) string {
+	var seg topology.Segment
+	for _, x := range s.Segments {
+		if x.DBID == dbid {
+			seg = x
+		}
+	}
+	line := fmt.Sprintf("  dbid %d content %d %s %s:%d: status %s mode %s", dbid, seg.Content, roleName(seg.Role), seg.Hostname, seg.Port, seg.Status, seg.Mode)
+	if r, ok := report(s, dbid); ok {
+		line += ", " + r.Phase
+		if p := r.Progress; p != nil && p.Total > 0 {
+			line += fmt.Sprintf(" %s %d%% (%s of %s)", p.Step, p.Done*100/p.Total, bytesString(p.Done), bytesString(p.Total))
+		}
+		if r.Error != "" {
+			line += ": " + r.Error
+		}
+	}
+	return line
+}
+
+func report(s *api.State, dbid int) (api.InstanceReport, bool) {
+	i := slices.IndexFunc(s.Instances, func(r api.InstanceReport) bool { return r.DBID == dbid })
+	if i < 0 {
+		return api.InstanceReport{}, false
+	}
+	return s.Instances[i], true
+}
+
+// allUp: every listed instance is recorded up, and every pair of them in
+// sync when wantSync.
+func allUp(dbids []int, wantSync bool) func(*api.State) bool {
+	return func(s *api.State) bool {
+		for _, seg := range s.Segments {
+			if !slices.Contains(dbids, seg.DBID) {
+				continue
+			}
+			if seg.Status != topology.StatusUp {
+				return false
+			}
+			if wantSync && seg.Content != topology.CoordinatorContent && seg.Mode != topology.ModeSynced && hasMirror(s, seg.Content) {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+func hasMirror(s *api.State, content int) bool {
+	return slices.ContainsFunc(s.Segments, func(x topology.Segment) bool {
+		return x.Content == content && x.Role == topology.RoleMirror
+	})
+}
+
+func roleName(r topology.Role) string {
+	if r == topology.RolePrimary {
+		return "primary"
+	}
+	return "mirror"
+}
+
+func bytesString(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+func dbidsOf(segs []topology.Segment) []int {
+	out := make([]int, 0, len(segs))
+	for _, s := range segs {
+		out = append(out, s.DBID)
+	}
+	return out
+}

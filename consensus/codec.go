@@ -1,0 +1,102 @@
+package consensus
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/gpagent/gpagent/topology"
+)
+
+// commandFormat is the version of the payload encoding that follows the
+// type byte. A new format gets a new number and a new case in
+// decodeCommand; the old case stays, because entries written in it live in
+// every replica's log until the next snapshot compacts them away.
+const commandFormat1 byte = 1
+
+// commandHeaderLen is the type byte plus the format byte.
+const commandHeaderLen = 2
+
+// errBadCommand marks a Raft entry that cannot be decoded.
+var errBadCommand = errors.New("malformed command entry")
+
+// encodeCommand lays a command out as a Raft entry: one type byte
+// (topology.CommandType), one format byte, then the JSON of the command.
+// The type byte lets a reader of the raw log tell entries apart without
+// parsing JSON; the JSON keeps the history readable.
+func encodeCommand(cmd topology.Command) ([]byte, error) {
+	if cmd.Type == 0 {
+		return nil, fmt.Errorf("encode command: %w: command type 0", errBadCommand)
+	}
+	payload, err := json.Marshal(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s command: %w", cmd.Type, err)
+	}
+	out := make([]byte, 0, commandHeaderLen+len(payload))
+	out = append(out, byte(cmd.Type), commandFormat1)
+	return append(out, payload...), nil
+}
+
+// decodeCommand is the inverse of encodeCommand. It never panics, whatever
+// the bytes (FuzzDecodeCommand holds it to that); the FSM turns its error
+// into a panic, see mustDecodeCommand.
+//
+// Decoding is strict: an unknown JSON field, trailing data or a type byte
+// that disagrees with the payload is an error. A replica that does not
+// understand every part of an entry must stop rather than apply something
+// other than what its peers applied (rule 6: every replica holds the same
+// totally ordered history).
+func decodeCommand(b []byte) (topology.Command, error) {
+	if len(b) < commandHeaderLen {
+		return topology.Command{}, fmt.Errorf("%w: %d bytes, shorter than the header", errBadCommand, len(b))
+	}
+	typ, format := topology.CommandType(b[0]), b[1]
+	if typ == 0 {
+		return topology.Command{}, fmt.Errorf("%w: command type 0", errBadCommand)
+	}
+	switch format {
+	case commandFormat1:
+		return decodeCommandV1(typ, b[commandHeaderLen:])
+	default:
+		return topology.Command{}, fmt.Errorf("%w: %s command in unknown format %d (written by a newer gpagent?)", errBadCommand, typ, format)
+	}
+}
+
+func decodeCommandV1(typ topology.CommandType, payload []byte) (topology.Command, error) {
+	var cmd topology.Command
+	if err := decodeStrictJSON(payload, &cmd); err != nil {
+		return topology.Command{}, fmt.Errorf("%w: %s command: %w", errBadCommand, typ, err)
+	}
+	if cmd.Type != typ {
+		return topology.Command{}, fmt.Errorf("%w: type byte says %s, payload says %s", errBadCommand, typ, cmd.Type)
+	}
+	return cmd, nil
+}
+
+// mustDecodeCommand is decodeCommand for the FSM. An entry that does not
+// decode is the same bytes on every replica, so every replica would fail
+// the same way: carrying on would skip an entry of the totally ordered
+// history (rule 6), so the replica stops here instead.
+func mustDecodeCommand(index uint64, b []byte) topology.Command {
+	cmd, err := decodeCommand(b)
+	if err != nil {
+		panic(fmt.Sprintf("consensus: raft entry %d: %v", index, err))
+	}
+	return cmd
+}
+
+// decodeStrictJSON decodes exactly one JSON value into v, refusing unknown
+// fields and anything after the value.
+func decodeStrictJSON(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errors.New("data after the JSON value")
+	}
+	return nil
+}

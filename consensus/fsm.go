@@ -1,0 +1,78 @@
+package consensus
+
+import (
+	"io"
+	"sync/atomic"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/gpagent/gpagent/topology"
+)
+
+// fsm is the Raft state machine: the committed topology and nothing else.
+//
+// It is deliberately thin. Apply decodes the entry, calls the pure
+// topology.Apply and swaps an immutable pointer. It reads no clock (the
+// leader stamped the command's time), does no I/O and starts no
+// goroutine, so every replica that applies the same entries holds the same
+// topology (rule 6).
+type fsm struct {
+	// state is never nil and never modified in place: readers may keep
+	// the value they loaded for as long as they like.
+	state atomic.Pointer[topology.Topology]
+	// changes is signalled, coalescing and without blocking, after every
+	// applied change and restore.
+	changes chan struct{}
+}
+
+var _ raft.FSM = (*fsm)(nil)
+
+func newFSM() *fsm {
+	f := &fsm{changes: make(chan struct{}, 1)}
+	f.state.Store(&topology.Topology{})
+	return f
+}
+
+// current returns the committed topology.
+func (f *fsm) current() *topology.Topology { return f.state.Load() }
+
+// Apply applies one committed entry. The response is the new
+// *topology.Topology, or the error with which topology.Apply rejected the
+// command (stale base version, invalid change); a rejected command changes
+// nothing and signals nothing. An entry that does not decode panics (see
+// mustDecodeCommand).
+func (f *fsm) Apply(l *raft.Log) any {
+	cmd := mustDecodeCommand(l.Index, l.Data)
+	next, err := topology.Apply(f.state.Load(), cmd)
+	if err != nil {
+		return err
+	}
+	f.swap(next)
+	return next
+}
+
+// Snapshot captures the current pointer. The value is immutable, so
+// Persist can write it while Apply carries on (raft's contract: Snapshot
+// is quick and on the FSM goroutine, Persist is slow and off it).
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	return &fsmSnapshot{topology: f.state.Load()}, nil
+}
+
+// Restore replaces the whole state with the snapshot's. Raft closes the
+// reader.
+func (f *fsm) Restore(r io.ReadCloser) error {
+	t, err := readSnapshot(r)
+	if err != nil {
+		return err
+	}
+	f.swap(t)
+	return nil
+}
+
+func (f *fsm) swap(t *topology.Topology) {
+	f.state.Store(t)
+	select {
+	case f.changes <- struct{}{}:
+	default: // a signal is already pending; the reader will load the latest value
+	}
+}

@@ -1,0 +1,427 @@
+// Package consensus keeps the cluster topology in a Raft log
+// (hashicorp/raft over raft-boltdb). Every topology change is one Raft
+// entry: totally ordered, durable on a quorum before anyone acts on it,
+// applied by the same pure topology.Apply on every replica (safety rule 6).
+// See DESIGN.md in this directory.
+package consensus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/gpagent/gpagent/topology"
+)
+
+// ErrNotLeader is returned by the calls only the leader may make when this
+// node is not the leader, or lost leadership while the call was in flight.
+// In the second case the entry may still commit: a retry computed from the
+// same config version is then rejected as topology.ErrStale, never applied
+// twice.
+var ErrNotLeader = errors.New("not the raft leader")
+
+// Defaults for Config's timing fields, tuned for a LAN. They keep raft's
+// own ratios (lease half the heartbeat timeout) at half of its WAN-safe
+// defaults, so a lost leader is replaced within a second or two.
+const (
+	DefaultHeartbeatTimeout   = 500 * time.Millisecond
+	DefaultElectionTimeout    = 500 * time.Millisecond
+	DefaultLeaderLeaseTimeout = 250 * time.Millisecond
+	DefaultCommitTimeout      = 20 * time.Millisecond
+)
+
+const (
+	snapshotsRetained = 2
+	transportMaxPool  = 3
+	transportTimeout  = 10 * time.Second
+	// leaderChangesBuffer lets a few transitions wait for a slow reader;
+	// more wait, in order, in the forwarder's queue.
+	leaderChangesBuffer = 8
+)
+
+// Config configures a Node. Zero timing fields take the defaults above,
+// or raft's own for the snapshot settings.
+type Config struct {
+	NodeID    string // agent name; the raft server id
+	DataDir   string // agent data dir; raft state lives in DataDir/raft
+	BindAddr  string // raft TCP bind address; "127.0.0.1:0" picks a port
+	Advertise string // address peers dial; defaults to the bound address
+	// Bootstrap makes this node a single-voter cluster when it has no
+	// raft state yet. Only the first node of a new cluster may set it:
+	// a member whose data dir was wiped must join (AddVoter from the
+	// leader), or it would start a second cluster of its own.
+	Bootstrap bool
+	Logger    *slog.Logger
+
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	CommitTimeout      time.Duration
+	SnapshotInterval   time.Duration
+	SnapshotThreshold  uint64
+	TrailingLogs       uint64
+}
+
+func (c Config) raftConfig() *raft.Config {
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(c.NodeID)
+	rc.HeartbeatTimeout = orDefault(c.HeartbeatTimeout, DefaultHeartbeatTimeout)
+	rc.ElectionTimeout = orDefault(c.ElectionTimeout, DefaultElectionTimeout)
+	rc.LeaderLeaseTimeout = orDefault(c.LeaderLeaseTimeout, DefaultLeaderLeaseTimeout)
+	rc.CommitTimeout = orDefault(c.CommitTimeout, DefaultCommitTimeout)
+	rc.SnapshotInterval = orDefault(c.SnapshotInterval, rc.SnapshotInterval)
+	rc.SnapshotThreshold = orDefault(c.SnapshotThreshold, rc.SnapshotThreshold)
+	rc.TrailingLogs = orDefault(c.TrailingLogs, rc.TrailingLogs)
+	return rc
+}
+
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// Server is one member of the raft configuration.
+type Server struct {
+	ID      string
+	Address string
+	Voter   bool
+	Leader  bool
+}
+
+// Node is this agent's raft member and the committed topology it applies.
+type Node struct {
+	log   *slog.Logger
+	raft  *raft.Raft
+	fsm   *fsm
+	trans *raft.NetworkTransport
+	store *raftboltdb.BoltStore
+
+	leaderChanges chan bool
+	stopForward   chan struct{}
+	forwardDone   chan struct{}
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open starts the raft member kept in cfg.DataDir/raft, bootstrapping a
+// single-voter cluster if cfg.Bootstrap is set and there is no state yet.
+func Open(cfg Config) (*Node, error) {
+	if cfg.NodeID == "" || cfg.DataDir == "" || cfg.BindAddr == "" {
+		return nil, errors.New("open consensus: NodeID, DataDir and BindAddr are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	hlog := newHclogAdapter(cfg.Logger)
+	notify := make(chan bool, 1) // raft's final false on shutdown is sent without blocking
+	rc := cfg.raftConfig()
+	rc.Logger = hlog
+	rc.NotifyCh = notify
+	if err := raft.ValidateConfig(rc); err != nil {
+		return nil, fmt.Errorf("open consensus: %w", err)
+	}
+
+	dir := filepath.Join(cfg.DataDir, "raft")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("open consensus: %w", err)
+	}
+	store, err := raftboltdb.NewBoltStore(filepath.Join(dir, "raft.db"))
+	if err != nil {
+		return nil, fmt.Errorf("open consensus: log store: %w", err)
+	}
+	n, err := open(cfg, rc, hlog, store, dir)
+	if err != nil {
+		_ = store.Close()
+		return nil, err
+	}
+	n.stopForward = make(chan struct{})
+	n.forwardDone = make(chan struct{})
+	go n.forwardLeadership(notify)
+	return n, nil
+}
+
+// open builds the rest of the node once the store is open; the caller
+// closes the store if it fails.
+func open(cfg Config, rc *raft.Config, hlog hclog.Logger, store *raftboltdb.BoltStore, dir string) (*Node, error) {
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, snapshotsRetained, hlog)
+	if err != nil {
+		return nil, fmt.Errorf("open consensus: snapshot store: %w", err)
+	}
+	var advertise net.Addr
+	if cfg.Advertise != "" {
+		if advertise, err = net.ResolveTCPAddr("tcp", cfg.Advertise); err != nil {
+			return nil, fmt.Errorf("open consensus: advertise address: %w", err)
+		}
+	}
+	trans, err := raft.NewTCPTransportWithLogger(cfg.BindAddr, advertise, transportMaxPool, transportTimeout, hlog)
+	if err != nil {
+		return nil, fmt.Errorf("open consensus: raft transport on %s: %w", cfg.BindAddr, err)
+	}
+	existing, err := raft.HasExistingState(store, store, snaps)
+	if err != nil {
+		_ = trans.Close()
+		return nil, fmt.Errorf("open consensus: read raft state: %w", err)
+	}
+	if cfg.Bootstrap && !existing {
+		boot := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: rc.LocalID, Address: trans.LocalAddr()}}}
+		if err := raft.BootstrapCluster(rc, store, store, snaps, trans, boot); err != nil {
+			_ = trans.Close()
+			return nil, fmt.Errorf("open consensus: bootstrap: %w", err)
+		}
+	}
+	f := newFSM()
+	r, err := raft.NewRaft(rc, f, store, store, snaps, trans)
+	if err != nil {
+		_ = trans.Close()
+		return nil, fmt.Errorf("open consensus: start raft: %w", err)
+	}
+	log := cfg.Logger.With("component", "consensus")
+	log.Info("raft started", "node_id", cfg.NodeID, "addr", trans.LocalAddr(),
+		"existing_state", existing, "bootstrapped", cfg.Bootstrap && !existing)
+	return &Node{
+		log:           log,
+		raft:          r,
+		fsm:           f,
+		trans:         trans,
+		store:         store,
+		leaderChanges: make(chan bool, leaderChangesBuffer),
+	}, nil
+}
+
+// Close stops raft (not gracefully: a leader does not hand over first),
+// closes the transport and the stores. Calling it again returns the first
+// result.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		var errs []error
+		// The shutdown future also closes the transport.
+		if err := n.raft.Shutdown().Error(); err != nil {
+			errs = append(errs, fmt.Errorf("shutdown raft: %w", err))
+		}
+		close(n.stopForward)
+		<-n.forwardDone
+		if err := n.store.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close raft log store: %w", err))
+		}
+		n.closeErr = errors.Join(errs...)
+		n.log.Info("raft stopped")
+	})
+	return n.closeErr
+}
+
+// Topology returns the committed topology this node has applied: never
+// nil, empty before init, and never modified (callers may keep it). A
+// follower, or a restarted node that has not caught up yet, may lag the
+// leader; a caller that needs the latest value asks the leader after
+// Barrier or VerifyLeader.
+func (n *Node) Topology() *topology.Topology { return n.fsm.current() }
+
+// Apply commits cmd through raft and returns the topology it produced.
+// Only the leader may apply (ErrNotLeader otherwise). cmd.Time is stamped
+// here when zero, so that every replica applies the same instant;
+// cmd.BaseVersion is the caller's: it names the view the decision was
+// computed from, and topology.Apply rejects it (topology.ErrStale) if the
+// topology moved on. A command topology.Apply rejects is returned as its
+// error and changes nothing. If ctx ends first the entry may still commit.
+func (n *Node) Apply(ctx context.Context, cmd topology.Command) (*topology.Topology, error) {
+	if cmd.Time.IsZero() {
+		cmd.Time = time.Now().UTC()
+	}
+	op := "apply " + cmd.Type.String()
+	b, err := encodeCommand(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	f := n.raft.Apply(b, enqueueTimeout(ctx))
+	if err := waitFuture(ctx, f); err != nil {
+		return nil, raftError(op, err)
+	}
+	switch resp := f.Response().(type) {
+	case *topology.Topology:
+		n.log.Debug("applied", "command", cmd.Type.String(), "config_version", resp.ConfigVersion, "index", f.Index())
+		return resp, nil
+	case error:
+		n.log.Debug("command rejected", "command", cmd.Type.String(), "base_version", cmd.BaseVersion, "err", resp)
+		return nil, fmt.Errorf("%s: %w", op, resp)
+	default:
+		return nil, fmt.Errorf("%s: unexpected FSM response %T", op, resp)
+	}
+}
+
+// IsLeader reports whether this node believes it is the leader. Answers
+// that must not be stale go through VerifyLeader.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// Leader returns the id and raft address of the leader this node knows
+// of, or empty strings.
+func (n *Node) Leader() (id string, addr string) {
+	a, i := n.raft.LeaderWithID()
+	return string(i), string(a)
+}
+
+// WaitLeader waits until this node knows of a leader (itself, for a
+// single bootstrapped node) or ctx ends.
+func (n *Node) WaitLeader(ctx context.Context) error {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if id, _ := n.Leader(); id != "" {
+			return nil
+		}
+		if n.raft.State() == raft.Shutdown {
+			return fmt.Errorf("wait for a raft leader: %w", raft.ErrRaftShutdown)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for a raft leader: %w", ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// VerifyLeader confirms with a quorum that this node is still the leader,
+// so that an answer it gives is not from a deposed leader.
+func (n *Node) VerifyLeader() error {
+	if err := n.raft.VerifyLeader().Error(); err != nil {
+		return raftError("verify leader", err)
+	}
+	return nil
+}
+
+// Barrier waits until every entry committed before it has been applied
+// to this node's topology. A new leader calls it before it trusts
+// Topology().
+func (n *Node) Barrier(ctx context.Context) error {
+	f := n.raft.Barrier(enqueueTimeout(ctx))
+	if err := waitFuture(ctx, f); err != nil {
+		return raftError("barrier", err)
+	}
+	return nil
+}
+
+// Changes is signalled after every applied change and restore. Signals
+// coalesce (capacity 1, never blocking the FSM): a reader loads
+// Topology() after each one and sees the latest value.
+func (n *Node) Changes() <-chan struct{} { return n.fsm.changes }
+
+// LeaderChanges delivers raft's leadership transitions in order (true:
+// this node became leader; false: it stopped being leader). Transitions
+// queue until read, so raft is never blocked by a slow reader. Meant for
+// one reader, the agent's leader loop.
+func (n *Node) LeaderChanges() <-chan bool { return n.leaderChanges }
+
+// Addr returns the raft address peers reach this node at.
+func (n *Node) Addr() string { return string(n.trans.LocalAddr()) }
+
+// Stats returns raft's statistics plus the applied config version.
+func (n *Node) Stats() map[string]string {
+	s := n.raft.Stats()
+	s["config_version"] = strconv.FormatUint(n.Topology().ConfigVersion, 10)
+	return s
+}
+
+// Snapshot makes raft take a snapshot now and compact its log.
+func (n *Node) Snapshot() error {
+	if err := n.raft.Snapshot().Error(); err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	return nil
+}
+
+// forwardLeadership moves raft's NotifyCh into LeaderChanges through an
+// unbounded queue: raft blocks on NotifyCh, and a leader whose
+// notification nobody read would never start leading. Transitions are
+// rare, so the queue stays small.
+func (n *Node) forwardLeadership(in <-chan bool) {
+	defer close(n.forwardDone)
+	var queue []bool
+	for {
+		var out chan<- bool
+		var head bool
+		if len(queue) > 0 {
+			out, head = n.leaderChanges, queue[0]
+		}
+		select {
+		case v := <-in:
+			n.log.Info("leadership changed", "leader", v)
+			queue = append(queue, v)
+		case out <- head:
+			queue = queue[1:]
+		case <-n.stopForward:
+			n.flushLeadership(in, queue)
+			return
+		}
+	}
+}
+
+// flushLeadership hands over, without blocking Close, what raft sent
+// before it stopped (its last "false" among them).
+func (n *Node) flushLeadership(in <-chan bool, queue []bool) {
+drain:
+	for {
+		select {
+		case v := <-in:
+			queue = append(queue, v)
+		default:
+			break drain
+		}
+	}
+	for _, v := range queue {
+		select {
+		case n.leaderChanges <- v:
+		default:
+			n.log.Warn("leadership change dropped at close: nobody read LeaderChanges", "leader", v)
+		}
+	}
+}
+
+// enqueueTimeout is how long raft may wait to accept a request: until
+// ctx's deadline, or for ever (0) without one.
+func enqueueTimeout(ctx context.Context) time.Duration {
+	if d, ok := ctx.Deadline(); ok {
+		return max(time.Until(d), time.Millisecond)
+	}
+	return 0
+}
+
+// waitFuture waits for f or for ctx, whichever ends first. Raft resolves
+// every future (at the latest with ErrRaftShutdown), so the helper
+// goroutine always ends.
+func waitFuture(ctx context.Context, f raft.Future) error {
+	if ctx.Done() == nil {
+		return f.Error()
+	}
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("%w (the request may still complete)", ctx.Err())
+	}
+}
+
+// raftError wraps a raft error, marking with ErrNotLeader the ones that
+// mean "ask the leader".
+func raftError(op string, err error) error {
+	if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) ||
+		errors.Is(err, raft.ErrLeadershipTransferInProgress) {
+		return fmt.Errorf("%s: %w: %w", op, ErrNotLeader, err)
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}

@@ -1,0 +1,58 @@
+package consensus
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/hashicorp/raft"
+)
+
+// AddVoter adds (or re-addresses) a voting member. Leader only. Keep the
+// voters few (3 or 5) whatever the host count; the rest join as
+// nonvoters.
+func (n *Node) AddVoter(ctx context.Context, id, addr string) error {
+	f := n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, enqueueTimeout(ctx))
+	if err := waitFuture(ctx, f); err != nil {
+		return raftError(fmt.Sprintf("add voter %s at %s", id, addr), err)
+	}
+	return nil
+}
+
+// AddNonvoter adds a member that receives the log but does not vote.
+// Leader only.
+func (n *Node) AddNonvoter(ctx context.Context, id, addr string) error {
+	f := n.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, enqueueTimeout(ctx))
+	if err := waitFuture(ctx, f); err != nil {
+		return raftError(fmt.Sprintf("add nonvoter %s at %s", id, addr), err)
+	}
+	return nil
+}
+
+// RemoveServer removes a member, voter or not. Leader only.
+func (n *Node) RemoveServer(ctx context.Context, id string) error {
+	f := n.raft.RemoveServer(raft.ServerID(id), 0, enqueueTimeout(ctx))
+	if err := waitFuture(ctx, f); err != nil {
+		return raftError("remove server "+id, err)
+	}
+	return nil
+}
+
+// Servers returns the latest raft configuration this node knows, marking
+// the leader it knows of.
+func (n *Node) Servers() ([]Server, error) {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, raftError("raft configuration", err)
+	}
+	_, leader := n.raft.LeaderWithID()
+	var out []Server
+	for _, s := range f.Configuration().Servers {
+		out = append(out, Server{
+			ID:      string(s.ID),
+			Address: string(s.Address),
+			Voter:   s.Suffrage == raft.Voter,
+			Leader:  leader != "" && s.ID == leader,
+		})
+	}
+	return out, nil
+}

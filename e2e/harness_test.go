@@ -1,0 +1,208 @@
+// Package e2e runs the gpagent binary against real PostgreSQL instances,
+// as an operator would: the demo cluster, the CLI, kill -9.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gpagent/gpagent/agent"
+	"github.com/gpagent/gpagent/api"
+)
+
+// binary is the gpagent built once for the package's tests.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "gpagent-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "gpagent")
+	args := []string{"build", "-o", binary}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, "../cmd/gpagent")...)
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build gpagent:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// demo is a running `gpagent demo` process and its folder.
+type demo struct {
+	t    testing.TB
+	dir  string
+	cmd  *exec.Cmd
+	out  *bytes.Buffer
+	addr string
+	done chan error
+}
+
+// startDemo runs `gpagent demo --dir DIR args...` and waits until it has
+// written DIR/env, i.e. the cluster is up. Cleanup stops it with SIGINT
+// and checks it exits 0.
+func startDemo(t testing.TB, args ...string) *demo {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "gpagent-e2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The instances run as the postgres OS user: it must reach the folder.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d := &demo{t: t, dir: dir, out: &bytes.Buffer{}, done: make(chan error, 1)}
+	d.cmd = exec.Command(binary, append([]string{"demo", "--dir", dir}, args...)...)
+	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.done <- d.cmd.Wait() }()
+	t.Cleanup(func() { d.stop(); os.RemoveAll(dir) })
+
+	envFile := filepath.Join(dir, "env")
+	waitUntil(t, 4*time.Minute, "demo writes "+envFile, func() (bool, string) {
+		select {
+		case err := <-d.done:
+			d.done <- err
+			t.Fatalf("demo exited early: %v\n%s\nagent log:\n%s", err, d.out, d.agentLog())
+		default:
+		}
+		b, err := os.ReadFile(envFile)
+		if err != nil {
+			return false, lastLines(d.out.String(), 5)
+		}
+		d.addr = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(string(b)), "export GPAGENT_ADDR="))
+		return true, ""
+	})
+	return d
+}
+
+func (d *demo) stop() {
+	if d.cmd.ProcessState != nil {
+		return
+	}
+	_ = d.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case err := <-d.done:
+		if err != nil {
+			d.t.Errorf("demo did not exit cleanly on SIGINT: %v\n%s", err, lastLines(d.out.String(), 20))
+		}
+	case <-time.After(2 * time.Minute):
+		_ = d.cmd.Process.Kill()
+		d.t.Errorf("demo did not stop within 2m of SIGINT\n%s", lastLines(d.out.String(), 20))
+	}
+}
+
+func (d *demo) agentLog() string {
+	b, _ := os.ReadFile(filepath.Join(d.dir, "agent.log"))
+	return lastLines(string(b), 40)
+}
+
+// gpagent runs a CLI subcommand against the demo and returns its stdout.
+func (d *demo) gpagent(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Env = append(os.Environ(), "GPAGENT_ADDR="+d.addr)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if err != nil {
+		return stdout.String(), fmt.Errorf("gpagent %s: %w\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
+	}
+	return stdout.String(), nil
+}
+
+// mustGpagent is gpagent that fails the test on error.
+func (d *demo) mustGpagent(args ...string) string {
+	d.t.Helper()
+	out, err := d.gpagent(args...)
+	if err != nil {
+		d.t.Fatalf("%v\nagent log:\n%s", err, d.agentLog())
+	}
+	return out
+}
+
+func (d *demo) state() api.State {
+	d.t.Helper()
+	var s api.State
+	out := d.mustGpagent("state", "-s", "--json")
+	if err := json.Unmarshal([]byte(out), &s); err != nil {
+		d.t.Fatalf("state --json: %v\n%s", err, out)
+	}
+	return s
+}
+
+func (d *demo) config() *agent.Config {
+	d.t.Helper()
+	cfg, err := agent.LoadConfig(filepath.Join(d.dir, "agent.yaml"))
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	return cfg
+}
+
+func (d *demo) agentPID() int {
+	b, _ := os.ReadFile(filepath.Join(d.dir, "agent.pid"))
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return pid
+}
+
+// postmasterPID reads the first line of a data dir's postmaster.pid.
+func postmasterPID(datadir string) int {
+	b, err := os.ReadFile(filepath.Join(datadir, "postmaster.pid"))
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.SplitN(string(b), "\n", 2)[0])
+	return pid
+}
+
+func alive(pid int) bool { return pid > 0 && syscall.Kill(pid, 0) == nil }
+
+// waitUntil polls cond until it holds or the deadline passes, then fails
+// with the last thing cond reported.
+func waitUntil(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last string
+	for {
+		ok, seen := cond()
+		if ok {
+			return
+		}
+		last = seen
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting until %s; last seen: %s", timeout, what, last)
+		}
+		<-time.After(100 * time.Millisecond) // poll interval, not a settle delay
+	}
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
