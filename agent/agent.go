@@ -65,7 +65,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		DataDir:   cfg.DataDir,
 		BindAddr:  cfg.RaftAddr,
 		Bootstrap: cfg.Bootstrap,
-		Logger:    log.With("component", "consensus"),
+		Logger:    log,
 	})
 	if err != nil {
 		ln.Close()

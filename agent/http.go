@@ -1,11 +1,13 @@
 package agent
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/gpagent/gpagent/api"
 	"github.com/gpagent/gpagent/consensus"
@@ -118,7 +120,12 @@ func (a *Agent) postReport(r *http.Request) (any, error) {
 
 // requireLeader refuses a change on an agent that does not lead. Forwarding
 // to the leader comes with the multi-host mesh.
-func (a *Agent) requireLeader() error {
+func (a *Agent) requireLeader(ctx context.Context) error {
+	// Right after a start the election may still be running: give it a
+	// moment rather than failing the operator's first command.
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_ = a.node.WaitLeader(wctx)
 	if err := a.node.VerifyLeader(); err != nil {
 		id, _ := a.node.Leader()
 		return api.Errorf(api.CodeNotLeader, "agent %s is not the Raft leader (leader: %q): %v", a.cfg.Name, id, err)

@@ -18,7 +18,7 @@ func (a *Agent) postInit(r *http.Request) (any, error) {
 	if err := decode(r, &req); err != nil {
 		return nil, err
 	}
-	if err := a.requireLeader(); err != nil {
+	if err := a.requireLeader(r.Context()); err != nil {
 		return nil, err
 	}
 	if err := req.Spec.Validate(); err != nil {

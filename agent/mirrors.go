@@ -14,7 +14,7 @@ func (a *Agent) postMirrorPlan(r *http.Request) (any, error) {
 	if err := decode(r, &req); err != nil {
 		return nil, err
 	}
-	if err := a.requireLeader(); err != nil {
+	if err := a.requireLeader(r.Context()); err != nil {
 		return nil, err
 	}
 	t := a.node.Topology()
@@ -54,7 +54,7 @@ func (a *Agent) postAddMirrors(r *http.Request) (any, error) {
 	if err := decode(r, &plan); err != nil {
 		return nil, err
 	}
-	if err := a.requireLeader(); err != nil {
+	if err := a.requireLeader(r.Context()); err != nil {
 		return nil, err
 	}
 	t := a.node.Topology()

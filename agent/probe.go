@@ -34,7 +34,14 @@ func (e *executor) probe(ctx context.Context, t *topology.Topology, s topology.S
 	r.PID = pid
 	e.mu.Lock()
 	r.Phase, r.Error, r.Progress = st.phase, st.lastErr, st.progress
+	busy := st.busy
 	e.mu.Unlock()
+	if busy && r.Phase != "starting" {
+		// An instance being created is not up for anyone until its
+		// creation step has finished (its roles and config are complete).
+		e.setHealth(st, nil)
+		return r
+	}
 	if pid == 0 {
 		if !e.isBusy(st) && r.Phase != "failed" {
 			r.Phase = "stopped"

@@ -3,6 +3,7 @@ package consensus
 import (
 	"bytes"
 	"log/slog"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -89,13 +90,13 @@ func (b *lockedBuffer) String() string {
 }
 
 // testLogger returns a logger whose output is shown only if the test
-// fails (raft logs from its own goroutines, which must not call t.Log
-// after the test ends).
+// fails, or when CONSENSUS_TEST_LOGS is set (raft logs from its own
+// goroutines, which must not call t.Log after the test ends).
 func testLogger(t *testing.T) *slog.Logger {
 	t.Helper()
 	buf := &lockedBuffer{}
 	t.Cleanup(func() {
-		if t.Failed() {
+		if t.Failed() || os.Getenv("CONSENSUS_TEST_LOGS") != "" {
 			t.Logf("log output:\n%s", buf.String())
 		}
 	})

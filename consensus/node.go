@@ -31,77 +31,6 @@ import (
 // twice.
 var ErrNotLeader = errors.New("not the raft leader")
 
-// Defaults for Config's timing fields, tuned for a LAN. They keep raft's
-// own ratios (lease half the heartbeat timeout) at half of its WAN-safe
-// defaults, so a lost leader is replaced within a second or two.
-const (
-	DefaultHeartbeatTimeout   = 500 * time.Millisecond
-	DefaultElectionTimeout    = 500 * time.Millisecond
-	DefaultLeaderLeaseTimeout = 250 * time.Millisecond
-	DefaultCommitTimeout      = 20 * time.Millisecond
-)
-
-const (
-	snapshotsRetained = 2
-	transportMaxPool  = 3
-	transportTimeout  = 10 * time.Second
-	// leaderChangesBuffer lets a few transitions wait for a slow reader;
-	// more wait, in order, in the forwarder's queue.
-	leaderChangesBuffer = 8
-)
-
-// Config configures a Node. Zero timing fields take the defaults above,
-// or raft's own for the snapshot settings.
-type Config struct {
-	NodeID    string // agent name; the raft server id
-	DataDir   string // agent data dir; raft state lives in DataDir/raft
-	BindAddr  string // raft TCP bind address; "127.0.0.1:0" picks a port
-	Advertise string // address peers dial; defaults to the bound address
-	// Bootstrap makes this node a single-voter cluster when it has no
-	// raft state yet. Only the first node of a new cluster may set it:
-	// a member whose data dir was wiped must join (AddVoter from the
-	// leader), or it would start a second cluster of its own.
-	Bootstrap bool
-	Logger    *slog.Logger
-
-	HeartbeatTimeout   time.Duration
-	ElectionTimeout    time.Duration
-	LeaderLeaseTimeout time.Duration
-	CommitTimeout      time.Duration
-	SnapshotInterval   time.Duration
-	SnapshotThreshold  uint64
-	TrailingLogs       uint64
-}
-
-func (c Config) raftConfig() *raft.Config {
-	rc := raft.DefaultConfig()
-	rc.LocalID = raft.ServerID(c.NodeID)
-	rc.HeartbeatTimeout = orDefault(c.HeartbeatTimeout, DefaultHeartbeatTimeout)
-	rc.ElectionTimeout = orDefault(c.ElectionTimeout, DefaultElectionTimeout)
-	rc.LeaderLeaseTimeout = orDefault(c.LeaderLeaseTimeout, DefaultLeaderLeaseTimeout)
-	rc.CommitTimeout = orDefault(c.CommitTimeout, DefaultCommitTimeout)
-	rc.SnapshotInterval = orDefault(c.SnapshotInterval, rc.SnapshotInterval)
-	rc.SnapshotThreshold = orDefault(c.SnapshotThreshold, rc.SnapshotThreshold)
-	rc.TrailingLogs = orDefault(c.TrailingLogs, rc.TrailingLogs)
-	return rc
-}
-
-func orDefault[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
-}
-
-// Server is one member of the raft configuration.
-type Server struct {
-	ID      string
-	Address string
-	Voter   bool
-	Leader  bool
-}
-
 // Node is this agent's raft member and the committed topology it applies.
 type Node struct {
 	log   *slog.Logger
@@ -274,26 +203,6 @@ func (n *Node) Leader() (id string, addr string) {
 	return string(i), string(a)
 }
 
-// WaitLeader waits until this node knows of a leader (itself, for a
-// single bootstrapped node) or ctx ends.
-func (n *Node) WaitLeader(ctx context.Context) error {
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		if id, _ := n.Leader(); id != "" {
-			return nil
-		}
-		if n.raft.State() == raft.Shutdown {
-			return fmt.Errorf("wait for a raft leader: %w", raft.ErrRaftShutdown)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("wait for a raft leader: %w", ctx.Err())
-		case <-tick.C:
-		}
-	}
-}
-
 // VerifyLeader confirms with a quorum that this node is still the leader,
 // so that an answer it gives is not from a deposed leader.
 func (n *Node) VerifyLeader() error {
@@ -319,12 +228,6 @@ func (n *Node) Barrier(ctx context.Context) error {
 // Topology() after each one and sees the latest value.
 func (n *Node) Changes() <-chan struct{} { return n.fsm.changes }
 
-// LeaderChanges delivers raft's leadership transitions in order (true:
-// this node became leader; false: it stopped being leader). Transitions
-// queue until read, so raft is never blocked by a slow reader. Meant for
-// one reader, the agent's leader loop.
-func (n *Node) LeaderChanges() <-chan bool { return n.leaderChanges }
-
 // Addr returns the raft address peers reach this node at.
 func (n *Node) Addr() string { return string(n.trans.LocalAddr()) }
 
@@ -341,53 +244,6 @@ func (n *Node) Snapshot() error {
 		return fmt.Errorf("snapshot: %w", err)
 	}
 	return nil
-}
-
-// forwardLeadership moves raft's NotifyCh into LeaderChanges through an
-// unbounded queue: raft blocks on NotifyCh, and a leader whose
-// notification nobody read would never start leading. Transitions are
-// rare, so the queue stays small.
-func (n *Node) forwardLeadership(in <-chan bool) {
-	defer close(n.forwardDone)
-	var queue []bool
-	for {
-		var out chan<- bool
-		var head bool
-		if len(queue) > 0 {
-			out, head = n.leaderChanges, queue[0]
-		}
-		select {
-		case v := <-in:
-			n.log.Info("leadership changed", "leader", v)
-			queue = append(queue, v)
-		case out <- head:
-			queue = queue[1:]
-		case <-n.stopForward:
-			n.flushLeadership(in, queue)
-			return
-		}
-	}
-}
-
-// flushLeadership hands over, without blocking Close, what raft sent
-// before it stopped (its last "false" among them).
-func (n *Node) flushLeadership(in <-chan bool, queue []bool) {
-drain:
-	for {
-		select {
-		case v := <-in:
-			queue = append(queue, v)
-		default:
-			break drain
-		}
-	}
-	for _, v := range queue {
-		select {
-		case n.leaderChanges <- v:
-		default:
-			n.log.Warn("leadership change dropped at close: nobody read LeaderChanges", "leader", v)
-		}
-	}
 }
 
 // enqueueTimeout is how long raft may wait to accept a request: until

@@ -7,6 +7,14 @@ import (
 	"github.com/hashicorp/raft"
 )
 
+// Server is one member of the raft configuration.
+type Server struct {
+	ID      string
+	Address string
+	Voter   bool
+	Leader  bool
+}
+
 // AddVoter adds (or re-addresses) a voting member. Leader only. Keep the
 // voters few (3 or 5) whatever the host count; the rest join as
 // nonvoters.

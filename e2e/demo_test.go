@@ -43,7 +43,7 @@ func TestDemo_AddMirrorsAndAgentRestart(t *testing.T) {
 		for _, c := range []int{0, 1} {
 			p, m := pair(t, s, c)
 			table := fmt.Sprintf("e2e_rows_%d", c)
-			exec(t, cfg.SuperUser, cfg.SuperPassword, p,
+			execSQL(t, cfg.SuperUser, cfg.SuperPassword, p,
 				"CREATE TABLE "+table+" (id int primary key)",
 				"INSERT INTO "+table+" SELECT generate_series(1, 1000)")
 			waitUntil(t, 30*time.Second, fmt.Sprintf("content %d mirror has 1000 rows", c), func() (bool, string) {
@@ -173,7 +173,7 @@ func connect(user, password string, seg topology.Segment) (*pgx.Conn, error) {
 	return pgx.Connect(ctx, dsn)
 }
 
-func exec(t *testing.T, user, password string, seg topology.Segment, stmts ...string) {
+func execSQL(t *testing.T, user, password string, seg topology.Segment, stmts ...string) {
 	t.Helper()
 	conn, err := connect(user, password, seg)
 	if err != nil {

@@ -21,7 +21,7 @@ type osUser struct {
 	gid    int
 	groups []uint32 // supplementary groups, for permission checks and setgroups
 	home   string
-	drop bool // the agent is root: drop to uid/gid for every child
+	drop   bool // the agent is root: drop to uid/gid for every child
 }
 
 // resolveUser finds the OS user; see Config.OSUser.

@@ -70,8 +70,8 @@ type Supervisor struct {
 	once   sync.Once
 
 	mu    sync.Mutex
-	procs map[int]*proc        // tracked postmasters by dbid
-	locks map[int]*sync.Mutex  // per-dbid operation locks
+	procs map[int]*proc       // tracked postmasters by dbid
+	locks map[int]*sync.Mutex // per-dbid operation locks
 }
 
 // tools are the binaries the supervisor runs; New checks them all, so a

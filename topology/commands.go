@@ -158,6 +158,9 @@ func applyUpdateSegments(t *Topology, cmd Command) error {
 		if i < 0 {
 			return fmt.Errorf("%w: update of unknown dbid %d", ErrInvalid, u.DBID)
 		}
+		if err := checkUpdateLetters(u); err != nil {
+			return err
+		}
 		s := &t.Segments[i]
 		if u.Role != "" {
 			s.Role = u.Role
@@ -176,6 +179,19 @@ func applyUpdateSegments(t *Topology, cmd Command) error {
 			desc = fmt.Sprintf("role %s, status %s, mode %s", s.Role, s.Status, s.Mode)
 		}
 		t.record(cmd.Time, u.DBID, desc)
+	}
+	return nil
+}
+
+// checkUpdateLetters rejects an unknown letter even when a later update
+// of the same command overwrites it: Validate sees only the final state,
+// and the history row would keep the bad letter.
+func checkUpdateLetters(u SegmentUpdate) error {
+	if (u.Role != "" && u.Role != RolePrimary && u.Role != RoleMirror) ||
+		(u.Status != "" && u.Status != StatusUp && u.Status != StatusDown) ||
+		(u.Mode != "" && u.Mode != ModeSynced && u.Mode != ModeNotSynced) {
+		return fmt.Errorf("%w: update of dbid %d: role %q, status %q, mode %q: not p/m, u/d, s/n",
+			ErrInvalid, u.DBID, u.Role, u.Status, u.Mode)
 	}
 	return nil
 }

@@ -94,10 +94,14 @@ func yamlError(err error) error {
 		for i, m := range te.Errors {
 			msgs[i] = yamlTypeSuffix.ReplaceAllString(m, "")
 		}
-		return inputErrorf("", "%s", strings.Join(msgs, "; "))
+		return inputErrorf("", "%s", oneLine.Replace(strings.Join(msgs, "; ")))
 	}
-	return inputErrorf("", "%s", strings.TrimPrefix(err.Error(), "yaml: "))
+	return inputErrorf("", "%s", oneLine.Replace(strings.TrimPrefix(err.Error(), "yaml: ")))
 }
+
+// oneLine escapes the line breaks yaml quotes from the input, so an error
+// stays the one-line reason the CLI prints.
+var oneLine = strings.NewReplacer("\n", `\n`, "\r", `\r`)
 
 // withDefaults returns a deep copy with the defaults filled in, so Validate
 // and Segments can apply them without changing the caller's value.

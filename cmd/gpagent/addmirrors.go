@@ -107,5 +107,8 @@ func confirm(cio cmdIO, question string) error {
 	case "y", "yes":
 		return nil
 	}
+	if !strings.HasSuffix(line, "\n") {
+		fmt.Fprintln(cio.out)
+	}
 	return errors.New("cancelled: not confirmed (pass -a to skip the question); nothing was changed")
 }

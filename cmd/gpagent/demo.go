@@ -78,9 +78,12 @@ func waitAPI(ctx context.Context, c *api.Client, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	for {
-		_, err := c.State(ctx)
-		if err == nil {
+		s, err := c.State(ctx)
+		if err == nil && s.Leader != "" {
 			return nil
+		}
+		if err == nil {
+			err = errors.New("no Raft leader elected yet")
 		}
 		select {
 		case <-ctx.Done():

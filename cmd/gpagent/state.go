@@ -36,24 +36,27 @@ func cmdState(ctx context.Context, cio cmdIO, args []string) error {
 	if s.Stale {
 		fmt.Fprintf(cio.err, "warning: the agent at %s could not confirm it leads; this state may be stale\n", *addr)
 	}
+	view := s.Segments
 	switch {
 	case *mirrors:
-		s.Segments = filter(s.Segments, func(x topology.Segment) bool {
+		view = filter(s.Segments, func(x topology.Segment) bool {
 			return x.Role == topology.RoleMirror || x.PreferredRole == topology.RoleMirror
 		})
 	case *problems:
-		s.Segments = filter(s.Segments, func(x topology.Segment) bool { return hasProblem(s, x) })
+		view = filter(s.Segments, func(x topology.Segment) bool { return hasProblem(s, x) })
 	}
 	if *asJSON {
-		return printStateJSON(cio.out, s, *details || *problems)
+		shown := *s
+		shown.Segments = view
+		return printStateJSON(cio.out, &shown, *details || *problems)
 	}
 	switch {
 	case *details:
 		return printDetails(cio.out, s)
 	case *mirrors:
-		return printMirrors(cio.out, s)
+		return printMirrors(cio.out, s, view)
 	case *problems:
-		return printProblems(cio.out, s)
+		return printProblems(cio.out, s, view)
 	case *mapping:
 		return printMapping(cio.out, s)
 	}
@@ -138,14 +141,14 @@ func printDetails(out io.Writer, s *api.State) error {
 	return w.Flush()
 }
 
-func printMirrors(out io.Writer, s *api.State) error {
-	if len(s.Segments) == 0 {
+func printMirrors(out io.Writer, s *api.State, mirrors []topology.Segment) error {
+	if len(mirrors) == 0 {
 		fmt.Fprintln(out, "No mirrors: gpagent addmirrors adds them.")
 		return nil
 	}
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "content\tmirror\tdatadir\tstatus\tdata state\trole\tflush lag")
-	for _, m := range s.Segments {
+	for _, m := range mirrors {
 		acting := "Passive"
 		if m.Role == topology.RolePrimary {
 			acting = "Acting as primary"
@@ -159,13 +162,13 @@ func printMirrors(out io.Writer, s *api.State) error {
 	return w.Flush()
 }
 
-func printProblems(out io.Writer, s *api.State) error {
-	if len(s.Segments) == 0 {
+func printProblems(out io.Writer, s *api.State, problems []topology.Segment) error {
+	if len(problems) == 0 {
 		fmt.Fprintln(out, "No segments with problems.")
 		return nil
 	}
 	fmt.Fprintln(out, "Segments with problems:")
-	for _, x := range s.Segments {
+	for _, x := range problems {
 		fmt.Fprintln(out, progressLine(s, x.DBID)+problemWords(s, x))
 	}
 	return nil

@@ -1,0 +1,105 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// prepareDataDir readies inst.DataDir for initdb or pg_basebackup: an
+// empty directory, mode 0700, owned by the OS user. A partial earlier
+// attempt (state dirPartial) is cleared first. The intent file is written
+// before anything goes into the directory, so a crash from here on leaves
+// something a retry recognizes as its own.
+//
+// The returned undo puts things back after a failure: it stops a server
+// the attempt started, empties the directory (and removes it if this
+// attempt made it) and drops the intent. It must be called with the
+// instance lock held.
+func (s *Supervisor) prepareDataDir(ctx context.Context, clusterID string, inst Instance, state dirState) (undo func(), err error) {
+	dd := inst.DataDir
+	if state == dirPartial {
+		s.log.Warn("clearing an unfinished earlier creation", "dbid", inst.DBID, "datadir", dd)
+		if err := s.stopLocked(ctx, inst); err != nil {
+			return nil, err
+		}
+		if err := clearDir(dd); err != nil {
+			return nil, fmt.Errorf("clear unfinished datadir %s: %w", dd, err)
+		}
+	}
+	if err := s.user.makeParents(dd); err != nil {
+		return nil, err
+	}
+	intent := dd + intentSuffix
+	if err := s.writeMarker(intent, clusterID, inst); err != nil {
+		// Only possible for a non-root agent whose datadir the operator
+		// made in a directory it may not write: creation still works, but
+		// a crash midway would need the operator to empty the directory.
+		s.log.Warn("cannot record creation intent; a crash midway will need manual cleanup", "path", intent, "err", err)
+		intent = ""
+	}
+	made := false
+	if err := os.Mkdir(dd, 0o700); err == nil {
+		made = true
+	} else if !errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("create datadir: %w", err)
+	}
+	// PostgreSQL wants 0700 (or 0750) and its own user as the owner.
+	if err := os.Chmod(dd, 0o700); err != nil {
+		return nil, err
+	}
+	if err := s.user.chown(dd); err != nil {
+		return nil, err
+	}
+	undo = func() {
+		// The caller's ctx may be what failed; cleanup gets its own time.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := s.stopLocked(cctx, inst); err != nil {
+			s.log.Error("cleanup: cannot stop the half-made instance; leaving it for a retry", "dbid", inst.DBID, "err", err)
+			return
+		}
+		var err error
+		if made {
+			err = os.RemoveAll(dd)
+		} else {
+			err = clearDir(dd)
+		}
+		if err != nil {
+			s.log.Error("cleanup: cannot clear datadir; a retry will", "datadir", dd, "err", err)
+			return
+		}
+		if intent != "" {
+			os.Remove(intent)
+		}
+	}
+	return undo, nil
+}
+
+// finishCreate marks the instance complete: the marker goes in (durably)
+// before the intent goes away, so there is no moment at which a crash
+// would leave a finished directory that looks foreign.
+func (s *Supervisor) finishCreate(clusterID string, inst Instance) error {
+	if err := s.writeMarker(filepath.Join(inst.DataDir, markerFile), clusterID, inst); err != nil {
+		return fmt.Errorf("write marker: %w", err)
+	}
+	if err := os.Remove(inst.DataDir + intentSuffix); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// writeOwnedFile writes a small file owned by the OS user (not atomically:
+// for files of a directory nothing reads yet).
+func (s *Supervisor) writeOwnedFile(path string, data []byte, perm os.FileMode) error {
+	if err := os.WriteFile(path, data, perm); err != nil {
+		return err
+	}
+	if err := os.Chmod(path, perm); err != nil {
+		return err
+	}
+	return s.user.chown(path)
+}
