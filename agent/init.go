@@ -42,16 +42,12 @@ func (a *Agent) postInit(r *http.Request) (any, error) {
 	if err := a.preflight(clusterID, segs); err != nil {
 		return nil, err
 	}
-	mirrors := topology.MirrorDefaults{}
-	if m := req.Spec.Mirror; m != nil {
-		mirrors = topology.MirrorDefaults{PortBase: m.PortBase, DataDirs: m.DataDirs, Placement: string(m.Placement)}
-	}
 	cmd := topology.Command{
 		Type:        topology.CmdInit,
 		BaseVersion: t.ConfigVersion,
 		ClusterID:   clusterID,
 		SegPrefix:   req.Spec.SegPrefix,
-		Mirrors:     mirrors,
+		Mirrors:     req.Spec.MirrorDefaults(),
 		Segments:    segs,
 	}
 	if _, err := a.node.Apply(r.Context(), cmd); err != nil {

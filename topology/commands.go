@@ -168,9 +168,6 @@ func applyUpdateSegments(t *Topology, cmd Command) error {
 		if u.Status != "" {
 			s.Status = u.Status
 		}
-		if s.Status == StatusUp {
-			t.Pending = slices.DeleteFunc(t.Pending, func(d int) bool { return d == u.DBID })
-		}
 		if u.Mode != "" {
 			s.Mode = u.Mode
 		}
@@ -180,6 +177,12 @@ func applyUpdateSegments(t *Topology, cmd Command) error {
 		}
 		t.record(cmd.Time, u.DBID, desc)
 	}
+	// An instance is created once it has been recorded up; judged on the
+	// final state, so an update list that goes u then d keeps it pending.
+	t.Pending = slices.DeleteFunc(t.Pending, func(d int) bool {
+		s, ok := t.Segment(d)
+		return ok && s.Status == StatusUp
+	})
 	return nil
 }
 
