@@ -31,6 +31,7 @@ type fileConfig struct {
 	ProbeInterval       time.Duration  `yaml:"probe_interval"`
 	ProbeTimeout        time.Duration  `yaml:"probe_timeout"`
 	ProbeRetries        int            `yaml:"probe_retries"`
+	ReplicationStall    time.Duration  `yaml:"replication_stall_timeout"`
 	LogLevel            string         `yaml:"log_level"`
 	Postgres            postgresConfig `yaml:"postgres"`
 }
@@ -57,25 +58,33 @@ type Config struct {
 	ProbeInterval       time.Duration
 	ProbeTimeout        time.Duration
 	ProbeRetries        int
-	LogLevel            slog.Level
-	BinDir              string
-	OSUser              string
-	SuperUser           string
-	SuperPassword       string
-	ReplUser            string
-	ReplPassword        string
-	WalKeepSize         string
+	// ReplicationStallTimeout: a mirror whose replication makes no
+	// progress this long is treated as lost, so commits do not hang.
+	ReplicationStallTimeout time.Duration
+	LogLevel                slog.Level
+	BinDir                  string
+	OSUser                  string
+	SuperUser               string
+	SuperPassword           string
+	ReplUser                string
+	ReplPassword            string
+	WalKeepSize             string
 }
 
 // Defaults, beside Greenplum's FTS for comparison: gp_fts_probe_interval
 // is 60 s, gp_fts_probe_timeout 20 s, gp_fts_probe_retries 5. A dead
-// postmaster is seen at once without probes; probes only catch a hung one.
+// postmaster is seen at once without probes (its exit is watched); probes
+// only catch a hung one, within about probe_retries x max(probe_interval,
+// probe_timeout): 3 s with these. A probe is one short query; on a
+// healthy LAN it answers in milliseconds, so a 1 s timeout leaves a wide
+// margin while keeping a hang's detection within the 5 s target.
 const (
-	DefaultAPIAddr       = "127.0.0.1:7070"
-	DefaultRaftAddr      = "127.0.0.1:7071"
-	DefaultProbeInterval = time.Second
-	DefaultProbeTimeout  = 2 * time.Second
-	DefaultProbeRetries  = 3
+	DefaultAPIAddr          = "127.0.0.1:7070"
+	DefaultRaftAddr         = "127.0.0.1:7071"
+	DefaultProbeInterval    = time.Second
+	DefaultProbeTimeout     = time.Second
+	DefaultProbeRetries     = 3
+	DefaultReplicationStall = 5 * time.Second
 )
 
 // LoadConfig reads and validates the config file at path. Every error
@@ -145,6 +154,10 @@ func (fc fileConfig) validate() (*Config, error) {
 	if c.ProbeRetries == 0 {
 		c.ProbeRetries = DefaultProbeRetries
 	}
+	c.ReplicationStallTimeout = fc.ReplicationStall
+	if c.ReplicationStallTimeout == 0 {
+		c.ReplicationStallTimeout = DefaultReplicationStall
+	}
 	switch {
 	case c.DataDir == "":
 		return nil, errors.New("data_dir: required")
@@ -154,6 +167,8 @@ func (fc fileConfig) validate() (*Config, error) {
 		return nil, fmt.Errorf("probe_interval: %s is negative", c.ProbeInterval)
 	case c.ProbeTimeout < 0:
 		return nil, fmt.Errorf("probe_timeout: %s is negative", c.ProbeTimeout)
+	case c.ReplicationStallTimeout < 0:
+		return nil, fmt.Errorf("replication_stall_timeout: %s is negative", c.ReplicationStallTimeout)
 	case c.ProbeRetries < 0:
 		return nil, fmt.Errorf("probe_retries: %d is negative", c.ProbeRetries)
 	case c.SuperPassword == "":

@@ -17,8 +17,9 @@ import (
 // reports what it sees to the leader. It acts only on committed state
 // (safety rule 6): it never decides a role by itself.
 type executor struct {
-	a   *Agent
-	log *slog.Logger
+	a    *Agent
+	log  *slog.Logger
+	wake chan struct{} // a step finished: run a round now
 
 	mu    sync.Mutex
 	local map[int]*instanceState
@@ -37,10 +38,25 @@ type instanceState struct {
 	syncFrom uint64
 	syncApp  string
 	health   *supervisor.Health // last probe; nil when it failed
+	// probeFails counts probes failed in a row: probe_retries of them
+	// make a running but unresponsive (hung) instance failed.
+	probeFails int
+	// Replication stall watch of a primary's mirror: the last flush
+	// position seen and when it last moved or was caught up.
+	stallApp      string
+	stallFlush    uint64
+	stallProgress time.Time
 }
 
 func newExecutor(a *Agent) *executor {
-	return &executor{a: a, log: a.log.With("component", "executor"), local: map[int]*instanceState{}}
+	return &executor{a: a, log: a.log.With("component", "executor"), local: map[int]*instanceState{}, wake: make(chan struct{}, 1)}
+}
+
+func (e *executor) kick() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
 }
 
 func (e *executor) state(dbid int) *instanceState {
@@ -63,6 +79,7 @@ func (e *executor) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-e.a.node.Changes():
+		case <-e.wake:
 		case dbid := <-e.a.sup.Exits():
 			e.log.Warn("postmaster exited", "dbid", dbid)
 		case <-tick.C:
@@ -75,28 +92,38 @@ func (e *executor) run(ctx context.Context) {
 func (e *executor) round(ctx context.Context) {
 	t := e.a.node.Topology()
 	mine := t.OnHost(e.a.cfg.Name)
-	reports := make([]api.InstanceReport, 0, len(mine))
+	if len(mine) == 0 {
+		return
+	}
+	// Probes run in parallel: a hung instance costs one probe_timeout
+	// per round, not one per instance.
+	reports := make([]api.InstanceReport, len(mine))
+	var wg sync.WaitGroup
+	for i, s := range mine {
+		wg.Go(func() { reports[i] = e.probe(ctx, t, s) })
+	}
+	wg.Wait()
+	e.report(ctx, reports)
 	for _, s := range mine {
 		e.ensure(ctx, t, s)
-		reports = append(reports, e.probe(ctx, t, s))
-	}
-	if len(reports) > 0 {
-		e.report(ctx, reports)
 	}
 }
 
-// ensure starts the long step the instance needs, if any, in the
-// background, so probes and reports of the others go on meanwhile.
+// ensure starts the step the instance needs, if any, in the background,
+// so probes and reports of the others go on meanwhile. It acts only on
+// the committed topology: an instance is created only while pending,
+// promoted only once the topology names it primary, and an instance the
+// topology has demoted is never started (safety rule 7).
 func (e *executor) ensure(ctx context.Context, t *topology.Topology, s topology.Segment) {
 	st := e.state(s.DBID)
 	e.mu.Lock()
-	if st.busy {
-		e.mu.Unlock()
+	busy, h := st.busy, st.health
+	e.mu.Unlock()
+	if busy {
 		return
 	}
-	e.mu.Unlock()
-
 	inst := localInstance(s)
+	running := e.a.sup.PID(inst) != 0
 	var step func(context.Context) error
 	var phase string
 	switch {
@@ -119,25 +146,47 @@ func (e *executor) ensure(ctx context.Context, t *topology.Topology, s topology.
 				e.mu.Unlock()
 			})
 		}
-	case s.Status == topology.StatusUp && e.a.sup.PID(inst) == 0:
-		phase = "starting"
+	case s.Role == topology.RolePrimary && s.Status == topology.StatusUp && running && h != nil && h.InRecovery:
+		// The leader promoted this mirror.
+		phase = "promoting"
+		step = func(ctx context.Context) error { return e.a.sup.Promote(ctx, inst) }
+	case s.Role == topology.RolePrimary && s.Status == topology.StatusDown && !running:
+		// Double fault: this primary holds the only complete copy of its
+		// content, so it comes back in place.
+		phase = "restarting in place"
 		step = func(ctx context.Context) error { return e.a.sup.Start(ctx, inst) }
+	case s.Role == topology.RoleMirror && s.Status == topology.StatusDown && !t.IsPending(s.DBID) && running && (h == nil || !h.InRecovery):
+		// A demoted primary still running (hung, or cut off): fence it.
+		// Its mirror was promoted; it must take no more connections.
+		phase = "fencing"
+		step = func(ctx context.Context) error {
+			fctx, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			return e.a.sup.Stop(fctx, inst)
+		}
 	default:
-		if s.Role == topology.RolePrimary && s.Status == topology.StatusUp {
+		if s.Role == topology.RolePrimary && s.Status == topology.StatusUp && running {
 			e.manageSync(ctx, t, s)
 		}
 		return
 	}
+	e.runStep(ctx, s, st, phase, step)
+}
+
+// runStep runs one long step of an instance in the background.
+func (e *executor) runStep(ctx context.Context, s topology.Segment, st *instanceState, phase string, step func(context.Context) error) {
 	e.mu.Lock()
 	st.busy, st.phase, st.lastErr = true, phase, ""
 	e.mu.Unlock()
+	e.log.Info(phase, "dbid", s.DBID, "content", s.Content, "role", s.Role)
 	go func() {
 		err := step(ctx)
 		e.mu.Lock()
 		st.busy = false
 		st.progress = nil
+		st.probeFails = 0
 		if err != nil {
-			st.phase, st.lastErr = "failed", err.Error()
+			st.phase, st.lastErr = "failed", phase+": "+err.Error()
 		} else {
 			st.phase = "running"
 		}
@@ -145,6 +194,7 @@ func (e *executor) ensure(ctx context.Context, t *topology.Topology, s topology.
 		if err != nil && ctx.Err() == nil {
 			e.log.Error(phase+" failed", "dbid", s.DBID, "content", s.Content, "err", err)
 		}
+		e.kick()
 	}()
 }
 

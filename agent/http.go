@@ -23,6 +23,10 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("POST /v1/addmirrors/plan", a.handle(a.postMirrorPlan))
 	mux.HandleFunc("POST /v1/addmirrors", a.handle(a.postAddMirrors))
 	mux.HandleFunc("POST /v1/report", a.handle(a.postReport))
+	mux.HandleFunc("POST /v1/pause", a.handle(a.postPause))
+	mux.HandleFunc("POST /v1/resume", a.handle(a.postResume))
+	mux.HandleFunc("GET /v1/conninfo/{content}", a.handle(a.getConnInfo))
+	mux.HandleFunc("GET /v1/health/primary/{content}", a.getPrimaryHealth)
 	return mux
 }
 

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -24,7 +25,7 @@ func (e *executor) probe(ctx context.Context, t *topology.Topology, s topology.S
 	r := api.InstanceReport{DBID: s.DBID, Host: e.a.cfg.Name, Seen: time.Now().UTC()}
 
 	pid := e.a.sup.PID(inst)
-	if pid == 0 && !e.isBusy(st) {
+	if pid == 0 {
 		// After an agent restart the postmasters are still running: adopt
 		// them, so their exit is seen at once, without restarting them.
 		if p, ok, err := e.a.sup.Adopt(inst); err == nil && ok {
@@ -36,27 +37,38 @@ func (e *executor) probe(ctx context.Context, t *topology.Topology, s topology.S
 	r.Phase, r.Error, r.Progress = st.phase, st.lastErr, st.progress
 	busy := st.busy
 	e.mu.Unlock()
-	if busy && r.Phase != "starting" {
+	if busy && (r.Phase == "creating" || r.Phase == "building") {
 		// An instance being created is not up for anyone until its
 		// creation step has finished (its roles and config are complete).
 		e.setHealth(st, nil)
 		return r
 	}
 	if pid == 0 {
-		if !e.isBusy(st) && r.Phase != "failed" {
+		if !busy && r.Phase != "failed" {
 			r.Phase = "stopped"
 		}
+		// Not running and nothing of ours is starting it: down for sure,
+		// no probe needed.
+		r.Failed = !busy
 		e.setHealth(st, nil)
 		return r
 	}
 	h, err := e.a.sup.Probe(ctx, inst)
 	if err != nil {
+		e.mu.Lock()
+		st.probeFails++
+		fails := st.probeFails
+		e.mu.Unlock()
 		if r.Error == "" {
-			r.Error = err.Error()
+			r.Error = fmt.Sprintf("probe %d of %d failed: %v", fails, e.a.cfg.ProbeRetries, err)
 		}
+		r.Failed = fails >= e.a.cfg.ProbeRetries
 		e.setHealth(st, nil)
 		return r
 	}
+	e.mu.Lock()
+	st.probeFails = 0
+	e.mu.Unlock()
 	e.setHealth(st, &h)
 	if !e.isBusy(st) {
 		r.Phase, r.Error = "running", ""
@@ -80,8 +92,33 @@ func (e *executor) probe(ctx context.Context, t *topology.Topology, s topology.S
 		if e.vouchSynced(st, h, supervisor.AppName(m.DBID)) {
 			r.SyncedMirrors = []int{m.DBID}
 		}
+		if m.Status == topology.StatusUp && e.stalled(st, h, supervisor.AppName(m.DBID)) {
+			r.StalledMirrors = []int{m.DBID}
+		}
 	}
 	return r
+}
+
+// stalled says whether the mirror named app has made no replication
+// progress for replication_stall_timeout: its row in pg_stat_replication
+// is gone, or its flush position neither moved nor caught up. Both ends
+// may look healthy to their agents meanwhile, while commits hang.
+func (e *executor) stalled(st *instanceState, h supervisor.Health, app string) bool {
+	now := time.Now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if st.stallApp != app {
+		st.stallApp, st.stallFlush, st.stallProgress = app, 0, now
+	}
+	for _, rep := range h.Replication {
+		if rep.ApplicationName != app || rep.State != "streaming" {
+			continue
+		}
+		if rep.FlushLSN >= h.CurrentLSN || rep.FlushLSN > st.stallFlush {
+			st.stallFlush, st.stallProgress = rep.FlushLSN, now
+		}
+	}
+	return now.Sub(st.stallProgress) > e.a.cfg.ReplicationStallTimeout
 }
 
 // vouchSynced says whether every commit this primary acknowledges is on the

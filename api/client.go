@@ -108,3 +108,19 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	}
 	return nil
 }
+
+// ConnInfo returns where the instances of a content listen.
+func (c *Client) ConnInfo(ctx context.Context, content int) (*ConnInfo, error) {
+	var ci ConnInfo
+	return &ci, c.do(ctx, http.MethodGet, fmt.Sprintf("/v1/conninfo/%d", content), nil, &ci)
+}
+
+// SetPaused pauses (true) or resumes automatic failover.
+func (c *Client) SetPaused(ctx context.Context, paused bool) (*State, error) {
+	path := "/v1/resume"
+	if paused {
+		path = "/v1/pause"
+	}
+	var s State
+	return &s, c.do(ctx, http.MethodPost, path, struct{}{}, &s)
+}

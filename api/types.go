@@ -29,13 +29,16 @@ type State struct {
 
 // InstanceReport is what an agent saw of one local instance.
 type InstanceReport struct {
-	DBID     int       `json:"dbid"`
-	Host     string    `json:"host"`
-	Seen     time.Time `json:"seen"`
-	Phase    string    `json:"phase"` // creating, building, starting, running, stopped, failed
-	PID      int       `json:"pid,omitempty"`
-	Up       bool      `json:"up"`
-	Recovery bool      `json:"in_recovery"`
+	DBID  int       `json:"dbid"`
+	Host  string    `json:"host"`
+	Seen  time.Time `json:"seen"`
+	Phase string    `json:"phase"` // creating, building, starting, running, stopped, failed
+	PID   int       `json:"pid,omitempty"`
+	Up    bool      `json:"up"`
+	// Failed: this agent vouches the instance is down (exited, not
+	// running, or probe_retries probes failed in a row).
+	Failed   bool `json:"failed,omitempty"`
+	Recovery bool `json:"in_recovery"`
 	// Streaming: a mirror's WAL receiver is streaming.
 	Streaming bool `json:"streaming,omitempty"`
 	// LSN is pg_current_wal_lsn on a primary, the replay position on a mirror.
@@ -43,10 +46,11 @@ type InstanceReport struct {
 	// SyncStandbyNames as the server reports it (primaries).
 	SyncStandbyNames string `json:"sync_standby_names,omitempty"`
 	// SyncedMirrors: mirrors this primary's agent vouches are in sync.
-	SyncedMirrors []int          `json:"synced_mirrors,omitempty"`
-	Replicas      []ReplicaState `json:"replicas,omitempty"`
-	Progress      *Progress      `json:"progress,omitempty"`
-	Error         string         `json:"error,omitempty"`
+	SyncedMirrors  []int          `json:"synced_mirrors,omitempty"`
+	StalledMirrors []int          `json:"stalled_mirrors,omitempty"`
+	Replicas       []ReplicaState `json:"replicas,omitempty"`
+	Progress       *Progress      `json:"progress,omitempty"`
+	Error          string         `json:"error,omitempty"`
 }
 
 // ReplicaState is one row of a primary's pg_stat_replication.
@@ -69,11 +73,13 @@ type Progress struct {
 // Observation turns a report into the input of topology.Decide.
 func (r InstanceReport) Observation() topology.Observation {
 	return topology.Observation{
-		DBID:          r.DBID,
-		Up:            r.Up,
-		InRecovery:    r.Recovery,
-		Streaming:     r.Streaming,
-		SyncedMirrors: r.SyncedMirrors,
+		DBID:           r.DBID,
+		Up:             r.Up,
+		Failed:         r.Failed,
+		InRecovery:     r.Recovery,
+		Streaming:      r.Streaming,
+		SyncedMirrors:  r.SyncedMirrors,
+		StalledMirrors: r.StalledMirrors,
 	}
 }
 
@@ -103,3 +109,17 @@ type MirrorPlan struct {
 
 // History is the answer of GET /v1/history, oldest first.
 type History []topology.HistoryEntry
+
+// ConnInfo lists where a content's instances listen, acting primary first.
+type ConnInfo struct {
+	Content int        `json:"content"`
+	Hosts   []HostPort `json:"hosts"`
+	User    string     `json:"user"`
+	DBName  string     `json:"dbname"`
+}
+
+// HostPort is one instance's address.
+type HostPort struct {
+	Address string `json:"address"`
+	Port    int    `json:"port"`
+}

@@ -7,15 +7,19 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// Defaults for Config's timing fields, tuned for a LAN: half of raft's
-// own defaults (1s, 1s, 500ms), keeping its ratio of lease to heartbeat
-// timeout, so a lost leader is replaced within a second or two while a
-// short GC pause does not depose one. Followers learn the commit index
-// at least every CommitTimeout, which bounds how far Changes lags.
+// Defaults for Config's timing fields. The agents share their hosts with
+// busy segments, so the timeouts are at the top of the LAN range: a leader
+// steps down only after 500ms without a quorum, and followers start an
+// election after 1-2s of silence (a CPU-starved agent should not depose a
+// healthy leader). Losing the raft leader delays decisions
+// by that much. It does not delay a segment failover the leader is alive
+// to decide. CommitTimeout is small because followers learn of a commit
+// at the next AppendEntries, and a mirror's agent acts on the commit that
+// promotes it (DESIGN.md, failover step 4).
 const (
-	DefaultHeartbeatTimeout   = 500 * time.Millisecond
-	DefaultElectionTimeout    = 500 * time.Millisecond
-	DefaultLeaderLeaseTimeout = 250 * time.Millisecond
+	DefaultHeartbeatTimeout   = 1000 * time.Millisecond
+	DefaultElectionTimeout    = 1000 * time.Millisecond
+	DefaultLeaderLeaseTimeout = 500 * time.Millisecond
 	DefaultCommitTimeout      = 20 * time.Millisecond
 )
 

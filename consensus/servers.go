@@ -15,8 +15,11 @@ type Server struct {
 	Leader  bool
 }
 
-// AddVoter adds (or re-addresses) a voting member. Leader only. Keep the
-// voters few (3 or 5) whatever the host count; the rest join as
+// AddVoter adds a voting member, promotes a nonvoter, or updates a
+// member's address. Leader only. A new voter counts towards the quorum at
+// once, before it has caught up: add voters one at a time, or add a
+// nonvoter first and promote it once it has caught up. Keep the voters
+// few (3 or 5) whatever the host count, and let the rest join as
 // nonvoters.
 func (n *Node) AddVoter(ctx context.Context, id, addr string) error {
 	f := n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, enqueueTimeout(ctx))

@@ -90,8 +90,12 @@ func startDemo(t testing.TB, args ...string) *demo {
 		if err != nil {
 			return false, lastLines(d.out.String(), 5)
 		}
-		d.addr = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(string(b)), "export GPAGENT_ADDR="))
-		return true, ""
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "export GPAGENT_ADDR="); ok {
+				d.addr = strings.TrimSpace(v)
+			}
+		}
+		return d.addr != "", string(b)
 	})
 	return d
 }

@@ -31,7 +31,11 @@ func (s *Supervisor) CreateMirror(ctx context.Context, clusterID string, inst In
 	if clusterID == "" || up.Address == "" || up.Port <= 0 || up.Port > 65535 {
 		return fmt.Errorf("create mirror %s: need a cluster id and an upstream address and port", inst)
 	}
-	defer s.lock(inst.DBID)()
+	unlock, err := s.lock(ctx, inst.DBID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	state, err := s.classify(clusterID, inst)
 	if err != nil {
 		return err
@@ -131,7 +135,7 @@ func (s *Supervisor) basebackup(ctx context.Context, dataDir string, up Upstream
 	// Its own application_name: under the mirror's, the WAL streamer of
 	// the backup could be taken for the mirror by synchronous_standby_names.
 	dsn := connString(up.Address, up.Port, s.cfg.ReplUser, "", "application_name", "gpagent_basebackup")
-	return s.runTool(ctx, "pg_basebackup", []string{
+	args := []string{
 		"-D", dataDir,
 		"-d", dsn,
 		"-X", "stream",
@@ -139,7 +143,12 @@ func (s *Supervisor) basebackup(ctx context.Context, dataDir string, up Upstream
 		"--checkpoint=fast",
 		"--progress",
 		"--no-password",
-	}, []string{
+	}
+	if s.noSync {
+		args = append(args, "--no-sync")
+	}
+	args = append(args, s.extraBackupArgs...)
+	return s.runTool(ctx, "pg_basebackup", args, []string{
 		// The environment of a process is readable only by its own user
 		// and root, unlike its command line.
 		"PGPASSWORD=" + s.cfg.ReplPassword,
@@ -173,15 +182,39 @@ func (s *Supervisor) prepareSlot(ctx context.Context, up Upstream, slot string) 
 	return nil
 }
 
-// dropSlot drops slot on up if it exists and is not in use.
+// dropSlot drops slot on up after a failed base backup. The walsender of
+// the killed pg_basebackup may hold the slot for a moment after its client
+// is gone, so an active slot is waited for until ctx ends.
 func (s *Supervisor) dropSlot(ctx context.Context, up Upstream, slot string) error {
 	conn, err := s.connect(ctx, up.Address, up.Port)
 	if err != nil {
 		return err
 	}
 	defer closeConn(conn)
-	_, err = conn.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active`, slot)
-	return err
+	t := time.NewTicker(pollEvery)
+	defer t.Stop()
+	for {
+		var active bool
+		err := conn.QueryRow(ctx, `SELECT active FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&active)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err == nil && !active {
+			// It may turn active between the two statements; then the
+			// drop fails and the loop comes round again.
+			if _, err = conn.Exec(ctx, `SELECT pg_drop_replication_slot($1)`, slot); err == nil {
+				return nil
+			}
+		}
+		if err == nil {
+			err = errors.New("in use")
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("drop slot %s: %w (%w)", slot, err, ctx.Err())
+		case <-t.C:
+		}
+	}
 }
 
 func deref(p *int32) int32 {
@@ -199,7 +232,11 @@ func (s *Supervisor) SetUpstream(ctx context.Context, inst Instance, up Upstream
 	if err := inst.validate(); err != nil {
 		return err
 	}
-	defer s.lock(inst.DBID)()
+	unlock, err := s.lock(ctx, inst.DBID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	return s.setUpstreamLocked(ctx, inst, up)
 }
 

@@ -3,10 +3,13 @@ package supervisor
 import (
 	"context"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -45,6 +48,7 @@ func newSup(t *testing.T) *Supervisor {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
+	s.noSync = true
 	t.Cleanup(s.Close)
 	return s
 }
@@ -65,15 +69,48 @@ func testRoot(t *testing.T) string {
 	return dir
 }
 
-// freePort asks the kernel for a port that is free right now.
+// freePort returns a port that is free now. It is not taken from ":0":
+// that hands out ports of the ephemeral range, which the tests' own client
+// connections use as source ports, so one could steal an instance's port
+// between the pick and PostgreSQL's bind. Ports below that range, checked
+// by listening on them, do not have this problem.
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	portMu.Lock()
+	defer portMu.Unlock()
+	for range 1000 {
+		p := 10000 + rand.IntN(ephemeralMin()-10000)
+		if portsGiven[p] {
+			continue
+		}
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		portsGiven[p] = true
+		return p
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free port found")
+	return 0
+}
+
+var (
+	portMu     sync.Mutex
+	portsGiven = map[int]bool{}
+)
+
+// ephemeralMin is the start of the kernel's ephemeral port range.
+func ephemeralMin() int {
+	data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err == nil {
+		if f := strings.Fields(string(data)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 11000 {
+				return n
+			}
+		}
+	}
+	return 32768
 }
 
 func testInstance(t *testing.T, root string, dbid, content int) Instance {

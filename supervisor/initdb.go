@@ -28,7 +28,11 @@ func (s *Supervisor) InitPrimary(ctx context.Context, clusterID string, inst Ins
 	if clusterID == "" {
 		return fmt.Errorf("init %s: empty cluster id", inst)
 	}
-	defer s.lock(inst.DBID)()
+	unlock, err := s.lock(ctx, inst.DBID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	state, err := s.classify(clusterID, inst)
 	if err != nil {
 		return err
@@ -99,7 +103,7 @@ func (s *Supervisor) initdb(ctx context.Context, dataDir string) error {
 		return fmt.Errorf("password file: %w", err)
 	}
 	s.log.Info("running initdb", "datadir", dataDir)
-	return s.runTool(ctx, "initdb", []string{
+	args := []string{
 		"-D", dataDir,
 		"-U", s.cfg.SuperUser,
 		"--pwfile=" + pw.Name(),
@@ -108,7 +112,11 @@ func (s *Supervisor) initdb(ctx context.Context, dataDir string) error {
 		"--locale=C",
 		"--data-checksums", // as Greenplum does by default
 		"--no-instructions",
-	}, nil, nil)
+	}
+	if s.noSync {
+		args = append(args, "--no-sync")
+	}
+	return s.runTool(ctx, "initdb", args, nil, nil)
 }
 
 // ensureReplRole creates the replication role, or resets its password and

@@ -74,7 +74,7 @@ const (
 // absent, empty nor gpagent's own work for this cluster and dbid.
 func (s *Supervisor) classify(clusterID string, inst Instance) (dirState, error) {
 	dd := inst.DataDir
-	fi, err := os.Lstat(dd)
+	fi, err := os.Stat(dd) // a symlinked datadir is fine
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		return dirAbsent, nil

@@ -2,9 +2,12 @@ package supervisor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -102,6 +105,33 @@ func TestMirror(t *testing.T) {
 		t.Fatalf("second CreateMirror: err=%v pid %d -> %d", err, pid, s.PID(mirr))
 	}
 
+	// A base backup cancelled midway leaves nothing behind: no datadir,
+	// no intent file, no slot on the primary, no pg_basebackup process.
+	// The backup is throttled so the cancel surely lands before its end.
+	m5 := testInstance(t, root, 5, 0)
+	stopOnCleanup(t, s, m5)
+	s.extraBackupArgs = []string{"--max-rate=32k"}
+	cctx, cancel := context.WithCancel(context.Background())
+	err = s.CreateMirror(cctx, testCluster, m5, up, func(done, total int64) { cancel() })
+	cancel()
+	s.extraBackupArgs = nil
+	if err == nil || !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled CreateMirror: %v", err)
+	}
+	t.Logf("cancelled CreateMirror: %v", err)
+	for _, p := range []string{m5.DataDir, m5.DataDir + intentSuffix} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s left behind after a cancelled CreateMirror (%v)", p, err)
+		}
+	}
+	var slots int
+	if err := pc.QueryRow(ctxT(t, 10*time.Second), `SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1`, SlotName(m5.DBID)).Scan(&slots); err != nil || slots != 0 {
+		t.Errorf("slot %s left on the primary: count=%d err=%v", SlotName(m5.DBID), slots, err)
+	}
+	if pids := processesMentioning(m5.DataDir); len(pids) > 0 {
+		t.Errorf("processes left running for %s: %v", m5.DataDir, pids)
+	}
+
 	// Back to asynchronous.
 	if err := s.SetSyncStandby(ctxT(t, 20*time.Second), prim, nil); err != nil {
 		t.Fatalf("SetSyncStandby(nil): %v", err)
@@ -169,4 +199,20 @@ func killPID(pid int) error {
 		return err
 	}
 	return p.Kill()
+}
+
+// processesMentioning lists the pids whose command line contains s.
+func processesMentioning(s string) []int {
+	var pids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if cmd, err := os.ReadFile("/proc/" + e.Name() + "/cmdline"); err == nil && strings.Contains(string(cmd), s) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -122,6 +123,32 @@ func TestPrimaryLifecycle(t *testing.T) {
 		t.Fatalf("Start after kill -9: %v", err)
 	}
 
+	// A crash that leaves a child behind (stopped here, so it cannot
+	// notice): the new postmaster finds the old shared memory in use, and
+	// Start keeps trying until the child has let go of it.
+	pid = s.PID(inst)
+	child := childOf(t, pid, "checkpointer") // attached to shared memory, unlike the logger
+	if err := syscall.Kill(child, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitExit(t, s.Exits(), inst.DBID, 10*time.Second)
+	startCtx := ctxT(t, 30*time.Second)
+	started := make(chan error, 1)
+	go func() { started <- s.Start(startCtx, inst) }()
+	waitFor(t, 20*time.Second, "start held up by the old shared memory", func() (bool, string) {
+		data, _ := os.ReadFile(filepath.Join(inst.DataDir, startupLogFile))
+		return strings.Contains(string(data), "pre-existing shared memory block"), lastLines(string(data), 2)
+	})
+	if err := syscall.Kill(child, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-started; err != nil {
+		t.Fatalf("Start after the leftover child exited: %v", err)
+	}
+
 	// kill -9 of an adopted postmaster: seen via the pidfd.
 	s3 := newSup(t)
 	pid, ok, err = s3.Adopt(inst)
@@ -208,4 +235,29 @@ func TestInitPrimaryClearsPartial(t *testing.T) {
 		!strings.HasSuffix(strings.TrimSpace(string(data)), "include_if_exists = 'gpagent.conf'") {
 		t.Fatalf("postgresql.conf does not end with the include: %v", err)
 	}
+}
+
+// childOf returns the child of pid whose title contains name (a
+// postmaster's auxiliary process), from /proc.
+func childOf(t *testing.T, pid int, name string) int {
+	t.Helper()
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		c, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// Fields after the parenthesized command: state, ppid, ...
+		f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+		cmd, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if len(f) > 1 && f[1] == strconv.Itoa(pid) && strings.Contains(string(cmd), name) {
+			return c
+		}
+	}
+	t.Fatalf("no child %q of pid %d", name, pid)
+	return 0
 }

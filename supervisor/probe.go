@@ -166,7 +166,11 @@ func (s *Supervisor) SetSyncStandby(ctx context.Context, inst Instance, appNames
 	if err != nil {
 		return err
 	}
-	defer s.lock(inst.DBID)()
+	unlock, err := s.lock(ctx, inst.DBID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	c, err := s.readManagedConf(inst.DataDir)
 	if err != nil {
 		return fmt.Errorf("set sync standby on %s: %w", inst, err)

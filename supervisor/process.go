@@ -30,7 +30,11 @@ func (s *Supervisor) Start(ctx context.Context, inst Instance) error {
 	if err := inst.validate(); err != nil {
 		return err
 	}
-	defer s.lock(inst.DBID)()
+	unlock, err := s.lock(ctx, inst.DBID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	return s.startLocked(ctx, inst)
 }
 
@@ -60,7 +64,7 @@ func (s *Supervisor) startLocked(ctx context.Context, inst Instance) error {
 		s.log.Info("waiting for the children of a dead postmaster to exit", "dbid", inst.DBID)
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("start %s: %w: %w", inst, err, ctx.Err())
+			return fmt.Errorf("%w (%w)", err, ctx.Err())
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
@@ -123,8 +127,11 @@ func (s *Supervisor) launch(inst Instance) (*proc, string, int64, error) {
 	s.track(p)
 	s.log.Info("started postmaster", "dbid", inst.DBID, "pid", p.pid, "datadir", dd)
 	go func() {
-		err := cmd.Wait()
-		s.exited(p, err)
+		status := "exit status 0"
+		if err := cmd.Wait(); err != nil {
+			status = err.Error()
+		}
+		s.exited(p, status)
 	}()
 	return p, logPath, off, nil
 }
@@ -177,7 +184,11 @@ func (s *Supervisor) Stop(ctx context.Context, inst Instance) error {
 	if err := inst.validate(); err != nil {
 		return err
 	}
-	defer s.lock(inst.DBID)()
+	unlock, err := s.lock(ctx, inst.DBID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	return s.stopLocked(ctx, inst)
 }
 

@@ -10,6 +10,7 @@
 package supervisor
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -65,13 +66,21 @@ type Supervisor struct {
 	user osUser
 	log  *slog.Logger
 
+	// noSync skips the fsync of a new data directory by initdb and
+	// pg_basebackup. Only tests set it, to keep their run time off the
+	// disk's flush latency; a crash could corrupt an unsynced instance.
+	noSync bool
+	// extraBackupArgs are added to pg_basebackup's arguments; tests slow
+	// it down with them to cancel a backup midway.
+	extraBackupArgs []string
+
 	exits  chan int
 	closed chan struct{}
 	once   sync.Once
 
 	mu    sync.Mutex
-	procs map[int]*proc       // tracked postmasters by dbid
-	locks map[int]*sync.Mutex // per-dbid operation locks
+	procs map[int]*proc         // tracked postmasters by dbid
+	locks map[int]chan struct{} // per-dbid operation locks
 }
 
 // tools are the binaries the supervisor runs; New checks them all, so a
@@ -144,7 +153,7 @@ func New(cfg Config) (*Supervisor, error) {
 		exits:  make(chan int, 64),
 		closed: make(chan struct{}),
 		procs:  map[int]*proc{},
-		locks:  map[int]*sync.Mutex{},
+		locks:  map[int]chan struct{}{},
 	}, nil
 }
 
@@ -215,15 +224,20 @@ func (i Instance) validate() error {
 	return nil
 }
 
-// lock serializes operations on one instance.
-func (s *Supervisor) lock(dbid int) func() {
+// lock serializes operations on one instance. Waiting for it honours ctx:
+// a Stop must not hang behind a base backup its caller has given up on.
+func (s *Supervisor) lock(ctx context.Context, dbid int) (unlock func(), err error) {
 	s.mu.Lock()
-	m, ok := s.locks[dbid]
+	ch, ok := s.locks[dbid]
 	if !ok {
-		m = &sync.Mutex{}
-		s.locks[dbid] = m
+		ch = make(chan struct{}, 1)
+		s.locks[dbid] = ch
 	}
 	s.mu.Unlock()
-	m.Lock()
-	return m.Unlock
+	select {
+	case ch <- struct{}{}:
+		return func() { <-ch }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("dbid %d: waiting for another operation on it: %w", dbid, ctx.Err())
+	}
 }

@@ -142,7 +142,7 @@ func (s *Supervisor) watchAdopted(p *proc) {
 			return
 		}
 		if n > 0 {
-			s.exited(p, nil)
+			s.exited(p, "unknown (adopted)")
 			return
 		}
 		select {
@@ -167,7 +167,7 @@ func (s *Supervisor) pollAdopted(p *proc) {
 			return
 		case <-t.C:
 			if ok, err := isPostmasterOf(p.pid, p.dataDir); err == nil && !ok {
-				s.exited(p, nil)
+				s.exited(p, "unknown (adopted)")
 				return
 			}
 		}
@@ -176,7 +176,7 @@ func (s *Supervisor) pollAdopted(p *proc) {
 
 // exited records the end of p and, unless Stop caused it, reports its
 // dbid on Exits without ever blocking.
-func (s *Supervisor) exited(p *proc, waitErr error) {
+func (s *Supervisor) exited(p *proc, status string) {
 	p.mu.Lock()
 	p.exited = true
 	if p.pidfd >= 0 {
@@ -194,17 +194,10 @@ func (s *Supervisor) exited(p *proc, waitErr error) {
 		s.log.Info("postmaster stopped", "dbid", p.dbid, "pid", p.pid)
 		return
 	}
-	s.log.Warn("postmaster exited", "dbid", p.dbid, "pid", p.pid, "status", exitStatus(waitErr))
+	s.log.Warn("postmaster exited", "dbid", p.dbid, "pid", p.pid, "status", status)
 	select {
 	case s.exits <- p.dbid:
 	default:
 		s.log.Warn("exit notification dropped: channel full", "dbid", p.dbid)
 	}
-}
-
-func exitStatus(err error) string {
-	if err == nil {
-		return "exited"
-	}
-	return err.Error()
 }

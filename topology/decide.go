@@ -7,11 +7,16 @@ import (
 
 // Observation is what an instance's own agent saw of it at its last probe.
 // The leader keeps the latest one per dbid and passes them to Decide; an
-// observation too old to trust is simply left out by the caller.
+// observation too old to trust is simply left out by the caller (and an
+// instance with no observation is never acted on).
 type Observation struct {
 	DBID int `json:"dbid"`
 	// Up: the postmaster runs and answered the probe.
 	Up bool `json:"up"`
+	// Failed: the agent vouches the instance is down: its postmaster
+	// exited, is not running, or failed probe_retries probes in a row.
+	// Not the same as !Up: an instance being created is neither.
+	Failed bool `json:"failed,omitempty"`
 	// InRecovery: pg_is_in_recovery() (a mirror, or a primary not yet
 	// promoted).
 	InRecovery bool `json:"in_recovery"`
@@ -23,52 +28,158 @@ type Observation struct {
 	// which synchronous replication was switched on. Every commit this
 	// primary acknowledges from then on is on those mirrors.
 	SyncedMirrors []int `json:"synced_mirrors,omitempty"`
+	// StalledMirrors lists mirrors whose replication this primary's agent
+	// has seen make no progress for replication_stall_timeout while both
+	// ends looked alive: commits would hang on them.
+	StalledMirrors []int `json:"stalled_mirrors,omitempty"`
 }
 
 // Decide returns the changes the observations call for, computed from t
 // (which it does not modify). An empty result means the topology already
 // says what the agents see; the caller then writes nothing to Raft, so a
-// steady cluster makes no log entries.
+// steady cluster makes no log entries. All changes of one call go into one
+// command: a failover (promote the mirror, mark the primary down) is never
+// half-applied.
 //
 // Rules (numbers from DESIGN.md):
 //   - A pending instance whose agent reports it up (a mirror: streaming)
 //     is recorded up.
-//   - A pair is recorded in sync (mode s on both) only once the primary's
-//     agent vouches that synchronous replication to that mirror is on and
-//     caught up (rule 3: sync on first, s recorded second).
+//   - Primary lost, its mirror up and the pair recorded in sync: promote
+//     the mirror (role p, mode n) and demote the old primary (role m,
+//     status d). Only a mirror recorded s is promoted (rule 2).
+//   - Primary lost and no in-sync mirror (double fault): the primary is
+//     recorded down but keeps role p, since it holds the only complete
+//     copy; its agent restarts it in place where its host is alive, and it
+//     is recorded up again once it answers as a primary.
+//   - Mirror lost or its replication stalled, primary up: the mirror is
+//     recorded down and the pair not in sync. The primary's agent stops
+//     waiting for it only after that is committed (rule 3).
+//   - A pair is recorded in sync only once the primary's agent vouches
+//     that synchronous replication to that mirror is on and caught up
+//     (rule 3: sync on first, s recorded second).
+//
+// While t.Paused, failures are not acted on (no promotion, nothing marked
+// down); creation and sync bookkeeping go on.
 func Decide(t *Topology, obs map[int]Observation) []SegmentUpdate {
 	var out []SegmentUpdate
-	for _, s := range t.Segments {
-		o, ok := obs[s.DBID]
-		if !ok || s.Status == StatusUp || !t.IsPending(s.DBID) {
-			continue
-		}
-		switch {
-		case s.Role == RolePrimary && o.Up && !o.InRecovery:
-			out = append(out, SegmentUpdate{DBID: s.DBID, Status: StatusUp,
-				Desc: fmt.Sprintf("primary of content %d created and up", s.Content)})
-		case s.Role == RoleMirror && o.Up && o.InRecovery && o.Streaming:
-			out = append(out, SegmentUpdate{DBID: s.DBID, Status: StatusUp,
-				Desc: fmt.Sprintf("mirror of content %d created, streaming", s.Content)})
+	for _, c := range t.Contents() {
+		out = append(out, decideContent(t, c, obs)...)
+	}
+	return out
+}
+
+func decideContent(t *Topology, c int, obs map[int]Observation) []SegmentUpdate {
+	p, hasP := t.Primary(c)
+	m, hasM := t.Mirror(c)
+	var out []SegmentUpdate
+	if hasP {
+		if u, ok := primaryUp(t, p, obs); ok {
+			out = append(out, u)
+			p.Status = StatusUp
 		}
 	}
-	for _, c := range t.Contents() {
-		p, okP := t.Primary(c)
-		m, okM := t.Mirror(c)
-		if !okP || !okM || p.Status != StatusUp || m.Status != StatusUp {
-			continue
+	if hasM {
+		if u, ok := mirrorCreated(t, m, obs); ok {
+			out = append(out, u)
+			m.Status = StatusUp
 		}
-		if p.Mode == ModeSynced && m.Mode == ModeSynced {
-			continue
+	}
+	if !hasP || p.Status != StatusUp {
+		return out
+	}
+	if !t.Paused {
+		if failed(p, obs) {
+			return append(out, primaryLost(c, p, m, hasM, obs)...)
 		}
-		o, ok := obs[p.DBID]
-		if !ok || !o.Up || !slices.Contains(o.SyncedMirrors, m.DBID) {
-			continue
+		if hasM && m.Status == StatusUp {
+			if u := mirrorLost(c, p, m, obs); u != nil {
+				return append(out, u...)
+			}
 		}
-		out = append(out,
-			SegmentUpdate{DBID: p.DBID, Mode: ModeSynced, Desc: fmt.Sprintf("content %d: synchronous replication to dbid %d on, pair in sync", c, m.DBID)},
-			SegmentUpdate{DBID: m.DBID, Mode: ModeSynced, Desc: fmt.Sprintf("content %d: mirror in sync with dbid %d", c, p.DBID)},
-		)
+	}
+	if hasM && m.Status == StatusUp && !(p.Mode == ModeSynced && m.Mode == ModeSynced) {
+		if o, ok := obs[p.DBID]; ok && o.Up && !o.InRecovery && slices.Contains(o.SyncedMirrors, m.DBID) {
+			out = append(out,
+				SegmentUpdate{DBID: p.DBID, Mode: ModeSynced, Desc: fmt.Sprintf("content %d: synchronous replication to dbid %d on, pair in sync", c, m.DBID)},
+				SegmentUpdate{DBID: m.DBID, Mode: ModeSynced, Desc: fmt.Sprintf("content %d: mirror in sync with dbid %d", c, p.DBID)},
+			)
+		}
+	}
+	return out
+}
+
+// primaryUp records a primary up when it answers as a primary: a newly
+// created one, or one restarted in place after a double fault. An instance
+// demoted to mirror never gets here (rule 7): only role p is considered.
+func primaryUp(t *Topology, p Segment, obs map[int]Observation) (SegmentUpdate, bool) {
+	o, ok := obs[p.DBID]
+	if p.Status == StatusUp || !ok || !o.Up || o.InRecovery {
+		return SegmentUpdate{}, false
+	}
+	desc := fmt.Sprintf("primary of content %d created and up", p.Content)
+	if !t.IsPending(p.DBID) {
+		desc = fmt.Sprintf("content %d: primary restarted in place; content up", p.Content)
+	}
+	return SegmentUpdate{DBID: p.DBID, Status: StatusUp, Desc: desc}, true
+}
+
+func mirrorCreated(t *Topology, m Segment, obs map[int]Observation) (SegmentUpdate, bool) {
+	o, ok := obs[m.DBID]
+	if m.Status == StatusUp || !t.IsPending(m.DBID) || !ok || !o.Up || !o.InRecovery || !o.Streaming {
+		return SegmentUpdate{}, false
+	}
+	return SegmentUpdate{DBID: m.DBID, Status: StatusUp,
+		Desc: fmt.Sprintf("mirror of content %d created, streaming", m.Content)}, true
+}
+
+func failed(s Segment, obs map[int]Observation) bool {
+	o, ok := obs[s.DBID]
+	return ok && o.Failed
+}
+
+func primaryLost(c int, p, m Segment, hasM bool, obs map[int]Observation) []SegmentUpdate {
+	if hasM && m.Status == StatusUp && m.Mode == ModeSynced && p.Mode == ModeSynced && !failed(m, obs) {
+		return []SegmentUpdate{
+			{DBID: m.DBID, Role: RolePrimary, Mode: ModeNotSynced,
+				Desc: fmt.Sprintf("content %d: primary dbid %d lost; mirror promoted (it was in sync)", c, p.DBID)},
+			{DBID: p.DBID, Role: RoleMirror, Status: StatusDown, Mode: ModeNotSynced,
+				Desc: fmt.Sprintf("content %d: primary lost; marked down and demoted to mirror (failed over to dbid %d)", c, m.DBID)},
+		}
+	}
+	why := "it has no mirror"
+	switch {
+	case hasM && (m.Status != StatusUp || failed(m, obs)):
+		why = fmt.Sprintf("its mirror dbid %d is down", m.DBID)
+	case hasM:
+		why = fmt.Sprintf("its mirror dbid %d was not in sync", m.DBID)
+	}
+	out := []SegmentUpdate{{DBID: p.DBID, Status: StatusDown, Mode: ModeNotSynced,
+		Desc: fmt.Sprintf("content %d DOWN: primary lost and %s (double fault): no promotion; the primary is restarted in place where its host is alive", c, why)}}
+	if hasM && m.Status == StatusUp && failed(m, obs) {
+		out = append(out, SegmentUpdate{DBID: m.DBID, Status: StatusDown, Mode: ModeNotSynced,
+			Desc: fmt.Sprintf("content %d: mirror lost", c)})
+	} else if hasM && m.Mode == ModeSynced {
+		out = append(out, SegmentUpdate{DBID: m.DBID, Mode: ModeNotSynced,
+			Desc: fmt.Sprintf("content %d: mirror not in sync: its primary is down", c)})
+	}
+	return out
+}
+
+func mirrorLost(c int, p, m Segment, obs map[int]Observation) []SegmentUpdate {
+	var why string
+	switch {
+	case failed(m, obs):
+		why = "mirror lost"
+	case slices.Contains(obs[p.DBID].StalledMirrors, m.DBID):
+		why = "mirror replication stalled"
+	default:
+		return nil
+	}
+	out := []SegmentUpdate{{DBID: m.DBID, Status: StatusDown, Mode: ModeNotSynced,
+		Desc: fmt.Sprintf("content %d: %s; marked down, primary dbid %d stops waiting for it", c, why, p.DBID)}}
+	if p.Mode != ModeNotSynced {
+		out = append(out, SegmentUpdate{DBID: p.DBID, Mode: ModeNotSynced,
+			Desc: fmt.Sprintf("content %d: pair not in sync", c)})
 	}
 	return out
 }

@@ -49,7 +49,8 @@ func cmdDemo(ctx context.Context, cio cmdIO, args []string) error {
 		return err
 	}
 	envFile := filepath.Join(d.dir, "env")
-	if err := os.WriteFile(envFile, []byte("export GPAGENT_ADDR="+d.apiAddr+"\n"), 0o644); err != nil {
+	env := fmt.Sprintf("export GPAGENT_ADDR=%s\nexport PGPASSFILE=%s\n", d.apiAddr, filepath.Join(d.dir, "pgpass"))
+	if err := os.WriteFile(envFile, []byte(env), 0o644); err != nil {
 		return err
 	}
 	fmt.Fprintf(cio.out, `
@@ -62,6 +63,8 @@ In another terminal:
   gpagent state --json
   gpagent addmirrors -a    # (started with --no-mirrors) add mirrors (gpaddmirrors)
   gpagent history          # every topology change
+  psql "$(gpagent connstr --content 0)"   # follows the primary of content 0
+  gpagent pause / resume   # automatic failover off / on
 
 Agent log: %s. Press Ctrl-C to stop the demo and every instance it started.
 `, d.apiAddr, envFile, filepath.Join(d.dir, "agent.log"))

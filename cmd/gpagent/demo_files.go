@@ -110,6 +110,16 @@ mirror:
 	if err := os.WriteFile(specPath, []byte(specYAML), 0o644); err != nil {
 		return nil, err
 	}
+	cfg, err := agent.ParseConfig([]byte(agentYAML))
+	if err != nil {
+		return nil, err
+	}
+	// libpq reads the password from here (the env file exports
+	// PGPASSFILE), so gpagent connstr prints no secret.
+	pgpass := fmt.Sprintf("*:*:*:%s:%s\n", cfg.SuperUser, cfg.SuperPassword)
+	if err := os.WriteFile(filepath.Join(dir, "pgpass"), []byte(pgpass), 0o600); err != nil {
+		return nil, err
+	}
 	return loadDemo(dir, agentPath, specPath)
 }
 

@@ -23,6 +23,9 @@ commands:
   state       show the cluster state (gpstate)
   addmirrors  add mirrors to a mirrorless cluster (gpaddmirrors)
   history     show every topology change (gp_configuration_history)
+  pause       stop automatic failover (maintenance)
+  resume      restart automatic failover
+  connstr     print a libpq multi-host connection string for a content
 
 Subcommands other than agent and demo talk to the agent at --addr, or
 $GPAGENT_ADDR (default 127.0.0.1:7070). Run 'gpagent <command> -h' for flags.
@@ -60,6 +63,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdAddMirrors(ctx, io, rest)
 	case "history":
 		err = cmdHistory(ctx, io, rest)
+	case "pause":
+		err = cmdPause(ctx, io, rest, true)
+	case "resume":
+		err = cmdPause(ctx, io, rest, false)
+	case "connstr":
+		err = cmdConnstr(ctx, io, rest)
 	default:
 		fmt.Fprintf(stderr, "gpagent: unknown command %q\n%s", cmd, usage)
 		return 2
