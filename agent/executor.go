@@ -150,11 +150,21 @@ func (e *executor) ensure(ctx context.Context, t *topology.Topology, s topology.
 		// The leader promoted this mirror.
 		phase = "promoting"
 		step = func(ctx context.Context) error { return e.a.sup.Promote(ctx, inst) }
-	case s.Role == topology.RolePrimary && s.Status == topology.StatusDown && !running:
+	case s.Role == topology.RolePrimary && s.Status == topology.StatusDown && !t.IsPending(s.DBID) && (!running || h == nil):
 		// Double fault: this primary holds the only complete copy of its
-		// content, so it comes back in place.
+		// content, so it comes back in place; a hung one is stopped first.
 		phase = "restarting in place"
-		step = func(ctx context.Context) error { return e.a.sup.Start(ctx, inst) }
+		step = func(ctx context.Context) error {
+			if running {
+				sctx, cancel := context.WithTimeout(ctx, time.Second)
+				err := e.a.sup.Stop(sctx, inst)
+				cancel()
+				if err != nil {
+					return err
+				}
+			}
+			return e.a.sup.Start(ctx, inst)
+		}
 	case s.Role == topology.RoleMirror && s.Status == topology.StatusDown && !t.IsPending(s.DBID) && running && (h == nil || !h.InRecovery):
 		// A demoted primary still running (hung, or cut off): fence it.
 		// Its mirror was promoted; it must take no more connections.

@@ -123,3 +123,13 @@ type HostPort struct {
 	Address string `json:"address"`
 	Port    int    `json:"port"`
 }
+
+// Segment returns the instance with the given dbid.
+func (s State) Segment(dbid int) (topology.Segment, bool) {
+	for _, x := range s.Segments {
+		if x.DBID == dbid {
+			return x, true
+		}
+	}
+	return topology.Segment{}, false
+}

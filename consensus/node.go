@@ -43,6 +43,7 @@ type Node struct {
 	stopForward   chan struct{}
 	forwardDone   chan struct{}
 
+	unlock    func() error // releases the data dir lock
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -57,10 +58,8 @@ func Open(cfg Config) (*Node, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	hlog := newHclogAdapter(cfg.Logger)
-	notify := make(chan bool, 1) // raft's final false on shutdown is sent without blocking
 	rc := cfg.raftConfig()
 	rc.Logger = hlog
-	rc.NotifyCh = notify
 	if err := raft.ValidateConfig(rc); err != nil {
 		return nil, fmt.Errorf("open consensus: %w", err)
 	}
@@ -69,24 +68,28 @@ func Open(cfg Config) (*Node, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open consensus: %w", err)
 	}
+	unlock, err := lockDataDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open consensus: %w", err)
+	}
 	store, err := raftboltdb.NewBoltStore(filepath.Join(dir, "raft.db"))
 	if err != nil {
+		_ = unlock()
 		return nil, fmt.Errorf("open consensus: log store: %w", err)
 	}
-	n, err := open(cfg, rc, hlog, store, dir)
+	n, err := startRaft(cfg, rc, hlog, store, dir)
 	if err != nil {
 		_ = store.Close()
+		_ = unlock()
 		return nil, err
 	}
-	n.stopForward = make(chan struct{})
-	n.forwardDone = make(chan struct{})
-	go n.forwardLeadership(notify)
+	n.unlock = unlock
 	return n, nil
 }
 
-// open builds the rest of the node once the store is open; the caller
-// closes the store if it fails.
-func open(cfg Config, rc *raft.Config, hlog hclog.Logger, store *raftboltdb.BoltStore, dir string) (*Node, error) {
+// startRaft builds the rest of the node once the store is open; the
+// caller closes the store if it fails.
+func startRaft(cfg Config, rc *raft.Config, hlog hclog.Logger, store *raftboltdb.BoltStore, dir string) (*Node, error) {
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, snapshotsRetained, hlog)
 	if err != nil {
 		return nil, fmt.Errorf("open consensus: snapshot store: %w", err)
@@ -113,23 +116,26 @@ func open(cfg Config, rc *raft.Config, hlog hclog.Logger, store *raftboltdb.Bolt
 			return nil, fmt.Errorf("open consensus: bootstrap: %w", err)
 		}
 	}
-	f := newFSM()
-	r, err := raft.NewRaft(rc, f, store, store, snaps, trans)
-	if err != nil {
-		_ = trans.Close()
-		return nil, fmt.Errorf("open consensus: start raft: %w", err)
-	}
-	log := cfg.Logger.With("component", "consensus")
-	log.Info("raft started", "node_id", cfg.NodeID, "addr", trans.LocalAddr(),
-		"existing_state", existing, "bootstrapped", cfg.Bootstrap && !existing)
-	return &Node{
-		log:           log,
-		raft:          r,
-		fsm:           f,
+	// Buffered: raft sends its last "false" at shutdown without blocking.
+	notify := make(chan bool, 1)
+	rc.NotifyCh = notify
+	n := &Node{
+		log:           cfg.Logger.With("component", "consensus"),
+		fsm:           newFSM(),
 		trans:         trans,
 		store:         store,
 		leaderChanges: make(chan bool, leaderChangesBuffer),
-	}, nil
+		stopForward:   make(chan struct{}),
+		forwardDone:   make(chan struct{}),
+	}
+	if n.raft, err = raft.NewRaft(rc, n.fsm, store, store, snaps, trans); err != nil {
+		_ = trans.Close()
+		return nil, fmt.Errorf("open consensus: start raft: %w", err)
+	}
+	go n.forwardLeadership(notify)
+	n.log.Info("raft started", "node_id", cfg.NodeID, "addr", trans.LocalAddr(),
+		"existing_state", existing, "bootstrapped", cfg.Bootstrap && !existing)
+	return n, nil
 }
 
 // Close stops raft (not gracefully: a leader does not hand over first),
@@ -146,6 +152,9 @@ func (n *Node) Close() error {
 		<-n.forwardDone
 		if err := n.store.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close raft log store: %w", err))
+		}
+		if err := n.unlock(); err != nil {
+			errs = append(errs, fmt.Errorf("unlock data dir: %w", err))
 		}
 		n.closeErr = errors.Join(errs...)
 		n.log.Info("raft stopped")

@@ -198,3 +198,22 @@ func TestOpen_AdvertiseAddress(t *testing.T) {
 		t.Fatalf("addr %q, want the advertised one", n.Addr())
 	}
 }
+
+func TestOpen_DataDirInUse(t *testing.T) {
+	dir := t.TempDir()
+	n := openNode(t, "a", dir, false, nil)
+	second, err := Open(Config{NodeID: "a", DataDir: dir, BindAddr: "127.0.0.1:0"})
+	if !errors.Is(err, ErrDataDirInUse) {
+		if second != nil {
+			second.Close()
+		}
+		t.Fatalf("second open of one data dir: %v, want ErrDataDirInUse", err)
+	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again := openNode(t, "a", dir, false, nil)
+	if err := again.Close(); err != nil {
+		t.Fatal(err)
+	}
+}

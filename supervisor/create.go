@@ -42,17 +42,24 @@ func (s *Supervisor) prepareDataDir(ctx context.Context, clusterID string, inst 
 		intent = ""
 	}
 	made := false
-	if err := os.Mkdir(dd, 0o700); err == nil {
+	err = os.Mkdir(dd, 0o700)
+	if err == nil {
 		made = true
-	} else if !errors.Is(err, os.ErrExist) {
-		return nil, fmt.Errorf("create datadir: %w", err)
+	} else if errors.Is(err, os.ErrExist) {
+		err = nil
 	}
 	// PostgreSQL wants 0700 (or 0750) and its own user as the owner.
-	if err := os.Chmod(dd, 0o700); err != nil {
-		return nil, err
+	if err == nil {
+		err = os.Chmod(dd, 0o700)
 	}
-	if err := s.user.chown(dd); err != nil {
-		return nil, err
+	if err == nil {
+		err = s.user.chown(dd)
+	}
+	if err != nil {
+		if intent != "" {
+			os.Remove(intent) // nothing was put in the directory yet
+		}
+		return nil, fmt.Errorf("create datadir: %w", err)
 	}
 	undo = func() {
 		// The caller's ctx may be what failed; cleanup gets its own time.
@@ -102,4 +109,45 @@ func (s *Supervisor) writeOwnedFile(path string, data []byte, perm os.FileMode) 
 		return err
 	}
 	return s.user.chown(path)
+}
+
+// Destroy stops inst and deletes the contents of its data directory, for a
+// full recovery that rebuilds it. It refuses a directory that is not
+// gpagent's for this cluster and dbid (finished, or an unfinished
+// creation): nothing else is ever deleted. The directory itself stays, as
+// it may be a mount point.
+func (s *Supervisor) Destroy(ctx context.Context, clusterID string, inst Instance) error {
+	if err := inst.validate(); err != nil {
+		return err
+	}
+	unlock, err := s.lock(ctx, inst.DBID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	state, err := s.classify(clusterID, inst)
+	if err != nil {
+		return fmt.Errorf("destroy: %w", err)
+	}
+	if state == dirAbsent || state == dirEmpty {
+		return nil
+	}
+	if err := s.stopLocked(ctx, inst); err != nil {
+		return fmt.Errorf("destroy %s: %w", inst, err)
+	}
+	// The intent file goes in before the marker goes out, so that at no
+	// moment of an interrupted removal the remains look foreign (a retry
+	// clears them) or finished.
+	if err := s.writeMarker(inst.DataDir+intentSuffix, clusterID, inst); err != nil {
+		s.log.Warn("cannot record intent before clearing; a crash midway will need manual cleanup", "err", err)
+	}
+	if err := os.Remove(filepath.Join(inst.DataDir, markerFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("destroy %s: %w", inst, err)
+	}
+	if err := clearDir(inst.DataDir); err != nil {
+		return fmt.Errorf("destroy %s: %w", inst, err)
+	}
+	os.Remove(inst.DataDir + intentSuffix)
+	s.log.Warn("instance destroyed", "dbid", inst.DBID, "datadir", inst.DataDir)
+	return nil
 }

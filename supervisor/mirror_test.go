@@ -170,7 +170,20 @@ func TestMirror(t *testing.T) {
 		return err == nil && active, fmt.Sprintf("active=%v err=%v", active, err)
 	})
 
-	// A mirror killed with -9 is reported like a primary.
+	// Promotion: out of recovery; a second call is a no-op; the promoted
+	// instance is no standby to CreateMirror any more.
+	if err := s.Promote(ctxT(t, 30*time.Second), m2); err != nil {
+		t.Fatalf("Promote: %v", err)
+	}
+	if h, err := s.Probe(ctxT(t, 10*time.Second), m2); err != nil || h.InRecovery {
+		t.Fatalf("Probe after Promote: in recovery=%v err=%v", h.InRecovery, err)
+	}
+	if err := s.Promote(ctxT(t, 30*time.Second), m2); err != nil {
+		t.Fatalf("second Promote: %v", err)
+	}
+	wantErr(t, s.CreateMirror(ctxT(t, 10*time.Second), testCluster, m2, up, nil), "not a standby")
+
+	// A postmaster killed with -9 is reported.
 	drain(s.Exits())
 	if err := s.Stop(ctxT(t, 30*time.Second), m2); err != nil {
 		t.Fatal(err)

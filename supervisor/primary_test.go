@@ -235,6 +235,15 @@ func TestInitPrimaryClearsPartial(t *testing.T) {
 		!strings.HasSuffix(strings.TrimSpace(string(data)), "include_if_exists = 'gpagent.conf'") {
 		t.Fatalf("postgresql.conf does not end with the include: %v", err)
 	}
+
+	// Destroy deletes only what is ours, and keeps the directory.
+	wantErr(t, s.Destroy(ctxT(t, 10*time.Second), "cluster-b", inst), "belongs to gpagent cluster "+testCluster)
+	if err := s.Destroy(ctxT(t, 30*time.Second), testCluster, inst); err != nil {
+		t.Fatalf("Destroy: %v", err)
+	}
+	if empty, err := isEmptyDir(inst.DataDir); err != nil || !empty || s.PID(inst) != 0 {
+		t.Fatalf("after Destroy: empty=%v err=%v pid=%d", empty, err, s.PID(inst))
+	}
 }
 
 // childOf returns the child of pid whose title contains name (a

@@ -198,6 +198,13 @@ func (s *Supervisor) reloadAndWait(ctx context.Context, inst Instance, name, wan
 		return err
 	}
 	defer closeConn(conn)
+	var cur string
+	if err := conn.QueryRow(ctx, `SELECT current_setting($1)`, name).Scan(&cur); err != nil {
+		return err
+	}
+	if cur == want {
+		return nil // a reload signals every backend: not for nothing
+	}
 	if _, err := conn.Exec(ctx, `SELECT pg_reload_conf()`); err != nil {
 		return err
 	}

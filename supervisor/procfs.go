@@ -127,10 +127,10 @@ func tail(path string, from int64, n int) string {
 		return ""
 	}
 	start := max(from, fi.Size()-limit)
-	buf := make([]byte, fi.Size()-start)
-	if len(buf) <= 0 {
+	if start >= fi.Size() {
 		return ""
 	}
+	buf := make([]byte, fi.Size()-start)
 	if _, err := f.ReadAt(buf, start); err != nil {
 		return ""
 	}
