@@ -41,8 +41,12 @@ type InstanceReport struct {
 	Recovery bool `json:"in_recovery"`
 	// Streaming: a mirror's WAL receiver is streaming.
 	Streaming bool `json:"streaming,omitempty"`
-	// LSN is pg_current_wal_lsn on a primary, the replay position on a mirror.
-	LSN string `json:"lsn,omitempty"`
+	// LSN is pg_current_wal_lsn on a primary, the replay position on a
+	// mirror; LSNValue the same as a number.
+	LSN      string `json:"lsn,omitempty"`
+	LSNValue uint64 `json:"lsn_value,omitempty"`
+	// StoppedLSN: shut down cleanly for a switchover at this checkpoint.
+	StoppedLSN uint64 `json:"stopped_lsn,omitempty"`
 	// SyncStandbyNames as the server reports it (primaries).
 	SyncStandbyNames string `json:"sync_standby_names,omitempty"`
 	// SyncedMirrors: mirrors this primary's agent vouches are in sync.
@@ -80,6 +84,8 @@ func (r InstanceReport) Observation() topology.Observation {
 		Streaming:      r.Streaming,
 		SyncedMirrors:  r.SyncedMirrors,
 		StalledMirrors: r.StalledMirrors,
+		LSN:            r.LSNValue,
+		StoppedLSN:     r.StoppedLSN,
 	}
 }
 

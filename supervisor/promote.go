@@ -6,11 +6,12 @@ import (
 	"time"
 )
 
-// Promote turns the running standby inst into a primary (pg_promote) and
-// waits until it accepts writes or ctx ends. An instance that is already
-// out of recovery is left alone, so a retried promotion is harmless. The
-// caller decides when promoting is safe (the topology's rules); this only
-// carries it out.
+// Promote turns the running standby inst into a primary: it first stops
+// it from waiting for any synchronous standby and from following an
+// upstream (its old primary is recorded down, so nothing may hold its
+// commits, and it must never stream from a stale primary again), then
+// calls pg_promote and waits until the server has left recovery. A server
+// already out of recovery is left as it is.
 func (s *Supervisor) Promote(ctx context.Context, inst Instance) error {
 	if err := inst.validate(); err != nil {
 		return err
@@ -20,6 +21,22 @@ func (s *Supervisor) Promote(ctx context.Context, inst Instance) error {
 		return err
 	}
 	defer unlock()
+	c, err := s.readManagedConf(inst.DataDir)
+	if err != nil {
+		return fmt.Errorf("promote %s: %w", inst, err)
+	}
+	if c.SyncStandbyNames != "" || c.PrimaryConninfo != "" || c.PrimarySlotName != "" {
+		c.SyncStandbyNames, c.PrimaryConninfo, c.PrimarySlotName = "", "", ""
+		if err := s.writeManagedConf(inst.DataDir, c); err != nil {
+			return fmt.Errorf("promote %s: %w", inst, err)
+		}
+		// Applied by the promotion itself (the startup process ends, the
+		// walreceiver with it); the reload makes synchronous_standby_names
+		// empty before the first commit the new primary takes.
+		if err := s.reloadAndWait(ctx, inst, "synchronous_standby_names", ""); err != nil {
+			return fmt.Errorf("promote %s: %w", inst, err)
+		}
+	}
 	conn, err := s.connect(ctx, inst.Address, inst.Port)
 	if err != nil {
 		return fmt.Errorf("promote %s: %w", inst, err)
@@ -32,24 +49,14 @@ func (s *Supervisor) Promote(ctx context.Context, inst Instance) error {
 	if !inRecovery {
 		return nil
 	}
-	// pg_promote waits at most wait_seconds; the loop below keeps waiting
-	// as long as ctx allows, for a promotion that has to replay a lot.
-	var done bool
-	if err := conn.QueryRow(ctx, `SELECT pg_promote(true, 60)`).Scan(&done); err != nil {
+	start := time.Now()
+	var ok bool
+	if err := conn.QueryRow(ctx, `SELECT pg_promote(true, 60)`).Scan(&ok); err != nil {
 		return fmt.Errorf("promote %s: %w", inst, err)
 	}
-	t := time.NewTicker(pollEvery)
-	defer t.Stop()
-	for !done {
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("promote %s: still in recovery: %w", inst, ctx.Err())
-		case <-t.C:
-		}
-		if err := conn.QueryRow(ctx, `SELECT NOT pg_is_in_recovery()`).Scan(&done); err != nil {
-			return fmt.Errorf("promote %s: %w", inst, err)
-		}
+	if !ok {
+		return fmt.Errorf("promote %s: pg_promote did not finish within 60s", inst)
 	}
-	s.log.Info("promoted", "dbid", inst.DBID)
+	s.log.Info("promoted", "dbid", inst.DBID, "content", inst.Content, "took", time.Since(start))
 	return nil
 }

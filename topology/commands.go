@@ -17,6 +17,7 @@ const (
 	CmdAddMirrors     CommandType = 2
 	CmdUpdateSegments CommandType = 3
 	CmdSetPaused      CommandType = 4
+	CmdSwitchover     CommandType = 5
 )
 
 func (c CommandType) String() string {
@@ -29,6 +30,8 @@ func (c CommandType) String() string {
 		return "update_segments"
 	case CmdSetPaused:
 		return "set_paused"
+	case CmdSwitchover:
+		return "switchover"
 	}
 	return fmt.Sprintf("command(%d)", uint8(c))
 }
@@ -55,6 +58,8 @@ type Command struct {
 	Updates []SegmentUpdate `json:"updates,omitempty"`
 	// CmdSetPaused
 	Paused bool `json:"paused,omitempty"`
+	// CmdSwitchover: the content whose roles to swap.
+	Content int `json:"content,omitempty"`
 }
 
 // SegmentUpdate changes the role, status or mode of one instance; an empty
@@ -64,6 +69,9 @@ type SegmentUpdate struct {
 	Role   Role   `json:"role,omitempty"`
 	Status Status `json:"status,omitempty"`
 	Mode   Mode   `json:"mode,omitempty"`
+	// Rejoin: the instance (a mirror now) starts as a standby of its
+	// content's primary from the data it has, with no copy.
+	Rejoin bool   `json:"rejoin,omitempty"`
 	Desc   string `json:"desc"`
 }
 
@@ -89,6 +97,8 @@ func Apply(t *Topology, cmd Command) (*Topology, error) {
 		err = applyUpdateSegments(next, cmd)
 	case CmdSetPaused:
 		err = applySetPaused(next, cmd)
+	case CmdSwitchover:
+		err = applySwitchover(next, cmd)
 	default:
 		err = fmt.Errorf("%w: unknown command type %d", ErrInvalid, cmd.Type)
 	}
@@ -171,6 +181,9 @@ func applyUpdateSegments(t *Topology, cmd Command) error {
 		if u.Mode != "" {
 			s.Mode = u.Mode
 		}
+		if u.Rejoin && !slices.Contains(t.Rejoin, u.DBID) {
+			t.Rejoin = append(t.Rejoin, u.DBID)
+		}
 		desc := u.Desc
 		if desc == "" {
 			desc = fmt.Sprintf("role %s, status %s, mode %s", s.Role, s.Status, s.Mode)
@@ -179,9 +192,18 @@ func applyUpdateSegments(t *Topology, cmd Command) error {
 	}
 	// An instance is created once it has been recorded up; judged on the
 	// final state, so an update list that goes u then d keeps it pending.
-	t.Pending = slices.DeleteFunc(t.Pending, func(d int) bool {
+	up := func(d int) bool {
 		s, ok := t.Segment(d)
 		return ok && s.Status == StatusUp
+	}
+	t.Pending = slices.DeleteFunc(t.Pending, up)
+	t.Rejoin = slices.DeleteFunc(t.Rejoin, up)
+	// A switchover ends once its roles are swapped (or something else
+	// changed the pair's roles meanwhile).
+	t.Switchovers = slices.DeleteFunc(t.Switchovers, func(sw Switchover) bool {
+		from, _ := t.Segment(sw.From)
+		to, _ := t.Segment(sw.To)
+		return from.Role != RolePrimary || to.Role != RoleMirror || from.Status != StatusUp
 	})
 	return nil
 }
@@ -223,4 +245,27 @@ func roleWord(r Role) string {
 		return "primary"
 	}
 	return "mirror"
+}
+
+// applySwitchover starts a planned swap of one pair. Only a pair recorded
+// up and in sync may swap: the mirror then has every acknowledged commit,
+// and replays the rest up to the primary's shutdown checkpoint.
+func applySwitchover(t *Topology, cmd Command) error {
+	p, okP := t.Primary(cmd.Content)
+	m, okM := t.Mirror(cmd.Content)
+	switch {
+	case !okP:
+		return fmt.Errorf("%w: switchover: content %d has no primary", ErrInvalid, cmd.Content)
+	case !okM:
+		return fmt.Errorf("%w: switchover: content %d has no mirror", ErrInvalid, cmd.Content)
+	case p.Status != StatusUp || m.Status != StatusUp || p.Mode != ModeSynced || m.Mode != ModeSynced:
+		return fmt.Errorf("%w: switchover: content %d is not an in-sync pair (primary dbid %d %s/%s, mirror dbid %d %s/%s)",
+			ErrInvalid, cmd.Content, p.DBID, p.Status, p.Mode, m.DBID, m.Status, m.Mode)
+	}
+	if _, busy := t.SwitchoverOf(cmd.Content); busy {
+		return fmt.Errorf("%w: switchover: content %d already has one in progress", ErrInvalid, cmd.Content)
+	}
+	t.Switchovers = append(t.Switchovers, Switchover{Content: cmd.Content, From: p.DBID, To: m.DBID})
+	t.record(cmd.Time, p.DBID, fmt.Sprintf("content %d: switchover started: primary dbid %d shuts down cleanly, mirror dbid %d takes over", cmd.Content, p.DBID, m.DBID))
+	return nil
 }

@@ -32,6 +32,12 @@ type Observation struct {
 	// has seen make no progress for replication_stall_timeout while both
 	// ends looked alive: commits would hang on them.
 	StalledMirrors []int `json:"stalled_mirrors,omitempty"`
+	// LSN: pg_current_wal_lsn on a primary, the replay position on a
+	// standby.
+	LSN uint64 `json:"lsn,omitempty"`
+	// StoppedLSN: the instance was shut down cleanly for a switchover and
+	// this is its shutdown checkpoint; 0 otherwise.
+	StoppedLSN uint64 `json:"stopped_lsn,omitempty"`
 }
 
 // Decide returns the changes the observations call for, computed from t
@@ -87,6 +93,9 @@ func decideContent(t *Topology, c int, obs map[int]Observation) []SegmentUpdate 
 	if !hasP || p.Status != StatusUp {
 		return out
 	}
+	if sw, ok := t.SwitchoverOf(c); ok && hasM && sw.From == p.DBID && sw.To == m.DBID {
+		return append(out, switchover(c, p, m, obs)...)
+	}
 	if !t.Paused {
 		if failed(p, obs) {
 			return append(out, primaryLost(c, p, m, hasM, obs)...)
@@ -125,11 +134,42 @@ func primaryUp(t *Topology, p Segment, obs map[int]Observation) (SegmentUpdate, 
 
 func mirrorCreated(t *Topology, m Segment, obs map[int]Observation) (SegmentUpdate, bool) {
 	o, ok := obs[m.DBID]
-	if m.Status == StatusUp || !t.IsPending(m.DBID) || !ok || !o.Up || !o.InRecovery || !o.Streaming {
+	building := t.IsPending(m.DBID) || t.IsRejoining(m.DBID)
+	if m.Status == StatusUp || !building || !ok || !o.Up || !o.InRecovery || !o.Streaming {
 		return SegmentUpdate{}, false
 	}
-	return SegmentUpdate{DBID: m.DBID, Status: StatusUp,
-		Desc: fmt.Sprintf("mirror of content %d created, streaming", m.Content)}, true
+	desc := fmt.Sprintf("mirror of content %d created, streaming", m.Content)
+	if t.IsRejoining(m.DBID) {
+		desc = fmt.Sprintf("content %d: dbid %d rejoined as mirror, streaming", m.Content, m.DBID)
+	}
+	return SegmentUpdate{DBID: m.DBID, Status: StatusUp, Desc: desc}, true
+}
+
+// switchover completes a planned swap once the old primary has stopped
+// cleanly and its mirror has replayed past the shutdown checkpoint: the
+// mirror then holds exactly the old primary's history (rule 4), and the
+// old primary can follow it without a rewind. If the mirror is lost
+// meanwhile, the switchover is abandoned and the primary, which holds
+// everything, restarts in place.
+func switchover(c int, p, m Segment, obs map[int]Observation) []SegmentUpdate {
+	if failed(m, obs) {
+		return []SegmentUpdate{
+			{DBID: p.DBID, Status: StatusDown, Mode: ModeNotSynced,
+				Desc: fmt.Sprintf("content %d: switchover abandoned, mirror dbid %d lost; primary restarts in place", c, m.DBID)},
+			{DBID: m.DBID, Status: StatusDown, Mode: ModeNotSynced, Desc: fmt.Sprintf("content %d: mirror lost", c)},
+		}
+	}
+	from, okF := obs[p.DBID]
+	to, okT := obs[m.DBID]
+	if !okF || !okT || from.StoppedLSN == 0 || !to.Up || !to.InRecovery || to.LSN <= from.StoppedLSN {
+		return nil
+	}
+	return []SegmentUpdate{
+		{DBID: m.DBID, Role: RolePrimary, Mode: ModeNotSynced,
+			Desc: fmt.Sprintf("content %d: switchover: mirror replayed past the primary's shutdown checkpoint; promoted", c)},
+		{DBID: p.DBID, Role: RoleMirror, Status: StatusDown, Mode: ModeNotSynced, Rejoin: true,
+			Desc: fmt.Sprintf("content %d: switchover: old primary follows dbid %d as mirror", c, m.DBID)},
+	}
 }
 
 func failed(s Segment, obs map[int]Observation) bool {

@@ -89,6 +89,35 @@ type Topology struct {
 	// an instance that was once up and is now down is never silently
 	// re-created (safety rule 7).
 	Pending []int `json:"pending,omitempty"`
+	// Rejoin lists the dbids of mirrors whose data is a prefix of their
+	// content's primary's (a primary shut down cleanly by a switchover):
+	// they start as standbys of the acting primary without a copy.
+	Rejoin []int `json:"rejoin,omitempty"`
+	// Switchovers are planned role swaps in progress, one per content.
+	Switchovers []Switchover `json:"switchovers,omitempty"`
+}
+
+// Switchover is a planned, lossless swap of the roles of one in-sync pair:
+// From (the primary) shuts down cleanly, To (its mirror) replays up to its
+// shutdown checkpoint and is promoted, From follows as mirror.
+type Switchover struct {
+	Content int `json:"content"`
+	From    int `json:"from"`
+	To      int `json:"to"`
+}
+
+// IsRejoining reports whether dbid is to start as a standby of its
+// content's primary from the data it has.
+func (t *Topology) IsRejoining(dbid int) bool { return slices.Contains(t.Rejoin, dbid) }
+
+// SwitchoverOf returns the switchover in progress for content, if any.
+func (t *Topology) SwitchoverOf(content int) (Switchover, bool) {
+	for _, sw := range t.Switchovers {
+		if sw.Content == content {
+			return sw, true
+		}
+	}
+	return Switchover{}, false
 }
 
 // IsPending reports whether dbid is placed but not yet created.
@@ -108,6 +137,8 @@ func (t *Topology) Clone() *Topology {
 	c.History = append([]HistoryEntry(nil), t.History...)
 	c.Mirrors.DataDirs = append([]string(nil), t.Mirrors.DataDirs...)
 	c.Pending = append([]int(nil), t.Pending...)
+	c.Rejoin = append([]int(nil), t.Rejoin...)
+	c.Switchovers = append([]Switchover(nil), t.Switchovers...)
 	return &c
 }
 

@@ -1,0 +1,571 @@
+package topology
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"pgregory.net/rapid"
+)
+
+// The Decide property tests drive random fault sequences through Decide
+// and Apply and check the safety rules of /DESIGN.md after every step.
+//
+// TestDecide_PropertyArbitraryObservations feeds Decide anything at all
+// (observations that lie, contradict each other or name strangers) and
+// checks what Decide must uphold whatever it is told: the topology stays
+// valid, a promotion needs a pair recorded in sync (rule 2), a demoted
+// primary is never taken back (rule 7), pause stops failure handling.
+//
+// TestDecide_PropertySimulatedCluster adds a model of the world: instances
+// that run or not, commit logs, synchronous replication switched on and
+// off by the agents as rule 3 allows, acknowledged commits. Its
+// observations are true (but partial, late, and sometimes false alarms),
+// and it checks rule 4: the instance the topology names primary always
+// holds every commit the content acknowledged, so no failover loses one.
+
+// decRandomCluster builds, through Apply, an initialized cluster of a
+// coordinator and 1..4 segments, each content with or without a mirror,
+// each instance created or still pending, each pair in sync or not.
+func decRandomCluster(rt *rapid.T) *Topology {
+	n := rapid.IntRange(1, 4).Draw(rt, "segments")
+	var primaries, mirrors []Segment
+	dbid := 0
+	mk := func(content int, role Role) Segment {
+		dbid++
+		s := decSegment(dbid, content, role)
+		return s
+	}
+	for c := CoordinatorContent; c < n; c++ {
+		primaries = append(primaries, mk(c, RolePrimary))
+	}
+	for c := CoordinatorContent; c < n; c++ {
+		if rapid.Bool().Draw(rt, fmt.Sprintf("mirror%d", c)) {
+			mirrors = append(mirrors, mk(c, RoleMirror))
+		}
+	}
+	topo := &Topology{}
+	var up, synced []int
+	var ups []SegmentUpdate
+	for _, p := range primaries {
+		if rapid.Bool().Draw(rt, fmt.Sprintf("created%d", p.DBID)) {
+			up = append(up, p.Content)
+			ups = append(ups, SegmentUpdate{DBID: p.DBID, Status: StatusUp, Desc: "test setup: created"})
+		}
+	}
+	mirrorsAtInit := rapid.Bool().Draw(rt, "mirrorsAtInit")
+	if mirrorsAtInit {
+		topo = decApply(rt, topo, Command{Type: CmdInit, ClusterID: "c1", Segments: append(primaries, mirrors...)})
+	} else {
+		topo = decApply(rt, topo, Command{Type: CmdInit, ClusterID: "c1", Segments: primaries})
+		if len(ups) > 0 && rapid.Bool().Draw(rt, "primariesUpBeforeMirrors") {
+			topo = decUpdate(rt, topo, ups...)
+			ups = nil
+		}
+		if len(mirrors) > 0 {
+			topo = decApply(rt, topo, Command{Type: CmdAddMirrors, Segments: mirrors})
+		}
+	}
+	for _, m := range mirrors {
+		// A mirror is built from its primary, so it can only be up when
+		// the primary is; the pair is in sync only when both are.
+		if !slices.Contains(up, m.Content) || !rapid.Bool().Draw(rt, fmt.Sprintf("created%d", m.DBID)) {
+			continue
+		}
+		u := SegmentUpdate{DBID: m.DBID, Status: StatusUp, Desc: "test setup: created"}
+		if rapid.Bool().Draw(rt, fmt.Sprintf("synced%d", m.Content)) {
+			synced = append(synced, m.Content)
+			u.Mode = ModeSynced
+			p, _ := topo.Primary(m.Content)
+			ups = append(ups, SegmentUpdate{DBID: p.DBID, Mode: ModeSynced, Desc: "test setup: in sync"})
+		}
+		ups = append(ups, u)
+	}
+	if len(ups) > 0 {
+		topo = decUpdate(rt, topo, ups...)
+	}
+	if rapid.Bool().Draw(rt, "paused") {
+		topo = decApply(rt, topo, Command{Type: CmdSetPaused, Paused: true})
+	}
+	return topo
+}
+
+func decDBIDs(t *Topology) []int {
+	var out []int
+	for _, s := range t.Segments {
+		out = append(out, s.DBID)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func decContradicts(obs map[int]Observation) bool {
+	for _, o := range obs {
+		if o.Up && o.Failed {
+			return true
+		}
+	}
+	return false
+}
+
+// decCheckDecision checks one result of Decide against the topology it
+// was computed from. demoted holds the instances demoted by a promotion
+// and not rebuilt since (rule 7).
+func decCheckDecision(t decFatalfer, before *Topology, obs map[int]Observation, ups []SegmentUpdate, demoted map[int]bool) {
+	t.Helper()
+	newPrimary := map[int]int{}
+	for _, u := range ups {
+		s, ok := before.Segment(u.DBID)
+		if !ok {
+			t.Fatalf("update of unknown dbid %d: %+v", u.DBID, ups)
+		}
+		if u.Role == RolePrimary {
+			if other, ok := newPrimary[s.Content]; ok && other != u.DBID {
+				t.Fatalf("content %d: one decision gives role p to dbid %d and dbid %d: %+v", s.Content, other, u.DBID, ups)
+			}
+			newPrimary[s.Content] = u.DBID
+			if demoted[u.DBID] {
+				t.Fatalf("rule 7: dbid %d, demoted by an earlier failover and not rebuilt, given role p back: %+v", u.DBID, ups)
+			}
+		}
+		if u.Role == RolePrimary && s.Role != RolePrimary {
+			// A promotion: rule 2, judged on the topology before it.
+			p, _ := before.Primary(s.Content)
+			if s.Status != StatusUp || s.Mode != ModeSynced || p.Mode != ModeSynced {
+				t.Fatalf("rule 2: dbid %d (status %s, mode %s) promoted while its primary dbid %d had mode %s: %+v",
+					s.DBID, s.Status, s.Mode, p.DBID, p.Mode, ups)
+			}
+			demotedToo := slices.ContainsFunc(ups, func(o SegmentUpdate) bool {
+				return o.DBID == p.DBID && o.Role == RoleMirror && o.Status == StatusDown
+			})
+			if !demotedToo {
+				t.Fatalf("dbid %d promoted without demoting dbid %d in the same decision: %+v", s.DBID, p.DBID, ups)
+			}
+		}
+		if before.Paused && (u.Status == StatusDown || (u.Role != "" && u.Role != s.Role)) {
+			t.Fatalf("paused, yet dbid %d updated to role %q status %q: %+v", u.DBID, u.Role, u.Status, ups)
+		}
+		if u.Status == StatusUp && s.Role == RoleMirror && s.Status != StatusUp && !before.IsPending(s.DBID) {
+			t.Fatalf("rule 7: dbid %d, a mirror recorded down and not pending, recorded up without a rebuild: %+v", u.DBID, ups)
+		}
+		if u.Mode == ModeSynced && s.Mode != ModeSynced {
+			// Rule 3: s only on the primary's word.
+			p, _ := before.Primary(s.Content)
+			m, _ := before.Mirror(s.Content)
+			o, ok := obs[p.DBID]
+			if !ok || !o.Up || o.InRecovery || !slices.Contains(o.SyncedMirrors, m.DBID) {
+				t.Fatalf("rule 3: content %d recorded in sync, but primary dbid %d did not vouch for dbid %d (%+v): %+v",
+					s.Content, p.DBID, m.DBID, o, ups)
+			}
+		}
+	}
+}
+
+// decStep runs one Decide and applies its result, checking everything
+// that holds whatever the observations were. It returns the updates and
+// the new topology.
+func decStep(rt *rapid.T, topo *Topology, obs map[int]Observation, demoted map[int]bool) ([]SegmentUpdate, *Topology) {
+	rt.Helper()
+	if ups := Decide(topo, nil); len(ups) != 0 {
+		rt.Fatalf("Decide with no observations = %+v, want no change", ups)
+	}
+	ups, next := decideAndApply(rt, topo, obs)
+	decCheckDecision(rt, topo, obs, ups, demoted)
+	if len(ups) == 0 {
+		return nil, topo
+	}
+	if next.ConfigVersion != topo.ConfigVersion+1 {
+		rt.Fatalf("version %d -> %d after a decision, want +1", topo.ConfigVersion, next.ConfigVersion)
+	}
+	if err := Validate(next); err != nil {
+		rt.Fatalf("committed topology invalid: %v", err)
+	}
+	for _, u := range ups {
+		if s, _ := topo.Segment(u.DBID); u.Role == RolePrimary && s.Role == RoleMirror {
+			p, _ := topo.Primary(s.Content)
+			demoted[p.DBID] = true
+		}
+	}
+	if !decContradicts(obs) {
+		if again := Decide(next, obs); len(again) != 0 {
+			rt.Fatalf("Decide not steady: after applying %+v the same observations call for %+v", ups, again)
+		}
+	}
+	return ups, next
+}
+
+func decTogglePause(rt *rapid.T, topo *Topology) *Topology {
+	return decApply(rt, topo, Command{Type: CmdSetPaused, Paused: !topo.Paused})
+}
+
+func TestDecide_PropertyArbitraryObservations(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		topo := decRandomCluster(rt)
+		dbids := decDBIDs(topo)
+		strangers := append(slices.Clone(dbids), 0, topo.MaxDBID()+1)
+		demoted := map[int]bool{}
+		last := topo.ConfigVersion
+		for i := range rapid.IntRange(1, 40).Draw(rt, "steps") {
+			if rapid.IntRange(0, 5).Draw(rt, fmt.Sprintf("action%d", i)) == 0 {
+				topo = decTogglePause(rt, topo)
+			} else {
+				obs := map[int]Observation{}
+				for _, d := range rapid.SliceOfNDistinct(rapid.SampledFrom(strangers), 0, len(strangers), rapid.ID[int]).Draw(rt, "observed") {
+					obs[d] = Observation{
+						DBID:           d,
+						Up:             rapid.Bool().Draw(rt, "up"),
+						Failed:         rapid.Bool().Draw(rt, "failed"),
+						InRecovery:     rapid.Bool().Draw(rt, "inRecovery"),
+						Streaming:      rapid.Bool().Draw(rt, "streaming"),
+						SyncedMirrors:  rapid.SliceOfNDistinct(rapid.SampledFrom(strangers), 0, 2, rapid.ID[int]).Draw(rt, "synced"),
+						StalledMirrors: rapid.SliceOfNDistinct(rapid.SampledFrom(strangers), 0, 2, rapid.ID[int]).Draw(rt, "stalled"),
+					}
+				}
+				_, topo = decStep(rt, topo, obs, demoted)
+			}
+			if topo.ConfigVersion < last {
+				rt.Fatalf("config version went down: %d -> %d", last, topo.ConfigVersion)
+			}
+			last = topo.ConfigVersion
+		}
+	})
+}
+
+// decInstance is one PostgreSQL instance as the world has it.
+type decInstance struct {
+	created     bool
+	running     bool
+	inRecovery  bool
+	log         []int // the commit ids it holds, in order
+	syncOn      bool  // as a primary: synchronous_standby_names names its mirror
+	awaitRewind bool  // demoted by a failover: never started again before a rebuild (rule 7)
+}
+
+// decWorld is the simulated cluster: the committed topology, the
+// instances, the replication links and what each content acknowledged.
+type decWorld struct {
+	rt      *rapid.T
+	topo    *Topology
+	inst    map[int]*decInstance
+	stalled map[int]bool  // content -> its replication link makes no progress
+	acked   map[int][]int // content -> commit ids acknowledged to clients
+	commit  int
+	demoted map[int]bool
+	last    uint64
+	trace   []string
+}
+
+func newDecWorld(rt *rapid.T) *decWorld {
+	w := &decWorld{rt: rt, topo: decRandomCluster(rt), inst: map[int]*decInstance{},
+		stalled: map[int]bool{}, acked: map[int][]int{}, demoted: map[int]bool{}}
+	for _, s := range w.topo.Segments {
+		in := &decInstance{}
+		if !w.topo.IsPending(s.DBID) {
+			in.created, in.running, in.inRecovery = true, true, s.Role == RoleMirror
+			// A pair recorded s has synchronous replication on (rule 3).
+			in.syncOn = s.Role == RolePrimary && s.Mode == ModeSynced
+		}
+		w.inst[s.DBID] = in
+	}
+	w.last = w.topo.ConfigVersion
+	return w
+}
+
+func (w *decWorld) logf(format string, args ...any) {
+	w.trace = append(w.trace, fmt.Sprintf("v%d: ", w.topo.ConfigVersion)+fmt.Sprintf(format, args...))
+}
+
+func (w *decWorld) fatalf(format string, args ...any) {
+	w.rt.Helper()
+	w.rt.Fatalf("%s\ntrace:\n  %s", fmt.Sprintf(format, args...), strings.Join(w.trace, "\n  "))
+}
+
+// actingPrimary returns the instance the topology names primary of c when
+// it runs as a primary: the only one that takes writes and serves WAL.
+func (w *decWorld) actingPrimary(c int) (int, bool) {
+	p, ok := w.topo.Primary(c)
+	if !ok {
+		return 0, false
+	}
+	in := w.inst[p.DBID]
+	return p.DBID, in.running && !in.inRecovery
+}
+
+// canStream: a running mirror receives WAL only from the instance the
+// topology names its content's primary, over a link that is not stalled,
+// and only if its log is a prefix of the primary's (no divergence).
+func (w *decWorld) canStream(dbid int) bool {
+	s, _ := w.topo.Segment(dbid)
+	in := w.inst[dbid]
+	if !in.running || !in.inRecovery || w.stalled[s.Content] {
+		return false
+	}
+	src, ok := w.actingPrimary(s.Content)
+	if !ok || src == dbid {
+		return false
+	}
+	srcLog := w.inst[src].log
+	return len(in.log) <= len(srcLog) && slices.Equal(in.log, srcLog[:len(in.log)])
+}
+
+// observe is what dbid's agent truthfully reports now.
+func (w *decWorld) observe(dbid int) Observation {
+	in := w.inst[dbid]
+	switch {
+	case !in.created:
+		return Observation{DBID: dbid} // being created: neither up nor failed
+	case !in.running:
+		return Observation{DBID: dbid, Failed: true}
+	}
+	o := Observation{DBID: dbid, Up: true, InRecovery: in.inRecovery}
+	if in.inRecovery {
+		o.Streaming = w.canStream(dbid)
+		return o
+	}
+	s, _ := w.topo.Segment(dbid)
+	m, ok := w.topo.Mirror(s.Content)
+	if !ok || s.Role != RolePrimary {
+		return o
+	}
+	if in.syncOn && w.canStream(m.DBID) && slices.Equal(w.inst[m.DBID].log, in.log) {
+		o.SyncedMirrors = []int{m.DBID}
+	}
+	if w.stalled[s.Content] && w.inst[m.DBID].running {
+		o.StalledMirrors = []int{m.DBID}
+	}
+	return o
+}
+
+func (w *decWorld) apply(cmd Command) {
+	w.rt.Helper()
+	w.topo = decApply(w.rt, w.topo, cmd)
+	w.checkVersion()
+}
+
+func (w *decWorld) checkVersion() {
+	w.rt.Helper()
+	if w.topo.ConfigVersion < w.last {
+		w.fatalf("config version went down: %d -> %d", w.last, w.topo.ConfigVersion)
+	}
+	w.last = w.topo.ConfigVersion
+}
+
+// decide passes obs to Decide, commits the result, and lets the agents act
+// on the committed change: the promoted mirror runs pg_promote, the
+// demoted primary is fenced (rules 5 and 7: it takes no write once the
+// promotion is committed, and is not started again before a rebuild).
+func (w *decWorld) decide(obs map[int]Observation) {
+	w.rt.Helper()
+	before := w.topo
+	ups, next := decStep(w.rt, w.topo, obs, w.demoted)
+	if len(ups) == 0 {
+		return
+	}
+	w.logf("decide %s -> %s", jsonOf(obs), jsonOf(ups))
+	w.topo = next
+	w.checkVersion()
+	for _, u := range ups {
+		s, _ := before.Segment(u.DBID)
+		if u.Role != RolePrimary || s.Role != RoleMirror {
+			continue
+		}
+		old, _ := before.Primary(s.Content)
+		if missing := decMissing(w.acked[s.Content], w.inst[u.DBID].log); len(missing) > 0 {
+			w.fatalf("rule 4: content %d: dbid %d promoted without acknowledged commits %v (it holds %v)",
+				s.Content, u.DBID, missing, w.inst[u.DBID].log)
+		}
+		w.inst[old.DBID].running, w.inst[old.DBID].awaitRewind = false, true
+		if in := w.inst[u.DBID]; in.running {
+			in.inRecovery = false
+		}
+	}
+}
+
+func decMissing(acked, log []int) []int {
+	var out []int
+	for _, id := range acked {
+		if !slices.Contains(log, id) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// write is a client commit on content c, routed to its acting primary.
+// With synchronous replication on it is acknowledged only once the mirror
+// has it; if the mirror cannot take it the commit waits (and stays
+// unacknowledged: the client gives up, the commit may be visible locally).
+func (w *decWorld) write(c int) {
+	p, ok := w.actingPrimary(c)
+	if !ok {
+		return
+	}
+	in := w.inst[p]
+	w.commit++
+	in.log = append(in.log, w.commit)
+	if in.syncOn {
+		m, ok := w.topo.Mirror(c)
+		if !ok || !w.canStream(m.DBID) {
+			w.logf("content %d: commit %d on dbid %d waits for its mirror", c, w.commit, p)
+			return
+		}
+		w.inst[m.DBID].log = slices.Clone(in.log)
+	}
+	w.acked[c] = append(w.acked[c], w.commit)
+	w.logf("content %d: commit %d acknowledged by dbid %d", c, w.commit, p)
+}
+
+// setSync is the primary's agent switching synchronous replication: on at
+// any time, off only once the topology no longer records the pair in
+// sync (rule 3).
+func (w *decWorld) setSync(c int, on bool) {
+	p, ok := w.actingPrimary(c)
+	m, hasM := w.topo.Mirror(c)
+	if !ok || !hasM {
+		return
+	}
+	if !on {
+		ps, _ := w.topo.Primary(c)
+		if ps.Mode == ModeSynced && m.Mode == ModeSynced && m.Status == StatusUp {
+			return
+		}
+	}
+	w.inst[p].syncOn = on
+	w.logf("content %d: dbid %d sync %v", c, p, on)
+}
+
+// start starts a stopped instance in the role the topology gives it (its
+// agent reads the topology first, rule 7), or creates a pending one.
+func (w *decWorld) start(dbid int) {
+	in := w.inst[dbid]
+	s, _ := w.topo.Segment(dbid)
+	if in.running || in.awaitRewind {
+		return
+	}
+	if !in.created {
+		if s.Role == RoleMirror {
+			src, ok := w.actingPrimary(s.Content)
+			if !ok || w.stalled[s.Content] {
+				return
+			}
+			in.log = slices.Clone(w.inst[src].log) // base backup
+		}
+		in.created = true
+	}
+	in.running, in.inRecovery = true, s.Role == RoleMirror
+	w.logf("dbid %d started (recovery %v)", dbid, in.inRecovery)
+}
+
+// rebuild is gprecoverseg for a mirror recorded down: pg_rewind or a base
+// backup from the acting primary, then recorded up (not in sync).
+func (w *decWorld) rebuild(c int) {
+	m, ok := w.topo.Mirror(c)
+	src, up := w.actingPrimary(c)
+	if !ok || !up || m.Status != StatusDown || w.topo.IsPending(m.DBID) {
+		return
+	}
+	in := w.inst[m.DBID]
+	*in = decInstance{created: true, running: true, inRecovery: true, log: slices.Clone(w.inst[src].log)}
+	delete(w.demoted, m.DBID)
+	w.apply(Command{Type: CmdUpdateSegments, Updates: []SegmentUpdate{{DBID: m.DBID, Status: StatusUp, Mode: ModeNotSynced, Desc: "test: recoverseg"}}})
+	w.logf("content %d: dbid %d rebuilt from dbid %d", c, m.DBID, src)
+}
+
+// checkNoLoss is rule 4 at every step: the instance the topology names
+// primary of each content holds every commit the content acknowledged.
+func (w *decWorld) checkNoLoss() {
+	w.rt.Helper()
+	for _, c := range w.topo.Contents() {
+		p, _ := w.topo.Primary(c)
+		if missing := decMissing(w.acked[c], w.inst[p.DBID].log); len(missing) > 0 {
+			w.fatalf("rule 4: content %d: primary dbid %d lacks acknowledged commits %v", c, p.DBID, missing)
+		}
+	}
+}
+
+func TestDecide_PropertySimulatedCluster(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		w := newDecWorld(rt)
+		dbids := decDBIDs(w.topo)
+		contents := w.topo.Contents()
+		anyDBID := rapid.SampledFrom(dbids)
+		anyContent := rapid.SampledFrom(contents)
+		actions := []string{
+			"observe", "observe", "observe", "randomObserve", "write", "write", "write",
+			"crash", "start", "stream", "sync", "stall", "rebuild", "pause",
+		}
+		for i := range rapid.IntRange(1, 40).Draw(rt, "steps") {
+			switch rapid.SampledFrom(actions).Draw(rt, fmt.Sprintf("action%d", i)) {
+			case "observe":
+				// Agents report truly; some reports are missing (too old
+				// to trust) and a few are false alarms (a probe that
+				// timed out on a live instance).
+				obs := map[int]Observation{}
+				for _, d := range dbids {
+					switch rapid.IntRange(0, 9).Draw(rt, "report") {
+					case 0, 1, 2:
+					case 3:
+						obs[d] = Observation{DBID: d, Failed: true}
+					default:
+						obs[d] = w.observe(d)
+					}
+				}
+				w.decide(obs)
+			case "randomObserve":
+				// Anything for the liveness fields; a primary's vouching
+				// for its mirror stays true (the agent's contract), but
+				// may be left out.
+				obs := map[int]Observation{}
+				for _, d := range rapid.SliceOfNDistinct(anyDBID, 0, len(dbids), rapid.ID[int]).Draw(rt, "observed") {
+					o := Observation{
+						DBID:       d,
+						Up:         rapid.Bool().Draw(rt, "up"),
+						Failed:     rapid.Bool().Draw(rt, "failed"),
+						InRecovery: rapid.Bool().Draw(rt, "inRecovery"),
+						Streaming:  rapid.Bool().Draw(rt, "streaming"),
+					}
+					if rapid.Bool().Draw(rt, "vouch") {
+						o.SyncedMirrors = w.observe(d).SyncedMirrors
+					}
+					if rapid.Bool().Draw(rt, "stall") {
+						o.StalledMirrors = rapid.SliceOfNDistinct(anyDBID, 0, 2, rapid.ID[int]).Draw(rt, "stalled")
+					}
+					obs[d] = o
+				}
+				w.decide(obs)
+			case "write":
+				w.write(anyContent.Draw(rt, "content"))
+			case "crash":
+				d := anyDBID.Draw(rt, "dbid")
+				if w.inst[d].running {
+					w.inst[d].running = false
+					w.logf("dbid %d crashed", d)
+				}
+			case "start":
+				w.start(anyDBID.Draw(rt, "dbid"))
+			case "stream":
+				for _, d := range dbids {
+					if w.canStream(d) {
+						s, _ := w.topo.Segment(d)
+						src, _ := w.actingPrimary(s.Content)
+						w.inst[d].log = slices.Clone(w.inst[src].log)
+					}
+				}
+			case "sync":
+				w.setSync(anyContent.Draw(rt, "content"), rapid.Bool().Draw(rt, "on"))
+			case "stall":
+				c := anyContent.Draw(rt, "content")
+				w.stalled[c] = !w.stalled[c]
+				w.logf("content %d: link stalled %v", c, w.stalled[c])
+			case "rebuild":
+				w.rebuild(anyContent.Draw(rt, "content"))
+			case "pause":
+				w.topo = decTogglePause(rt, w.topo)
+				w.checkVersion()
+				w.logf("paused %v", w.topo.Paused)
+			}
+			w.checkNoLoss()
+		}
+	})
+}
