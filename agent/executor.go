@@ -46,6 +46,9 @@ type instanceState struct {
 	stallApp      string
 	stallFlush    uint64
 	stallProgress time.Time
+	// stoppedLSN: the shutdown checkpoint of a primary stopped for a
+	// switchover.
+	stoppedLSN uint64
 }
 
 func newExecutor(a *Agent) *executor {
@@ -165,7 +168,30 @@ func (e *executor) ensure(ctx context.Context, t *topology.Topology, s topology.
 			}
 			return e.a.sup.Start(ctx, inst)
 		}
-	case s.Role == topology.RoleMirror && s.Status == topology.StatusDown && !t.IsPending(s.DBID) && running && (h == nil || !h.InRecovery):
+	case isSwitchoverSource(t, s) && running:
+		// A planned switchover: a clean shutdown sends every WAL record,
+		// the shutdown checkpoint last, to the connected mirror.
+		phase = "switchover: stopping cleanly"
+		step = func(ctx context.Context) error {
+			sctx, cancel := context.WithTimeout(ctx, time.Minute)
+			defer cancel()
+			if err := e.a.sup.Stop(sctx, inst); err != nil {
+				return err
+			}
+			return e.readStoppedLSN(ctx, st, inst)
+		}
+	case isSwitchoverSource(t, s) && !running && e.stoppedLSN(st) == 0:
+		phase = "switchover: reading checkpoint"
+		step = func(ctx context.Context) error { return e.readStoppedLSN(ctx, st, inst) }
+	case s.Role == topology.RoleMirror && t.IsRejoining(s.DBID) && !running:
+		p, ok := t.Primary(s.Content)
+		if !ok {
+			return
+		}
+		phase = "rejoining as mirror"
+		up := supervisor.Upstream{Address: p.Address, Port: p.Port}
+		step = func(ctx context.Context) error { return e.a.sup.Rejoin(ctx, inst, up) }
+	case s.Role == topology.RoleMirror && s.Status == topology.StatusDown && !t.IsPending(s.DBID) && !t.IsRejoining(s.DBID) && running && (h == nil || !h.InRecovery):
 		// A demoted primary still running (hung, or cut off): fence it.
 		// Its mirror was promoted; it must take no more connections.
 		phase = "fencing"
@@ -251,4 +277,31 @@ func (e *executor) report(ctx context.Context, reports []api.InstanceReport) {
 
 func lsnString(lsn uint64) string {
 	return fmt.Sprintf("%X/%X", lsn>>32, uint32(lsn))
+}
+
+func isSwitchoverSource(t *topology.Topology, s topology.Segment) bool {
+	sw, ok := t.SwitchoverOf(s.Content)
+	return ok && sw.From == s.DBID && s.Role == topology.RolePrimary && s.Status == topology.StatusUp
+}
+
+// readStoppedLSN records the shutdown checkpoint of an instance stopped
+// for a switchover; an unclean stop is an error the operator sees.
+func (e *executor) readStoppedLSN(ctx context.Context, st *instanceState, inst supervisor.Instance) error {
+	lsn, clean, err := e.a.sup.CheckpointLSN(ctx, inst)
+	if err != nil {
+		return err
+	}
+	if !clean {
+		return fmt.Errorf("dbid %d was not shut down cleanly: the switchover cannot go on without a rewind", inst.DBID)
+	}
+	e.mu.Lock()
+	st.stoppedLSN = lsn
+	e.mu.Unlock()
+	return nil
+}
+
+func (e *executor) stoppedLSN(st *instanceState) uint64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return st.stoppedLSN
 }

@@ -24,6 +24,7 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("POST /v1/addmirrors", a.handle(a.postAddMirrors))
 	mux.HandleFunc("POST /v1/report", a.handle(a.postReport))
 	mux.HandleFunc("POST /v1/pause", a.handle(a.postPause))
+	mux.HandleFunc("POST /v1/switchover", a.handle(a.postSwitchover))
 	mux.HandleFunc("POST /v1/resume", a.handle(a.postResume))
 	mux.HandleFunc("GET /v1/conninfo/{content}", a.handle(a.getConnInfo))
 	mux.HandleFunc("GET /v1/health/primary/{content}", a.getPrimaryHealth)
@@ -87,6 +88,8 @@ func (a *Agent) getState(r *http.Request) (any, error) {
 		ClusterID:     t.ClusterID,
 		Paused:        t.Paused,
 		Pending:       t.Pending,
+		Rejoin:        t.Rejoin,
+		Switchovers:   t.Switchovers,
 	}
 	if s.Segments == nil {
 		s.Segments = []topology.Segment{}

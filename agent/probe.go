@@ -43,6 +43,13 @@ func (e *executor) probe(ctx context.Context, t *topology.Topology, s topology.S
 		e.setHealth(st, nil)
 		return r
 	}
+	if isSwitchoverSource(t, s) {
+		r.StoppedLSN = e.stoppedLSN(st)
+	} else {
+		e.mu.Lock()
+		st.stoppedLSN = 0
+		e.mu.Unlock()
+	}
 	if pid == 0 {
 		if !busy && r.Phase != "failed" {
 			r.Phase = "stopped"
@@ -76,7 +83,7 @@ func (e *executor) probe(ctx context.Context, t *topology.Topology, s topology.S
 	}
 	r.Up = true
 	r.Recovery = h.InRecovery
-	r.LSN = lsnString(h.CurrentLSN)
+	r.LSN, r.LSNValue = lsnString(h.CurrentLSN), h.CurrentLSN
 	r.SyncStandbyNames = h.SyncStandbyNames
 	r.Streaming = h.Receiver != nil && h.Receiver.Status == "streaming"
 	for _, rep := range h.Replication {

@@ -124,3 +124,9 @@ func (c *Client) SetPaused(ctx context.Context, paused bool) (*State, error) {
 	var s State
 	return &s, c.do(ctx, http.MethodPost, path, struct{}{}, &s)
 }
+
+// Switchover starts a planned role swap of one content.
+func (c *Client) Switchover(ctx context.Context, content int) (*State, error) {
+	var s State
+	return &s, c.do(ctx, http.MethodPost, "/v1/switchover", SwitchoverRequest{Content: content}, &s)
+}

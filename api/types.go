@@ -23,6 +23,10 @@ type State struct {
 	Stale bool `json:"stale,omitempty"`
 	// Pending lists instances placed but not created yet.
 	Pending []int `json:"pending,omitempty"`
+	// Rejoin lists mirrors starting from their own data (switchover).
+	Rejoin []int `json:"rejoin,omitempty"`
+	// Switchovers in progress.
+	Switchovers []topology.Switchover `json:"switchovers,omitempty"`
 	// Instances is the latest report of each instance's own agent.
 	Instances []InstanceReport `json:"instances,omitempty"`
 }
@@ -138,4 +142,9 @@ func (s State) Segment(dbid int) (topology.Segment, bool) {
 		}
 	}
 	return topology.Segment{}, false
+}
+
+// SwitchoverRequest is the body of POST /v1/switchover.
+type SwitchoverRequest struct {
+	Content int `json:"content"`
 }

@@ -181,6 +181,9 @@ func (n *Node) Apply(ctx context.Context, cmd topology.Command) (*topology.Topol
 		cmd.Time = time.Now().UTC()
 	}
 	op := "apply " + cmd.Type.String()
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err) // not sent, so certainly not applied
+	}
 	b, err := encodeCommand(cmd)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)

@@ -86,7 +86,7 @@ type Supervisor struct {
 // tools are the binaries the supervisor runs; New checks them all, so a
 // broken installation is reported at agent start, not at the first
 // failover.
-var tools = []string{"initdb", "postgres", "pg_basebackup", "pg_rewind"}
+var tools = []string{"initdb", "postgres", "pg_basebackup", "pg_rewind", "pg_controldata"}
 
 // roleName is what the supervisor accepts as a role name: it is written
 // into pg_hba.conf and connection strings, so it is kept to plain

@@ -41,7 +41,7 @@ func decRandomCluster(rt *rapid.T) *Topology {
 		primaries = append(primaries, mk(c, RolePrimary))
 	}
 	for c := CoordinatorContent; c < n; c++ {
-		if rapid.Bool().Draw(rt, fmt.Sprintf("mirror%d", c)) {
+		if decLikely(rt, fmt.Sprintf("mirror%d", c)) {
 			mirrors = append(mirrors, mk(c, RoleMirror))
 		}
 	}
@@ -49,7 +49,7 @@ func decRandomCluster(rt *rapid.T) *Topology {
 	var up, synced []int
 	var ups []SegmentUpdate
 	for _, p := range primaries {
-		if rapid.Bool().Draw(rt, fmt.Sprintf("created%d", p.DBID)) {
+		if decLikely(rt, fmt.Sprintf("created%d", p.DBID)) {
 			up = append(up, p.Content)
 			ups = append(ups, SegmentUpdate{DBID: p.DBID, Status: StatusUp, Desc: "test setup: created"})
 		}
@@ -70,11 +70,11 @@ func decRandomCluster(rt *rapid.T) *Topology {
 	for _, m := range mirrors {
 		// A mirror is built from its primary, so it can only be up when
 		// the primary is; the pair is in sync only when both are.
-		if !slices.Contains(up, m.Content) || !rapid.Bool().Draw(rt, fmt.Sprintf("created%d", m.DBID)) {
+		if !slices.Contains(up, m.Content) || !decLikely(rt, fmt.Sprintf("created%d", m.DBID)) {
 			continue
 		}
 		u := SegmentUpdate{DBID: m.DBID, Status: StatusUp, Desc: "test setup: created"}
-		if rapid.Bool().Draw(rt, fmt.Sprintf("synced%d", m.Content)) {
+		if decLikely(rt, fmt.Sprintf("synced%d", m.Content)) {
 			synced = append(synced, m.Content)
 			u.Mode = ModeSynced
 			p, _ := topo.Primary(m.Content)
@@ -85,10 +85,16 @@ func decRandomCluster(rt *rapid.T) *Topology {
 	if len(ups) > 0 {
 		topo = decUpdate(rt, topo, ups...)
 	}
-	if rapid.Bool().Draw(rt, "paused") {
+	if !decLikely(rt, "running") {
 		topo = decApply(rt, topo, Command{Type: CmdSetPaused, Paused: true})
 	}
 	return topo
+}
+
+// decLikely draws a bool that is true three times in four: most generated
+// clusters are set up and running, where failovers can happen.
+func decLikely(rt *rapid.T, label string) bool {
+	return rapid.IntRange(0, 3).Draw(rt, label) != 0
 }
 
 func decDBIDs(t *Topology) []int {
@@ -435,6 +441,23 @@ func (w *decWorld) setSync(c int, on bool) {
 	w.logf("content %d: dbid %d sync %v", c, p, on)
 }
 
+// agents is one round of the agents' own work: mirrors catch up, and each
+// primary's agent switches synchronous replication on for a mirror the
+// topology records up, and off for one it records down.
+func (w *decWorld) agents() {
+	for _, s := range w.topo.Segments {
+		if w.canStream(s.DBID) {
+			src, _ := w.actingPrimary(s.Content)
+			w.inst[s.DBID].log = slices.Clone(w.inst[src].log)
+		}
+	}
+	for _, c := range w.topo.Contents() {
+		if m, ok := w.topo.Mirror(c); ok {
+			w.setSync(c, m.Status == StatusUp)
+		}
+	}
+}
+
 // start starts a stopped instance in the role the topology gives it (its
 // agent reads the topology first, rule 7), or creates a pending one.
 func (w *decWorld) start(dbid int) {
@@ -491,21 +514,28 @@ func TestDecide_PropertySimulatedCluster(t *testing.T) {
 		contents := w.topo.Contents()
 		anyDBID := rapid.SampledFrom(dbids)
 		anyContent := rapid.SampledFrom(contents)
-		actions := []string{
-			"observe", "observe", "observe", "randomObserve", "write", "write", "write",
-			"crash", "start", "stream", "sync", "stall", "rebuild", "pause",
+		// Action names, each as many times as its weight.
+		var actions []string
+		for name, weight := range map[string]int{
+			"observe": 4, "agents": 3, "write": 5, "crash": 2, "start": 2, "rebuild": 2,
+			"randomObserve": 1, "sync": 1, "stall": 1, "pause": 1,
+		} {
+			for range weight {
+				actions = append(actions, name)
+			}
 		}
-		for i := range rapid.IntRange(1, 40).Draw(rt, "steps") {
-			switch rapid.SampledFrom(actions).Draw(rt, fmt.Sprintf("action%d", i)) {
+		slices.Sort(actions)
+		for i := range rapid.IntRange(5, 40).Draw(rt, "steps") {
+			switch actions[rapid.IntRange(0, len(actions)-1).Draw(rt, fmt.Sprintf("action%d", i))] {
 			case "observe":
 				// Agents report truly; some reports are missing (too old
 				// to trust) and a few are false alarms (a probe that
 				// timed out on a live instance).
 				obs := map[int]Observation{}
 				for _, d := range dbids {
-					switch rapid.IntRange(0, 9).Draw(rt, "report") {
-					case 0, 1, 2:
-					case 3:
+					switch rapid.IntRange(0, 19).Draw(rt, "report") {
+					case 0, 1, 2, 3:
+					case 4:
 						obs[d] = Observation{DBID: d, Failed: true}
 					default:
 						obs[d] = w.observe(d)
@@ -521,7 +551,7 @@ func TestDecide_PropertySimulatedCluster(t *testing.T) {
 					o := Observation{
 						DBID:       d,
 						Up:         rapid.Bool().Draw(rt, "up"),
-						Failed:     rapid.Bool().Draw(rt, "failed"),
+						Failed:     !decLikely(rt, "failed"),
 						InRecovery: rapid.Bool().Draw(rt, "inRecovery"),
 						Streaming:  rapid.Bool().Draw(rt, "streaming"),
 					}
@@ -544,14 +574,8 @@ func TestDecide_PropertySimulatedCluster(t *testing.T) {
 				}
 			case "start":
 				w.start(anyDBID.Draw(rt, "dbid"))
-			case "stream":
-				for _, d := range dbids {
-					if w.canStream(d) {
-						s, _ := w.topo.Segment(d)
-						src, _ := w.actingPrimary(s.Content)
-						w.inst[d].log = slices.Clone(w.inst[src].log)
-					}
-				}
+			case "agents":
+				w.agents()
 			case "sync":
 				w.setSync(anyContent.Draw(rt, "content"), rapid.Bool().Draw(rt, "on"))
 			case "stall":

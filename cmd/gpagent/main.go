@@ -26,6 +26,7 @@ commands:
   pause       stop automatic failover (maintenance)
   resume      restart automatic failover
   connstr     print a libpq multi-host connection string for a content
+  switchover  planned, lossless role swap of one content's pair
 
 Subcommands other than agent and demo talk to the agent at --addr, or
 $GPAGENT_ADDR (default 127.0.0.1:7070). Run 'gpagent <command> -h' for flags.
@@ -69,6 +70,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdPause(ctx, io, rest, false)
 	case "connstr":
 		err = cmdConnstr(ctx, io, rest)
+	case "switchover":
+		err = cmdSwitchover(ctx, io, rest)
 	default:
 		fmt.Fprintf(stderr, "gpagent: unknown command %q\n%s", cmd, usage)
 		return 2
