@@ -25,6 +25,7 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("POST /v1/report", a.handle(a.postReport))
 	mux.HandleFunc("POST /v1/pause", a.handle(a.postPause))
 	mux.HandleFunc("POST /v1/switchover", a.handle(a.postSwitchover))
+	mux.HandleFunc("POST /v1/initstandby", a.handle(a.postInitStandby))
 	mux.HandleFunc("POST /v1/resume", a.handle(a.postResume))
 	mux.HandleFunc("GET /v1/conninfo/{content}", a.handle(a.getConnInfo))
 	mux.HandleFunc("GET /v1/health/primary/{content}", a.getPrimaryHealth)

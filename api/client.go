@@ -130,3 +130,9 @@ func (c *Client) Switchover(ctx context.Context, content int) (*State, error) {
 	var s State
 	return &s, c.do(ctx, http.MethodPost, "/v1/switchover", SwitchoverRequest{Content: content}, &s)
 }
+
+// InitStandby adds a standby coordinator.
+func (c *Client) InitStandby(ctx context.Context, req StandbyRequest) (*State, error) {
+	var s State
+	return &s, c.do(ctx, http.MethodPost, "/v1/initstandby", req, &s)
+}

@@ -148,3 +148,11 @@ func (s State) Segment(dbid int) (topology.Segment, bool) {
 type SwitchoverRequest struct {
 	Content int `json:"content"`
 }
+
+// StandbyRequest is the body of POST /v1/initstandby; zero fields take
+// defaults (the coordinator's host and port, a datadir beside its own).
+type StandbyRequest struct {
+	Host    string `json:"host,omitempty"`
+	Port    int    `json:"port,omitempty"`
+	DataDir string `json:"datadir,omitempty"`
+}

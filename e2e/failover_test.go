@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -201,4 +202,48 @@ func report(s api.State, dbid int) (api.InstanceReport, bool) {
 		}
 	}
 	return api.InstanceReport{}, false
+}
+
+// TestSwitchover_Lossless swaps the roles of content 0 twice while a
+// client writes to it: each time the old primary follows the new one in
+// sync, and no acknowledged commit is lost.
+func TestSwitchover_Lossless(t *testing.T) {
+	d := startDemo(t)
+	w := d.startWriter(0)
+	p, m := pair(t, d.state(), 0)
+	for i, want := range []topology.Segment{m, p} {
+		d.mustGpagent("switchover", "--content", "0", "-a")
+		s := d.state()
+		np, nm := pair(t, s, 0)
+		if np.DBID != want.DBID || nm.Mode != topology.ModeSynced || nm.Status != topology.StatusUp {
+			t.Fatalf("switchover %d: primary dbid %d (want %d), mirror %+v", i+1, np.DBID, want.DBID, nm)
+		}
+		w.waitAckedAfter(time.Now(), 30*time.Second, fmt.Sprintf("writes after switchover %d", i+1))
+	}
+	if s := d.state(); len(s.Switchovers) != 0 || len(s.Rejoin) != 0 {
+		t.Errorf("switchover bookkeeping left behind: %+v %+v", s.Switchovers, s.Rejoin)
+	}
+	w.checkNoLoss()
+	if h := d.mustGpagent("history"); strings.Count(h, "switchover started") != 2 {
+		t.Errorf("history does not show two switchovers:\n%s", h)
+	}
+
+	t.Run("initstandby, then kill -9 of the coordinator", func(t *testing.T) {
+		coord, _ := d.state().Segment(1)
+		// The demo keeps the port after the instances' free for this.
+		d.mustGpagent("initstandby", "-P", fmt.Sprint(coord.Port+5), "-a")
+		s := d.state()
+		c, sb := pair(t, s, -1)
+		if sb.Mode != topology.ModeSynced || sb.Status != topology.StatusUp {
+			t.Fatalf("standby after initstandby: %+v", sb)
+		}
+		if out := d.mustGpagent("state"); !regexp.MustCompile(fmt.Sprintf(`Standby\s+sdw1:%d\s.*up`, sb.Port)).MatchString(out) {
+			t.Errorf("state summary does not show the standby:\n%s", out)
+		}
+		wc := d.startWriter(-1)
+		killPostmaster(t, c)
+		waitFailedOver(t, d, c, sb)
+		wc.waitAckedAfter(time.Now(), 30*time.Second, "writes on the promoted standby coordinator")
+		wc.checkNoLoss()
+	})
 }

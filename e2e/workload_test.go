@@ -34,7 +34,7 @@ func (d *demo) startWriter(content int) *writer {
 	d.t.Helper()
 	connstr := strings.TrimSpace(d.mustGpagent("connstr", "--content", fmt.Sprint(content)))
 	w := &writer{t: d.t, connstr: connstr + " passfile=" + filepath.Join(d.dir, "pgpass"),
-		table: fmt.Sprintf("e2e_writes_%d", content), stop: make(chan struct{}), done: make(chan struct{})}
+		table: strings.ReplaceAll(fmt.Sprintf("e2e_writes_%d", content), "-", "m"), stop: make(chan struct{}), done: make(chan struct{})}
 	conn := w.connect()
 	if conn == nil {
 		d.t.Fatalf("writer for content %d: cannot connect: %v", content, w.lastErr)

@@ -54,10 +54,10 @@ func cmdDemo(ctx context.Context, cio cmdIO, args []string) error {
 		return err
 	}
 	fmt.Fprintf(cio.out, `
-demo cluster is up. Agent API: http://%s
+demo cluster is up. Agent API: http://%[1]s
 
 In another terminal:
-  . %s
+  . %[2]s
   gpagent state            # summary (gpstate)
   gpagent state -s         # every instance
   gpagent state --json
@@ -65,9 +65,11 @@ In another terminal:
   gpagent history          # every topology change
   psql "$(gpagent connstr --content 0)"   # follows the primary of content 0
   gpagent pause / resume   # automatic failover off / on
+  gpagent switchover --content 0        # planned, lossless role swap
+  gpagent initstandby -P %[4]d -a       # a standby coordinator (gpinitstandby)
 
-Agent log: %s. Press Ctrl-C to stop the demo and every instance it started.
-`, d.apiAddr, envFile, filepath.Join(d.dir, "agent.log"))
+Agent log: %[3]s. Press Ctrl-C to stop the demo and every instance it started.
+`, d.apiAddr, envFile, filepath.Join(d.dir, "agent.log"), d.standbyPort)
 	<-ctx.Done()
 	fmt.Fprintln(cio.out, "demo: stopping")
 	if err := sup.stop(); err != nil {

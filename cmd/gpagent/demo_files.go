@@ -20,6 +20,8 @@ type demoFiles struct {
 	dir     string
 	apiAddr string
 	spec    *topology.Spec
+	// standbyPort is free for gpagent initstandby -P.
+	standbyPort int
 }
 
 const (
@@ -63,7 +65,8 @@ func prepareDemo(dir string) (*demoFiles, error) {
 	if err != nil {
 		return nil, err
 	}
-	pgBase, err := freePortRun(1 + 2*demoSegments)
+	// One more port than the instances: a standby coordinator's.
+	pgBase, err := freePortRun(2 + 2*demoSegments)
 	if err != nil {
 		return nil, err
 	}
@@ -132,7 +135,7 @@ func loadDemo(dir, agentPath, specPath string) (*demoFiles, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &demoFiles{dir: dir, apiAddr: cfg.APIAddr, spec: spec}, nil
+	return &demoFiles{dir: dir, apiAddr: cfg.APIAddr, spec: spec, standbyPort: spec.Coordinator.Port + 1 + 2*demoSegments}, nil
 }
 
 // freePorts asks the kernel for n free loopback ports. They are free now,

@@ -27,6 +27,7 @@ commands:
   resume      restart automatic failover
   connstr     print a libpq multi-host connection string for a content
   switchover  planned, lossless role swap of one content's pair
+  initstandby add a standby coordinator (gpinitstandby)
 
 Subcommands other than agent and demo talk to the agent at --addr, or
 $GPAGENT_ADDR (default 127.0.0.1:7070). Run 'gpagent <command> -h' for flags.
@@ -72,6 +73,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdConnstr(ctx, io, rest)
 	case "switchover":
 		err = cmdSwitchover(ctx, io, rest)
+	case "initstandby":
+		err = cmdInitStandby(ctx, io, rest)
 	default:
 		fmt.Fprintf(stderr, "gpagent: unknown command %q\n%s", cmd, usage)
 		return 2

@@ -92,7 +92,7 @@ func allUp(dbids []int, wantSync bool) func(*api.State) bool {
 			if seg.Status != topology.StatusUp {
 				return false
 			}
-			if wantSync && seg.Content != topology.CoordinatorContent && seg.Mode != topology.ModeSynced && hasMirror(s, seg.Content) {
+			if wantSync && seg.Mode != topology.ModeSynced && hasMirror(s, seg.Content) {
 				return false
 			}
 		}
