@@ -136,3 +136,21 @@ func (c *Client) InitStandby(ctx context.Context, req StandbyRequest) (*State, e
 	var s State
 	return &s, c.do(ctx, http.MethodPost, "/v1/initstandby", req, &s)
 }
+
+// PlanRecovery computes what recoverseg would do.
+func (c *Client) PlanRecovery(ctx context.Context, req RecoverRequest) (*RecoverPlan, error) {
+	var p RecoverPlan
+	return &p, c.do(ctx, http.MethodPost, "/v1/recover/plan", req, &p)
+}
+
+// Recover commits a recovery plan.
+func (c *Client) Recover(ctx context.Context, plan RecoverPlan) (*State, error) {
+	var s State
+	return &s, c.do(ctx, http.MethodPost, "/v1/recover", plan, &s)
+}
+
+// Rebalance starts switchovers back to the preferred roles.
+func (c *Client) Rebalance(ctx context.Context, req RebalanceRequest) (*RebalanceResult, error) {
+	var r RebalanceResult
+	return &r, c.do(ctx, http.MethodPost, "/v1/rebalance", req, &r)
+}

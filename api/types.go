@@ -27,6 +27,8 @@ type State struct {
 	Rejoin []int `json:"rejoin,omitempty"`
 	// Switchovers in progress.
 	Switchovers []topology.Switchover `json:"switchovers,omitempty"`
+	// Recoveries in progress or queued.
+	Recoveries []topology.Recovery `json:"recoveries,omitempty"`
 	// Instances is the latest report of each instance's own agent.
 	Instances []InstanceReport `json:"instances,omitempty"`
 }
@@ -51,6 +53,9 @@ type InstanceReport struct {
 	LSNValue uint64 `json:"lsn_value,omitempty"`
 	// StoppedLSN: shut down cleanly for a switchover at this checkpoint.
 	StoppedLSN uint64 `json:"stopped_lsn,omitempty"`
+	// RecoveryError: the recovery (job RecoveryJob) of this instance failed.
+	RecoveryError string `json:"recovery_error,omitempty"`
+	RecoveryJob   int    `json:"recovery_job,omitempty"`
 	// SyncStandbyNames as the server reports it (primaries).
 	SyncStandbyNames string `json:"sync_standby_names,omitempty"`
 	// SyncedMirrors: mirrors this primary's agent vouches are in sync.
@@ -90,6 +95,8 @@ func (r InstanceReport) Observation() topology.Observation {
 		StalledMirrors: r.StalledMirrors,
 		LSN:            r.LSNValue,
 		StoppedLSN:     r.StoppedLSN,
+		RecoveryError:  r.RecoveryError,
+		RecoveryJob:    r.RecoveryJob,
 	}
 }
 
@@ -155,4 +162,52 @@ type StandbyRequest struct {
 	Host    string `json:"host,omitempty"`
 	Port    int    `json:"port,omitempty"`
 	DataDir string `json:"datadir,omitempty"`
+}
+
+// RecoverRequest is the body of POST /v1/recover/plan (gprecoverseg).
+type RecoverRequest struct {
+	Full     bool                    `json:"full,omitempty"`     // -F
+	Entries  []topology.RecoverEntry `json:"entries,omitempty"`  // -i
+	Host     string                  `json:"host,omitempty"`     // -p
+	Parallel int                     `json:"parallel,omitempty"` // -B
+}
+
+// RecoverPlan is what recoverseg will do; Running names a recovery job in
+// progress instead, to attach to.
+type RecoverPlan struct {
+	BaseVersion uint64        `json:"base_version"`
+	Parallel    int           `json:"parallel,omitempty"`
+	Steps       []RecoverStep `json:"steps"`
+	Running     int           `json:"running_job,omitempty"`
+}
+
+// RecoverStep is one instance's recovery.
+type RecoverStep struct {
+	Request topology.RecoveryRequest `json:"request"`
+	Content int                      `json:"content"`
+	From    topology.Segment         `json:"from"`
+	To      *topology.Segment        `json:"to,omitempty"`
+	Source  topology.Segment         `json:"source"`
+}
+
+// DefaultRebalanceLagBytes is the replay lag above which rebalance leaves
+// a pair alone, as Greenplum does above 10 GB.
+const DefaultRebalanceLagBytes = 10 << 30
+
+// RebalanceRequest is the body of POST /v1/rebalance (gprecoverseg -r).
+type RebalanceRequest struct {
+	MaxLagBytes int64 `json:"max_lag_bytes,omitempty"`
+}
+
+// RebalanceResult lists the contents whose switchover started (or runs)
+// and those left alone, with why.
+type RebalanceResult struct {
+	Started []int  `json:"started"`
+	Skipped []Skip `json:"skipped,omitempty"`
+}
+
+// Skip is a content rebalance left alone.
+type Skip struct {
+	Content int    `json:"content"`
+	Reason  string `json:"reason"`
 }

@@ -18,6 +18,7 @@ const (
 	CmdUpdateSegments CommandType = 3
 	CmdSetPaused      CommandType = 4
 	CmdSwitchover     CommandType = 5
+	CmdRecover        CommandType = 6
 )
 
 func (c CommandType) String() string {
@@ -32,6 +33,8 @@ func (c CommandType) String() string {
 		return "set_paused"
 	case CmdSwitchover:
 		return "switchover"
+	case CmdRecover:
+		return "recover"
 	}
 	return fmt.Sprintf("command(%d)", uint8(c))
 }
@@ -60,6 +63,11 @@ type Command struct {
 	Paused bool `json:"paused,omitempty"`
 	// CmdSwitchover: the content whose roles to swap.
 	Content int `json:"content,omitempty"`
+	// CmdRecover: what to recover, how many at once (0: keep), and
+	// whether auto_recover asked.
+	Recover  []RecoveryRequest `json:"recover,omitempty"`
+	Parallel int               `json:"parallel,omitempty"`
+	Auto     bool              `json:"auto,omitempty"`
 }
 
 // SegmentUpdate changes the role, status or mode of one instance; an empty
@@ -71,8 +79,11 @@ type SegmentUpdate struct {
 	Mode   Mode   `json:"mode,omitempty"`
 	// Rejoin: the instance (a mirror now) starts as a standby of its
 	// content's primary from the data it has, with no copy.
-	Rejoin bool   `json:"rejoin,omitempty"`
-	Desc   string `json:"desc"`
+	Rejoin bool `json:"rejoin,omitempty"`
+	// RecoveryFailed ends the instance's recovery in progress as failed
+	// (Desc says why); it stays down.
+	RecoveryFailed bool   `json:"recovery_failed,omitempty"`
+	Desc           string `json:"desc"`
 }
 
 // Apply returns the topology that results from cmd, or an error and no
@@ -99,6 +110,8 @@ func Apply(t *Topology, cmd Command) (*Topology, error) {
 		err = applySetPaused(next, cmd)
 	case CmdSwitchover:
 		err = applySwitchover(next, cmd)
+	case CmdRecover:
+		err = applyRecover(next, cmd)
 	default:
 		err = fmt.Errorf("%w: unknown command type %d", ErrInvalid, cmd.Type)
 	}
@@ -163,6 +176,7 @@ func applyUpdateSegments(t *Topology, cmd Command) error {
 	if len(cmd.Updates) == 0 {
 		return fmt.Errorf("%w: update with no changes", ErrInvalid)
 	}
+	var failedRecoveries []int
 	for _, u := range cmd.Updates {
 		i := t.index(u.DBID)
 		if i < 0 {
@@ -183,6 +197,9 @@ func applyUpdateSegments(t *Topology, cmd Command) error {
 		}
 		if u.Rejoin && !slices.Contains(t.Rejoin, u.DBID) {
 			t.Rejoin = append(t.Rejoin, u.DBID)
+		}
+		if u.RecoveryFailed {
+			failedRecoveries = append(failedRecoveries, u.DBID)
 		}
 		desc := u.Desc
 		if desc == "" {
@@ -205,6 +222,7 @@ func applyUpdateSegments(t *Topology, cmd Command) error {
 		to, _ := t.Segment(sw.To)
 		return from.Role != RolePrimary || to.Role != RoleMirror || from.Status != StatusUp
 	})
+	t.endRecoveries(failedRecoveries)
 	return nil
 }
 

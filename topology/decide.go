@@ -38,6 +38,10 @@ type Observation struct {
 	// StoppedLSN: the instance was shut down cleanly for a switchover and
 	// this is its shutdown checkpoint; 0 otherwise.
 	StoppedLSN uint64 `json:"stopped_lsn,omitempty"`
+	// RecoveryError: the recovery of this instance in progress failed
+	// (job RecoveryJob); the agent will not retry it by itself.
+	RecoveryError string `json:"recovery_error,omitempty"`
+	RecoveryJob   int    `json:"recovery_job,omitempty"`
 }
 
 // Decide returns the changes the observations call for, computed from t
@@ -88,6 +92,8 @@ func decideContent(t *Topology, c int, obs map[int]Observation) []SegmentUpdate 
 		if u, ok := mirrorCreated(t, m, obs); ok {
 			out = append(out, u)
 			m.Status = StatusUp
+		} else if u, ok := recoveryFailed(t, m, obs); ok {
+			out = append(out, u)
 		}
 	}
 	if !hasP || p.Status != StatusUp {
@@ -134,13 +140,18 @@ func primaryUp(t *Topology, p Segment, obs map[int]Observation) (SegmentUpdate, 
 
 func mirrorCreated(t *Topology, m Segment, obs map[int]Observation) (SegmentUpdate, bool) {
 	o, ok := obs[m.DBID]
-	building := t.IsPending(m.DBID) || t.IsRejoining(m.DBID)
+	rec, recovering := t.Recovering(m.DBID)
+	recovering = recovering && rec.Active
+	building := t.IsPending(m.DBID) || t.IsRejoining(m.DBID) || recovering
 	if m.Status == StatusUp || !building || !ok || !o.Up || !o.InRecovery || !o.Streaming {
 		return SegmentUpdate{}, false
 	}
 	desc := fmt.Sprintf("mirror of content %d created, streaming", m.Content)
-	if t.IsRejoining(m.DBID) {
+	switch {
+	case t.IsRejoining(m.DBID):
 		desc = fmt.Sprintf("content %d: dbid %d rejoined as mirror, streaming", m.Content, m.DBID)
+	case recovering:
+		desc = fmt.Sprintf("content %d: dbid %d recovered (%s) as mirror, streaming", m.Content, m.DBID, rec.Kind)
 	}
 	return SegmentUpdate{DBID: m.DBID, Status: StatusUp, Desc: desc}, true
 }
@@ -220,6 +231,39 @@ func mirrorLost(c int, p, m Segment, obs map[int]Observation) []SegmentUpdate {
 	if p.Mode != ModeNotSynced {
 		out = append(out, SegmentUpdate{DBID: p.DBID, Mode: ModeNotSynced,
 			Desc: fmt.Sprintf("content %d: pair not in sync", c)})
+	}
+	return out
+}
+
+// recoveryFailed ends a recovery whose agent reported it failed; the
+// instance stays down and the reason goes into the history.
+func recoveryFailed(t *Topology, m Segment, obs map[int]Observation) (SegmentUpdate, bool) {
+	rec, ok := t.Recovering(m.DBID)
+	o, seen := obs[m.DBID]
+	if !ok || !rec.Active || !seen || o.RecoveryError == "" || o.RecoveryJob != rec.Job {
+		return SegmentUpdate{}, false
+	}
+	return SegmentUpdate{DBID: m.DBID, RecoveryFailed: true,
+		Desc: fmt.Sprintf("content %d: %s recovery of dbid %d failed: %s", m.Content, rec.Kind, m.DBID, o.RecoveryError)}, true
+}
+
+// AutoRecover returns the incremental recoveries auto_recover asks for:
+// every mirror recorded down whose agent reports on it again (its host is
+// back), that can be recovered, and whose automatic recovery has not
+// already failed since it went down.
+func AutoRecover(t *Topology, obs map[int]Observation) []RecoveryRequest {
+	var out []RecoveryRequest
+	for _, s := range t.Segments {
+		if s.Role != RoleMirror || s.Status != StatusDown || slices.Contains(t.NoAutoRecover, s.DBID) {
+			continue
+		}
+		if _, seen := obs[s.DBID]; !seen || CanRecover(t, s.DBID) != nil {
+			continue
+		}
+		if sw, ok := t.SwitchoverOf(s.Content); ok && (sw.From == s.DBID || sw.To == s.DBID) {
+			continue
+		}
+		out = append(out, RecoveryRequest{DBID: s.DBID, Kind: RecoveryIncremental})
 	}
 	return out
 }

@@ -95,6 +95,14 @@ type Topology struct {
 	Rejoin []int `json:"rejoin,omitempty"`
 	// Switchovers are planned role swaps in progress, one per content.
 	Switchovers []Switchover `json:"switchovers,omitempty"`
+	// Recoveries in progress or queued (gprecoverseg), RecoveryParallel
+	// of them at once; RecoveryJob numbers the recover commands.
+	Recoveries       []Recovery `json:"recoveries,omitempty"`
+	RecoveryParallel int        `json:"recovery_parallel,omitempty"`
+	RecoveryJob      int        `json:"recovery_job,omitempty"`
+	// NoAutoRecover lists instances whose automatic recovery failed:
+	// auto_recover leaves them to the operator until they are up again.
+	NoAutoRecover []int `json:"no_auto_recover,omitempty"`
 }
 
 // Switchover is a planned, lossless swap of the roles of one in-sync pair:
@@ -139,6 +147,8 @@ func (t *Topology) Clone() *Topology {
 	c.Pending = append([]int(nil), t.Pending...)
 	c.Rejoin = append([]int(nil), t.Rejoin...)
 	c.Switchovers = append([]Switchover(nil), t.Switchovers...)
+	c.Recoveries = append([]Recovery(nil), t.Recoveries...)
+	c.NoAutoRecover = append([]int(nil), t.NoAutoRecover...)
 	return &c
 }
 
