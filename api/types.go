@@ -97,6 +97,7 @@ func (r InstanceReport) Observation() topology.Observation {
 		StoppedLSN:     r.StoppedLSN,
 		RecoveryError:  r.RecoveryError,
 		RecoveryJob:    r.RecoveryJob,
+		ConfigVersion:  r.ConfigVersion,
 	}
 }
 

@@ -42,6 +42,9 @@ type Observation struct {
 	// (job RecoveryJob); the agent will not retry it by itself.
 	RecoveryError string `json:"recovery_error,omitempty"`
 	RecoveryJob   int    `json:"recovery_job,omitempty"`
+	// ConfigVersion of the topology the agent acted on when it made
+	// this observation.
+	ConfigVersion uint64 `json:"config_version,omitempty"`
 }
 
 // Decide returns the changes the observations call for, computed from t
@@ -88,6 +91,9 @@ func decideContent(t *Topology, c int, obs map[int]Observation) []SegmentUpdate 
 			p.Status = StatusUp
 		}
 	}
+	// Failure rules judge the mirror as the topology recorded it: one
+	// recorded up only now is not also marked lost in the same decision.
+	mirrorWasUp := hasM && m.Status == StatusUp
 	if hasM {
 		if u, ok := mirrorCreated(t, m, obs); ok {
 			out = append(out, u)
@@ -99,21 +105,26 @@ func decideContent(t *Topology, c int, obs map[int]Observation) []SegmentUpdate 
 	if !hasP || p.Status != StatusUp {
 		return out
 	}
-	if sw, ok := t.SwitchoverOf(c); ok && hasM && sw.From == p.DBID && sw.To == m.DBID {
+	// A switchover is an operator's action: it completes, or is abandoned
+	// when its mirror is lost, even while failover is paused. A primary
+	// that dies before its clean stop is an ordinary failure.
+	if sw, ok := t.SwitchoverOf(c); ok && hasM && sw.From == p.DBID && sw.To == m.DBID && !(failed(p, obs) && obs[p.DBID].StoppedLSN == 0) {
 		return append(out, switchover(c, p, m, obs)...)
 	}
 	if !t.Paused {
 		if failed(p, obs) {
 			return append(out, primaryLost(c, p, m, hasM, obs)...)
 		}
-		if hasM && m.Status == StatusUp {
+		if mirrorWasUp {
 			if u := mirrorLost(c, p, m, obs); u != nil {
 				return append(out, u...)
 			}
 		}
 	}
 	if hasM && m.Status == StatusUp && !(p.Mode == ModeSynced && m.Mode == ModeSynced) {
-		if o, ok := obs[p.DBID]; ok && o.Up && !o.InRecovery && slices.Contains(o.SyncedMirrors, m.DBID) {
+		// A vouch counts only if made against the current topology: one
+		// from before the mirror was last marked down and rebuilt is stale.
+		if o, ok := obs[p.DBID]; ok && o.Up && !o.InRecovery && o.ConfigVersion == t.ConfigVersion && slices.Contains(o.SyncedMirrors, m.DBID) {
 			out = append(out,
 				SegmentUpdate{DBID: p.DBID, Mode: ModeSynced, Desc: fmt.Sprintf("content %d: synchronous replication to dbid %d on, pair in sync", c, m.DBID)},
 				SegmentUpdate{DBID: m.DBID, Mode: ModeSynced, Desc: fmt.Sprintf("content %d: mirror in sync with dbid %d", c, p.DBID)},
@@ -190,6 +201,12 @@ func failed(s Segment, obs map[int]Observation) bool {
 
 func primaryLost(c int, p, m Segment, hasM bool, obs map[int]Observation) []SegmentUpdate {
 	if hasM && m.Status == StatusUp && m.Mode == ModeSynced && p.Mode == ModeSynced && !failed(m, obs) {
+		// Promote only a mirror its agent sees running as a standby;
+		// while nothing is known of it, wait rather than demote the only
+		// other copy.
+		if o, seen := obs[m.DBID]; !seen || !o.Up || !o.InRecovery {
+			return nil
+		}
 		return []SegmentUpdate{
 			{DBID: m.DBID, Role: RolePrimary, Mode: ModeNotSynced,
 				Desc: fmt.Sprintf("content %d: primary dbid %d lost; mirror promoted (it was in sync)", c, p.DBID)},

@@ -107,6 +107,17 @@ func obsOf(list ...Observation) map[int]Observation {
 	return m
 }
 
+// fresh stamps observations as made against topo's version, as a
+// report made after the agent saw the latest topology would be.
+func fresh(topo *Topology, obs map[int]Observation) map[int]Observation {
+	out := make(map[int]Observation, len(obs))
+	for k, o := range obs {
+		o.ConfigVersion = topo.ConfigVersion
+		out[k] = o
+	}
+	return out
+}
+
 // rsm renders an instance's role, status and mode as in gpstate: "pun" is
 // role p, status u, mode n.
 func rsm(s Segment) string { return string(s.Role) + string(s.Status) + string(s.Mode) }
@@ -116,6 +127,7 @@ func rsm(s Segment) string { return string(s.Role) + string(s.Status) + string(s
 // updates and the topology after them (topo itself when there are none).
 func decideAndApply(t decFatalfer, topo *Topology, obs map[int]Observation) ([]SegmentUpdate, *Topology) {
 	t.Helper()
+	obs = fresh(topo, obs)
 	before, obsBefore := jsonOf(topo), jsonOf(obs)
 	ups := Decide(topo, obs)
 	if jsonOf(topo) != before {
@@ -229,6 +241,17 @@ func TestDecide_Rules(t *testing.T) {
 			},
 			obs:  obsOf(obsFailed(2), obsMirror(5)),
 			want: map[int]string{2: "pdn", 5: "mun"},
+			desc: map[int]string{2: "double fault"},
+		},
+		{
+			name: "primary lost with mirror recorded down though in sync: no promotion",
+			topo: func(t decFatalfer) *Topology {
+				// Not a state Decide produces: promotion wants the mirror
+				// recorded up as well as s.
+				return decUpdate(t, decUp(t, true), SegmentUpdate{DBID: 5, Status: StatusDown})
+			},
+			obs:  obsOf(obsFailed(2), obsMirror(5)),
+			want: map[int]string{2: "pdn", 5: "mdn"},
 			desc: map[int]string{2: "double fault"},
 		},
 		{
@@ -444,5 +467,61 @@ func TestDecide_AppliedResultIsSteady(t *testing.T) {
 	}
 	if again := Decide(after, obs); len(again) != 0 {
 		t.Fatalf("second Decide = %+v, want no change", again)
+	}
+}
+
+// Known bug in Decide: a pending mirror reported created and streaming
+// while its primary reports its replication stalled is recorded up and
+// down in one decision. Apply judges Pending on the final state, so it
+// stays pending and down, and the same observations produce the same two
+// updates on every reconcile: a Raft entry and two history rows per tick,
+// forever, and the mirror never leaves Pending. Decide should reach a
+// fixed point (for example leave the mirror pending and down, or record
+// the creation and the stall in separate decisions).
+func TestDecide_CreatedMirrorStalledIsSteady(t *testing.T) {
+	topo := decUpdate(t, decInit(t), SegmentUpdate{DBID: 2, Status: StatusUp})
+	obs := obsOf(Observation{DBID: 2, Up: true, StalledMirrors: []int{5}}, obsMirror(5))
+	// The creation is recorded first, the stall in the next decision;
+	// then nothing more: a fixed point within a few steps.
+	for step := 0; ; step++ {
+		ups, after := decideAndApply(t, topo, obs)
+		if len(ups) == 0 {
+			if after.IsPending(5) {
+				t.Fatalf("fixed point with dbid 5 still pending")
+			}
+			return
+		}
+		if step == 3 {
+			t.Fatalf("no fixed point after %d steps: still %+v", step, ups)
+		}
+		topo = after
+	}
+}
+
+// A vouch made against an older topology (before the mirror was last
+// marked down and rebuilt, say) does not record the pair in sync.
+func TestDecide_StaleVouchIgnored(t *testing.T) {
+	topo := decUpdate(t, decInit(t),
+		SegmentUpdate{DBID: 2, Status: StatusUp}, SegmentUpdate{DBID: 5, Status: StatusUp})
+	vouch := Observation{DBID: 2, Up: true, SyncedMirrors: []int{5}, ConfigVersion: topo.ConfigVersion - 1}
+	if ups := Decide(topo, obsOf(vouch, obsMirror(5))); len(ups) != 0 {
+		t.Fatalf("stale vouch acted on: %+v", ups)
+	}
+	vouch.ConfigVersion = topo.ConfigVersion
+	if ups := Decide(topo, obsOf(vouch, obsMirror(5))); len(ups) != 2 {
+		t.Fatalf("current vouch: %+v, want the pair recorded in sync", ups)
+	}
+}
+
+// A lost primary's in-sync mirror that nobody reports on is not promoted
+// (nor the primary demoted): the decision waits for its agent.
+func TestDecide_UnseenMirrorNotPromoted(t *testing.T) {
+	topo := decUpdate(t, decInit(t),
+		SegmentUpdate{DBID: 2, Status: StatusUp, Mode: ModeSynced}, SegmentUpdate{DBID: 5, Status: StatusUp, Mode: ModeSynced})
+	if ups := Decide(topo, obsOf(obsFailed(2))); len(ups) != 0 {
+		t.Fatalf("acted with the mirror unseen: %+v", ups)
+	}
+	if ups := Decide(topo, obsOf(obsFailed(2), obsMirror(5))); len(ups) != 2 || ups[0].Role != RolePrimary {
+		t.Fatalf("with the mirror seen: %+v, want the promotion", ups)
 	}
 }
