@@ -35,12 +35,14 @@ type State struct {
 
 // InstanceReport is what an agent saw of one local instance.
 type InstanceReport struct {
-	DBID  int       `json:"dbid"`
-	Host  string    `json:"host"`
-	Seen  time.Time `json:"seen"`
-	Phase string    `json:"phase"` // creating, building, starting, running, stopped, failed
-	PID   int       `json:"pid,omitempty"`
-	Up    bool      `json:"up"`
+	DBID int    `json:"dbid"`
+	Host string `json:"host"`
+	// ConfigVersion of the topology the agent acted on.
+	ConfigVersion uint64    `json:"config_version"`
+	Seen          time.Time `json:"seen"`
+	Phase         string    `json:"phase"` // creating, building, starting, running, stopped, failed
+	PID           int       `json:"pid,omitempty"`
+	Up            bool      `json:"up"`
 	// Failed: this agent vouches the instance is down (exited, not
 	// running, or probe_retries probes failed in a row).
 	Failed   bool `json:"failed,omitempty"`
