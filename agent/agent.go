@@ -20,12 +20,13 @@ import (
 // Agent is one gpagent daemon: the host's member of the Raft cluster, the
 // supervisor of its PostgreSQL instances and an HTTP API endpoint.
 type Agent struct {
-	cfg  *Config
-	log  *slog.Logger
-	node *consensus.Node
-	sup  *supervisor.Supervisor
-	exec *executor
-	lead *leader
+	cfg   *Config
+	log   *slog.Logger
+	node  *consensus.Node
+	sup   *supervisor.Supervisor
+	exec  *executor
+	lead  *leader
+	lease *lease
 
 	apiListener net.Listener
 	server      *http.Server
@@ -71,7 +72,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		ln.Close()
 		return nil, fmt.Errorf("raft_addr %s: %w", cfg.RaftAddr, err)
 	}
-	a := &Agent{cfg: cfg, log: log, node: node, sup: sup, apiListener: ln}
+	a := &Agent{cfg: cfg, log: log, node: node, sup: sup, apiListener: ln, lease: newLease()}
 	a.lead = newLeader(a)
 	a.exec = newExecutor(a)
 	a.server = &http.Server{Handler: a.routes(), ReadHeaderTimeout: 10 * time.Second}

@@ -32,6 +32,8 @@ type fileConfig struct {
 	ProbeTimeout        time.Duration  `yaml:"probe_timeout"`
 	ProbeRetries        int            `yaml:"probe_retries"`
 	ReplicationStall    time.Duration  `yaml:"replication_stall_timeout"`
+	AutoRecover         string         `yaml:"auto_recover"`
+	Lease               time.Duration  `yaml:"lease"`
 	LogLevel            string         `yaml:"log_level"`
 	Postgres            postgresConfig `yaml:"postgres"`
 }
@@ -61,14 +63,23 @@ type Config struct {
 	// ReplicationStallTimeout: a mirror whose replication makes no
 	// progress this long is treated as lost, so commits do not hang.
 	ReplicationStallTimeout time.Duration
-	LogLevel                slog.Level
-	BinDir                  string
-	OSUser                  string
-	SuperUser               string
-	SuperPassword           string
-	ReplUser                string
-	ReplPassword            string
-	WalKeepSize             string
+	// Lease: how long this agent keeps its primaries writable without
+	// reaching the leader (safety rule 5); LeaseMargin is what the leader
+	// adds before promoting on a lost host, for clock rate drift.
+	Lease       time.Duration
+	LeaseMargin time.Duration
+	// AutoRecover: a failed instance whose agent reports again is
+	// rewound and rejoined as a mirror without an operator (the leader's
+	// setting counts). Off by default, as in Greenplum.
+	AutoRecover   bool
+	LogLevel      slog.Level
+	BinDir        string
+	OSUser        string
+	SuperUser     string
+	SuperPassword string
+	ReplUser      string
+	ReplPassword  string
+	WalKeepSize   string
 }
 
 // Defaults, beside Greenplum's FTS for comparison: gp_fts_probe_interval
@@ -85,6 +96,9 @@ const (
 	DefaultProbeTimeout     = time.Second
 	DefaultProbeRetries     = 3
 	DefaultReplicationStall = 5 * time.Second
+	// DefaultLease: an agent cut off fences its primaries after 3 s; the
+	// leader promotes their mirrors 4 s after it last heard from it.
+	DefaultLease = 3 * time.Second
 )
 
 // LoadConfig reads and validates the config file at path. Every error
@@ -154,6 +168,11 @@ func (fc fileConfig) validate() (*Config, error) {
 	if c.ProbeRetries == 0 {
 		c.ProbeRetries = DefaultProbeRetries
 	}
+	c.Lease = fc.Lease
+	if c.Lease == 0 {
+		c.Lease = DefaultLease
+	}
+	c.LeaseMargin = c.Lease / 3
 	c.ReplicationStallTimeout = fc.ReplicationStall
 	if c.ReplicationStallTimeout == 0 {
 		c.ReplicationStallTimeout = DefaultReplicationStall
@@ -167,6 +186,10 @@ func (fc fileConfig) validate() (*Config, error) {
 		return nil, fmt.Errorf("probe_interval: %s is negative", c.ProbeInterval)
 	case c.ProbeTimeout < 0:
 		return nil, fmt.Errorf("probe_timeout: %s is negative", c.ProbeTimeout)
+	case c.Lease < 0:
+		return nil, fmt.Errorf("lease: %s is negative", c.Lease)
+	case c.Lease < 2*c.ProbeInterval:
+		return nil, fmt.Errorf("lease: %s is shorter than two probe_interval (%s): reports renew it", c.Lease, c.ProbeInterval)
 	case c.ReplicationStallTimeout < 0:
 		return nil, fmt.Errorf("replication_stall_timeout: %s is negative", c.ReplicationStallTimeout)
 	case c.ProbeRetries < 0:
@@ -180,6 +203,13 @@ func (fc fileConfig) validate() (*Config, error) {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			return nil, fmt.Errorf("%s: %q is not host:port", field, addr)
 		}
+	}
+	switch fc.AutoRecover {
+	case "", "off":
+	case "incremental":
+		c.AutoRecover = true
+	default:
+		return nil, fmt.Errorf("auto_recover: %q is not off or incremental", fc.AutoRecover)
 	}
 	level, err := parseLevel(fc.LogLevel)
 	if err != nil {

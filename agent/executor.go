@@ -49,6 +49,10 @@ type instanceState struct {
 	// stoppedLSN: the shutdown checkpoint of a primary stopped for a
 	// switchover.
 	stoppedLSN uint64
+	// recoveryErr: the recovery of job recoveryJob failed here; it is
+	// reported, and not retried until the operator asks again.
+	recoveryErr string
+	recoveryJob int
 }
 
 func newExecutor(a *Agent) *executor {
@@ -107,6 +111,7 @@ func (e *executor) round(ctx context.Context) {
 	}
 	wg.Wait()
 	e.report(ctx, reports)
+	e.checkLease(ctx, t)
 	for _, s := range mine {
 		e.ensure(ctx, t, s)
 	}
@@ -191,7 +196,18 @@ func (e *executor) ensure(ctx context.Context, t *topology.Topology, s topology.
 		phase = "rejoining as mirror"
 		up := supervisor.Upstream{Address: p.Address, Port: p.Port}
 		step = func(ctx context.Context) error { return e.a.sup.Rejoin(ctx, inst, up) }
-	case s.Role == topology.RoleMirror && s.Status == topology.StatusDown && !t.IsPending(s.DBID) && !t.IsRejoining(s.DBID) && running && (h == nil || !h.InRecovery):
+	case e.recoveryDue(t, s, st) && (!running || (h != nil && !h.InRecovery)):
+		// Not again once it runs as a standby: the leader records it up
+		// when it streams.
+		rec, _ := t.Recovering(s.DBID)
+		p, ok := t.Primary(s.Content)
+		if !ok || p.Status != topology.StatusUp {
+			e.setPhase(s.DBID, "recovery waiting for the primary", "")
+			return
+		}
+		phase = fmt.Sprintf("recovering (%s)", rec.Kind)
+		step = e.recoveryStep(t.ClusterID, inst, rec, supervisor.Upstream{Address: p.Address, Port: p.Port}, st)
+	case s.Role == topology.RoleMirror && s.Status == topology.StatusDown && !t.IsPending(s.DBID) && !t.IsRejoining(s.DBID) && !recovering(t, s.DBID) && running && (h == nil || !h.InRecovery):
 		// A demoted primary still running (hung, or cut off): fence it.
 		// Its mirror was promoted; it must take no more connections.
 		phase = "fencing"
@@ -201,7 +217,7 @@ func (e *executor) ensure(ctx context.Context, t *topology.Topology, s topology.
 			return e.a.sup.Stop(fctx, inst)
 		}
 	default:
-		if s.Role == topology.RolePrimary && s.Status == topology.StatusUp && running {
+		if s.Role == topology.RolePrimary && s.Status == topology.StatusUp && running && !e.a.lease.isFenced() {
 			e.manageSync(ctx, t, s)
 		}
 		return
@@ -260,8 +276,10 @@ func (e *executor) stopAll(timeout time.Duration) {
 
 // report hands the reports to the leader: directly when this agent leads.
 func (e *executor) report(ctx context.Context, reports []api.InstanceReport) {
+	sent := time.Now()
 	if e.a.node.IsLeader() {
-		e.a.lead.accept(reports)
+		e.a.lead.accept(e.a.cfg.Name, reports)
+		e.a.lease.renew(sent)
 		return
 	}
 	addr, ok := e.a.leaderAPI()
@@ -272,7 +290,9 @@ func (e *executor) report(ctx context.Context, reports []api.InstanceReport) {
 	defer cancel()
 	if err := api.NewClient(addr).Report(rctx, api.Report{Agent: e.a.cfg.Name, Instances: reports}); err != nil {
 		e.log.Debug("report to leader failed", "leader", addr, "err", err)
+		return
 	}
+	e.a.lease.renew(sent)
 }
 
 func lsnString(lsn uint64) string {
@@ -304,4 +324,62 @@ func (e *executor) stoppedLSN(st *instanceState) uint64 {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return st.stoppedLSN
+}
+
+func recovering(t *topology.Topology, dbid int) bool {
+	_, ok := t.Recovering(dbid)
+	return ok
+}
+
+// recoveryDue: this instance's recovery is active and has not already
+// failed here.
+func (e *executor) recoveryDue(t *topology.Topology, s topology.Segment, st *instanceState) bool {
+	rec, ok := t.Recovering(s.DBID)
+	if !ok || !rec.Active || s.Role != topology.RoleMirror || s.Status != topology.StatusDown {
+		return false
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return !(st.recoveryJob == rec.Job && st.recoveryErr != "")
+}
+
+// recoveryStep returns the step that recovers inst as a mirror of up:
+// pg_rewind of its own data, or a fresh base backup into a cleared dir.
+func (e *executor) recoveryStep(clusterID string, inst supervisor.Instance, rec topology.Recovery, up supervisor.Upstream, st *instanceState) func(context.Context) error {
+	started := time.Now()
+	progress := func(step string) func(done, total int64) {
+		return func(done, total int64) {
+			e.mu.Lock()
+			st.progress = &api.Progress{Step: step, Done: done, Total: total, Started: started}
+			e.mu.Unlock()
+		}
+	}
+	return func(ctx context.Context) error {
+		e.mu.Lock()
+		st.progress = &api.Progress{Step: "waiting for the primary to accept writes", Started: started}
+		e.mu.Unlock()
+		wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		err := e.a.sup.WaitWritable(wctx, up)
+		cancel()
+		if err != nil {
+			// Not a failure of this recovery: the next round tries again.
+			return err
+		}
+		if rec.Kind == topology.RecoveryIncremental {
+			err = e.a.sup.Rewind(ctx, clusterID, inst, up, progress("pg_rewind"))
+		} else {
+			if e.a.sup.Ours(clusterID, inst) {
+				err = e.a.sup.Destroy(ctx, clusterID, inst)
+			}
+			if err == nil {
+				err = e.a.sup.CreateMirror(ctx, clusterID, inst, up, progress("pg_basebackup"))
+			}
+		}
+		if err != nil && ctx.Err() == nil {
+			e.mu.Lock()
+			st.recoveryErr, st.recoveryJob = err.Error(), rec.Job
+			e.mu.Unlock()
+		}
+		return err
+	}
 }

@@ -26,6 +26,9 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("POST /v1/pause", a.handle(a.postPause))
 	mux.HandleFunc("POST /v1/switchover", a.handle(a.postSwitchover))
 	mux.HandleFunc("POST /v1/initstandby", a.handle(a.postInitStandby))
+	mux.HandleFunc("POST /v1/recover/plan", a.handle(a.postRecoverPlan))
+	mux.HandleFunc("POST /v1/recover", a.handle(a.postRecover))
+	mux.HandleFunc("POST /v1/rebalance", a.handle(a.postRebalance))
 	mux.HandleFunc("POST /v1/resume", a.handle(a.postResume))
 	mux.HandleFunc("GET /v1/conninfo/{content}", a.handle(a.getConnInfo))
 	mux.HandleFunc("GET /v1/health/primary/{content}", a.getPrimaryHealth)
@@ -91,6 +94,7 @@ func (a *Agent) getState(r *http.Request) (any, error) {
 		Pending:       t.Pending,
 		Rejoin:        t.Rejoin,
 		Switchovers:   t.Switchovers,
+		Recoveries:    t.Recoveries,
 	}
 	if s.Segments == nil {
 		s.Segments = []topology.Segment{}
@@ -122,7 +126,7 @@ func (a *Agent) postReport(r *http.Request) (any, error) {
 	if !a.node.IsLeader() {
 		return nil, api.Errorf(api.CodeNotLeader, "agent %s is not the leader", a.cfg.Name)
 	}
-	a.lead.accept(rep.Instances)
+	a.lead.accept(rep.Agent, rep.Instances)
 	return struct{}{}, nil
 }
 

@@ -20,6 +20,10 @@ type leader struct {
 
 	mu      sync.Mutex
 	reports map[int]received
+	// heard is when each host's agent last reported, on this leader's
+	// monotonic clock. A new term starts every host's timer afresh: it
+	// cannot know what the previous leader heard (Nomad's heartbeat.go).
+	heard map[string]time.Time
 	// wake is a hint that a report arrived; a full reconcile also runs on
 	// a ticker, so a dropped hint costs at most one tick.
 	wake chan struct{}
@@ -31,13 +35,14 @@ type received struct {
 }
 
 func newLeader(a *Agent) *leader {
-	return &leader{a: a, log: a.log.With("component", "leader"), reports: map[int]received{}, wake: make(chan struct{}, 1)}
+	return &leader{a: a, log: a.log.With("component", "leader"), reports: map[int]received{}, heard: map[string]time.Time{}, wake: make(chan struct{}, 1)}
 }
 
 // accept stores reports from an agent and wakes the reconcile loop.
-func (l *leader) accept(reports []api.InstanceReport) {
+func (l *leader) accept(agent string, reports []api.InstanceReport) {
 	now := time.Now()
 	l.mu.Lock()
+	l.heard[agent] = now
 	for _, r := range reports {
 		l.reports[r.DBID] = received{report: r, at: now}
 	}
@@ -116,6 +121,9 @@ func (l *leader) run(ctx context.Context) {
 func (l *leader) lead(ctx context.Context) {
 	l.log.Info("leading")
 	defer l.log.Info("no longer leading")
+	l.mu.Lock()
+	clear(l.heard)
+	l.mu.Unlock()
 	if err := l.a.node.Barrier(ctx); err != nil {
 		l.log.Warn("barrier failed", "err", err)
 		return
@@ -141,8 +149,12 @@ func (l *leader) reconcile(ctx context.Context) {
 		return
 	}
 	maxAge := 3*l.a.cfg.ProbeInterval + l.a.cfg.ProbeTimeout
-	updates := topology.Decide(t, l.observations(maxAge))
+	obs := withLostHosts(t, l.observations(maxAge), l.lostHosts(t))
+	updates := topology.Decide(t, obs)
 	if len(updates) == 0 {
+		if l.a.cfg.AutoRecover && !t.Paused {
+			l.autoRecover(ctx, t, obs)
+		}
 		return
 	}
 	cmd := topology.Command{Type: topology.CmdUpdateSegments, BaseVersion: t.ConfigVersion, Updates: updates}
@@ -157,4 +169,19 @@ func (l *leader) reconcile(ctx context.Context) {
 			l.log.Info("topology changed", "dbid", u.DBID, "desc", u.Desc, "config_version", next.ConfigVersion)
 		}
 	}
+}
+
+// autoRecover starts an incremental recovery of every failed instance
+// whose agent reports on it again (auto_recover: incremental).
+func (l *leader) autoRecover(ctx context.Context, t *topology.Topology, obs map[int]topology.Observation) {
+	reqs := topology.AutoRecover(t, obs)
+	if len(reqs) == 0 {
+		return
+	}
+	cmd := topology.Command{Type: topology.CmdRecover, BaseVersion: t.ConfigVersion, Recover: reqs, Auto: true}
+	if _, err := l.a.node.Apply(ctx, cmd); err != nil && !errors.Is(err, topology.ErrStale) {
+		l.log.Warn("auto_recover failed to start", "err", err)
+		return
+	}
+	l.log.Info("auto_recover started", "instances", len(reqs))
 }

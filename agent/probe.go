@@ -22,7 +22,7 @@ const syncCatchUpBytes = 16 << 20
 func (e *executor) probe(ctx context.Context, t *topology.Topology, s topology.Segment) api.InstanceReport {
 	inst := localInstance(s)
 	st := e.state(s.DBID)
-	r := api.InstanceReport{DBID: s.DBID, Host: e.a.cfg.Name, Seen: time.Now().UTC()}
+	r := api.InstanceReport{DBID: s.DBID, Host: e.a.cfg.Name, Seen: time.Now().UTC(), ConfigVersion: t.ConfigVersion}
 
 	pid := e.a.sup.PID(inst)
 	if pid == 0 {
@@ -42,6 +42,13 @@ func (e *executor) probe(ctx context.Context, t *topology.Topology, s topology.S
 		// creation step has finished (its roles and config are complete).
 		e.setHealth(st, nil)
 		return r
+	}
+	if rec, ok := t.Recovering(s.DBID); ok {
+		e.mu.Lock()
+		if st.recoveryJob == rec.Job {
+			r.RecoveryError, r.RecoveryJob = st.recoveryErr, st.recoveryJob
+		}
+		e.mu.Unlock()
 	}
 	if isSwitchoverSource(t, s) {
 		r.StoppedLSN = e.stoppedLSN(st)
@@ -101,6 +108,12 @@ func (e *executor) probe(ctx context.Context, t *topology.Topology, s topology.S
 		}
 		if m.Status == topology.StatusUp && e.stalled(st, h, supervisor.AppName(m.DBID)) {
 			r.StalledMirrors = []int{m.DBID}
+		} else if m.Status != topology.StatusUp {
+			// A mirror recorded down is not watched; once up again its
+			// watch starts afresh.
+			e.mu.Lock()
+			st.stallApp = ""
+			e.mu.Unlock()
 		}
 	}
 	return r
@@ -132,11 +145,14 @@ func (e *executor) stalled(st *instanceState, h supervisor.Health, app string) b
 // mirror named app: sync is on for it, the server says the standby is
 // sync, and it has flushed past the point where sync was switched on.
 func (e *executor) vouchSynced(st *instanceState, h supervisor.Health, app string) bool {
-	if !syncNamesInclude(h.SyncStandbyNames, app) {
-		return false
-	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if !syncNamesInclude(h.SyncStandbyNames, app) {
+		// Sync is off for it: whatever was vouched before no longer
+		// holds; the next switch-on starts from a fresh position.
+		st.syncApp = ""
+		return false
+	}
 	if st.syncApp != app {
 		// Sync was switched on before this agent started: commits
 		// acknowledged before now may predate it, so the mirror must

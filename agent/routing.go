@@ -34,6 +34,8 @@ func (a *Agent) isLocalActingPrimary(content int) (bool, string) {
 	t := a.node.Topology()
 	p, ok := t.Primary(content)
 	switch {
+	case a.lease.isFenced():
+		return false, "this agent has no quorum: its primaries are fenced"
 	case !ok:
 		return false, fmt.Sprintf("content %d has no primary", content)
 	case p.Hostname != a.cfg.Name:

@@ -72,6 +72,11 @@ func (s *Supervisor) Rejoin(ctx context.Context, inst Instance, up Upstream) err
 	return s.startLocked(ctx, inst)
 }
 
+// WaitWritable waits until up answers as a primary: a mirror promoted a
+// moment ago may still be finishing its recovery, and neither pg_rewind
+// nor a base backup may start from a server in recovery.
+func (s *Supervisor) WaitWritable(ctx context.Context, up Upstream) error { return s.waitWritable(ctx, up) }
+
 // waitWritable waits until up answers as a primary.
 func (s *Supervisor) waitWritable(ctx context.Context, up Upstream) error {
 	for {

@@ -17,13 +17,14 @@ import (
 )
 
 func cmdDemo(ctx context.Context, cio cmdIO, args []string) error {
-	fs := newFlags(cio, "demo", "[--dir DIR] [--no-mirrors]")
+	fs := newFlags(cio, "demo", "[--dir DIR] [--no-mirrors] [--auto-recover]")
 	dir := fs.String("dir", "", "where the demo keeps its configs and data (default: a new temporary folder)")
 	noMirrors := fs.Bool("no-mirrors", false, "start without mirrors, so gpagent addmirrors can be tried")
+	autoRecover := fs.Bool("auto-recover", false, "set auto_recover: incremental (failed instances come back as mirrors unasked)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	d, err := prepareDemo(*dir)
+	d, err := prepareDemo(*dir, *autoRecover)
 	if err != nil {
 		return err
 	}

@@ -32,7 +32,7 @@ const (
 
 // prepareDemo writes a demo's configs into dir, or reuses the ones a
 // previous run left there, so a demo folder can be started again.
-func prepareDemo(dir string) (*demoFiles, error) {
+func prepareDemo(dir string, autoRecover bool) (*demoFiles, error) {
 	var err error
 	if dir == "" {
 		if dir, err = os.MkdirTemp("", "gpagent-demo-"); err != nil {
@@ -81,13 +81,14 @@ bootstrap: true
 # The demo takes its instances down when it stops; a production agent
 # leaves them running across its own restarts.
 stop_instances_on_exit: true
+auto_recover: %s
 postgres:
   superuser: gpadmin
   superuser_password: %s
   replication_user: replicator
   replication_password: %s
   wal_keep_size: 256MB
-`, demoHost, demoAddress, filepath.Join(dir, "agent"), apiAddr, net.JoinHostPort(demoAddress, strconv.Itoa(ports[1])), randomHex(), randomHex())
+`, demoHost, demoAddress, filepath.Join(dir, "agent"), apiAddr, net.JoinHostPort(demoAddress, strconv.Itoa(ports[1])), autoRecoverWord(autoRecover), randomHex(), randomHex())
 	data := filepath.Join(dir, "data")
 	specYAML := fmt.Sprintf(`# gpagent demo cluster: a coordinator and %[1]d segments with mirrors on one host
 seg_prefix: gpseg
@@ -179,4 +180,11 @@ func randomHex() string {
 	b := make([]byte, 12)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+func autoRecoverWord(on bool) string {
+	if on {
+		return "incremental"
+	}
+	return "off"
 }

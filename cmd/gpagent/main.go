@@ -28,6 +28,7 @@ commands:
   connstr     print a libpq multi-host connection string for a content
   switchover  planned, lossless role swap of one content's pair
   initstandby add a standby coordinator (gpinitstandby)
+  recoverseg  recover failed instances as mirrors; -r rebalance (gprecoverseg)
 
 Subcommands other than agent and demo talk to the agent at --addr, or
 $GPAGENT_ADDR (default 127.0.0.1:7070). Run 'gpagent <command> -h' for flags.
@@ -75,6 +76,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdSwitchover(ctx, io, rest)
 	case "initstandby":
 		err = cmdInitStandby(ctx, io, rest)
+	case "recoverseg":
+		err = cmdRecoverseg(ctx, io, rest)
 	default:
 		fmt.Fprintf(stderr, "gpagent: unknown command %q\n%s", cmd, usage)
 		return 2

@@ -64,7 +64,7 @@ func progressLine(s *api.State, dbid int) string {
 	if r, ok := report(s, dbid); ok {
 		line += ", " + r.Phase
 		if p := r.Progress; p != nil && p.Total > 0 {
-			line += fmt.Sprintf(" %s %d%% (%s of %s)", p.Step, p.Done*100/p.Total, bytesString(p.Done), bytesString(p.Total))
+			line += fmt.Sprintf(" %s %d%% (%s of %s%s)", p.Step, p.Done*100/p.Total, bytesString(p.Done), bytesString(p.Total), rateWords(p))
 		}
 		if r.Error != "" {
 			line += ": " + r.Error
@@ -132,4 +132,15 @@ func dbidsOf(segs []topology.Segment) []int {
 		out = append(out, s.DBID)
 	}
 	return out
+}
+
+// rateWords is the rate and time left of a step, from its report.
+func rateWords(p *api.Progress) string {
+	elapsed := time.Since(p.Started).Seconds()
+	if elapsed < 1 || p.Done == 0 {
+		return ""
+	}
+	rate := float64(p.Done) / elapsed
+	left := time.Duration(float64(p.Total-p.Done) / rate * float64(time.Second)).Round(time.Second)
+	return fmt.Sprintf(", %s/s, %s left", bytesString(int64(rate)), left)
 }

@@ -1,0 +1,131 @@
+package agent
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/gpagent/gpagent/topology"
+)
+
+// fencedStandby is a synchronous standby name no standby ever has: a
+// primary waiting for it acknowledges no commit, whichever session asks,
+// including sessions opened before the fence. A graceful shutdown would
+// not do: sessions already connected would go on committing until it
+// completes.
+const fencedStandby = "gpagent_fenced"
+
+// lease is this agent's right to keep primaries writable (safety rule 5).
+// It is renewed by every report the leader acknowledges (or by leading:
+// a Raft leader has heard from a quorum within its leader lease), and
+// runs on the local monotonic clock only. The leader promotes nothing on
+// a host before lease plus a margin has passed since it last heard from
+// it, so by then this agent has fenced its primaries.
+type lease struct {
+	mu      sync.Mutex
+	renewed time.Time
+	fenced  bool
+}
+
+func newLease() *lease { return &lease{renewed: time.Now()} }
+
+// renew extends the lease from the moment the renewing request was sent.
+func (l *lease) renew(sent time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if sent.After(l.renewed) {
+		l.renewed = sent
+	}
+}
+
+// expired reports whether more than d has passed since the last renewal.
+func (l *lease) expired(d time.Duration) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return time.Since(l.renewed) > d
+}
+
+func (l *lease) setFenced(f bool) (changed bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	changed = l.fenced != f
+	l.fenced = f
+	return changed
+}
+
+func (l *lease) isFenced() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.fenced
+}
+
+// checkLease fences this host's primaries once the lease has run out,
+// and lifts the fence once it is renewed: then the topology decides
+// again, and manageSync restores synchronous_standby_names for a primary
+// that is still one (one demoted meanwhile is stopped instead).
+func (e *executor) checkLease(ctx context.Context, t *topology.Topology) {
+	if !e.a.lease.expired(e.a.cfg.Lease) {
+		if e.a.lease.setFenced(false) {
+			e.log.Warn("lease renewed: fence lifted")
+		}
+		return
+	}
+	if e.a.lease.setFenced(true) {
+		e.log.Error("no quorum for longer than the lease: fencing local primaries", "lease", e.a.cfg.Lease)
+	}
+	for _, s := range t.OnHost(e.a.cfg.Name) {
+		st := e.state(s.DBID)
+		e.mu.Lock()
+		h := st.health
+		e.mu.Unlock()
+		if h == nil || h.InRecovery || syncNamesInclude(h.SyncStandbyNames, fencedStandby) {
+			continue
+		}
+		inst := localInstance(s)
+		if err := e.a.sup.SetSyncStandby(ctx, inst, []string{fencedStandby}); err != nil {
+			e.log.Error("fence failed; stopping the instance instead", "dbid", s.DBID, "err", err)
+			sctx, cancel := context.WithTimeout(ctx, time.Second)
+			_ = e.a.sup.Stop(sctx, inst)
+			cancel()
+			continue
+		}
+		e.log.Warn("primary fenced: commits wait for a standby that does not exist", "dbid", s.DBID, "content", s.Content)
+	}
+}
+
+// lostHosts returns the hosts the leader has not heard from for longer
+// than lease plus margin: their agents have fenced their primaries by
+// now, so their instances count as failed.
+func (l *leader) lostHosts(t *topology.Topology) map[string]bool {
+	wait := l.a.cfg.Lease + l.a.cfg.LeaseMargin
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lost := map[string]bool{}
+	for _, s := range t.Segments {
+		heard, ok := l.heard[s.Hostname]
+		if !ok {
+			// A host this leader never heard from gets a full lease from
+			// the start of its term (or from now, for a new host).
+			l.heard[s.Hostname] = time.Now()
+			continue
+		}
+		if time.Since(heard) > wait {
+			lost[s.Hostname] = true
+		}
+	}
+	return lost
+}
+
+// withLostHosts adds a failed observation for every instance on a lost
+// host, replacing whatever older report there was.
+func withLostHosts(t *topology.Topology, obs map[int]topology.Observation, lost map[string]bool) map[int]topology.Observation {
+	if len(lost) == 0 {
+		return obs
+	}
+	for _, s := range t.Segments {
+		if lost[s.Hostname] {
+			obs[s.DBID] = topology.Observation{DBID: s.DBID, Failed: true, ConfigVersion: t.ConfigVersion}
+		}
+	}
+	return obs
+}

@@ -1,0 +1,196 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/gpagent/gpagent/api"
+	"github.com/gpagent/gpagent/supervisor"
+	"github.com/gpagent/gpagent/topology"
+)
+
+// postRecoverPlan computes what gprecoverseg would do, changing nothing.
+// While a recovery job runs, the plan says so, and the caller attaches
+// to it rather than starting another.
+func (a *Agent) postRecoverPlan(r *http.Request) (any, error) {
+	var req api.RecoverRequest
+	if err := decode(r, &req); err != nil {
+		return nil, err
+	}
+	if err := a.requireLeader(r.Context()); err != nil {
+		return nil, err
+	}
+	t := a.node.Topology()
+	if !t.Initialized() {
+		return nil, api.Errorf(api.CodeNotInitialized, "no cluster: run gpagent init first")
+	}
+	plan := &api.RecoverPlan{BaseVersion: t.ConfigVersion, Parallel: req.Parallel, Running: runningJob(t)}
+	if plan.Running != 0 {
+		return plan, nil
+	}
+	kind := topology.RecoveryIncremental
+	if req.Full {
+		kind = topology.RecoveryFull
+	}
+	var reqs []topology.RecoveryRequest
+	var err error
+	switch {
+	case len(req.Entries) > 0:
+		reqs, err = topology.RecoveriesFromEntries(t, a.hosts(t), req.Entries, kind)
+	case req.Host != "":
+		reqs, err = topology.RecoveriesOnHost(t, a.hosts(t), req.Host, topology.RecoverableDBIDs(t))
+	default:
+		for _, dbid := range topology.RecoverableDBIDs(t) {
+			reqs = append(reqs, topology.RecoveryRequest{DBID: dbid, Kind: kind})
+		}
+	}
+	if err != nil {
+		return nil, api.Errorf(api.CodeInvalid, "%v", err)
+	}
+	var moved []topology.Segment
+	for _, q := range reqs {
+		s, _ := t.Segment(q.DBID)
+		p, _ := t.Primary(s.Content)
+		step := api.RecoverStep{Request: q, Content: s.Content, From: s, Source: p}
+		if q.Move != nil {
+			s.Hostname, s.Address, s.Port, s.DataDir = q.Move.Hostname, q.Move.Address, q.Move.Port, q.Move.DataDir
+			step.To = &s
+			moved = append(moved, s)
+		}
+		plan.Steps = append(plan.Steps, step)
+	}
+	if err := a.preflightMoves(t.ClusterID, moved); err != nil {
+		return nil, err
+	}
+	return plan, nil
+}
+
+// postRecover commits a recovery plan made from the current version.
+func (a *Agent) postRecover(r *http.Request) (any, error) {
+	var plan api.RecoverPlan
+	if err := decode(r, &plan); err != nil {
+		return nil, err
+	}
+	if err := a.requireLeader(r.Context()); err != nil {
+		return nil, err
+	}
+	t := a.node.Topology()
+	if plan.BaseVersion != t.ConfigVersion {
+		return nil, api.Errorf(api.CodeStale, "the cluster changed since the plan was made (config version %d, now %d): run recoverseg again", plan.BaseVersion, t.ConfigVersion)
+	}
+	if len(plan.Steps) == 0 {
+		return nil, api.Errorf(api.CodeInvalid, "the plan recovers nothing")
+	}
+	cmd := topology.Command{Type: topology.CmdRecover, BaseVersion: t.ConfigVersion, Parallel: plan.Parallel}
+	for _, s := range plan.Steps {
+		cmd.Recover = append(cmd.Recover, s.Request)
+	}
+	next, err := a.node.Apply(r.Context(), cmd)
+	if err != nil {
+		return nil, err
+	}
+	a.log.Info("recovery job started", "job", next.RecoveryJob, "instances", len(plan.Steps))
+	return a.getState(r)
+}
+
+// preflightMoves checks that instances recovered onto a new place can be
+// created there.
+func (a *Agent) preflightMoves(clusterID string, moved []topology.Segment) error {
+	if len(moved) == 0 {
+		return nil
+	}
+	return a.preflight(clusterID, moved)
+}
+
+// runningJob returns the recovery job in progress, 0 if none.
+func runningJob(t *topology.Topology) int {
+	for _, r := range t.Recoveries {
+		return r.Job
+	}
+	return 0
+}
+
+// hosts lists the hosts instances may be placed on, with addresses.
+func (a *Agent) hosts(t *topology.Topology) []topology.Host {
+	seen := map[string]bool{}
+	var out []topology.Host
+	add := func(name, addr string) {
+		if !seen[name] {
+			seen[name] = true
+			out = append(out, topology.Host{Hostname: name, Address: addr})
+		}
+	}
+	for _, s := range t.Segments {
+		add(s.Hostname, s.Address)
+	}
+	add(a.cfg.Name, a.cfg.Address)
+	return out
+}
+
+// postRebalance (gprecoverseg -r) starts a switchover for every content
+// whose instances are not in their preferred roles, when the pair is in
+// sync and the mirror's replay lag is under the limit; the others are
+// reported and left alone.
+func (a *Agent) postRebalance(r *http.Request) (any, error) {
+	var req api.RebalanceRequest
+	if err := decode(r, &req); err != nil {
+		return nil, err
+	}
+	if err := a.requireLeader(r.Context()); err != nil {
+		return nil, err
+	}
+	limit := req.MaxLagBytes
+	if limit <= 0 {
+		limit = api.DefaultRebalanceLagBytes
+	}
+	res := &api.RebalanceResult{}
+	for _, c := range a.node.Topology().Contents() {
+		t := a.node.Topology()
+		p, okP := t.Primary(c)
+		m, okM := t.Mirror(c)
+		if !okP || !okM || p.PreferredRole == topology.RolePrimary {
+			continue
+		}
+		if _, busy := t.SwitchoverOf(c); busy {
+			res.Started = append(res.Started, c)
+			continue
+		}
+		if lag, ok := a.replayLag(p, m); !ok || lag > limit {
+			res.Skipped = append(res.Skipped, api.Skip{Content: c, Reason: fmt.Sprintf("mirror dbid %d replay lag %s over the limit of %d bytes", m.DBID, lagWords(lag, ok), limit)})
+			continue
+		}
+		cmd := topology.Command{Type: topology.CmdSwitchover, BaseVersion: t.ConfigVersion, Content: c}
+		if _, err := a.node.Apply(r.Context(), cmd); err != nil {
+			if errors.Is(err, topology.ErrInvalid) {
+				res.Skipped = append(res.Skipped, api.Skip{Content: c, Reason: err.Error()})
+				continue
+			}
+			return nil, err
+		}
+		res.Started = append(res.Started, c)
+	}
+	return res, nil
+}
+
+// replayLag reads the mirror's replay lag from its primary's last report.
+func (a *Agent) replayLag(p, m topology.Segment) (int64, bool) {
+	for _, rep := range a.lead.instances() {
+		if rep.DBID != p.DBID {
+			continue
+		}
+		for _, r := range rep.Replicas {
+			if r.ApplicationName == supervisor.AppName(m.DBID) {
+				return r.ReplayLagBytes, true
+			}
+		}
+	}
+	return 0, false
+}
+
+func lagWords(lag int64, known bool) string {
+	if !known {
+		return "unknown (not streaming)"
+	}
+	return fmt.Sprint(lag)
+}
