@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -69,13 +70,20 @@ func (s *Supervisor) Rejoin(ctx context.Context, inst Instance, up Upstream) err
 	if err := s.writeOwnedFile(filepath.Join(inst.DataDir, standbySignal), nil, 0o600); err != nil {
 		return fmt.Errorf("rejoin %s: %w", inst, err)
 	}
+	// The slots it held as a primary would hold WAL forever on a standby,
+	// where nothing advances them.
+	if err := clearDir(filepath.Join(inst.DataDir, "pg_replslot")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("rejoin %s: %w", inst, err)
+	}
 	return s.startLocked(ctx, inst)
 }
 
 // WaitWritable waits until up answers as a primary: a mirror promoted a
 // moment ago may still be finishing its recovery, and neither pg_rewind
 // nor a base backup may start from a server in recovery.
-func (s *Supervisor) WaitWritable(ctx context.Context, up Upstream) error { return s.waitWritable(ctx, up) }
+func (s *Supervisor) WaitWritable(ctx context.Context, up Upstream) error {
+	return s.waitWritable(ctx, up)
+}
 
 // waitWritable waits until up answers as a primary.
 func (s *Supervisor) waitWritable(ctx context.Context, up Upstream) error {
