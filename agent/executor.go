@@ -49,6 +49,10 @@ type instanceState struct {
 	// stoppedLSN: the shutdown checkpoint of a primary stopped for a
 	// switchover.
 	stoppedLSN uint64
+	// retryAt: a failed step is not tried again before it; backoff is
+	// the current wait.
+	retryAt time.Time
+	backoff time.Duration
 	// recoveryErr: the recovery of job recoveryJob failed here; it is
 	// reported, and not retried until the operator asks again.
 	recoveryErr string
@@ -102,6 +106,12 @@ func (e *executor) round(ctx context.Context) {
 	if len(mine) == 0 {
 		return
 	}
+	// Act on a new topology at once, on what the last probes saw: a
+	// promotion must not wait for this round's probes, one of which may
+	// be hanging on the very primary that was lost.
+	for _, s := range mine {
+		e.ensure(ctx, t, s)
+	}
 	// Probes run in parallel: a hung instance costs one probe_timeout
 	// per round, not one per instance.
 	reports := make([]api.InstanceReport, len(mine))
@@ -125,9 +135,9 @@ func (e *executor) round(ctx context.Context) {
 func (e *executor) ensure(ctx context.Context, t *topology.Topology, s topology.Segment) {
 	st := e.state(s.DBID)
 	e.mu.Lock()
-	busy, h := st.busy, st.health
+	busy, h, retryAt := st.busy, st.health, st.retryAt
 	e.mu.Unlock()
-	if busy {
+	if busy || time.Now().Before(retryAt) {
 		return
 	}
 	inst := localInstance(s)
@@ -237,16 +247,26 @@ func (e *executor) runStep(ctx context.Context, s topology.Segment, st *instance
 		st.busy = false
 		st.progress = nil
 		st.probeFails = 0
+		// What the last probe saw predates the step: decide again only
+		// on a fresh one.
+		st.health = nil
 		if err != nil {
 			st.phase, st.lastErr = "failed", phase+": "+err.Error()
+			// Back off before trying again, doubling up to a limit: a
+			// step that fails at once (a port taken) must not spin.
+			st.backoff = min(max(2*st.backoff, time.Second), 30*time.Second)
+			st.retryAt = time.Now().Add(st.backoff)
 		} else {
-			st.phase = "running"
+			st.phase, st.backoff, st.retryAt = "running", 0, time.Time{}
 		}
+		backoff := st.backoff
 		e.mu.Unlock()
 		if err != nil && ctx.Err() == nil {
-			e.log.Error(phase+" failed", "dbid", s.DBID, "content", s.Content, "err", err)
+			e.log.Error(phase+" failed", "dbid", s.DBID, "content", s.Content, "err", err, "retry_in", backoff)
 		}
-		e.kick()
+		if err == nil {
+			e.kick()
+		}
 	}()
 }
 

@@ -33,7 +33,9 @@ var ErrNotLeader = errors.New("not the raft leader")
 
 // Node is this agent's raft member and the committed topology it applies.
 type Node struct {
-	log   *slog.Logger
+	// existing: the node had raft state at open, or bootstrapped since.
+	existing bool
+	log      *slog.Logger
 	raft  *raft.Raft
 	fsm   *fsm
 	trans *raft.NetworkTransport
@@ -120,6 +122,7 @@ func startRaft(cfg Config, rc *raft.Config, hlog hclog.Logger, store *raftboltdb
 	notify := make(chan bool, 1)
 	rc.NotifyCh = notify
 	n := &Node{
+		existing:      existing || (cfg.Bootstrap && !existing),
 		log:           cfg.Logger.With("component", "consensus"),
 		fsm:           newFSM(),
 		trans:         trans,

@@ -3,6 +3,7 @@ package consensus
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -67,3 +68,35 @@ func (n *Node) Servers() ([]Server, error) {
 	}
 	return out, nil
 }
+
+// HasState reports whether this node had Raft state when it opened: it
+// is, or was, a member of a cluster and must never bootstrap another.
+func (n *Node) HasState() bool { return n.existing }
+
+// BootstrapCluster makes a new cluster of the given voters. Only a node
+// with no state may do it, and only one node of a new cluster should
+// (the agent picks it deterministically); the others learn the
+// configuration from the leader it elects.
+func (n *Node) BootstrapCluster(voters []Server) error {
+	if n.existing {
+		return fmt.Errorf("bootstrap: this node already has raft state")
+	}
+	var cfg raft.Configuration
+	for _, s := range voters {
+		cfg.Servers = append(cfg.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(s.ID), Address: raft.ServerAddress(s.Address)})
+	}
+	if err := n.raft.BootstrapCluster(cfg).Error(); err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	n.existing = true
+	return nil
+}
+
+// DemoteVoter turns a voter into a nonvoter (leader only).
+func (n *Node) DemoteVoter(ctx context.Context, id string) error {
+	return waitFuture(ctx, n.raft.DemoteVoter(raft.ServerID(id), 0, enqueueTimeout(ctx)))
+}
+
+// LastContact is when this node last heard from the leader (zero when
+// it is the leader or never heard).
+func (n *Node) LastContact() time.Time { return n.raft.LastContact() }

@@ -1,0 +1,68 @@
+// Command gpbench measures a PostgreSQL high-availability setup under
+// faults: by default a gpagent demo cluster it starts itself, or any
+// existing setup (Patroni, ...) reached through a multi-host connection
+// string.
+//
+// Progress goes to stderr; results to stdout, whose last line is one JSON
+// object.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `usage: gpbench <command> [flags]
+
+commands:
+  failover   inject a fault into the acting primary (kill -9 or a hang) trial
+             after trial, while a client writes every 10 ms; report write
+             unavailability, lost acknowledged writes and split-brain events
+
+Run 'gpbench <command> -h' for flags.
+`
+
+// errUsage marks an error the flag package has already explained.
+var errUsage = errors.New("usage")
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run is the whole program, callable in-process by tests.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stderr, usage)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	var err error
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "failover":
+		err = cmdFailover(ctx, rest, stdout, stderr)
+	default:
+		fmt.Fprintf(stderr, "gpbench: unknown command %q\n%s", cmd, usage)
+		return 2
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		return 2
+	}
+	fmt.Fprintf(stderr, "gpbench %s: %v\n", args[0], err)
+	return 1
+}

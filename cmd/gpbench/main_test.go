@@ -1,0 +1,160 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestNearestRank(t *testing.T) {
+	ten := []int64{100, 900, 200, 800, 300, 700, 400, 600, 500, 1000}
+	cases := []struct {
+		values []int64
+		p      float64
+		want   int64
+	}{
+		{nil, 50, 0},
+		{[]int64{7}, 50, 7},
+		{[]int64{7}, 90, 7},
+		{[]int64{7}, 100, 7},
+		{[]int64{3, 1}, 50, 1}, // rank ceil(1) = 1
+		{[]int64{3, 1}, 90, 3}, // rank ceil(1.8) = 2
+		{ten, 50, 500},         // rank 5
+		{ten, 90, 900},         // rank 9
+		{ten, 91, 1000},        // rank ceil(9.1) = 10
+		{ten, 100, 1000},
+		{ten, 0, 100}, // rank clamped to 1
+		{[]int64{5, 1, 4, 2, 3}, 50, 3},
+		{[]int64{5, 1, 4, 2, 3}, 90, 5}, // rank ceil(4.5) = 5
+	}
+	for _, tc := range cases {
+		if got := nearestRank(tc.values, tc.p); got != tc.want {
+			t.Errorf("nearestRank(%v, %v) = %d, want %d", tc.values, tc.p, got, tc.want)
+		}
+	}
+	if ten[0] != 100 {
+		t.Error("nearestRank sorted its input in place")
+	}
+}
+
+func TestSummaryJSON(t *testing.T) {
+	results := []trialResult{
+		{unavailable: 212 * time.Millisecond, lost: 0},
+		{unavailable: 180*time.Millisecond + 600*time.Microsecond, lost: 2, splitBrain: 1},
+		{unavailable: 30 * time.Second, timedOut: true},
+	}
+	line := summarize("kill", results).jsonLine()
+	want := `{"fault":"kill","trials":3,"unavailable_ms":{"p50":212,"p90":30000,"max":30000},"lost_acked_writes":2,"split_brain_events":1}`
+	if line != want {
+		t.Errorf("summary\n got %s\nwant %s", line, want)
+	}
+	if strings.Contains(line, "\n") {
+		t.Error("summary spans lines")
+	}
+	var back map[string]any
+	if err := json.Unmarshal([]byte(line), &back); err != nil {
+		t.Fatal(err)
+	}
+	if len(back) != 5 {
+		t.Errorf("summary has keys %v, want exactly fault, trials, unavailable_ms, lost_acked_writes, split_brain_events", back)
+	}
+	if got := summarize("hang", nil).jsonLine(); got != `{"fault":"hang","trials":0,"unavailable_ms":{"p50":0,"p90":0,"max":0},"lost_acked_writes":0,"split_brain_events":0}` {
+		t.Errorf("empty summary: %s", got)
+	}
+}
+
+func TestTrialLine(t *testing.T) {
+	r := trialResult{target: "content 1", unavailable: 212 * time.Millisecond, promoted: 150 * time.Millisecond, acked: 300}
+	if got := r.line(3, 10, "kill"); !strings.HasPrefix(got, "trial 3/10: content 1 kill: unavailable 212 ms, lost 0 (") {
+		t.Errorf("trial line %q", got)
+	}
+}
+
+func TestUsage(t *testing.T) {
+	cases := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"-h"}, 0, "usage: gpbench <command>"},
+		{nil, 2, "usage: gpbench <command>"},
+		{[]string{"failover", "-h"}, 0, "usage: gpbench failover"},
+		{[]string{"frobnicate"}, 2, "unknown command"},
+		{[]string{"failover", "--trials", "0"}, 1, "--trials"},
+		{[]string{"failover", "--fault", "melt"}, 1, "--fault"},
+		{[]string{"failover", "--dsn", "host=a,b"}, 1, "--kill-cmd"},
+		{[]string{"failover", "--kill-cmd", "true"}, 1, "--dsn"},
+		{[]string{"failover", "--gpagent", "/nonexistent/gpagent", "--trials", "1"}, 1, "/nonexistent/gpagent"},
+	}
+	for _, tc := range cases {
+		var out, errOut bytes.Buffer
+		code := run(context.Background(), tc.args, &out, &errOut)
+		if code != tc.code || !strings.Contains(errOut.String(), tc.want) {
+			t.Errorf("gpbench %v: exit %d, stderr %q; want exit %d and %q", tc.args, code, errOut.String(), tc.code, tc.want)
+		}
+		if code == 1 && strings.Count(strings.TrimSpace(errOut.String()), "\n") != 0 {
+			t.Errorf("gpbench %v: error is not one line: %q", tc.args, errOut.String())
+		}
+	}
+}
+
+// TestFailoverSmoke runs two kill trials on a real demo cluster (the
+// instances run as the postgres OS user when the test runs as root).
+func TestFailoverSmoke(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "gpagent")
+	args := []string{"build", "-o", bin}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, "../../cmd/gpagent")...)
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build gpagent: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var out, errOut bytes.Buffer
+	started := time.Now()
+	code := run(ctx, []string{"failover", "--gpagent", bin, "--trials", "2"}, &out, &errOut)
+	t.Logf("gpbench failover --trials 2 took %s; stderr:\n%s", time.Since(started).Round(time.Millisecond), errOut.String())
+	if code != 0 {
+		t.Fatalf("exit %d; stdout:\n%s", code, out.String())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	last := lines[len(lines)-1]
+	var s struct {
+		Fault         string `json:"fault"`
+		Trials        *int   `json:"trials"`
+		UnavailableMS *struct {
+			P50, P90, Max *int64
+		} `json:"unavailable_ms"`
+		LostAckedWrites  *int `json:"lost_acked_writes"`
+		SplitBrainEvents *int `json:"split_brain_events"`
+	}
+	dec := json.NewDecoder(strings.NewReader(last))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&s); err != nil {
+		t.Fatalf("last stdout line %q: %v", last, err)
+	}
+	if s.Trials == nil || s.UnavailableMS == nil || s.UnavailableMS.P50 == nil || s.UnavailableMS.P90 == nil || s.UnavailableMS.Max == nil ||
+		s.LostAckedWrites == nil || s.SplitBrainEvents == nil {
+		t.Fatalf("summary misses a field: %s", last)
+	}
+	t.Logf("summary: %s", last)
+	if s.Fault != "kill" || *s.Trials != 2 {
+		t.Errorf("fault %q trials %d, want kill and 2", s.Fault, *s.Trials)
+	}
+	if *s.LostAckedWrites != 0 {
+		t.Errorf("%d acknowledged writes lost", *s.LostAckedWrites)
+	}
+	if *s.SplitBrainEvents != 0 {
+		t.Errorf("%d split-brain events", *s.SplitBrainEvents)
+	}
+	if *s.UnavailableMS.Max >= 30000 {
+		t.Errorf("a trial timed out: %s", last)
+	}
+}
