@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gpagent/gpagent/consensus"
+	"github.com/gpagent/gpagent/membership"
 	"github.com/gpagent/gpagent/supervisor"
 	"github.com/gpagent/gpagent/topology"
 )
@@ -27,6 +28,7 @@ type Agent struct {
 	exec  *executor
 	lead  *leader
 	lease *lease
+	mesh  *membership.Membership
 
 	apiListener net.Listener
 	server      *http.Server
@@ -75,6 +77,11 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 	a := &Agent{cfg: cfg, log: log, node: node, sup: sup, apiListener: ln, lease: newLease()}
 	a.lead = newLeader(a)
 	a.exec = newExecutor(a)
+	if err := a.openMesh(); err != nil {
+		ln.Close()
+		node.Close()
+		return nil, err
+	}
 	a.server = &http.Server{Handler: a.routes(), ReadHeaderTimeout: 10 * time.Second}
 	return a, nil
 }
@@ -90,13 +97,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := os.WriteFile(addrFile, []byte(a.APIAddr()+"\n"), 0o644); err != nil {
 		return fmt.Errorf("write %s: %w", addrFile, err)
 	}
-	a.log.Info("agent started", "api", a.APIAddr(), "raft", a.node.Addr(), "data_dir", a.cfg.DataDir)
+	a.log.Info("agent started", "api", a.APIAddr(), "raft", a.node.Addr(), "gossip", a.mesh.LocalAddr(), "data_dir", a.cfg.DataDir)
 
 	loopCtx, stopLoops := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	serveErr := make(chan error, 1)
 	wg.Go(func() { a.lead.run(loopCtx) })
 	wg.Go(func() { a.exec.run(loopCtx) })
+	wg.Go(func() { a.runMesh(loopCtx) })
 	go func() { serveErr <- a.server.Serve(a.apiListener) }()
 
 	var err error
@@ -114,6 +122,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.cfg.StopInstancesOnExit {
 		a.exec.stopAll(30 * time.Second)
 	}
+	// A graceful leave tells the others at once that this host left on
+	// purpose, rather than letting them wait to declare it dead.
+	if err := a.mesh.Leave(2 * time.Second); err != nil {
+		a.log.Warn("gossip leave", "err", err)
+	}
+	_ = a.mesh.Shutdown()
 	if cerr := a.node.Close(); cerr != nil && err == nil {
 		err = cerr
 	}

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/gpagent/gpagent/membership"
 )
 
 // fileConfig is the agent config file as the operator writes it. Decoding
@@ -27,6 +29,11 @@ type fileConfig struct {
 	APIAddr             string         `yaml:"api_addr"`
 	RaftAddr            string         `yaml:"raft_addr"`
 	Bootstrap           bool           `yaml:"bootstrap"`
+	BootstrapExpect     int            `yaml:"bootstrap_expect"`
+	Voters              int            `yaml:"voters"`
+	GossipAddr          string         `yaml:"gossip_addr"`
+	Join                []string       `yaml:"join"`
+	GossipKeyFile       string         `yaml:"gossip_key_file"`
 	StopInstancesOnExit bool           `yaml:"stop_instances_on_exit"`
 	ProbeInterval       time.Duration  `yaml:"probe_interval"`
 	ProbeTimeout        time.Duration  `yaml:"probe_timeout"`
@@ -50,12 +57,21 @@ type postgresConfig struct {
 
 // Config is the validated, immutable runtime configuration of one agent.
 type Config struct {
-	Name                string
-	Address             string // where this host's instances listen
-	DataDir             string
-	APIAddr             string
-	RaftAddr            string
-	Bootstrap           bool
+	Name      string
+	Address   string // where this host's instances listen
+	DataDir   string
+	APIAddr   string
+	RaftAddr  string
+	Bootstrap bool
+	// BootstrapExpect: a new cluster starts once this many agents see
+	// each other; the one with the lowest name bootstraps it.
+	BootstrapExpect int
+	// Voters is how many agents vote in Raft (3 or 5); the rest follow
+	// as nonvoters, however many hosts there are.
+	Voters              int
+	GossipAddr          string
+	Join                []string
+	GossipKeys          [][]byte
 	StopInstancesOnExit bool
 	ProbeInterval       time.Duration
 	ProbeTimeout        time.Duration
@@ -99,6 +115,8 @@ const (
 	// DefaultLease: an agent cut off fences its primaries after 3 s; the
 	// leader promotes their mirrors 4 s after it last heard from it.
 	DefaultLease = 3 * time.Second
+	// DefaultVoters: three voters survive the loss of one host.
+	DefaultVoters = 3
 )
 
 // LoadConfig reads and validates the config file at path. Every error
@@ -108,25 +126,40 @@ func LoadConfig(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
-	cfg, err := ParseConfig(data)
+	cfg, keyFile, err := parseConfig(data)
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	if keyFile != "" {
+		if !filepath.IsAbs(keyFile) {
+			keyFile = filepath.Join(filepath.Dir(path), keyFile)
+		}
+		if cfg.GossipKeys, err = membership.LoadKeyFile(keyFile); err != nil {
+			return nil, fmt.Errorf("config %s: gossip_key_file: %w", path, err)
+		}
 	}
 	return cfg, nil
 }
 
-// ParseConfig decodes and validates a config document.
+// ParseConfig decodes and validates a config document (a gossip key file
+// it names is read by LoadConfig).
 func ParseConfig(data []byte) (*Config, error) {
+	cfg, _, err := parseConfig(data)
+	return cfg, err
+}
+
+func parseConfig(data []byte) (*Config, string, error) {
 	var fc fileConfig
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&fc); err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil, errors.New("empty config")
+			return nil, "", errors.New("empty config")
 		}
-		return nil, cleanYAMLError(err)
+		return nil, "", cleanYAMLError(err)
 	}
-	return fc.validate()
+	cfg, err := fc.validate()
+	return cfg, fc.GossipKeyFile, err
 }
 
 func (fc fileConfig) validate() (*Config, error) {
@@ -137,6 +170,10 @@ func (fc fileConfig) validate() (*Config, error) {
 		APIAddr:             orDefault(fc.APIAddr, DefaultAPIAddr),
 		RaftAddr:            orDefault(fc.RaftAddr, DefaultRaftAddr),
 		Bootstrap:           fc.Bootstrap,
+		BootstrapExpect:     fc.BootstrapExpect,
+		Voters:              fc.Voters,
+		GossipAddr:          fc.GossipAddr,
+		Join:                fc.Join,
 		StopInstancesOnExit: fc.StopInstancesOnExit,
 		ProbeInterval:       fc.ProbeInterval,
 		ProbeTimeout:        fc.ProbeTimeout,
@@ -158,6 +195,12 @@ func (fc fileConfig) validate() (*Config, error) {
 	}
 	if c.Address == "" {
 		c.Address = c.Name
+	}
+	if c.Voters == 0 {
+		c.Voters = DefaultVoters
+	}
+	if c.GossipAddr == "" {
+		c.GossipAddr = net.JoinHostPort(c.Address, "7946")
 	}
 	if c.ProbeInterval == 0 {
 		c.ProbeInterval = DefaultProbeInterval
@@ -194,12 +237,23 @@ func (fc fileConfig) validate() (*Config, error) {
 		return nil, fmt.Errorf("replication_stall_timeout: %s is negative", c.ReplicationStallTimeout)
 	case c.ProbeRetries < 0:
 		return nil, fmt.Errorf("probe_retries: %d is negative", c.ProbeRetries)
+	case c.Voters != 1 && c.Voters != 3 && c.Voters != 5:
+		return nil, fmt.Errorf("voters: %d is not 1, 3 or 5", c.Voters)
+	case c.BootstrapExpect < 0:
+		return nil, fmt.Errorf("bootstrap_expect: %d is negative", c.BootstrapExpect)
+	case c.Bootstrap && c.BootstrapExpect > 0:
+		return nil, errors.New("bootstrap and bootstrap_expect: give one")
 	case c.SuperPassword == "":
 		return nil, errors.New("postgres.superuser_password: required")
 	case c.ReplPassword == "":
 		return nil, errors.New("postgres.replication_password: required")
 	}
-	for field, addr := range map[string]string{"api_addr": c.APIAddr, "raft_addr": c.RaftAddr} {
+	for i, j := range c.Join {
+		if _, _, err := net.SplitHostPort(j); err != nil {
+			return nil, fmt.Errorf("join[%d]: %q is not host:port", i, j)
+		}
+	}
+	for field, addr := range map[string]string{"api_addr": c.APIAddr, "raft_addr": c.RaftAddr, "gossip_addr": c.GossipAddr} {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			return nil, fmt.Errorf("%s: %q is not host:port", field, addr)
 		}

@@ -23,6 +23,14 @@ type executor struct {
 
 	mu    sync.Mutex
 	local map[int]*instanceState
+	// last holds the reports of the latest round, for gossip.
+	last []api.InstanceReport
+}
+
+func (e *executor) lastReports() []api.InstanceReport {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.last
 }
 
 // instanceState is what the executor remembers of one local instance
@@ -120,6 +128,9 @@ func (e *executor) round(ctx context.Context) {
 		wg.Go(func() { reports[i] = e.probe(ctx, t, s) })
 	}
 	wg.Wait()
+	e.mu.Lock()
+	e.last = reports
+	e.mu.Unlock()
 	e.report(ctx, reports)
 	e.checkLease(ctx, t)
 	for _, s := range mine {

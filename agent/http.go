@@ -17,20 +17,25 @@ import (
 // routes is the one route table of the API.
 func (a *Agent) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/state", a.handle(a.getState))
-	mux.HandleFunc("GET /v1/history", a.handle(a.getHistory))
-	mux.HandleFunc("POST /v1/init", a.handle(a.postInit))
-	mux.HandleFunc("POST /v1/addmirrors/plan", a.handle(a.postMirrorPlan))
-	mux.HandleFunc("POST /v1/addmirrors", a.handle(a.postAddMirrors))
-	mux.HandleFunc("POST /v1/report", a.handle(a.postReport))
-	mux.HandleFunc("POST /v1/pause", a.handle(a.postPause))
-	mux.HandleFunc("POST /v1/switchover", a.handle(a.postSwitchover))
-	mux.HandleFunc("POST /v1/initstandby", a.handle(a.postInitStandby))
-	mux.HandleFunc("POST /v1/recover/plan", a.handle(a.postRecoverPlan))
-	mux.HandleFunc("POST /v1/recover", a.handle(a.postRecover))
-	mux.HandleFunc("POST /v1/rebalance", a.handle(a.postRebalance))
-	mux.HandleFunc("POST /v1/resume", a.handle(a.postResume))
-	mux.HandleFunc("GET /v1/conninfo/{content}", a.handle(a.getConnInfo))
+	// Served by the leader (forwarded there from any other agent).
+	lead := func(pattern string, h handlerFunc) { mux.HandleFunc(pattern, a.leaderOnly(a.handle(h))) }
+	lead("GET /v1/state", a.getState)
+	lead("GET /v1/history", a.getHistory)
+	lead("POST /v1/init", a.postInit)
+	lead("POST /v1/addmirrors/plan", a.postMirrorPlan)
+	lead("POST /v1/addmirrors", a.postAddMirrors)
+	lead("POST /v1/report", a.postReport)
+	lead("POST /v1/pause", a.postPause)
+	lead("POST /v1/resume", a.postResume)
+	lead("POST /v1/switchover", a.postSwitchover)
+	lead("POST /v1/initstandby", a.postInitStandby)
+	lead("POST /v1/recover/plan", a.postRecoverPlan)
+	lead("POST /v1/recover", a.postRecover)
+	lead("POST /v1/rebalance", a.postRebalance)
+	lead("GET /v1/conninfo/{content}", a.getConnInfo)
+	// Served by every agent about itself.
+	mux.HandleFunc("GET /v1/members", a.handle(a.getMembers))
+	mux.HandleFunc("POST /v1/local/preflight", a.handle(a.postLocalPreflight))
 	mux.HandleFunc("GET /v1/health/primary/{content}", a.getPrimaryHealth)
 	return mux
 }
@@ -145,20 +150,6 @@ func (a *Agent) requireLeader(ctx context.Context) error {
 	return nil
 }
 
-// leaderAPI returns the API address of the current leader. With one host
-// that is this agent; the mesh learns the others' from gossip.
-func (a *Agent) leaderAPI() (string, bool) {
-	if a.node.IsLeader() {
-		return a.APIAddr(), true
-	}
-	return "", false
-}
-
-// hostKnown reports whether an agent of that name is in the cluster.
-func (a *Agent) hostKnown(name string) bool { return name == a.cfg.Name }
-
-func (a *Agent) knownHosts() []string { return []string{a.cfg.Name} }
-
 func (a *Agent) checkHosts(segs []topology.Segment) error {
 	for _, s := range segs {
 		if !a.hostKnown(s.Hostname) {
@@ -174,6 +165,32 @@ func (a *Agent) preflight(clusterID string, segs []topology.Segment) error {
 	if err := a.checkHosts(segs); err != nil {
 		return err
 	}
+	byHost := map[string][]topology.Segment{}
+	for _, s := range segs {
+		byHost[s.Hostname] = append(byHost[s.Hostname], s)
+	}
+	for host, list := range byHost {
+		if host == a.cfg.Name {
+			if err := a.preflightLocal(clusterID, list); err != nil {
+				return err
+			}
+			continue
+		}
+		addr, ok := a.memberAPI(host)
+		if !ok {
+			return api.Errorf(api.CodeUnavailable, "host %s: its agent is not reachable", host)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := api.NewClient(addr).Preflight(ctx, api.PreflightRequest{ClusterID: clusterID, Segments: list})
+		cancel()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (a *Agent) preflightLocal(clusterID string, segs []topology.Segment) error {
 	for _, s := range segs {
 		if s.Hostname != a.cfg.Name {
 			continue
@@ -183,6 +200,15 @@ func (a *Agent) preflight(clusterID string, segs []topology.Segment) error {
 		}
 	}
 	return nil
+}
+
+// postLocalPreflight checks, for the leader, this host's part of a plan.
+func (a *Agent) postLocalPreflight(r *http.Request) (any, error) {
+	var req api.PreflightRequest
+	if err := decode(r, &req); err != nil {
+		return nil, err
+	}
+	return struct{}{}, a.preflightLocal(req.ClusterID, req.Segments)
 }
 
 func segmentsEqual(a, b []topology.Segment) bool {

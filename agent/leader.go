@@ -24,6 +24,8 @@ type leader struct {
 	// monotonic clock. A new term starts every host's timer afresh: it
 	// cannot know what the previous leader heard (Nomad's heartbeat.go).
 	heard map[string]time.Time
+	// deadSince: when the leader first saw a voter dead in gossip.
+	deadSince map[string]time.Time
 	// wake is a hint that a report arrived; a full reconcile also runs on
 	// a ticker, so a dropped hint costs at most one tick.
 	wake chan struct{}
@@ -35,7 +37,7 @@ type received struct {
 }
 
 func newLeader(a *Agent) *leader {
-	return &leader{a: a, log: a.log.With("component", "leader"), reports: map[int]received{}, heard: map[string]time.Time{}, wake: make(chan struct{}, 1)}
+	return &leader{a: a, log: a.log.With("component", "leader"), reports: map[int]received{}, heard: map[string]time.Time{}, deadSince: map[string]time.Time{}, wake: make(chan struct{}, 1)}
 }
 
 // accept stores reports from an agent and wakes the reconcile loop.
@@ -123,6 +125,7 @@ func (l *leader) lead(ctx context.Context) {
 	defer l.log.Info("no longer leading")
 	l.mu.Lock()
 	clear(l.heard)
+	clear(l.deadSince)
 	l.mu.Unlock()
 	if err := l.a.node.Barrier(ctx); err != nil {
 		l.log.Warn("barrier failed", "err", err)
@@ -130,6 +133,8 @@ func (l *leader) lead(ctx context.Context) {
 	}
 	tick := time.NewTicker(l.a.cfg.ProbeInterval)
 	defer tick.Stop()
+	voters := time.NewTicker(2 * time.Second)
+	defer voters.Stop()
 	for {
 		l.reconcile(ctx)
 		select {
@@ -137,6 +142,8 @@ func (l *leader) lead(ctx context.Context) {
 			return
 		case <-l.wake:
 		case <-tick.C:
+		case <-voters.C:
+			l.manageVoters(ctx)
 		}
 	}
 }

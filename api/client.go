@@ -154,3 +154,14 @@ func (c *Client) Rebalance(ctx context.Context, req RebalanceRequest) (*Rebalanc
 	var r RebalanceResult
 	return &r, c.do(ctx, http.MethodPost, "/v1/rebalance", req, &r)
 }
+
+// Preflight asks an agent whether instances can be created on its host.
+func (c *Client) Preflight(ctx context.Context, req PreflightRequest) error {
+	return c.do(ctx, http.MethodPost, "/v1/local/preflight", req, nil)
+}
+
+// Members lists the agents, their gossip status and Raft roles.
+func (c *Client) Members(ctx context.Context) (*Members, error) {
+	var m Members
+	return &m, c.do(ctx, http.MethodGet, "/v1/members", nil, &m)
+}

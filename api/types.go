@@ -214,3 +214,28 @@ type Skip struct {
 	Content int    `json:"content"`
 	Reason  string `json:"reason"`
 }
+
+// PreflightRequest is the body of POST /v1/local/preflight: the leader
+// asks an agent whether these instances can be created on its host.
+type PreflightRequest struct {
+	ClusterID string             `json:"cluster_id"`
+	Segments  []topology.Segment `json:"segments"`
+}
+
+// Member is one agent as GET /v1/members shows it.
+type Member struct {
+	Name      string `json:"name"`
+	Gossip    string `json:"gossip_addr"`
+	Status    string `json:"status"` // alive, suspect, dead, left
+	APIAddr   string `json:"api_addr,omitempty"`
+	RaftAddr  string `json:"raft_addr,omitempty"`
+	RaftRole  string `json:"raft_role"` // leader, voter, nonvoter, none
+	Version   string `json:"version,omitempty"`
+	Instances []int  `json:"instances"`
+}
+
+// Members is the answer of GET /v1/members.
+type Members struct {
+	Leader  string   `json:"leader"`
+	Members []Member `json:"members"`
+}

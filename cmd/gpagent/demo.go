@@ -17,28 +17,38 @@ import (
 )
 
 func cmdDemo(ctx context.Context, cio cmdIO, args []string) error {
-	fs := newFlags(cio, "demo", "[--dir DIR] [--no-mirrors] [--auto-recover]")
+	fs := newFlags(cio, "demo", "[--dir DIR] [--hosts N] [--no-mirrors] [--auto-recover] [--restart-agents=false]")
 	dir := fs.String("dir", "", "where the demo keeps its configs and data (default: a new temporary folder)")
+	hosts := fs.Int("hosts", 3, "simulated hosts, one agent each on 127.0.0.1..N (1 to 9)")
 	noMirrors := fs.Bool("no-mirrors", false, "start without mirrors, so gpagent addmirrors can be tried")
 	autoRecover := fs.Bool("auto-recover", false, "set auto_recover: incremental (failed instances come back as mirrors unasked)")
+	restart := fs.Bool("restart-agents", true, "restart an agent that dies, as systemd would (false: a killed agent stays down, a host loss)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	d, err := prepareDemo(*dir, *autoRecover)
+	if *hosts < 1 || *hosts > 9 {
+		return fmt.Errorf("--hosts: %d is not 1 to 9", *hosts)
+	}
+	d, err := prepareDemo(*dir, *hosts, *autoRecover)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(cio.out, "demo: files under %s\n", d.dir)
-	sup := &agentProcess{dir: d.dir, log: cio.err}
-	if err := sup.start(); err != nil {
-		return err
+	fmt.Fprintf(cio.out, "demo: %d hosts, files under %s\n", len(d.hosts), d.dir)
+	var procs []*agentProcess
+	defer func() { stopAll(procs) }()
+	for _, h := range d.hosts {
+		p := &agentProcess{dir: h.dir, log: cio.err, name: h.name}
+		if err := p.start(); err != nil {
+			return err
+		}
+		procs = append(procs, p)
+		if *restart {
+			go p.keepRunning(ctx)
+		}
 	}
-	defer sup.stop()
-	go sup.keepRunning(ctx)
-
-	c := api.NewClient(d.apiAddr)
-	if err := waitAPI(ctx, c, 30*time.Second); err != nil {
-		return fmt.Errorf("agent did not come up (see %s): %w", filepath.Join(d.dir, "agent.log"), err)
+	c := api.NewClient(d.hosts[0].apiAddr)
+	if err := waitMesh(ctx, c, len(d.hosts), 60*time.Second); err != nil {
+		return fmt.Errorf("agents did not form a cluster (see %s/*/agent.log): %w", d.dir, err)
 	}
 	s, err := c.Init(ctx, api.InitRequest{Spec: *d.spec, NoMirrors: *noMirrors})
 	if err != nil {
@@ -50,53 +60,92 @@ func cmdDemo(ctx context.Context, cio cmdIO, args []string) error {
 		return err
 	}
 	envFile := filepath.Join(d.dir, "env")
-	env := fmt.Sprintf("export GPAGENT_ADDR=%s\nexport PGPASSFILE=%s\n", d.apiAddr, filepath.Join(d.dir, "pgpass"))
+	env := fmt.Sprintf("export GPAGENT_ADDR=%s\nexport PGPASSFILE=%s\n", d.hosts[0].apiAddr, filepath.Join(d.dir, "pgpass"))
 	if err := os.WriteFile(envFile, []byte(env), 0o644); err != nil {
 		return err
 	}
 	fmt.Fprintf(cio.out, `
-demo cluster is up. Agent API: http://%[1]s
+demo cluster is up. Agent API: http://%[1]s (any agent's API will do)
 
 In another terminal:
   . %[2]s
   gpagent state            # summary (gpstate)
   gpagent state -s         # every instance
-  gpagent state --json
+  gpagent members          # agents, gossip status, Raft roles
   gpagent addmirrors -a    # (started with --no-mirrors) add mirrors (gpaddmirrors)
   gpagent history          # every topology change
   psql "$(gpagent connstr --content 0)"   # follows the primary of content 0
   gpagent pause / resume   # automatic failover off / on
   gpagent switchover --content 0        # planned, lossless role swap
+  gpagent recoverseg -a / recoverseg -r -a   # recover failed instances / rebalance
   gpagent initstandby -P %[4]d -a       # a standby coordinator (gpinitstandby)
 
-Agent log: %[3]s. Press Ctrl-C to stop the demo and every instance it started.
-`, d.apiAddr, envFile, filepath.Join(d.dir, "agent.log"), d.standbyPort)
+Agent logs: %[3]s/<host>/agent.log. Press Ctrl-C to stop the demo and every instance it started.
+`, d.hosts[0].apiAddr, envFile, d.dir, d.standbyPort)
 	<-ctx.Done()
 	fmt.Fprintln(cio.out, "demo: stopping")
-	if err := sup.stop(); err != nil {
+	if err := stopAll(procs); err != nil {
 		return err
 	}
+	procs = nil
 	fmt.Fprintln(cio.out, "demo: stopped")
 	return nil
 }
 
-func waitAPI(ctx context.Context, c *api.Client, timeout time.Duration) error {
+// stopAll stops every agent at once (each stops its own instances).
+func stopAll(procs []*agentProcess) error {
+	errs := make([]error, len(procs))
+	var wg sync.WaitGroup
+	for i, p := range procs {
+		wg.Go(func() { errs[i] = p.stop() })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// waitMesh waits until a leader is elected and every agent is alive in
+// the mesh.
+func waitMesh(ctx context.Context, c *api.Client, hosts int, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	for {
-		s, err := c.State(ctx)
-		if err == nil && s.Leader != "" {
-			return nil
-		}
+		err := meshReady(ctx, c, hosts)
 		if err == nil {
-			err = errors.New("no Raft leader elected yet")
+			return nil
 		}
 		select {
 		case <-ctx.Done():
 			return err
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+func meshReady(ctx context.Context, c *api.Client, hosts int) error {
+	s, err := c.State(ctx)
+	if err != nil {
+		return err
+	}
+	if s.Leader == "" {
+		return errors.New("no Raft leader elected yet")
+	}
+	m, err := c.Members(ctx)
+	if err != nil {
+		return err
+	}
+	alive, inRaft := 0, 0
+	for _, x := range m.Members {
+		if x.Status == "alive" {
+			alive++
+		}
+		if x.RaftRole != "none" {
+			inRaft++
+		}
+	}
+	if alive < hosts || inRaft < hosts {
+		return fmt.Errorf("%d of %d agents alive, %d in Raft", alive, hosts, inRaft)
+	}
+	return nil
 }
 
 // agentProcess runs one agent as a child process and restarts it when it
@@ -104,8 +153,9 @@ func waitAPI(ctx context.Context, c *api.Client, timeout time.Duration) error {
 // their own sessions, so they outlive a killed agent and are adopted by
 // the next one.
 type agentProcess struct {
-	dir string
-	log io.Writer
+	dir  string
+	name string
+	log  io.Writer
 
 	mu       sync.Mutex
 	cmd      *exec.Cmd
@@ -159,7 +209,7 @@ func (p *agentProcess) keepRunning(ctx context.Context) {
 		if stopping {
 			return
 		}
-		fmt.Fprintln(p.log, "demo: agent exited; restarting it")
+		fmt.Fprintf(p.log, "demo: agent %s exited; restarting it\n", p.name)
 		// A short pause keeps a crash loop from spinning.
 		select {
 		case <-ctx.Done():

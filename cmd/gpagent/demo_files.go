@@ -2,37 +2,62 @@ package main
 
 import (
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/gpagent/gpagent/agent"
 	"github.com/gpagent/gpagent/topology"
 )
 
-// demoFiles is a demo's folder: agent.yaml, cluster.yaml, the agent's data
-// dir and the instances' data, all under dir.
+// demoFiles is a demo's folder: one subfolder per host (its agent.yaml,
+// agent data dir, log and pid), cluster.yaml, the shared instance data,
+// pgpass and env.
 type demoFiles struct {
-	dir     string
-	apiAddr string
-	spec    *topology.Spec
+	dir   string
+	hosts []demoHost
+	spec  *topology.Spec
 	// standbyPort is free for gpagent initstandby -P.
 	standbyPort int
 }
 
-const (
-	demoHost     = "sdw1"
-	demoAddress  = "127.0.0.1"
-	demoSegments = 2
-)
+// demoHost is one simulated host: an agent bound to its own loopback
+// address.
+type demoHost struct {
+	name    string
+	address string
+	dir     string
+	apiAddr string
+}
+
+// demoLayout names the hosts as Greenplum sites do: with one host it holds
+// everything; with more, the first (mdw) holds the coordinator and the
+// others (sdw1...) the segments, mirrors never on their primary's host.
+func demoLayout(n int) (names []string, segmentHosts []string, perHost int) {
+	if n == 1 {
+		return []string{"sdw1"}, []string{"sdw1"}, 2
+	}
+	names = []string{"mdw"}
+	for i := 1; i < n; i++ {
+		names = append(names, fmt.Sprintf("sdw%d", i))
+	}
+	perHost = 1
+	if n == 2 {
+		perHost = 2
+	}
+	return names, names[1:], perHost
+}
 
 // prepareDemo writes a demo's configs into dir, or reuses the ones a
 // previous run left there, so a demo folder can be started again.
-func prepareDemo(dir string, autoRecover bool) (*demoFiles, error) {
+func prepareDemo(dir string, hosts int, autoRecover bool) (*demoFiles, error) {
 	var err error
 	if dir == "" {
 		if dir, err = os.MkdirTemp("", "gpagent-demo-"); err != nil {
@@ -49,35 +74,68 @@ func prepareDemo(dir string, autoRecover bool) (*demoFiles, error) {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("--dir %s: %w", dir, err)
 	}
-	agentPath := filepath.Join(dir, "agent.yaml")
 	specPath := filepath.Join(dir, "cluster.yaml")
-	if _, err := os.Stat(agentPath); err == nil {
-		return loadDemo(dir, agentPath, specPath)
+	if _, err := os.Stat(specPath); err == nil {
+		return loadDemo(dir)
 	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
 	}
 	if len(entries) > 0 {
-		return nil, fmt.Errorf("--dir %s: not empty and not a demo folder (no agent.yaml)", dir)
+		return nil, fmt.Errorf("--dir %s: not empty and not a demo folder (no cluster.yaml)", dir)
 	}
-	ports, err := freePorts(2)
-	if err != nil {
+	if err := writeDemo(dir, hosts, autoRecover); err != nil {
 		return nil, err
 	}
+	return loadDemo(dir)
+}
+
+func writeDemo(dir string, n int, autoRecover bool) error {
+	names, segHosts, perHost := demoLayout(n)
+	addrs := make([]string, n)
+	for i := range addrs {
+		addrs[i] = fmt.Sprintf("127.0.0.%d", i+1)
+	}
+	ports, err := freePortsOn(addrs, 3)
+	if err != nil {
+		return err
+	}
+	contents := len(segHosts) * perHost
 	// One more port than the instances: a standby coordinator's.
-	pgBase, err := freePortRun(2 + 2*demoSegments)
+	pgBase, err := freePortRunOn(addrs, 2+2*contents)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	apiAddr := net.JoinHostPort(demoAddress, strconv.Itoa(ports[0]))
-	agentYAML := fmt.Sprintf(`# gpagent demo agent (one host)
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	keyFile := filepath.Join(dir, "gossip.key")
+	if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
+		return err
+	}
+	superPW, replPW := randomHex(), randomHex()
+	var join []string
+	for _, a := range addrs {
+		join = append(join, net.JoinHostPort(a, strconv.Itoa(ports[2])))
+	}
+	for i, name := range names {
+		hdir := filepath.Join(dir, name)
+		if err := os.MkdirAll(hdir, 0o755); err != nil {
+			return err
+		}
+		start := "bootstrap: true"
+		if n > 1 {
+			start = fmt.Sprintf("bootstrap_expect: %d\njoin: [%s]", n, strings.Join(join, ", "))
+		}
+		cfg := fmt.Sprintf(`# gpagent demo agent: host %s
 name: %s
 address: %s
 data_dir: %s
 api_addr: %s
 raft_addr: %s
-bootstrap: true
+gossip_addr: %s
+gossip_key_file: %s
+%s
 # The demo takes its instances down when it stops; a production agent
 # leaves them running across its own restarts.
 stop_instances_on_exit: true
@@ -88,86 +146,123 @@ postgres:
   replication_user: replicator
   replication_password: %s
   wal_keep_size: 256MB
-`, demoHost, demoAddress, filepath.Join(dir, "agent"), apiAddr, net.JoinHostPort(demoAddress, strconv.Itoa(ports[1])), autoRecoverWord(autoRecover), randomHex(), randomHex())
+`, name, name, addrs[i], filepath.Join(hdir, "agent"),
+			net.JoinHostPort(addrs[i], strconv.Itoa(ports[0])), net.JoinHostPort(addrs[i], strconv.Itoa(ports[1])),
+			net.JoinHostPort(addrs[i], strconv.Itoa(ports[2])), keyFile, start, autoRecoverWord(autoRecover), superPW, replPW)
+		if err := os.WriteFile(filepath.Join(hdir, "agent.yaml"), []byte(cfg), 0o600); err != nil {
+			return err
+		}
+	}
 	data := filepath.Join(dir, "data")
-	specYAML := fmt.Sprintf(`# gpagent demo cluster: a coordinator and %[1]d segments with mirrors on one host
+	var hostLines []string
+	for i, name := range names {
+		if slices.Contains(segHosts, name) {
+			hostLines = append(hostLines, fmt.Sprintf("  - {hostname: %s, address: %s}", name, addrs[i]))
+		}
+	}
+	primaryDirs := strings.TrimSuffix(strings.Repeat(data+"/primary, ", perHost), ", ")
+	mirrorDirs := strings.TrimSuffix(strings.Repeat(data+"/mirror, ", perHost), ", ")
+	spec := fmt.Sprintf(`# gpagent demo cluster: a coordinator and %d mirrored segments on %d hosts
 seg_prefix: gpseg
 coordinator:
-  hostname: %[2]s
-  address: %[3]s
-  port: %[4]d
-  datadir: %[5]s/coordinator
+  hostname: %s
+  address: %s
+  port: %d
+  datadir: %s/coordinator
 segment_hosts:
-  - hostname: %[2]s
-    address: %[3]s
+%s
 primary:
-  port_base: %[6]d
-  datadirs: [%[5]s/primary, %[5]s/primary]
+  port_base: %d
+  datadirs: [%s]
 mirror:
-  port_base: %[7]d
-  datadirs: [%[5]s/mirror, %[5]s/mirror]
+  port_base: %d
+  datadirs: [%s]
   placement: group
-`, demoSegments, demoHost, demoAddress, pgBase, data, pgBase+1, pgBase+1+demoSegments)
-	if err := os.WriteFile(agentPath, []byte(agentYAML), 0o600); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(specPath, []byte(specYAML), 0o644); err != nil {
-		return nil, err
-	}
-	cfg, err := agent.ParseConfig([]byte(agentYAML))
-	if err != nil {
-		return nil, err
+`, contents, n, names[0], addrs[0], pgBase, data, strings.Join(hostLines, "\n"), pgBase+1, primaryDirs, pgBase+1+contents, mirrorDirs)
+	if err := os.WriteFile(filepath.Join(dir, "cluster.yaml"), []byte(spec), 0o644); err != nil {
+		return err
 	}
 	// libpq reads the password from here (the env file exports
 	// PGPASSFILE), so gpagent connstr prints no secret.
-	pgpass := fmt.Sprintf("*:*:*:%s:%s\n", cfg.SuperUser, cfg.SuperPassword)
-	if err := os.WriteFile(filepath.Join(dir, "pgpass"), []byte(pgpass), 0o600); err != nil {
-		return nil, err
-	}
-	return loadDemo(dir, agentPath, specPath)
+	pgpass := fmt.Sprintf("*:*:*:gpadmin:%s\n", superPW)
+	return os.WriteFile(filepath.Join(dir, "pgpass"), []byte(pgpass), 0o600)
 }
 
-func loadDemo(dir, agentPath, specPath string) (*demoFiles, error) {
-	cfg, err := agent.LoadConfig(agentPath)
+// loadDemo reads a demo folder written by writeDemo.
+func loadDemo(dir string) (*demoFiles, error) {
+	spec, err := loadSpec(filepath.Join(dir, "cluster.yaml"))
 	if err != nil {
 		return nil, err
 	}
-	spec, err := loadSpec(specPath)
+	d := &demoFiles{dir: dir, spec: spec}
+	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
 	}
-	return &demoFiles{dir: dir, apiAddr: cfg.APIAddr, spec: spec, standbyPort: spec.Coordinator.Port + 1 + 2*demoSegments}, nil
-}
-
-// freePorts asks the kernel for n free loopback ports. They are free now,
-// not reserved; the demo writes them into its config once and keeps them.
-func freePorts(n int) ([]int, error) {
-	var out []int
-	for range n {
-		ln, err := net.Listen("tcp", demoAddress+":0")
+	for _, e := range entries {
+		cfgPath := filepath.Join(dir, e.Name(), "agent.yaml")
+		if _, err := os.Stat(cfgPath); err != nil {
+			continue
+		}
+		cfg, err := agent.LoadConfig(cfgPath)
 		if err != nil {
 			return nil, err
 		}
-		defer ln.Close()
-		out = append(out, ln.Addr().(*net.TCPAddr).Port)
+		d.hosts = append(d.hosts, demoHost{name: cfg.Name, address: cfg.Address, dir: filepath.Join(dir, e.Name()), apiAddr: cfg.APIAddr})
+	}
+	if len(d.hosts) == 0 {
+		return nil, fmt.Errorf("--dir %s: no host folders with an agent.yaml", dir)
+	}
+	// mdw (or the only host) first: it holds the coordinator.
+	for i, h := range d.hosts {
+		if h.name == spec.Coordinator.Hostname {
+			d.hosts[0], d.hosts[i] = d.hosts[i], d.hosts[0]
+		}
+	}
+	contents := 0
+	if p := spec.Primary; len(p.DataDirs) > 0 {
+		contents = len(spec.SegmentHosts) * len(p.DataDirs)
+	}
+	d.standbyPort = spec.Coordinator.Port + 1 + 2*contents
+	return d, nil
+}
+
+// freePortsOn finds n ports free on every address. They are free now,
+// not reserved; the demo writes them into its config once and keeps them.
+func freePortsOn(addrs []string, n int) ([]int, error) {
+	var out []int
+	for len(out) < n {
+		ln, err := net.Listen("tcp", addrs[0]+":0")
+		if err != nil {
+			return nil, err
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		if portFreeOn(addrs, port) && !slices.Contains(out, port) {
+			out = append(out, port)
+		}
 	}
 	return out, nil
 }
 
-// freePortRun finds n consecutive free ports for the instances, whose
-// ports follow Greenplum's port_base + index layout.
-func freePortRun(n int) (int, error) {
+// freePortRunOn finds n consecutive ports free on every address, for the
+// instances, whose ports follow Greenplum's port_base + index layout.
+func freePortRunOn(addrs []string, n int) (int, error) {
 	for base := 16432; base+n < 32000; base += 100 {
-		if portsFree(base, n) {
+		ok := true
+		for p := base; p < base+n && ok; p++ {
+			ok = portFreeOn(addrs, p)
+		}
+		if ok {
 			return base, nil
 		}
 	}
 	return 0, errors.New("no run of free ports found for the demo instances between 16432 and 32000")
 }
 
-func portsFree(base, n int) bool {
-	for p := base; p < base+n; p++ {
-		ln, err := net.Listen("tcp", net.JoinHostPort(demoAddress, strconv.Itoa(p)))
+func portFreeOn(addrs []string, port int) bool {
+	for _, a := range addrs {
+		ln, err := net.Listen("tcp", net.JoinHostPort(a, strconv.Itoa(port)))
 		if err != nil {
 			return false
 		}

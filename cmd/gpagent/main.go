@@ -29,6 +29,7 @@ commands:
   switchover  planned, lossless role swap of one content's pair
   initstandby add a standby coordinator (gpinitstandby)
   recoverseg  recover failed instances as mirrors; -r rebalance (gprecoverseg)
+  members     agents, their gossip status and Raft roles
 
 Subcommands other than agent and demo talk to the agent at --addr, or
 $GPAGENT_ADDR (default 127.0.0.1:7070). Run 'gpagent <command> -h' for flags.
@@ -78,6 +79,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdInitStandby(ctx, io, rest)
 	case "recoverseg":
 		err = cmdRecoverseg(ctx, io, rest)
+	case "members":
+		err = cmdMembers(ctx, io, rest)
 	default:
 		fmt.Fprintf(stderr, "gpagent: unknown command %q\n%s", cmd, usage)
 		return 2

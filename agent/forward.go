@@ -1,0 +1,75 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"time"
+
+	"github.com/gpagent/gpagent/api"
+)
+
+// forwardedHeader marks a request an agent forwarded to the leader: the
+// leader answers it itself, and a request forwarded to an agent that has
+// meanwhile lost leadership is refused rather than forwarded again.
+const forwardedHeader = "X-Gpagent-Forwarded-By"
+
+// leaderOnly serves a request on the leader, and forwards it there from
+// any other agent (rqlite's way), so every CLI command works against any
+// agent of the cluster.
+func (a *Agent) leaderOnly(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if a.node.IsLeader() || r.Header.Get(forwardedHeader) != "" {
+			h(w, r)
+			return
+		}
+		addr, ok := a.waitLeaderAPI(r.Context())
+		if !ok && r.Method == http.MethodGet {
+			// Reads fall back to this agent's copy, marked stale.
+			h(w, r)
+			return
+		}
+		if !ok {
+			writeError(w, api.Errorf(api.CodeNotLeader, "agent %s: no Raft leader is known (no quorum?)", a.cfg.Name))
+			return
+		}
+		target := &url.URL{Scheme: "http", Host: addr}
+		proxy := &httputil.ReverseProxy{
+			Rewrite: func(pr *httputil.ProxyRequest) {
+				pr.SetURL(target)
+				pr.Out.Header.Set(forwardedHeader, a.cfg.Name)
+			},
+			ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
+				writeError(w, api.Errorf(api.CodeNotLeader, "agent %s: forward to the leader at %s: %v", a.cfg.Name, addr, err))
+			},
+		}
+		proxy.ServeHTTP(w, r)
+	}
+}
+
+// waitLeaderAPI gives an election in progress a moment to finish.
+func (a *Agent) waitLeaderAPI(ctx context.Context) (string, bool) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	for {
+		if a.node.IsLeader() {
+			return "", false // became leader meanwhile: caller should serve; rare, refuse cleanly
+		}
+		if addr, ok := a.leaderAPI(); ok {
+			return addr, true
+		}
+		select {
+		case <-ctx.Done():
+			return "", false
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func writeError(w http.ResponseWriter, e *api.Error) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(e.Code.HTTPStatus())
+	_ = json.NewEncoder(w).Encode(e)
+}

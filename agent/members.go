@@ -1,0 +1,40 @@
+package agent
+
+import (
+	"net/http"
+
+	"github.com/gpagent/gpagent/api"
+)
+
+// getMembers lists every agent this one knows of through gossip, with its
+// Raft role (from this agent's copy of the Raft configuration) and the
+// instances the topology places on it.
+func (a *Agent) getMembers(r *http.Request) (any, error) {
+	servers, _ := a.node.Servers()
+	role := map[string]string{}
+	for _, s := range servers {
+		switch {
+		case s.Leader:
+			role[s.ID] = "leader"
+		case s.Voter:
+			role[s.ID] = "voter"
+		default:
+			role[s.ID] = "nonvoter"
+		}
+	}
+	t := a.node.Topology()
+	out := &api.Members{}
+	out.Leader, _ = a.node.Leader()
+	for _, m := range a.mesh.Members() {
+		am := api.Member{Name: m.Name, Gossip: m.Addr, Status: string(m.Status), APIAddr: m.Meta.APIAddr,
+			RaftAddr: m.Meta.RaftAddr, Version: m.Meta.Version, RaftRole: role[m.Name], Instances: []int{}}
+		if am.RaftRole == "" {
+			am.RaftRole = "none"
+		}
+		for _, s := range t.OnHost(m.Name) {
+			am.Instances = append(am.Instances, s.DBID)
+		}
+		out.Members = append(out.Members, am)
+	}
+	return out, nil
+}

@@ -1,0 +1,199 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gpagent/gpagent/consensus"
+	"github.com/gpagent/gpagent/membership"
+)
+
+// Version is this agent's version, spread in its gossip metadata.
+const Version = "0.1.0"
+
+// gossipHealth is what an agent spreads by gossip besides its direct
+// reports to the leader: whether it belongs to a Raft cluster (so that a
+// wiped agent never bootstraps a second one) and its instances' states.
+type gossipHealth struct {
+	Cluster   bool             `json:"c,omitempty"`
+	Leader    string           `json:"l,omitempty"`
+	Instances []gossipInstance `json:"i,omitempty"`
+}
+
+type gossipInstance struct {
+	DBID   int  `json:"d"`
+	Up     bool `json:"u,omitempty"`
+	Failed bool `json:"f,omitempty"`
+}
+
+// openMesh starts gossip on cfg.GossipAddr with this agent's metadata.
+func (a *Agent) openMesh() error {
+	host, portStr, err := net.SplitHostPort(a.cfg.GossipAddr)
+	if err != nil {
+		return fmt.Errorf("gossip_addr %s: %w", a.cfg.GossipAddr, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return fmt.Errorf("gossip_addr %s: port: %w", a.cfg.GossipAddr, err)
+	}
+	a.mesh, err = membership.New(membership.Config{
+		Name:     a.cfg.Name,
+		BindAddr: host,
+		BindPort: port,
+		Meta:     membership.Meta{Name: a.cfg.Name, APIAddr: a.advertisedAPI(), RaftAddr: a.node.Addr(), Version: Version},
+		Keys:     a.cfg.GossipKeys,
+		Logger:   a.log,
+	})
+	if err != nil {
+		return fmt.Errorf("gossip_addr %s: %w", a.cfg.GossipAddr, err)
+	}
+	return nil
+}
+
+// advertisedAPI is the API address others reach this agent at.
+func (a *Agent) advertisedAPI() string {
+	host, port, err := net.SplitHostPort(a.APIAddr())
+	if err != nil {
+		return a.APIAddr()
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = a.cfg.Address
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// runMesh joins the agents named in the config (retrying until one
+// answers), then every second spreads this agent's health and, while no
+// cluster exists yet, bootstraps one when bootstrap_expect agents see
+// each other.
+func (a *Agent) runMesh(ctx context.Context) {
+	if len(a.cfg.Join) > 0 {
+		go func() {
+			n, err := a.mesh.Join(ctx, a.cfg.Join)
+			if err != nil && ctx.Err() == nil {
+				a.log.Error("gossip join failed", "join", a.cfg.Join, "err", err)
+				return
+			}
+			a.log.Info("joined the gossip pool", "contacted", n)
+		}()
+	}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		a.publishHealth()
+		if !a.node.HasState() && a.cfg.BootstrapExpect > 0 {
+			a.maybeBootstrap()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (a *Agent) publishHealth() {
+	leader, _ := a.node.Leader()
+	h := gossipHealth{Cluster: a.node.HasState(), Leader: leader}
+	for _, r := range a.exec.lastReports() {
+		h.Instances = append(h.Instances, gossipInstance{DBID: r.DBID, Up: r.Up, Failed: r.Failed})
+	}
+	for {
+		b, _ := json.Marshal(h)
+		if len(b) <= membership.MaxHealthSize || len(h.Instances) == 0 {
+			if err := a.mesh.SetHealth(b); err != nil {
+				a.log.Debug("gossip health not spread", "err", err)
+			}
+			return
+		}
+		// A host with many instances: the direct reports carry them all.
+		h.Instances = h.Instances[:len(h.Instances)/2]
+	}
+}
+
+// maybeBootstrap starts a new Raft cluster once bootstrap_expect agents
+// are alive and none of them belongs to a cluster: the agent with the
+// lowest name bootstraps with the first bootstrap_expect names as voters,
+// the others wait for its leader to reach them. An agent whose data dir
+// was wiped sees the others' cluster and waits to be added back.
+func (a *Agent) maybeBootstrap() {
+	var alive []membership.Member
+	for _, m := range a.mesh.Members() {
+		if m.Status != membership.StatusAlive || m.Meta.RaftAddr == "" {
+			continue
+		}
+		var h gossipHealth
+		if m.Name != a.cfg.Name && json.Unmarshal(m.Health, &h) == nil && h.Cluster {
+			return
+		}
+		alive = append(alive, m)
+	}
+	if len(alive) < a.cfg.BootstrapExpect {
+		return
+	}
+	slices.SortFunc(alive, func(x, y membership.Member) int { return strings.Compare(x.Name, y.Name) })
+	alive = alive[:a.cfg.BootstrapExpect]
+	if alive[0].Name != a.cfg.Name {
+		return
+	}
+	var voters []consensus.Server
+	for _, m := range alive {
+		voters = append(voters, consensus.Server{ID: m.Name, Address: m.Meta.RaftAddr})
+	}
+	if err := a.node.BootstrapCluster(voters); err != nil {
+		a.log.Error("bootstrap failed", "err", err)
+		return
+	}
+	a.log.Info("bootstrapped a new cluster", "voters", len(voters))
+}
+
+// leaderAPI returns the API address of the current leader, from its
+// gossip metadata.
+func (a *Agent) leaderAPI() (string, bool) {
+	id, _ := a.node.Leader()
+	if id == "" {
+		return "", false
+	}
+	if id == a.cfg.Name {
+		return a.advertisedAPI(), true
+	}
+	m, ok := a.mesh.Member(id)
+	if !ok || m.Meta.APIAddr == "" {
+		return "", false
+	}
+	return m.Meta.APIAddr, true
+}
+
+// memberAPI returns the API address of the named agent.
+func (a *Agent) memberAPI(name string) (string, bool) {
+	if name == a.cfg.Name {
+		return a.advertisedAPI(), true
+	}
+	m, ok := a.mesh.Member(name)
+	if !ok || m.Status != membership.StatusAlive {
+		return "", false
+	}
+	return m.Meta.APIAddr, true
+}
+
+// hostKnown reports whether an agent of that name is alive in the mesh.
+func (a *Agent) hostKnown(name string) bool {
+	_, ok := a.memberAPI(name)
+	return ok
+}
+
+func (a *Agent) knownHosts() []string {
+	var out []string
+	for _, m := range a.mesh.Members() {
+		if m.Status == membership.StatusAlive {
+			out = append(out, m.Name)
+		}
+	}
+	return out
+}

@@ -1,0 +1,97 @@
+package agent
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gpagent/gpagent/consensus"
+	"github.com/gpagent/gpagent/membership"
+)
+
+// deadVoterGrace is how long a voter must be dead in gossip before the
+// leader replaces it: long enough that a restart or a short cut does not
+// churn the Raft configuration.
+const deadVoterGrace = 15 * time.Second
+
+// manageVoters keeps the Raft configuration in line with gossip: alive
+// agents join (as voters up to the target, then as nonvoters), agents
+// that left are removed, and a voter dead for deadVoterGrace is replaced
+// by a healthy nonvoter. The voter count never tracks the host count
+// (Consul and Nomad keep 3 to 5 voting servers).
+func (l *leader) manageVoters(ctx context.Context) {
+	a := l.a
+	servers, err := a.node.Servers()
+	if err != nil {
+		return
+	}
+	inRaft := map[string]consensus.Server{}
+	voters := 0
+	for _, s := range servers {
+		inRaft[s.ID] = s
+		if s.Voter {
+			voters++
+		}
+	}
+	members := a.mesh.Members()
+	slices.SortFunc(members, func(x, y membership.Member) int { return strings.Compare(x.Name, y.Name) })
+	now := time.Now()
+	for _, m := range members {
+		s, known := inRaft[m.Name]
+		switch {
+		case m.Status == membership.StatusLeft && known && m.Name != a.cfg.Name:
+			l.changeServers(ctx, "remove (left)", m.Name, func() error { return a.node.RemoveServer(ctx, m.Name) })
+			if s.Voter {
+				voters--
+			}
+			delete(l.deadSince, m.Name)
+		case m.Status == membership.StatusDead && known && s.Voter:
+			since, seen := l.deadSince[m.Name]
+			if !seen {
+				l.deadSince[m.Name] = now
+				continue
+			}
+			if now.Sub(since) < deadVoterGrace {
+				continue
+			}
+			if repl, ok := healthyNonvoter(members, inRaft); ok {
+				l.changeServers(ctx, "promote (replaces a dead voter)", repl.Name, func() error { return a.node.AddVoter(ctx, repl.Name, repl.Meta.RaftAddr) })
+				l.changeServers(ctx, "demote (dead)", m.Name, func() error { return a.node.DemoteVoter(ctx, m.Name) })
+				inRaft[repl.Name] = consensus.Server{ID: repl.Name, Voter: true}
+			}
+		case m.Status == membership.StatusAlive && !known && m.Meta.RaftAddr != "":
+			delete(l.deadSince, m.Name)
+			if voters < a.cfg.Voters {
+				l.changeServers(ctx, "add voter", m.Name, func() error { return a.node.AddVoter(ctx, m.Name, m.Meta.RaftAddr) })
+				voters++
+			} else {
+				l.changeServers(ctx, "add nonvoter", m.Name, func() error { return a.node.AddNonvoter(ctx, m.Name, m.Meta.RaftAddr) })
+			}
+		case m.Status == membership.StatusAlive && known && !s.Voter && voters < a.cfg.Voters:
+			l.changeServers(ctx, "promote to voter", m.Name, func() error { return a.node.AddVoter(ctx, m.Name, m.Meta.RaftAddr) })
+			voters++
+		case m.Status == membership.StatusAlive:
+			delete(l.deadSince, m.Name)
+		}
+	}
+}
+
+func healthyNonvoter(members []membership.Member, inRaft map[string]consensus.Server) (membership.Member, bool) {
+	for _, m := range members {
+		if s, ok := inRaft[m.Name]; ok && !s.Voter && m.Status == membership.StatusAlive {
+			return m, true
+		}
+	}
+	return membership.Member{}, false
+}
+
+func (l *leader) changeServers(ctx context.Context, what, id string, f func() error) {
+	if err := f(); err != nil {
+		if ctx.Err() == nil {
+			l.log.Warn("raft membership change failed", "change", what, "agent", id, "err", err)
+		}
+		return
+	}
+	l.log.Info("raft membership changed", "change", what, "agent", id)
+}
