@@ -14,7 +14,7 @@ import (
 // (coordinator and two mirrored segments): the whole CLI process, and the
 // API call alone. It prints median and worst over the runs.
 func BenchmarkStateJSON(b *testing.B) {
-	d := startDemo(b)
+	d := startDemo(b, "--hosts", "1")
 	const runs = 30
 	cli := make([]time.Duration, 0, runs)
 	call := make([]time.Duration, 0, runs)

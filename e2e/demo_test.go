@@ -18,7 +18,7 @@ import (
 // follows: a mirrorless demo, addmirrors, data reaching the mirrors, and
 // an agent killed with -9 that comes back without touching PostgreSQL.
 func TestDemo_AddMirrorsAndAgentRestart(t *testing.T) {
-	d := startDemo(t, "--no-mirrors")
+	d := startDemo(t, "--hosts", "1", "--no-mirrors")
 
 	s := d.state()
 	if len(s.Segments) != 3 {

@@ -17,7 +17,7 @@ import (
 // acknowledged commit is lost. The first kill happens while failover is
 // paused, which must hold the promotion back until resume.
 func TestFailover_EachPrimaryInTurn(t *testing.T) {
-	d := startDemo(t)
+	d := startDemo(t, "--hosts", "1")
 	writers := []*writer{d.startWriter(0), d.startWriter(1)}
 	s := d.state()
 	p0, m0 := pair(t, s, 0)
@@ -100,7 +100,7 @@ func TestFailover_EachPrimaryInTurn(t *testing.T) {
 // stalled replication link must not stop writes on their primaries, and a
 // content that loses its primary with no in-sync mirror is not promoted.
 func TestFailover_MirrorLossStallAndDoubleFault(t *testing.T) {
-	d := startDemo(t)
+	d := startDemo(t, "--hosts", "1")
 	w0, w1 := d.startWriter(0), d.startWriter(1)
 	s := d.state()
 	p0, m0 := pair(t, s, 0)
@@ -208,7 +208,7 @@ func report(s api.State, dbid int) (api.InstanceReport, bool) {
 // client writes to it: each time the old primary follows the new one in
 // sync, and no acknowledged commit is lost.
 func TestSwitchover_Lossless(t *testing.T) {
-	d := startDemo(t)
+	d := startDemo(t, "--hosts", "1")
 	w := d.startWriter(0)
 	p, m := pair(t, d.state(), 0)
 	for i, want := range []topology.Segment{m, p} {

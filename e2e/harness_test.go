@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -116,9 +117,31 @@ func (d *demo) stop() {
 	}
 }
 
+// agentLog is the end of every host's agent log.
 func (d *demo) agentLog() string {
-	b, _ := os.ReadFile(filepath.Join(d.dir, "agent.log"))
-	return lastLines(string(b), 40)
+	var out []string
+	for _, h := range d.hostNames() {
+		b, _ := os.ReadFile(filepath.Join(d.dir, h, "agent.log"))
+		out = append(out, "--- "+h+":", lastLines(string(b), 30))
+	}
+	return strings.Join(out, "\n")
+}
+
+// hostNames lists the demo's hosts, the coordinator's (first in the
+// layout) first.
+func (d *demo) hostNames() []string {
+	entries, _ := os.ReadDir(d.dir)
+	var out []string
+	for _, e := range entries {
+		if _, err := os.Stat(filepath.Join(d.dir, e.Name(), "agent.yaml")); err == nil {
+			out = append(out, e.Name())
+		}
+	}
+	slices.SortFunc(out, func(a, b string) int {
+		// mdw before sdw1, sdw2...
+		return strings.Compare(a, b)
+	})
+	return out
 }
 
 // gpagent runs a CLI subcommand against the demo and returns its stdout.
@@ -158,15 +181,18 @@ func (d *demo) state() api.State {
 
 func (d *demo) config() *agent.Config {
 	d.t.Helper()
-	cfg, err := agent.LoadConfig(filepath.Join(d.dir, "agent.yaml"))
+	cfg, err := agent.LoadConfig(filepath.Join(d.dir, d.hostNames()[0], "agent.yaml"))
 	if err != nil {
 		d.t.Fatal(err)
 	}
 	return cfg
 }
 
-func (d *demo) agentPID() int {
-	b, _ := os.ReadFile(filepath.Join(d.dir, "agent.pid"))
+// agentPID is the pid of the first host's agent.
+func (d *demo) agentPID() int { return d.hostAgentPID(d.hostNames()[0]) }
+
+func (d *demo) hostAgentPID(host string) int {
+	b, _ := os.ReadFile(filepath.Join(d.dir, host, "agent.pid"))
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 	return pid
 }

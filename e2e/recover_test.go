@@ -18,7 +18,7 @@ import (
 // new place with -i), and recoverseg -r puts every instance back in its
 // preferred role. No acknowledged commit is lost on the way.
 func TestRecoverseg_Flow(t *testing.T) {
-	d := startDemo(t)
+	d := startDemo(t, "--hosts", "1")
 	w0, w1 := d.startWriter(0), d.startWriter(1)
 	s := d.state()
 	p0, m0 := pair(t, s, 0)
@@ -106,7 +106,7 @@ func TestRecoverseg_Flow(t *testing.T) {
 // TestAutoRecover: with auto_recover on, a killed primary's mirror takes
 // over and the old primary comes back as its mirror in sync, unasked.
 func TestAutoRecover(t *testing.T) {
-	d := startDemo(t, "--auto-recover")
+	d := startDemo(t, "--hosts", "1", "--auto-recover")
 	w := d.startWriter(0)
 	p0, m0 := pair(t, d.state(), 0)
 	killPostmaster(t, p0)
