@@ -108,7 +108,7 @@ func buildGpagent(ctx context.Context, dir string) (string, error) {
 
 // startDemo starts a demo in a new temporary folder and waits until it has
 // written DIR/env: the cluster is up and every pair in sync.
-func startDemo(ctx context.Context, bin string, timeout time.Duration) (*demo, error) {
+func startDemo(ctx context.Context, bin string, timeout time.Duration, extra ...string) (*demo, error) {
 	dir, err := os.MkdirTemp("", "gpbench-demo-")
 	if err != nil {
 		return nil, err
@@ -119,7 +119,7 @@ func startDemo(ctx context.Context, bin string, timeout time.Duration) (*demo, e
 		return nil, err
 	}
 	d := &demo{bin: bin, dir: dir, out: &syncBuffer{}, done: make(chan struct{})}
-	d.cmd = exec.Command(bin, "demo", "--dir", dir)
+	d.cmd = exec.Command(bin, append([]string{"demo", "--dir", dir}, extra...)...)
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
 	// Its own process group: a Ctrl-C reaches gpbench only, which then
 	// stops the demo in order.

@@ -9,7 +9,9 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -76,7 +78,7 @@ type failoverOptions struct {
 	recoverTimeout time.Duration
 }
 
-var demoFaults = []string{"kill", "hang"}
+var demoFaults = []string{"kill", "hang", "host"}
 
 func cmdFailover(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("failover", flag.ContinueOnError)
@@ -87,7 +89,7 @@ func cmdFailover(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	var o failoverOptions
 	fs.IntVar(&o.trials, "trials", 10, "number of trials")
-	fs.StringVar(&o.fault, "fault", "kill", "kill or hang (with --dsn: only the label of the output)")
+	fs.StringVar(&o.fault, "fault", "kill", "kill (SIGKILL of the primary's postmaster), hang (SIGSTOP of all its processes) or host (its host's agent and every postmaster there killed) (with --dsn: only the label of the output)")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "how long writes may stay unavailable before the trial counts as failed")
 	fs.DurationVar(&o.duration, "duration", 0, "hard limit of one trial's workload (default --timeout + --warmup + 2×--tail + 5s)")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "workload before the fault")
@@ -384,7 +386,12 @@ func (t *demoTarget) start(ctx context.Context) error {
 	for attempt := 1; ; attempt++ {
 		fmt.Fprintf(t.log, "gpbench: starting %s demo\n", t.bin)
 		var err error
-		d, err = startDemo(ctx, t.bin, t.o.startTimeout)
+		var extra []string
+		if t.o.fault == "host" {
+			// A killed host stays down: the demo must not restart its agent.
+			extra = append(extra, "--restart-agents=false")
+		}
+		d, err = startDemo(ctx, t.bin, t.o.startTimeout, extra...)
 		if d != nil {
 			t.all = append(t.all, d)
 			t.cur = d
@@ -432,6 +439,21 @@ func (t *demoTarget) setupOn(ctx context.Context, st *clusterState, content int)
 	switch t.o.fault {
 	case "kill":
 		ts.inject = func() error { return syscall.Kill(pid, syscall.SIGKILL) }
+	case "host":
+		victims, err := hostProcesses(d, st, p.Hostname)
+		if err != nil {
+			return nil, err
+		}
+		ts.name += " host " + p.Hostname
+		ts.inject = func() error {
+			var errs []error
+			for _, v := range victims {
+				if err := syscall.Kill(v, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+					errs = append(errs, err)
+				}
+			}
+			return errors.Join(errs...)
+		}
 	case "hang":
 		ts.inject = func() error {
 			pids, err := stopTree(pid)
@@ -560,4 +582,27 @@ func runShell(ctx context.Context, command string) error {
 		return fmt.Errorf("sh -c %q: %v: %s", command, err, oneLine(strings.TrimSpace(out.String())))
 	}
 	return nil
+}
+
+// hostProcesses lists a demo host's agent and every postmaster there: a
+// host loss kills them all at once.
+func hostProcesses(d *demo, st *clusterState, host string) ([]int, error) {
+	b, err := os.ReadFile(filepath.Join(d.dir, host, "agent.pid"))
+	if err != nil {
+		return nil, fmt.Errorf("agent of %s: %w", host, err)
+	}
+	agentPID, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return nil, fmt.Errorf("agent of %s: %w", host, err)
+	}
+	pids := []int{agentPID}
+	for _, x := range st.Segments {
+		if x.Hostname != host {
+			continue
+		}
+		if pid, err := postmasterPID(x.DataDir); err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids, nil
 }
