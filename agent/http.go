@@ -229,3 +229,20 @@ func segmentsEqual(a, b []topology.Segment) bool {
 	}
 	return true
 }
+
+// begin starts a change request: it decodes the body strictly, checks
+// that this agent leads, and returns the committed topology the request
+// is judged against (which must be initialized when needInit).
+func (a *Agent) begin(r *http.Request, req any, needInit bool) (*topology.Topology, error) {
+	if err := decode(r, req); err != nil {
+		return nil, err
+	}
+	if err := a.requireLeader(r.Context()); err != nil {
+		return nil, err
+	}
+	t := a.node.Topology()
+	if needInit && !t.Initialized() {
+		return nil, api.Errorf(api.CodeNotInitialized, "no cluster: run gpagent init first")
+	}
+	return t, nil
+}

@@ -15,10 +15,7 @@ import (
 // of failing, so an interrupted init is finished by running it again.
 func (a *Agent) postInit(r *http.Request) (any, error) {
 	var req api.InitRequest
-	if err := decode(r, &req); err != nil {
-		return nil, err
-	}
-	if err := a.requireLeader(r.Context()); err != nil {
+	if _, err := a.begin(r, &req, false); err != nil {
 		return nil, err
 	}
 	if err := req.Spec.Validate(); err != nil {

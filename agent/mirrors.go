@@ -11,22 +11,15 @@ import (
 // nothing. An empty plan means every segment already has a mirror.
 func (a *Agent) postMirrorPlan(r *http.Request) (any, error) {
 	var req api.MirrorPlanRequest
-	if err := decode(r, &req); err != nil {
+	t, err := a.begin(r, &req, true)
+	if err != nil {
 		return nil, err
-	}
-	if err := a.requireLeader(r.Context()); err != nil {
-		return nil, err
-	}
-	t := a.node.Topology()
-	if !t.Initialized() {
-		return nil, api.Errorf(api.CodeNotInitialized, "no cluster: run gpagent init first")
 	}
 	plan := &api.MirrorPlan{BaseVersion: t.ConfigVersion, Mirrors: []topology.Segment{}}
 	if !needsMirrors(t) {
 		return plan, nil
 	}
 	var mirrors []topology.Segment
-	var err error
 	if len(req.Entries) > 0 {
 		mirrors, err = topology.MirrorsFromEntries(t, nil, req.Entries)
 	} else {
@@ -51,10 +44,7 @@ func (a *Agent) postMirrorPlan(r *http.Request) (any, error) {
 // postAddMirrors commits a plan made from the current config version.
 func (a *Agent) postAddMirrors(r *http.Request) (any, error) {
 	var plan api.MirrorPlan
-	if err := decode(r, &plan); err != nil {
-		return nil, err
-	}
-	if err := a.requireLeader(r.Context()); err != nil {
+	if _, err := a.begin(r, &plan, false); err != nil {
 		return nil, err
 	}
 	t := a.node.Topology()

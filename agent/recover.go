@@ -15,15 +15,9 @@ import (
 // to it rather than starting another.
 func (a *Agent) postRecoverPlan(r *http.Request) (any, error) {
 	var req api.RecoverRequest
-	if err := decode(r, &req); err != nil {
+	t, err := a.begin(r, &req, true)
+	if err != nil {
 		return nil, err
-	}
-	if err := a.requireLeader(r.Context()); err != nil {
-		return nil, err
-	}
-	t := a.node.Topology()
-	if !t.Initialized() {
-		return nil, api.Errorf(api.CodeNotInitialized, "no cluster: run gpagent init first")
 	}
 	plan := &api.RecoverPlan{BaseVersion: t.ConfigVersion, Parallel: req.Parallel, Running: runningJob(t)}
 	if plan.Running != 0 {
@@ -34,7 +28,6 @@ func (a *Agent) postRecoverPlan(r *http.Request) (any, error) {
 		kind = topology.RecoveryFull
 	}
 	var reqs []topology.RecoveryRequest
-	var err error
 	switch {
 	case len(req.Entries) > 0:
 		reqs, err = topology.RecoveriesFromEntries(t, a.hosts(t), req.Entries, kind)
@@ -69,10 +62,7 @@ func (a *Agent) postRecoverPlan(r *http.Request) (any, error) {
 // postRecover commits a recovery plan made from the current version.
 func (a *Agent) postRecover(r *http.Request) (any, error) {
 	var plan api.RecoverPlan
-	if err := decode(r, &plan); err != nil {
-		return nil, err
-	}
-	if err := a.requireLeader(r.Context()); err != nil {
+	if _, err := a.begin(r, &plan, false); err != nil {
 		return nil, err
 	}
 	t := a.node.Topology()
@@ -134,10 +124,7 @@ func (a *Agent) hosts(t *topology.Topology) []topology.Host {
 // reported and left alone.
 func (a *Agent) postRebalance(r *http.Request) (any, error) {
 	var req api.RebalanceRequest
-	if err := decode(r, &req); err != nil {
-		return nil, err
-	}
-	if err := a.requireLeader(r.Context()); err != nil {
+	if _, err := a.begin(r, &req, false); err != nil {
 		return nil, err
 	}
 	limit := req.MaxLagBytes

@@ -13,10 +13,7 @@ import (
 // any segment mirror, so gpactivatestandby is not needed.
 func (a *Agent) postInitStandby(r *http.Request) (any, error) {
 	var req api.StandbyRequest
-	if err := decode(r, &req); err != nil {
-		return nil, err
-	}
-	if err := a.requireLeader(r.Context()); err != nil {
+	if _, err := a.begin(r, &req, false); err != nil {
 		return nil, err
 	}
 	t := a.node.Topology()

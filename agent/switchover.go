@@ -14,15 +14,9 @@ import (
 // caller waits on /v1/state.
 func (a *Agent) postSwitchover(r *http.Request) (any, error) {
 	var req api.SwitchoverRequest
-	if err := decode(r, &req); err != nil {
+	t, err := a.begin(r, &req, true)
+	if err != nil {
 		return nil, err
-	}
-	if err := a.requireLeader(r.Context()); err != nil {
-		return nil, err
-	}
-	t := a.node.Topology()
-	if !t.Initialized() {
-		return nil, api.Errorf(api.CodeNotInitialized, "no cluster: run gpagent init first")
 	}
 	if sw, ok := t.SwitchoverOf(req.Content); ok {
 		// A re-run attaches to the switchover in progress.
