@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,6 +30,7 @@ type Agent struct {
 	lead  *leader
 	lease *lease
 	mesh  *membership.Membership
+	tls   *tlsConfigs // nil: plain TCP and HTTP
 
 	apiListener net.Listener
 	server      *http.Server
@@ -59,22 +61,33 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	var tlsc *tlsConfigs
+	if cfg.TLSCAFile != "" {
+		if tlsc, err = loadTLS(cfg.TLSCAFile, cfg.TLSCertFile, cfg.TLSKeyFile); err != nil {
+			return nil, err
+		}
+	}
 	ln, err := net.Listen("tcp", cfg.APIAddr)
 	if err != nil {
 		return nil, fmt.Errorf("api_addr %s: %w", cfg.APIAddr, err)
 	}
-	node, err := consensus.Open(consensus.Config{
+	ccfg := consensus.Config{
 		NodeID:    cfg.Name,
 		DataDir:   cfg.DataDir,
 		BindAddr:  cfg.RaftAddr,
 		Bootstrap: cfg.Bootstrap,
 		Logger:    log,
-	})
+	}
+	if tlsc != nil {
+		ccfg.TLS = tlsc.raft
+		ln = tls.NewListener(ln, tlsc.server)
+	}
+	node, err := consensus.Open(ccfg)
 	if err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("raft_addr %s: %w", cfg.RaftAddr, err)
 	}
-	a := &Agent{cfg: cfg, log: log, node: node, sup: sup, apiListener: ln, lease: newLease()}
+	a := &Agent{cfg: cfg, log: log, node: node, sup: sup, apiListener: ln, lease: newLease(), tls: tlsc}
 	a.lead = newLeader(a)
 	a.exec = newExecutor(a)
 	if err := a.openMesh(); err != nil {

@@ -34,6 +34,7 @@ type fileConfig struct {
 	GossipAddr          string         `yaml:"gossip_addr"`
 	Join                []string       `yaml:"join"`
 	GossipKeyFile       string         `yaml:"gossip_key_file"`
+	TLS                 tlsFileConfig  `yaml:"tls"`
 	StopInstancesOnExit bool           `yaml:"stop_instances_on_exit"`
 	ProbeInterval       time.Duration  `yaml:"probe_interval"`
 	ProbeTimeout        time.Duration  `yaml:"probe_timeout"`
@@ -43,6 +44,14 @@ type fileConfig struct {
 	Lease               time.Duration  `yaml:"lease"`
 	LogLevel            string         `yaml:"log_level"`
 	Postgres            postgresConfig `yaml:"postgres"`
+}
+
+// tlsFileConfig turns on TLS for Raft and the HTTP API (mutual between
+// agents) when its three files are given.
+type tlsFileConfig struct {
+	CAFile   string `yaml:"ca_file"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
 }
 
 type postgresConfig struct {
@@ -68,14 +77,16 @@ type Config struct {
 	BootstrapExpect int
 	// Voters is how many agents vote in Raft (3 or 5); the rest follow
 	// as nonvoters, however many hosts there are.
-	Voters              int
-	GossipAddr          string
-	Join                []string
-	GossipKeys          [][]byte
-	StopInstancesOnExit bool
-	ProbeInterval       time.Duration
-	ProbeTimeout        time.Duration
-	ProbeRetries        int
+	Voters     int
+	GossipAddr string
+	Join       []string
+	GossipKeys [][]byte
+	// TLS files; all three or none.
+	TLSCAFile, TLSCertFile, TLSKeyFile string
+	StopInstancesOnExit                bool
+	ProbeInterval                      time.Duration
+	ProbeTimeout                       time.Duration
+	ProbeRetries                       int
 	// ReplicationStallTimeout: a mirror whose replication makes no
 	// progress this long is treated as lost, so commits do not hang.
 	ReplicationStallTimeout time.Duration
@@ -174,6 +185,9 @@ func (fc fileConfig) validate() (*Config, error) {
 		Voters:              fc.Voters,
 		GossipAddr:          fc.GossipAddr,
 		Join:                fc.Join,
+		TLSCAFile:           fc.TLS.CAFile,
+		TLSCertFile:         fc.TLS.CertFile,
+		TLSKeyFile:          fc.TLS.KeyFile,
 		StopInstancesOnExit: fc.StopInstancesOnExit,
 		ProbeInterval:       fc.ProbeInterval,
 		ProbeTimeout:        fc.ProbeTimeout,
@@ -237,6 +251,8 @@ func (fc fileConfig) validate() (*Config, error) {
 		return nil, fmt.Errorf("replication_stall_timeout: %s is negative", c.ReplicationStallTimeout)
 	case c.ProbeRetries < 0:
 		return nil, fmt.Errorf("probe_retries: %d is negative", c.ProbeRetries)
+	case (c.TLSCAFile == "") != (c.TLSCertFile == "") || (c.TLSCAFile == "") != (c.TLSKeyFile == ""):
+		return nil, errors.New("tls: give ca_file, cert_file and key_file, or none")
 	case c.Voters != 1 && c.Voters != 3 && c.Voters != 5:
 		return nil, fmt.Errorf("voters: %d is not 1, 3 or 5", c.Voters)
 	case c.BootstrapExpect < 0:

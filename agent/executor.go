@@ -319,7 +319,7 @@ func (e *executor) report(ctx context.Context, reports []api.InstanceReport) {
 	}
 	rctx, cancel := context.WithTimeout(ctx, e.a.cfg.ProbeTimeout)
 	defer cancel()
-	if err := api.NewClient(addr).Report(rctx, api.Report{Agent: e.a.cfg.Name, Instances: reports}); err != nil {
+	if err := e.a.peerClient(addr).Report(rctx, api.Report{Agent: e.a.cfg.Name, Instances: reports}); err != nil {
 		e.log.Debug("report to leader failed", "leader", addr, "err", err)
 		return
 	}

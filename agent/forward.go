@@ -36,7 +36,15 @@ func (a *Agent) leaderOnly(h http.HandlerFunc) http.HandlerFunc {
 			return
 		}
 		target := &url.URL{Scheme: "http", Host: addr}
+		var transport http.RoundTripper
+		if a.tls != nil {
+			target.Scheme = "https"
+			tr := http.DefaultTransport.(*http.Transport).Clone()
+			tr.TLSClientConfig = a.tls.client
+			transport = tr
+		}
 		proxy := &httputil.ReverseProxy{
+			Transport: transport,
 			Rewrite: func(pr *httputil.ProxyRequest) {
 				pr.SetURL(target)
 				pr.Out.Header.Set(forwardedHeader, a.cfg.Name)

@@ -24,7 +24,7 @@ func (a *Agent) routes() http.Handler {
 	lead("POST /v1/init", a.postInit)
 	lead("POST /v1/addmirrors/plan", a.postMirrorPlan)
 	lead("POST /v1/addmirrors", a.postAddMirrors)
-	lead("POST /v1/report", a.postReport)
+	mux.HandleFunc("POST /v1/report", a.agentsOnly(a.leaderOnly(a.handle(a.postReport))))
 	lead("POST /v1/pause", a.postPause)
 	lead("POST /v1/resume", a.postResume)
 	lead("POST /v1/switchover", a.postSwitchover)
@@ -35,7 +35,7 @@ func (a *Agent) routes() http.Handler {
 	lead("GET /v1/conninfo/{content}", a.getConnInfo)
 	// Served by every agent about itself.
 	mux.HandleFunc("GET /v1/members", a.handle(a.getMembers))
-	mux.HandleFunc("POST /v1/local/preflight", a.handle(a.postLocalPreflight))
+	mux.HandleFunc("POST /v1/local/preflight", a.agentsOnly(a.handle(a.postLocalPreflight)))
 	mux.HandleFunc("GET /v1/health/primary/{content}", a.getPrimaryHealth)
 	return mux
 }
@@ -181,7 +181,7 @@ func (a *Agent) preflight(clusterID string, segs []topology.Segment) error {
 			return api.Errorf(api.CodeUnavailable, "host %s: its agent is not reachable", host)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err := api.NewClient(addr).Preflight(ctx, api.PreflightRequest{ClusterID: clusterID, Segments: list})
+		err := a.peerClient(addr).Preflight(ctx, api.PreflightRequest{ClusterID: clusterID, Segments: list})
 		cancel()
 		if err != nil {
 			return err

@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -19,12 +20,23 @@ type Client struct {
 }
 
 // NewClient returns a client for the agent at addr ("host:port" or a URL).
-func NewClient(addr string) *Client {
+func NewClient(addr string) *Client { return NewTLSClient(addr, nil) }
+
+// NewTLSClient returns a client that talks HTTPS with cfg (the cluster CA,
+// and a client certificate where the agent asks for one); nil cfg means
+// plain HTTP unless addr says https://.
+func NewTLSClient(addr string, cfg *tls.Config) *Client {
 	base := addr
 	if !strings.Contains(base, "://") {
-		base = "http://" + base
+		scheme := "http://"
+		if cfg != nil {
+			scheme = "https://"
+		}
+		base = scheme + base
 	}
-	return &Client{base: strings.TrimRight(base, "/"), http: &http.Client{Timeout: 60 * time.Second}}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = cfg
+	return &Client{base: strings.TrimRight(base, "/"), http: &http.Client{Timeout: 60 * time.Second, Transport: tr}}
 }
 
 // Addr is the base URL the client talks to.

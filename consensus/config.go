@@ -1,6 +1,7 @@
 package consensus
 
 import (
+	"crypto/tls"
 	"log/slog"
 	"time"
 
@@ -43,6 +44,9 @@ type Config struct {
 	// raft state yet. Only the first node of a new cluster may set it:
 	// a member whose data dir was wiped must join (AddVoter from the
 	// leader), or it would start a second cluster of its own.
+	// TLS, when set, carries Raft over mutual TLS (it must require and
+	// verify client certificates); nil means plain TCP.
+	TLS       *tls.Config
 	Bootstrap bool
 	Logger    *slog.Logger
 

@@ -36,10 +36,10 @@ type Node struct {
 	// existing: the node had raft state at open, or bootstrapped since.
 	existing bool
 	log      *slog.Logger
-	raft  *raft.Raft
-	fsm   *fsm
-	trans *raft.NetworkTransport
-	store *raftboltdb.BoltStore
+	raft     *raft.Raft
+	fsm      *fsm
+	trans    *raft.NetworkTransport
+	store    *raftboltdb.BoltStore
 
 	leaderChanges chan bool
 	stopForward   chan struct{}
@@ -102,7 +102,12 @@ func startRaft(cfg Config, rc *raft.Config, hlog hclog.Logger, store *raftboltdb
 			return nil, fmt.Errorf("open consensus: advertise address: %w", err)
 		}
 	}
-	trans, err := raft.NewTCPTransportWithLogger(cfg.BindAddr, advertise, transportMaxPool, transportTimeout, hlog)
+	var trans *raft.NetworkTransport
+	if cfg.TLS != nil {
+		trans, err = newTLSTransport(cfg.BindAddr, advertise, cfg.TLS, hlog)
+	} else {
+		trans, err = raft.NewTCPTransportWithLogger(cfg.BindAddr, advertise, transportMaxPool, transportTimeout, hlog)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open consensus: raft transport on %s: %w", cfg.BindAddr, err)
 	}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"log/slog"
@@ -42,4 +44,24 @@ func addrFlag(fs *flag.FlagSet) *string {
 	return fs.String("addr", def, "agent API address (default from $GPAGENT_ADDR)")
 }
 
-func client(addr string) *api.Client { return api.NewClient(addr) }
+// client talks to the agent at addr. With $GPAGENT_CACERT set it speaks
+// HTTPS, trusting that CA, and presents $GPAGENT_CLIENT_CERT and
+// $GPAGENT_CLIENT_KEY when both are set.
+func client(addr string) *api.Client {
+	caFile := os.Getenv("GPAGENT_CACERT")
+	if caFile == "" {
+		return api.NewClient(addr)
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if ca, err := os.ReadFile(caFile); err == nil {
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(ca)
+		cfg.RootCAs = pool
+	}
+	if cert, key := os.Getenv("GPAGENT_CLIENT_CERT"), os.Getenv("GPAGENT_CLIENT_KEY"); cert != "" && key != "" {
+		if pair, err := tls.LoadX509KeyPair(cert, key); err == nil {
+			cfg.Certificates = []tls.Certificate{pair}
+		}
+	}
+	return api.NewTLSClient(addr, cfg)
+}

@@ -1,0 +1,116 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/gpagent/gpagent/api"
+	"github.com/gpagent/gpagent/internal/testcerts"
+)
+
+// startAgent runs an in-process agent with no instances on 127.0.0.1.
+func startAgent(t *testing.T, name string, ca *testcerts.CA, extra string) *Agent {
+	t.Helper()
+	dir := t.TempDir()
+	caFile, certFile, keyFile := ca.WriteFiles(t, dir, ca.Issue(t, "127.0.0.1"))
+	doc := fmt.Sprintf(`name: %s
+address: 127.0.0.1
+data_dir: %s
+api_addr: 127.0.0.1:0
+raft_addr: 127.0.0.1:0
+gossip_addr: 127.0.0.1:0
+tls: {ca_file: %s, cert_file: %s, key_file: %s}
+postgres: {superuser_password: a, replication_password: b}
+%s`, name, filepath.Join(dir, "data"), caFile, certFile, keyFile, extra)
+	path := filepath.Join(dir, "agent.yaml")
+	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	a, err := New(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("agent %s: %v", name, err)
+		}
+	})
+	return a
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
+
+// TestAgents_TLSMeshAndForwarding: two agents over mutual TLS form one
+// Raft cluster through gossip; any agent answers for the leader; only
+// agents (a certificate of the cluster CA) may send reports.
+func TestAgents_TLSMeshAndForwarding(t *testing.T) {
+	ca := testcerts.New(t)
+	a := startAgent(t, "a", ca, "bootstrap: true\n")
+	b := startAgent(t, "b", ca, fmt.Sprintf("join: [%s]\n", a.mesh.LocalAddr()))
+	operator := &tls.Config{RootCAs: ca.Pool, Certificates: []tls.Certificate{ca.Issue(t, "127.0.0.1")}, MinVersion: tls.VersionTLS12}
+	cb := api.NewTLSClient(b.APIAddr(), operator)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		m, err := cb.Members(context.Background())
+		voters := 0
+		if err == nil {
+			for _, x := range m.Members {
+				if x.RaftRole == "voter" || x.RaftRole == "leader" {
+					voters++
+				}
+			}
+		}
+		if err == nil && voters == 2 && m.Leader == "a" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no two-voter cluster led by a: %+v %v", m, err)
+		}
+		<-time.After(100 * time.Millisecond)
+	}
+	s, err := cb.State(context.Background())
+	if err != nil || s.Stale || s.Leader != "a" {
+		t.Fatalf("state through b (forwarded to the leader): %+v %v", s, err)
+	}
+
+	t.Run("no client certificate: no reports", func(t *testing.T) {
+		anon := api.NewTLSClient(a.APIAddr(), &tls.Config{RootCAs: ca.Pool, MinVersion: tls.VersionTLS12})
+		err := anon.Report(context.Background(), api.Report{Agent: "x"})
+		if !errors.Is(err, api.ErrInvalid) {
+			t.Fatalf("report without a certificate: %v, want refused", err)
+		}
+		if _, err := anon.State(context.Background()); err != nil {
+			t.Fatalf("an operator without a certificate may read the state: %v", err)
+		}
+	})
+	t.Run("plain HTTP is refused", func(t *testing.T) {
+		if _, err := api.NewClient(a.APIAddr()).State(context.Background()); err == nil {
+			t.Fatal("plain HTTP answered on a TLS agent")
+		}
+	})
+	t.Run("a certificate of another CA is refused", func(t *testing.T) {
+		other := testcerts.New(t)
+		c := api.NewTLSClient(a.APIAddr(), &tls.Config{RootCAs: ca.Pool, Certificates: []tls.Certificate{other.Issue(t, "127.0.0.1")}, MinVersion: tls.VersionTLS12})
+		if _, err := c.State(context.Background()); err == nil {
+			t.Fatal("a client certificate of another CA was accepted")
+		}
+	})
+}

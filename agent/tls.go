@@ -1,0 +1,61 @@
+package agent
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net/http"
+	"os"
+
+	"github.com/gpagent/gpagent/api"
+)
+
+// tlsConfigs are the agent's TLS settings, built once from its files:
+// Raft and agent-to-agent calls use mutual TLS; the API also serves
+// operators, who present a certificate or not.
+type tlsConfigs struct {
+	raft   *tls.Config // both ends verified
+	server *tls.Config // API: verifies a client certificate when given
+	client *tls.Config // calls to other agents, with this agent's certificate
+}
+
+// loadTLS reads the CA, certificate and key files; errors name the field.
+func loadTLS(caFile, certFile, keyFile string) (*tlsConfigs, error) {
+	ca, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("tls.ca_file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca) {
+		return nil, fmt.Errorf("tls.ca_file %s: no PEM certificate in it", caFile)
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("tls.cert_file/tls.key_file: %w", err)
+	}
+	base := tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, ClientCAs: pool, MinVersion: tls.VersionTLS12}
+	raft, server, client := base.Clone(), base.Clone(), base.Clone()
+	raft.ClientAuth = tls.RequireAndVerifyClientCert
+	server.ClientAuth = tls.VerifyClientCertIfGiven
+	return &tlsConfigs{raft: raft, server: server, client: client}, nil
+}
+
+// peerClient is a client for another agent's API.
+func (a *Agent) peerClient(addr string) *api.Client {
+	if a.tls == nil {
+		return api.NewClient(addr)
+	}
+	return api.NewTLSClient(addr, a.tls.client)
+}
+
+// agentsOnly guards the routes only agents call (reports, preflight):
+// with TLS on, the caller must present a certificate of the cluster CA.
+func (a *Agent) agentsOnly(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if a.tls != nil && (r.TLS == nil || len(r.TLS.VerifiedChains) == 0) {
+			writeError(w, api.Errorf(api.CodeInvalid, "%s is for agents: present a certificate of the cluster CA", r.URL.Path))
+			return
+		}
+		h(w, r)
+	}
+}
