@@ -114,3 +114,79 @@ func TestAgents_TLSMeshAndForwarding(t *testing.T) {
 		}
 	})
 }
+
+// crash stops an agent as a host failure would: no graceful leave, its
+// Raft and gossip just stop answering.
+func crash(a *Agent) {
+	_ = a.mesh.Shutdown()
+	_ = a.node.Close()
+	_ = a.server.Close()
+}
+
+// TestAgents_DeadVoterReplaced: with four agents and three voters, a
+// voter that dies is replaced by the healthy nonvoter, so the cluster
+// keeps three voters.
+func TestAgents_DeadVoterReplaced(t *testing.T) {
+	ca := testcerts.New(t)
+	a := startAgent(t, "a", ca, "bootstrap: true\n")
+	a.lead.deadVoterGrace = time.Second
+	join := fmt.Sprintf("join: [%s]\n", a.mesh.LocalAddr())
+	agents := map[string]*Agent{"a": a}
+	for _, n := range []string{"b", "c", "d"} {
+		agents[n] = startAgent(t, n, ca, join)
+		agents[n].lead.deadVoterGrace = time.Second
+	}
+	roles := func() map[string]string {
+		out := map[string]string{}
+		servers, err := a.node.Servers()
+		if err != nil {
+			return out
+		}
+		for _, s := range servers {
+			out[s.ID] = "nonvoter"
+			if s.Voter {
+				out[s.ID] = "voter"
+			}
+		}
+		return out
+	}
+	waitRoles := func(what string, ok func(map[string]string) bool) map[string]string {
+		t.Helper()
+		deadline := time.Now().Add(40 * time.Second)
+		for {
+			r := roles()
+			if ok(r) {
+				return r
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s; roles %v", what, r)
+			}
+			<-time.After(100 * time.Millisecond)
+		}
+	}
+	count := func(r map[string]string, role string) int {
+		n := 0
+		for _, v := range r {
+			if v == role {
+				n++
+			}
+		}
+		return n
+	}
+	r := waitRoles("3 voters and 1 nonvoter", func(r map[string]string) bool {
+		return len(r) == 4 && count(r, "voter") == 3 && count(r, "nonvoter") == 1
+	})
+	var victim, spare string
+	for id, role := range r {
+		if role == "voter" && id != "a" && victim == "" {
+			victim = id
+		}
+		if role == "nonvoter" {
+			spare = id
+		}
+	}
+	crash(agents[victim])
+	waitRoles(victim+" replaced by "+spare, func(r map[string]string) bool {
+		return r[spare] == "voter" && r[victim] != "voter" && count(r, "voter") == 3
+	})
+}

@@ -26,6 +26,8 @@ type leader struct {
 	heard map[string]time.Time
 	// deadSince: when the leader first saw a voter dead in gossip.
 	deadSince map[string]time.Time
+	// deadVoterGrace: deadVoterGrace, shorter in tests.
+	deadVoterGrace time.Duration
 	// wake is a hint that a report arrived; a full reconcile also runs on
 	// a ticker, so a dropped hint costs at most one tick.
 	wake chan struct{}
@@ -37,7 +39,7 @@ type received struct {
 }
 
 func newLeader(a *Agent) *leader {
-	return &leader{a: a, log: a.log.With("component", "leader"), reports: map[int]received{}, heard: map[string]time.Time{}, deadSince: map[string]time.Time{}, wake: make(chan struct{}, 1)}
+	return &leader{a: a, log: a.log.With("component", "leader"), reports: map[int]received{}, heard: map[string]time.Time{}, deadSince: map[string]time.Time{}, deadVoterGrace: deadVoterGrace, wake: make(chan struct{}, 1)}
 }
 
 // accept stores reports from an agent and wakes the reconcile loop.

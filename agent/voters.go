@@ -52,7 +52,7 @@ func (l *leader) manageVoters(ctx context.Context) {
 				l.deadSince[m.Name] = now
 				continue
 			}
-			if now.Sub(since) < deadVoterGrace {
+			if now.Sub(since) < l.deadVoterGrace {
 				continue
 			}
 			if repl, ok := healthyNonvoter(members, inRaft); ok {

@@ -11,7 +11,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -859,6 +858,3 @@ func (w *writeWatcher) check() {
 	}
 	t.Logf("write watcher: %d rounds, %d with two writable primaries; %s", w.rounds, len(w.splits), strings.Join(counts, "; "))
 }
-
-// errNoCommit is what a commit that must not succeed returned.
-var errCommitSucceeded = errors.New("COMMIT succeeded")

@@ -1,0 +1,410 @@
+package e2e
+
+// Issue 4, host tier: partitions between hosts, each agent in its own
+// network namespace (see netns_harness_test.go). Run as root:
+//
+//	go test -race -count=1 -v -run TestNetns ./e2e/
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/gpagent/gpagent/agent"
+	"github.com/gpagent/gpagent/api"
+	"github.com/gpagent/gpagent/topology"
+)
+
+// The agents run on the defaults: lease 3 s, and the leader promotes on a
+// lost host only lease + lease/3 after it last heard from it.
+const (
+	netnsLease       = agent.DefaultLease
+	netnsLeaseMargin = agent.DefaultLease / 3
+)
+
+// TestNetns_PartitionSegmentHost cuts sdw1, which holds content 0's
+// primary and content 1's mirror, off from the other hosts while clients
+// write to both contents. A transaction left open on the old primary
+// never commits; content 0's mirror on sdw2 is promoted; content 1 drops
+// its lost mirror and goes on. After the heal, the old primary stays a
+// stopped mirror (rule 7) until recoverseg resyncs it. No acknowledged
+// row is lost and no content ever has two writable primaries.
+func TestNetns_PartitionSegmentHost(t *testing.T) {
+	c := startNetnsCluster(t)
+	d := c.view("mdw")
+	s := d.state()
+	p0, m0 := pair(t, s, 0)
+	p1, m1 := pair(t, s, 1)
+	if p0.Hostname != "sdw1" || m0.Hostname != "sdw2" || p1.Hostname != "sdw2" || m1.Hostname != "sdw1" {
+		t.Fatalf("layout: content 0 %s/%s, content 1 %s/%s; want primaries on sdw1/sdw2, group mirrors on the other",
+			p0.Hostname, m0.Hostname, p1.Hostname, m1.Hostname)
+	}
+	if s.Leader == "sdw1" {
+		t.Fatalf("the Raft leader is sdw1, the host this test cuts off; want it elsewhere (mdw bootstraps the cluster)")
+	}
+	watch := c.watchWrites(s, 0, 1)
+	w0, w1 := d.startWriter(0), d.startWriter(1)
+
+	// A transaction open on the primary before the cut.
+	execSQL(t, netnsSuperUser, c.superPW, p0, "CREATE TABLE netns_open_txn (id int)")
+	octx, ocancel := context.WithTimeout(context.Background(), 5*time.Second)
+	old, err := pgx.Connect(octx, c.segDSN(p0, ""))
+	ocancel()
+	if err != nil {
+		t.Fatalf("connect to content 0's primary %s: %v", p0, err)
+	}
+	defer old.Close(context.Background())
+	for _, q := range []string{"BEGIN", "INSERT INTO netns_open_txn VALUES (1)"} {
+		if _, err := old.Exec(context.Background(), q); err != nil {
+			t.Fatalf("%s on %s: %v", q, p0, err)
+		}
+	}
+	t1 := time.Now()
+	w0.waitAckedAfter(t1, 30*time.Second, "writes on content 0 before the cut")
+	w1.waitAckedAfter(t1, 30*time.Second, "writes on content 1 before the cut")
+
+	cut := c.partition("sdw1")
+	t.Logf("sdw1 cut off from mdw and sdw2")
+	// The COMMIT is sent once sdw1's lease (and the leader's margin) has
+	// run out: by then its agent must have fenced the primary.
+	type commitResult struct {
+		err     error
+		sentAt  time.Time
+		elapsed time.Duration
+	}
+	commitDone := make(chan commitResult, 1)
+	go func() {
+		<-time.After(time.Until(cut.Add(netnsLease + netnsLeaseMargin))) // the lease wait
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		start := time.Now()
+		_, err := old.Exec(ctx, "COMMIT")
+		commitDone <- commitResult{err: err, sentAt: start, elapsed: time.Since(start)}
+	}()
+
+	waitFailedOver(t, d, p0, m0)
+	failedOver := time.Now()
+	t.Logf("content 0: mirror dbid %d on sdw2 promoted %s after the cut", m0.DBID, failedOver.Sub(cut).Round(time.Millisecond))
+	checkFencedBeforePromotion(t, c, "sdw1", p0, d)
+
+	waitSegment(t, d, m1.DBID, "content 1's mirror on the cut-off host recorded down", func(x topology.Segment) bool {
+		return x.Role == topology.RoleMirror && x.Status == topology.StatusDown
+	})
+	w1.waitAckedAfter(time.Now(), 30*time.Second, "writes on content 1 once its mirror on sdw1 is recorded down")
+
+	// A client that asks for routing now (connstr lists the acting
+	// primary first) writes to the promoted mirror.
+	w0b := c.startWriterTable(d, 0, "netns_writes_0_after_failover")
+	w0b.waitAckedAfter(failedOver, 30*time.Second, "writes on content 0 through a connstr fetched after the failover")
+
+	// The cut-off side: its agent cannot vouch for anything.
+	if st, err := c.stateOf("sdw1", 15*time.Second); err != nil {
+		t.Errorf("sdw1's API during the partition: %v", err)
+	} else if !st.Stale {
+		t.Errorf("sdw1's API answers state without the stale mark while cut off from the quorum")
+	}
+	if code, body := httpGet(c.host("sdw1").api(), "/v1/health/primary/0"); code != http.StatusServiceUnavailable {
+		t.Errorf("sdw1's health endpoint for content 0 during the partition: %d %s, want 503", code, body)
+	}
+
+	res := <-commitDone
+	if res.err == nil {
+		t.Errorf("COMMIT of a transaction opened on the cut-off primary dbid %d SUCCEEDED %s after the cut (sent %s after it): fencing failed",
+			p0.DBID, res.sentAt.Add(res.elapsed).Sub(cut).Round(time.Millisecond), res.sentAt.Sub(cut).Round(time.Millisecond))
+	} else {
+		t.Logf("COMMIT on the cut-off primary, sent %s after the cut, did not succeed (%s): %v",
+			res.sentAt.Sub(cut).Round(time.Millisecond), res.elapsed.Round(time.Millisecond), res.err)
+	}
+
+	// The client that kept the string from before the cut: its first
+	// host, the fenced old primary, still takes read-write sessions.
+	w0.mu.Lock()
+	stuckSince, oldAckDuringCut := w0.lastAck, w0.lastAck.After(failedOver)
+	w0.mu.Unlock()
+
+	healed := time.Now()
+	c.heal("sdw1")
+	t.Logf("healed %s after the cut", healed.Sub(cut).Round(time.Millisecond))
+	waitUntil(t, 60*time.Second, "sdw1 alive again and reporting content 0's old primary", func() (bool, string) {
+		st := d.state()
+		r, ok := report(st, p0.DBID)
+		ms := memberStatus(d.members(t), "sdw1")
+		return strings.HasPrefix(ms, "alive") && ok && r.Seen.After(healed), fmt.Sprintf("%s, report %+v", ms, r)
+	})
+	waitUntil(t, 60*time.Second, "sdw1's agent stops the demoted old primary", func() (bool, string) {
+		pid := postmasterPID(p0.DataDir)
+		return !alive(pid), fmt.Sprintf("postmaster %d", pid)
+	})
+	if seg, _ := d.state().Segment(p0.DBID); seg.Role != topology.RoleMirror || seg.Status != topology.StatusDown {
+		t.Errorf("old primary after the heal: %+v, want role m status d", seg)
+	}
+	if ok := probeWritable(c, p0); ok {
+		t.Errorf("old primary dbid %d acknowledged a commit after the heal", p0.DBID)
+	}
+	w0.waitAckedAfter(healed, 60*time.Second, "writes on content 0 through the connstr from before the cut, after the heal")
+	if !oldAckDuringCut {
+		t.Logf("NOTE: the client holding the pre-cut connstr acknowledged nothing from %s (after the cut) until the heal: "+
+			"libpq's target_session_attrs=read-write keeps choosing the fenced old primary, which still takes read-write sessions",
+			stuckSince.Sub(cut).Round(time.Millisecond))
+	}
+
+	t.Run("recoverseg brings the old primary back as a mirror in sync", func(t *testing.T) {
+		d.mustGpagent("recoverseg", "-a")
+		checkPair(t, d, 0, m0.DBID, p0.DBID)
+		checkPair(t, d, 1, p1.DBID, m1.DBID)
+	})
+
+	watch.check()
+	w0.checkNoLoss()
+	w0b.checkNoLoss()
+	w1.checkNoLoss()
+	if h := d.mustGpagent("history"); strings.Count(h, "mirror promoted") != 1 {
+		t.Errorf("history has %d promotions, want 1:\n%s", strings.Count(h, "mirror promoted"), h)
+	}
+}
+
+// TestNetns_PartitionLeader cuts the Raft leader's host (mdw, which holds
+// only the coordinator) off. The two others elect a new leader, which
+// still fails a killed primary over; the isolated old leader commits
+// nothing while cut off, so it cannot have promoted anything.
+func TestNetns_PartitionLeader(t *testing.T) {
+	c := startNetnsCluster(t)
+	s := c.view("mdw").state()
+	oldLeader := s.Leader
+	if oldLeader != "mdw" {
+		t.Fatalf("the Raft leader is %q; this test cuts off the leader's host and wants it to be mdw, which holds no segment (mdw bootstraps the cluster)", oldLeader)
+	}
+	majority := []string{"sdw1", "sdw2"}
+	d := c.view(majority[0])
+	p0, m0 := pair(t, s, 0)
+	p1, m1 := pair(t, s, 1)
+	if p1.Hostname == oldLeader || m1.Hostname == oldLeader {
+		t.Fatalf("content 1 has an instance on %s", oldLeader)
+	}
+	watch := c.watchWrites(s, 0, 1)
+	w0, w1, wc := d.startWriter(0), d.startWriter(1), d.startWriter(-1)
+	t1 := time.Now()
+	for _, w := range []*writer{w0, w1, wc} {
+		w.waitAckedAfter(t1, 30*time.Second, w.table+" writes before the cut")
+	}
+	before, err := c.stateOf(oldLeader, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	cut := c.partition(oldLeader)
+	t.Logf("%s (leader, config version %d) cut off from %v", oldLeader, before.ConfigVersion, majority)
+	var newLeader string
+	waitUntil(t, 60*time.Second, "a new leader among "+strings.Join(majority, ", "), func() (bool, string) {
+		var seen []string
+		for _, h := range majority {
+			st, err := c.stateOf(h, 10*time.Second)
+			if err != nil {
+				seen = append(seen, h+": "+err.Error())
+				continue
+			}
+			if st.Leader != "" && st.Leader != oldLeader && !st.Stale {
+				newLeader = st.Leader
+				return true, ""
+			}
+			seen = append(seen, fmt.Sprintf("%s: leader %q stale %v", h, st.Leader, st.Stale))
+		}
+		return false, strings.Join(seen, "; ")
+	})
+	t.Logf("new leader %s elected %s after the cut", newLeader, time.Since(cut).Round(time.Millisecond))
+	for _, h := range majority {
+		if st, err := c.stateOf(h, 10*time.Second); err != nil || st.Leader != newLeader {
+			t.Errorf("%s does not follow the new leader %s: %+v %v", h, newLeader, st, err)
+		}
+	}
+	checkIsolated := func(when string) {
+		t.Helper()
+		st, err := c.stateOf(oldLeader, 20*time.Second)
+		if err != nil {
+			t.Errorf("%s: isolated %s's API: %v", when, oldLeader, err)
+			return
+		}
+		if !st.Stale {
+			t.Errorf("%s: the isolated %s answers state without the stale mark", when, oldLeader)
+		}
+		if st.ConfigVersion != before.ConfigVersion {
+			t.Errorf("%s: the isolated %s's config version moved from %d to %d: it committed without a quorum",
+				when, oldLeader, before.ConfigVersion, st.ConfigVersion)
+		}
+		if seg, _ := st.Segment(m1.DBID); seg.Role != topology.RoleMirror {
+			t.Errorf("%s: the isolated %s shows dbid %d promoted: %+v", when, oldLeader, m1.DBID, seg)
+		}
+	}
+	checkIsolated("after the election")
+
+	// The isolated agent fences its primary (the coordinator) once its
+	// lease runs out: its log says so.
+	mdwLog := filepath.Join(c.host(oldLeader).dir, "agent.log")
+	waitUntil(t, 30*time.Second, oldLeader+"'s agent fences its primaries", func() (bool, string) {
+		b, _ := os.ReadFile(mdwLog)
+		return strings.Contains(string(b), "fencing local primaries"), lastLines(string(b), 3)
+	})
+
+	killed := time.Now()
+	killPostmaster(t, p1)
+	t.Logf("killed content 1's primary dbid %d on %s", p1.DBID, p1.Hostname)
+	waitFailedOver(t, d, p1, m1)
+	t.Logf("content 1: mirror dbid %d promoted by %s, %s after the kill", m1.DBID, newLeader, time.Since(killed).Round(time.Millisecond))
+	w1.waitAckedAfter(killed, 30*time.Second, "writes on content 1 after its failover")
+	w0.waitAckedAfter(killed, 30*time.Second, "writes on content 0 during the partition")
+	checkIsolated("after the failover")
+
+	// The coordinator, alone on the isolated host, acknowledges nothing
+	// once fenced.
+	wc.mu.Lock()
+	lastCoordAck := wc.lastAck
+	wc.mu.Unlock()
+	t.Logf("coordinator: last commit acknowledged %s after the cut", lastCoordAck.Sub(cut).Round(time.Millisecond))
+	if lastCoordAck.After(cut.Add(netnsLease + netnsLeaseMargin + 2*agent.DefaultProbeInterval)) {
+		t.Errorf("the coordinator on the isolated %s acknowledged a commit %s after the cut, past its lease",
+			oldLeader, lastCoordAck.Sub(cut).Round(time.Millisecond))
+	}
+	checkIsolated("before the heal")
+	majorityState := d.state()
+
+	healed := time.Now()
+	c.heal(oldLeader)
+	t.Logf("healed %s after the cut", healed.Sub(cut).Round(time.Millisecond))
+	waitUntil(t, 60*time.Second, oldLeader+" back: alive, not stale, at the majority's config version", func() (bool, string) {
+		st, err := c.stateOf(oldLeader, 10*time.Second)
+		if err != nil {
+			return false, err.Error()
+		}
+		ms := memberStatus(d.members(t), oldLeader)
+		return strings.HasPrefix(ms, "alive") && !st.Stale && st.ConfigVersion >= majorityState.ConfigVersion,
+			fmt.Sprintf("%s, stale %v, version %d (majority had %d), leader %q", ms, st.Stale, st.ConfigVersion, majorityState.ConfigVersion, st.Leader)
+	})
+
+	// Every promotion in the history was decided while the majority
+	// held the quorum: the one failover of content 1.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	h, err := c.client(majority[1]).History(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var promotions []string
+	for _, e := range h {
+		if strings.Contains(e.Desc, "mirror promoted") {
+			promotions = append(promotions, fmt.Sprintf("%s dbid %d: %s", e.Time.Format(time.TimeOnly+".000"), e.DBID, e.Desc))
+		}
+	}
+	if len(promotions) != 1 || !strings.Contains(promotions[0], fmt.Sprintf("content %d:", p1.Content)) {
+		t.Errorf("history has promotions %q, want only content %d's", promotions, p1.Content)
+	}
+	if seg, _ := d.state().Segment(m0.DBID); seg.Role != topology.RoleMirror || seg.Status != topology.StatusUp {
+		t.Errorf("content 0's mirror changed though its pair was never touched: %+v (primary %s)", seg, p0)
+	}
+	waitUntil(t, 60*time.Second, "the coordinator takes writes again after the heal", func() (bool, string) {
+		wc.mu.Lock()
+		defer wc.mu.Unlock()
+		coord, _ := d.state().Segment(1)
+		return wc.lastAck.After(healed), fmt.Sprintf("coordinator %+v; last error %v", coord, wc.lastErr)
+	})
+
+	watch.check()
+	w0.checkNoLoss()
+	w1.checkNoLoss()
+	wc.checkNoLoss()
+}
+
+// slogTime finds the time= of the first agent log line matching re.
+var slogTimeRE = regexp.MustCompile(`^time=(\S+)`)
+
+func firstLogTime(path string, match func(line string) bool) (time.Time, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return time.Time{}, false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if !match(line) {
+			continue
+		}
+		m := slogTimeRE.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		if at, err := time.Parse(time.RFC3339Nano, m[1]); err == nil {
+			return at, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// checkFencedBeforePromotion checks safety rule 5 from the record: the
+// cut-off agent's log says it fenced the old primary before the history
+// says its mirror was promoted.
+func checkFencedBeforePromotion(t *testing.T, c *netnsCluster, host string, oldPrimary topology.Segment, d *demo) {
+	t.Helper()
+	var promoted time.Time
+	var hist api.History
+	if err := jsonUnmarshal(d.mustGpagent("history", "--json"), &hist); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range hist {
+		if strings.Contains(e.Desc, fmt.Sprintf("primary dbid %d lost; mirror promoted", oldPrimary.DBID)) {
+			promoted = e.Time
+		}
+	}
+	if promoted.IsZero() {
+		t.Fatalf("history has no promotion for the loss of dbid %d", oldPrimary.DBID)
+	}
+	logPath := filepath.Join(c.host(host).dir, "agent.log")
+	dbid := fmt.Sprintf("dbid=%d ", oldPrimary.DBID)
+	fenced, ok := firstLogTime(logPath, func(l string) bool {
+		return strings.Contains(l, "primary fenced") && strings.Contains(l+" ", dbid)
+	})
+	if !ok {
+		t.Errorf("RULE 5: %s's agent never logged fencing dbid %d, yet its mirror was promoted at %s",
+			host, oldPrimary.DBID, promoted.Format(time.TimeOnly+".000"))
+		return
+	}
+	if !fenced.Before(promoted) {
+		t.Errorf("RULE 5: %s fenced dbid %d at %s, after its mirror was promoted at %s",
+			host, oldPrimary.DBID, fenced.Format(time.TimeOnly+".000"), promoted.Format(time.TimeOnly+".000"))
+		return
+	}
+	t.Logf("%s fenced dbid %d %s before the promotion was committed", host, oldPrimary.DBID, promoted.Sub(fenced).Round(time.Millisecond))
+}
+
+// probeWritable reports whether one INSERT on seg is acknowledged within
+// a second.
+func probeWritable(c *netnsCluster, seg topology.Segment) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, c.segDSN(seg, ""))
+	if err != nil {
+		return false
+	}
+	defer conn.Close(context.Background())
+	_, err = conn.Exec(ctx, "INSERT INTO "+watchTable+" VALUES (now())")
+	return err == nil
+}
+
+// httpGet returns the status and body of GET http://addr/path.
+func httpGet(addr, path string) (int, string) {
+	cl := &http.Client{Timeout: 10 * time.Second}
+	resp, err := cl.Get("http://" + addr + path)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	var b strings.Builder
+	buf := make([]byte, 512)
+	n, _ := resp.Body.Read(buf)
+	b.Write(buf[:n])
+	return resp.StatusCode, strings.TrimSpace(b.String())
+}
