@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -19,6 +20,8 @@ func waitFor(ctx context.Context, out io.Writer, c *api.Client, timeout time.Dur
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	last := map[int]string{}
+	live := isTerminal(out)
+	drawn := 0
 	tick := time.NewTicker(300 * time.Millisecond)
 	defer tick.Stop()
 	var s *api.State
@@ -26,11 +29,23 @@ func waitFor(ctx context.Context, out io.Writer, c *api.Client, timeout time.Dur
 		var err error
 		s, err = c.State(ctx)
 		if err == nil {
-			for _, dbid := range dbids {
-				line := progressLine(s, dbid)
-				if line != last[dbid] {
-					fmt.Fprintln(out, line)
-					last[dbid] = line
+			if live {
+				// On a terminal: one line per instance, redrawn in place.
+				if drawn > 0 {
+					fmt.Fprintf(out, "\x1b[%dA", drawn)
+				}
+				for _, dbid := range dbids {
+					fmt.Fprintf(out, "\x1b[2K%s\n", progressLine(s, dbid))
+				}
+				drawn = len(dbids)
+			} else {
+				// Otherwise (a log, a pipe): a line whenever one changes.
+				for _, dbid := range dbids {
+					line := progressLine(s, dbid)
+					if line != last[dbid] {
+						fmt.Fprintln(out, line)
+						last[dbid] = line
+					}
 				}
 			}
 			if done(s) {
@@ -143,4 +158,14 @@ func rateWords(p *api.Progress) string {
 	rate := float64(p.Done) / elapsed
 	left := time.Duration(float64(p.Total-p.Done) / rate * float64(time.Second)).Round(time.Second)
 	return fmt.Sprintf(", %s/s, %s left", bytesString(int64(rate)), left)
+}
+
+// isTerminal reports whether w is a terminal, where progress is redrawn.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
