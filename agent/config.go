@@ -112,15 +112,17 @@ type Config struct {
 // Defaults, beside Greenplum's FTS for comparison: gp_fts_probe_interval
 // is 60 s, gp_fts_probe_timeout 20 s, gp_fts_probe_retries 5. A dead
 // postmaster is seen at once without probes (its exit is watched); probes
-// only catch a hung one, within about probe_retries x max(probe_interval,
-// probe_timeout): 3 s with these. A probe is one short query; on a
-// healthy LAN it answers in milliseconds, so a 1 s timeout leaves a wide
-// margin while keeping a hang's detection within the 5 s target.
+// only catch a hung one. The first failed probe comes within
+// probe_interval + probe_timeout of the hang, the others are retried at
+// once, so a hang is declared after about probe_interval + probe_retries
+// x probe_timeout: 1 s + 1.5 s with these. A probe is one short query
+// that answers in milliseconds on a healthy LAN: 500 ms is a wide margin,
+// and it takes three misses in a row to act.
 const (
 	DefaultAPIAddr          = "127.0.0.1:7070"
 	DefaultRaftAddr         = "127.0.0.1:7071"
 	DefaultProbeInterval    = time.Second
-	DefaultProbeTimeout     = time.Second
+	DefaultProbeTimeout     = 500 * time.Millisecond
 	DefaultProbeRetries     = 3
 	DefaultReplicationStall = 5 * time.Second
 	// DefaultLease: an agent cut off fences its primaries after 3 s; the

@@ -25,8 +25,8 @@ func TestParseConfig_Defaults(t *testing.T) {
 	if cfg.APIAddr != DefaultAPIAddr || cfg.RaftAddr != DefaultRaftAddr {
 		t.Errorf("addresses %s %s, want defaults", cfg.APIAddr, cfg.RaftAddr)
 	}
-	if cfg.ProbeInterval != time.Second || cfg.ProbeTimeout != time.Second || cfg.ProbeRetries != 3 {
-		t.Errorf("probe settings %s %s %d, want 1s 1s 3", cfg.ProbeInterval, cfg.ProbeTimeout, cfg.ProbeRetries)
+	if cfg.ProbeInterval != time.Second || cfg.ProbeTimeout != 500*time.Millisecond || cfg.ProbeRetries != 3 {
+		t.Errorf("probe settings %s %s %d, want 1s 500ms 3", cfg.ProbeInterval, cfg.ProbeTimeout, cfg.ProbeRetries)
 	}
 	if cfg.SuperUser != "gpadmin" || cfg.ReplUser != "replicator" {
 		t.Errorf("users %q %q, want gpadmin replicator", cfg.SuperUser, cfg.ReplUser)

@@ -90,10 +90,15 @@ func (e *executor) state(dbid int) *instanceState {
 }
 
 func (e *executor) run(ctx context.Context) {
-	tick := time.NewTicker(e.a.cfg.ProbeInterval)
-	defer tick.Stop()
 	for {
 		e.round(ctx)
+		// A failed probe is retried at once rather than after a full
+		// interval: a hung primary is then declared failed after
+		// probe_retries timeouts, not probe_retries intervals.
+		next := e.a.cfg.ProbeInterval
+		if e.retrying() {
+			next = min(next, probeRetryDelay)
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -101,9 +106,24 @@ func (e *executor) run(ctx context.Context) {
 		case <-e.wake:
 		case dbid := <-e.a.sup.Exits():
 			e.log.Warn("postmaster exited", "dbid", dbid)
-		case <-tick.C:
+		case <-time.After(next):
 		}
 	}
+}
+
+// probeRetryDelay is the pause before probing again after a failure.
+const probeRetryDelay = 100 * time.Millisecond
+
+// retrying reports whether a local instance's last probe failed.
+func (e *executor) retrying() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, st := range e.local {
+		if st.probeFails > 0 && st.probeFails < e.a.cfg.ProbeRetries {
+			return true
+		}
+	}
+	return false
 }
 
 // round brings every local instance one step closer to the topology and
