@@ -96,7 +96,7 @@ func (e *executor) run(ctx context.Context) {
 		// interval: a hung primary is then declared failed after
 		// probe_retries timeouts, not probe_retries intervals.
 		next := e.a.cfg.ProbeInterval
-		if e.retrying() {
+		if e.retrying() || e.transitioning() {
 			next = min(next, probeRetryDelay)
 		}
 		select {
@@ -113,6 +113,35 @@ func (e *executor) run(ctx context.Context) {
 
 // probeRetryDelay is the pause before probing again after a failure.
 const probeRetryDelay = 100 * time.Millisecond
+
+// transitioning reports whether the topology is in the middle of a step
+// the leader completes on this agent's next report (a switchover waiting
+// for the mirror to replay past the old primary's checkpoint, a pair
+// waiting to be vouched in sync): report often until it is done, so a
+// planned switchover does not wait out a probe interval.
+func (e *executor) transitioning() bool {
+	t := e.a.node.Topology()
+	if len(t.Switchovers) > 0 || len(t.Rejoin) > 0 {
+		return true
+	}
+	for _, s := range t.OnHost(e.a.cfg.Name) {
+		if s.Role != topology.RolePrimary || s.Status != topology.StatusUp || s.Mode == topology.ModeSynced {
+			continue
+		}
+		m, ok := t.Mirror(s.Content)
+		if !ok || m.Status != topology.StatusUp {
+			continue
+		}
+		st := e.state(s.DBID)
+		e.mu.Lock()
+		h := st.health
+		e.mu.Unlock()
+		if h != nil && syncNamesInclude(h.SyncStandbyNames, supervisor.AppName(m.DBID)) {
+			return true // sync is on; the vouch is one report away
+		}
+	}
+	return false
+}
 
 // retrying reports whether a local instance's last probe failed.
 func (e *executor) retrying() bool {

@@ -200,6 +200,9 @@ func (e *executor) manageSync(ctx context.Context, t *topology.Topology, p topol
 		return
 	}
 	if len(want) == 0 {
+		e.mu.Lock()
+		st.health = nil
+		e.mu.Unlock()
 		e.log.Info("synchronous replication off: mirror recorded down", "dbid", p.DBID, "content", p.Content)
 		return
 	}
@@ -211,8 +214,11 @@ func (e *executor) manageSync(ctx context.Context, t *topology.Topology, p topol
 	}
 	e.mu.Lock()
 	st.syncApp, st.syncFrom = want[0], after.CurrentLSN
+	// The last probe predates the switch: decide on a fresh one, now.
+	st.health = nil
 	e.mu.Unlock()
 	e.log.Info("synchronous replication on", "dbid", p.DBID, "content", p.Content, "mirror", want[0], "from_lsn", lsnString(after.CurrentLSN))
+	e.kick()
 }
 
 func caughtUp(h *supervisor.Health, app string) bool {

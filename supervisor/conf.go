@@ -32,6 +32,7 @@ max_replication_slots = 16
 hot_standby = on
 wal_log_hints = on			# pg_rewind needs it (data checksums alone would do too)
 wal_keep_size = ` + gucQuote(s.cfg.WalKeepSize) + `
+max_wal_size = '1GB'			# pg_rewind needs WAL back to the last checkpoint before a divergence: keep wal_keep_size well above this
 synchronous_commit = on
 logging_collector = on
 log_directory = 'log'

@@ -181,11 +181,19 @@ func (d *demo) readEnv(path string) bool {
 	return d.addr != "" && d.passfile != ""
 }
 
-// tail is the demo's last output lines and the agent log's, on one line.
+// tail is the demo's last output lines and each agent log's (the demo
+// keeps one per host, DIR/<host>/agent.log), on one line.
 func (d *demo) tail() string {
 	s := "demo output: " + lastLines(d.out.String(), 3)
+	logs, _ := filepath.Glob(filepath.Join(d.dir, "*", "agent.log"))
 	if b, err := os.ReadFile(filepath.Join(d.dir, "agent.log")); err == nil {
 		s += "; agent.log: " + lastLines(string(b), 3)
+	}
+	for _, l := range logs {
+		if b, err := os.ReadFile(l); err == nil {
+			rel, _ := filepath.Rel(d.dir, l)
+			s += "; " + rel + ": " + lastLines(string(b), 3)
+		}
 	}
 	return s
 }
@@ -215,16 +223,70 @@ func (d *demo) stop() error {
 }
 
 func (d *demo) gpagent(ctx context.Context, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	return d.gpagentWithin(ctx, 30*time.Second, args...)
+}
+
+// gpagentWithin runs a gpagent command against the demo, killed after
+// timeout; the error carries the end of its output.
+func (d *demo) gpagentWithin(ctx context.Context, timeout time.Duration, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, d.bin, args...)
 	cmd.Env = append(os.Environ(), "GPAGENT_ADDR="+d.addr)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("gpagent %s: %v: %s", strings.Join(args, " "), err, oneLine(strings.TrimSpace(stderr.String())))
+		msg := strings.TrimSpace(stderr.String())
+		if msg == "" {
+			msg = lastLines(stdout.String(), 3)
+		}
+		return stdout.String(), fmt.Errorf("gpagent %s: %v: %s", strings.Join(args, " "), err, oneLine(msg))
 	}
 	return stdout.String(), nil
+}
+
+// resolveGpagent is the gpagent binary of --gpagent / --build-gpagent;
+// cleanup removes what a build left.
+func resolveGpagent(ctx context.Context, flagValue string, build bool, log io.Writer) (bin string, cleanup func(), err error) {
+	cleanup = func() {}
+	if !build {
+		bin, err = findGpagent(flagValue)
+		return bin, cleanup, err
+	}
+	dir, err := os.MkdirTemp("", "gpbench-bin-")
+	if err != nil {
+		return "", cleanup, err
+	}
+	cleanup = func() { os.RemoveAll(dir) }
+	fmt.Fprintln(log, "gpbench: building gpagent")
+	if bin, err = buildGpagent(ctx, dir); err != nil {
+		cleanup()
+		return "", func() {}, err
+	}
+	return bin, cleanup, nil
+}
+
+// startDemoRetry starts a fresh demo. A demo that exits before its
+// cluster is up is tried again, twice: the ports it picked may have been
+// taken meanwhile by another program on this host. track sees every demo
+// started, up or not, so that it can be stopped and removed later.
+func startDemoRetry(ctx context.Context, bin string, timeout time.Duration, log io.Writer, track func(*demo), extra ...string) (*demo, error) {
+	begin := time.Now()
+	for attempt := 1; ; attempt++ {
+		fmt.Fprintln(log, strings.TrimSpace(fmt.Sprintf("gpbench: starting %s demo %s", bin, strings.Join(extra, " "))))
+		d, err := startDemo(ctx, bin, timeout, extra...)
+		if d != nil {
+			track(d)
+		}
+		if err == nil {
+			fmt.Fprintf(log, "gpbench: demo up in %s (%s, agent logs %s/<host>/agent.log)\n", time.Since(begin).Round(100*time.Millisecond), d.dir, d.dir)
+			return d, nil
+		}
+		if d == nil || ctx.Err() != nil || attempt == 3 || !d.exited() {
+			return d, err
+		}
+		fmt.Fprintf(log, "gpbench: %v; trying again\n", err)
+	}
 }
 
 func (d *demo) state(ctx context.Context) (*clusterState, error) {

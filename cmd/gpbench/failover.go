@@ -181,20 +181,11 @@ func runFailover(ctx context.Context, o failoverOptions, stdout, stderr io.Write
 		}
 		tgt = t
 	} else {
-		bin := o.gpagent
-		if o.buildGpagent {
-			dir, err := os.MkdirTemp("", "gpbench-bin-")
-			if err != nil {
-				return err
-			}
-			defer os.RemoveAll(dir)
-			fmt.Fprintln(stderr, "gpbench: building gpagent")
-			if bin, err = buildGpagent(ctx, dir); err != nil {
-				return err
-			}
-		} else if bin, err = findGpagent(bin); err != nil {
+		bin, cleanup, err := resolveGpagent(ctx, o.gpagent, o.buildGpagent, stderr)
+		if err != nil {
 			return err
 		}
+		defer cleanup()
 		tgt = &demoTarget{o: o, bin: bin, log: stderr}
 	}
 	defer func() {
@@ -381,32 +372,19 @@ func (t *demoTarget) setup(ctx context.Context, trial int) (*trialSetup, error) 
 // is tried again, twice: the ports it picked may have been taken
 // meanwhile by another program on this host.
 func (t *demoTarget) start(ctx context.Context) error {
-	begin := time.Now()
-	var d *demo
-	for attempt := 1; ; attempt++ {
-		fmt.Fprintf(t.log, "gpbench: starting %s demo\n", t.bin)
-		var err error
-		var extra []string
-		if t.o.fault == "host" {
-			// A killed host stays down: the demo must not restart its agent.
-			extra = append(extra, "--restart-agents=false")
-		}
-		d, err = startDemo(ctx, t.bin, t.o.startTimeout, extra...)
-		if d != nil {
-			t.all = append(t.all, d)
-			t.cur = d
-		}
-		if err == nil {
-			break
-		}
-		if d == nil || ctx.Err() != nil || attempt == 3 || !d.exited() {
-			t.keepDir(d)
-			return err
-		}
-		fmt.Fprintf(t.log, "gpbench: %v; trying again\n", err)
+	var extra []string
+	if t.o.fault == "host" {
+		// A killed host stays down: the demo must not restart its agent.
+		extra = append(extra, "--restart-agents=false")
 	}
-	fmt.Fprintf(t.log, "gpbench: demo up in %s (%s, agent log %s/agent.log)\n", time.Since(begin).Round(100*time.Millisecond), d.dir, d.dir)
-	return nil
+	d, err := startDemoRetry(ctx, t.bin, t.o.startTimeout, t.log, func(d *demo) {
+		t.all = append(t.all, d)
+		t.cur = d
+	}, extra...)
+	if err != nil {
+		t.keepDir(d)
+	}
+	return err
 }
 
 func (t *demoTarget) setupOn(ctx context.Context, st *clusterState, content int) (*trialSetup, error) {

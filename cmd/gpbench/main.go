@@ -24,6 +24,11 @@ commands:
   failover   inject a fault into the acting primary (kill -9 or a hang) trial
              after trial, while a client writes every 10 ms; report write
              unavailability, lost acknowledged writes and split-brain events
+  recover    time gpagent recoverseg on pgbench-loaded segments: incremental
+             (pg_rewind) after ~10 MB of changes, and a full copy against
+             cp -a
+  rebalance  write unavailability, lost writes and split brain during
+             gpagent recoverseg -r (switchover back to preferred roles)
 
 Run 'gpbench <command> -h' for flags.
 `
@@ -51,6 +56,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "failover":
 		err = cmdFailover(ctx, rest, stdout, stderr)
+	case "recover":
+		err = cmdRecover(ctx, rest, stdout, stderr)
+	case "rebalance":
+		err = cmdRebalance(ctx, rest, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "gpbench: unknown command %q\n%s", cmd, usage)
 		return 2

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -103,18 +106,49 @@ func TestUsage(t *testing.T) {
 	}
 }
 
+var (
+	gpagentOnce sync.Once
+	gpagentBin  string
+	gpagentErr  error
+	gpagentDir  string
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if gpagentDir != "" {
+		os.RemoveAll(gpagentDir)
+	}
+	os.Exit(code)
+}
+
+// testGpagent builds cmd/gpagent once for every smoke test (with -race
+// when the tests run with it).
+func testGpagent(t *testing.T) string {
+	t.Helper()
+	gpagentOnce.Do(func() {
+		if gpagentDir, gpagentErr = os.MkdirTemp("", "gpbench-test-bin-"); gpagentErr != nil {
+			return
+		}
+		gpagentBin = filepath.Join(gpagentDir, "gpagent")
+		args := []string{"build", "-o", gpagentBin}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		build := exec.Command("go", append(args, "../../cmd/gpagent")...)
+		if out, err := build.CombinedOutput(); err != nil {
+			gpagentErr = fmt.Errorf("build gpagent: %v\n%s", err, out)
+		}
+	})
+	if gpagentErr != nil {
+		t.Fatal(gpagentErr)
+	}
+	return gpagentBin
+}
+
 // TestFailoverSmoke runs two kill trials on a real demo cluster (the
 // instances run as the postgres OS user when the test runs as root).
 func TestFailoverSmoke(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "gpagent")
-	args := []string{"build", "-o", bin}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	build := exec.Command("go", append(args, "../../cmd/gpagent")...)
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build gpagent: %v\n%s", err, out)
-	}
+	bin := testGpagent(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	var out, errOut bytes.Buffer
