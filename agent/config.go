@@ -200,7 +200,7 @@ func (fc fileConfig) validate() (*Config, error) {
 		SuperPassword:       fc.Postgres.SuperPassword,
 		ReplUser:            orDefault(fc.Postgres.ReplicationUser, "replicator"),
 		ReplPassword:        fc.Postgres.ReplicationPassword,
-		WalKeepSize:         orDefault(fc.Postgres.WalKeepSize, "2GB"),
+		WalKeepSize:         orDefault(fc.Postgres.WalKeepSize, "1GB"),
 	}
 	if c.Name == "" {
 		host, err := os.Hostname()

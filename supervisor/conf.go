@@ -32,7 +32,6 @@ max_replication_slots = 16
 hot_standby = on
 wal_log_hints = on			# pg_rewind needs it (data checksums alone would do too)
 wal_keep_size = ` + gucQuote(s.cfg.WalKeepSize) + `
-max_wal_size = '1GB'			# pg_rewind needs WAL back to the last checkpoint before a divergence: keep wal_keep_size well above this
 synchronous_commit = on
 logging_collector = on
 log_directory = 'log'
@@ -63,6 +62,10 @@ type managedConf struct {
 	SyncStandbyNames string // the GUC value, already formatted
 	PrimaryConninfo  string // mirrors only; holds the replication password, hence mode 0600
 	PrimarySlotName  string
+	// WalKeepSize, when set, overrides postgresql.conf's for one step:
+	// pg_rewind's crash recovery of its target must recycle no WAL it
+	// still needs to read.
+	WalKeepSize string
 }
 
 var managedKeys = []string{"listen_addresses", "port", "synchronous_standby_names", "primary_conninfo", "primary_slot_name"}
@@ -79,6 +82,9 @@ func (c managedConf) render() []byte {
 	}
 	for _, k := range managedKeys {
 		fmt.Fprintf(&b, "%s = %s\n", k, vals[k])
+	}
+	if c.WalKeepSize != "" {
+		fmt.Fprintf(&b, "wal_keep_size = %s\n", gucQuote(c.WalKeepSize))
 	}
 	return b.Bytes()
 }
@@ -119,6 +125,8 @@ func parseManagedConf(data []byte) (managedConf, error) {
 			c.PrimaryConninfo = s
 		case "primary_slot_name":
 			c.PrimarySlotName = s
+		case "wal_keep_size":
+			c.WalKeepSize = s
 		default:
 			return c, fmt.Errorf("line %d: unexpected setting %q", n, k)
 		}

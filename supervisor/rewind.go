@@ -152,7 +152,24 @@ func (s *Supervisor) Rewind(ctx context.Context, clusterID string, inst Instance
 	}
 	saved := s.saveLogs(dd)
 
+	// pg_rewind first runs crash recovery on an unclean target, whose
+	// end-of-recovery checkpoint would recycle WAL older than
+	// wal_keep_size: WAL pg_rewind then needs, back to the last checkpoint
+	// before the divergence (after a bulk load that can be more than
+	// wal_keep_size). Keep it all for this one step.
+	holdWAL := func(size string) {
+		if c, err := s.readManagedConf(dd); err == nil {
+			c.WalKeepSize = size
+			if err := s.writeManagedConf(dd, c); err != nil {
+				s.log.Warn("cannot set wal_keep_size for pg_rewind's recovery", "dbid", inst.DBID, "err", err)
+			}
+		}
+	}
+	holdWAL("1TB")
 	res, err := s.pgRewind(ctx, dd, up, progress)
+	if err != nil && !res.modified {
+		holdWAL("")
+	}
 	if err != nil {
 		dropSlot()
 		reason, impossible := rewindFailure(res.lines, s.cfg.WalKeepSize)

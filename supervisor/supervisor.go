@@ -34,7 +34,7 @@ type Config struct {
 	ReplUser      string // replication role (LOGIN REPLICATION)
 	ReplPassword  string
 	ProbeTimeout  time.Duration // default 2s
-	WalKeepSize   string        // default "2GB": at least twice max_wal_size (1GB), so pg_rewind finds the WAL it needs
+	WalKeepSize   string        // default "1GB"
 	Logger        *slog.Logger  // nil discards
 }
 
@@ -105,7 +105,7 @@ func New(cfg Config) (*Supervisor, error) {
 		cfg.ProbeTimeout = 2 * time.Second
 	}
 	if cfg.WalKeepSize == "" {
-		cfg.WalKeepSize = "2GB"
+		cfg.WalKeepSize = "1GB"
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

@@ -145,9 +145,7 @@ postgres:
   superuser_password: %s
   replication_user: replicator
   replication_password: %s
-  # WAL kept for mirrors and pg_rewind: twice max_wal_size (1GB), so a
-  # failed primary can be rewound even right after a bulk load.
-  wal_keep_size: 2GB
+  wal_keep_size: 512MB
 `, name, name, addrs[i], filepath.Join(hdir, "agent"),
 			net.JoinHostPort(addrs[i], strconv.Itoa(ports[0])), net.JoinHostPort(addrs[i], strconv.Itoa(ports[1])),
 			net.JoinHostPort(addrs[i], strconv.Itoa(ports[2])), keyFile, start, autoRecoverWord(autoRecover), superPW, replPW)
