@@ -93,7 +93,7 @@ func TestAgents_TLSMeshAndForwarding(t *testing.T) {
 
 	t.Run("no client certificate: no reports", func(t *testing.T) {
 		anon := api.NewTLSClient(a.APIAddr(), &tls.Config{RootCAs: ca.Pool, MinVersion: tls.VersionTLS12})
-		err := anon.Report(context.Background(), api.Report{Agent: "x"})
+		_, err := anon.Report(context.Background(), api.Report{Agent: "x"})
 		if !errors.Is(err, api.ErrInvalid) {
 			t.Fatalf("report without a certificate: %v, want refused", err)
 		}

@@ -368,8 +368,14 @@ func (e *executor) report(ctx context.Context, reports []api.InstanceReport) {
 	}
 	rctx, cancel := context.WithTimeout(ctx, e.a.cfg.ProbeTimeout)
 	defer cancel()
-	if err := e.a.peerClient(addr).Report(rctx, api.Report{Agent: e.a.cfg.Name, Instances: reports}); err != nil {
+	ack, err := e.a.peerClient(addr).Report(rctx, api.Report{Agent: e.a.cfg.Name, Instances: reports})
+	if err != nil {
 		e.log.Debug("report to leader failed", "leader", addr, "err", err)
+		return
+	}
+	if e.a.node.Topology().ConfigVersion < ack.ConfigVersion {
+		// Behind the leader (just back from a cut): act on the current
+		// topology first; the next report renews the lease.
 		return
 	}
 	e.a.lease.renew(sent)

@@ -132,7 +132,7 @@ func (a *Agent) postReport(r *http.Request) (any, error) {
 		return nil, api.Errorf(api.CodeNotLeader, "agent %s is not the leader", a.cfg.Name)
 	}
 	a.lead.accept(rep.Agent, rep.Instances)
-	return struct{}{}, nil
+	return &api.ReportAck{ConfigVersion: a.node.Topology().ConfigVersion}, nil
 }
 
 // requireLeader refuses a change on an agent that does not lead. Forwarding

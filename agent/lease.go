@@ -5,15 +5,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gpagent/gpagent/supervisor"
 	"github.com/gpagent/gpagent/topology"
 )
 
-// fencedStandby is a synchronous standby name no standby ever has: a
-// primary waiting for it acknowledges no commit, whichever session asks,
-// including sessions opened before the fence. A graceful shutdown would
-// not do: sessions already connected would go on committing until it
-// completes.
-const fencedStandby = "gpagent_fenced"
+const fencedStandby = supervisor.FencedStandby
 
 // lease is this agent's right to keep primaries writable (safety rule 5).
 // It is renewed by every report the leader acknowledges (or by leading:
@@ -67,6 +63,13 @@ func (e *executor) checkLease(ctx context.Context, t *topology.Topology) {
 	if !e.a.lease.expired(e.a.cfg.Lease) {
 		if e.a.lease.setFenced(false) {
 			e.log.Warn("lease renewed: fence lifted")
+			for _, s := range t.OnHost(e.a.cfg.Name) {
+				if s.Role == topology.RolePrimary && s.Status == topology.StatusUp && e.a.sup.PID(localInstance(s)) != 0 {
+					if err := e.a.sup.Unfence(ctx, localInstance(s)); err != nil {
+						e.log.Warn("unfence failed", "dbid", s.DBID, "err", err)
+					}
+				}
+			}
 		}
 		return
 	}
@@ -82,14 +85,14 @@ func (e *executor) checkLease(ctx context.Context, t *topology.Topology) {
 			continue
 		}
 		inst := localInstance(s)
-		if err := e.a.sup.SetSyncStandby(ctx, inst, []string{fencedStandby}); err != nil {
+		if err := e.a.sup.Fence(ctx, inst); err != nil {
 			e.log.Error("fence failed; stopping the instance instead", "dbid", s.DBID, "err", err)
 			sctx, cancel := context.WithTimeout(ctx, time.Second)
 			_ = e.a.sup.Stop(sctx, inst)
 			cancel()
 			continue
 		}
-		e.log.Warn("primary fenced: commits wait for a standby that does not exist", "dbid", s.DBID, "content", s.Content)
+		e.log.Warn("primary fenced: commits wait for a standby that does not exist, new transactions are read-only", "dbid", s.DBID, "content", s.Content)
 	}
 }
 

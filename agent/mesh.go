@@ -85,10 +85,13 @@ func (a *Agent) runMesh(ctx context.Context) {
 	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	for {
+	for n := 0; ; n++ {
 		a.publishHealth()
 		if !a.node.HasState() && a.cfg.BootstrapExpect > 0 {
 			a.maybeBootstrap()
+		}
+		if n%3 == 0 {
+			a.rejoinDead(ctx)
 		}
 		select {
 		case <-ctx.Done():
@@ -196,4 +199,26 @@ func (a *Agent) knownHosts() []string {
 		}
 	}
 	return out
+}
+
+// rejoinDead contacts the members gossip holds dead: memberlist never
+// probes a dead member again, so after a partition heals each side would
+// keep the other dead until a restart (Serf runs the same reconnect loop).
+func (a *Agent) rejoinDead(ctx context.Context) {
+	var addrs []string
+	for _, m := range a.mesh.Members() {
+		if m.Status == membership.StatusDead && m.Addr != "" {
+			addrs = append(addrs, m.Addr)
+		}
+	}
+	if len(addrs) == 0 {
+		return
+	}
+	go func() {
+		jctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		if n, err := a.mesh.Join(jctx, addrs); err == nil && n > 0 {
+			a.log.Info("rejoined members held dead", "contacted", n)
+		}
+	}()
 }

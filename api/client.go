@@ -75,9 +75,11 @@ func (c *Client) AddMirrors(ctx context.Context, plan MirrorPlan) (*State, error
 	return &s, c.do(ctx, http.MethodPost, "/v1/addmirrors", plan, &s)
 }
 
-// Report sends an agent's view of its instances to the leader.
-func (c *Client) Report(ctx context.Context, r Report) error {
-	return c.do(ctx, http.MethodPost, "/v1/report", r, nil)
+// Report sends an agent's view of its instances to the leader, which
+// answers with the config version it has committed.
+func (c *Client) Report(ctx context.Context, r Report) (*ReportAck, error) {
+	var ack ReportAck
+	return &ack, c.do(ctx, http.MethodPost, "/v1/report", r, &ack)
 }
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {

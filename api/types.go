@@ -109,6 +109,14 @@ type Report struct {
 	Instances []InstanceReport `json:"instances"`
 }
 
+// ReportAck is the leader's answer to a report: the config version it has
+// committed. The reporting agent renews its lease only once it has
+// applied that version itself, so it never lifts a fence while acting on
+// a topology older than the leader's.
+type ReportAck struct {
+	ConfigVersion uint64 `json:"config_version"`
+}
+
 // InitRequest is the body of POST /v1/init.
 type InitRequest struct {
 	Spec      topology.Spec `json:"spec"`

@@ -39,7 +39,6 @@ const (
 	netnsPrimaryBase   = 6000
 	netnsMirrorBase    = 7000
 	netnsSuperUser     = "gpadmin"
-	netnsHostsPerTest  = 3
 	netnsSubnetOctet0  = "10.213"
 	netnsBridgeOctet   = 254
 	netnsAgentStopWait = 60 * time.Second
@@ -487,12 +486,37 @@ func killProcessesUnder(dir string) int {
 	return killed
 }
 
-// agentLogs is the last n lines of every host's agent.log.
+// agentLogNoise matches the lines a cut makes every agent repeat several
+// times a second (failed sends, elections that cannot win): left out of
+// the log ends a failure prints, not out of the files.
+var agentLogNoise = []string{
+	"Failed to send gossip", "Failed to send UDP", "Failed to send indirect", "Failed to send TCP",
+	"failed to appendEntries", "failed to heartbeat", "failed to make requestVote",
+	"pre-vote campaign failed", "Election timeout reached", "entering candidate state", "failed to contact",
+	"Suspect ", "failed to pipeline",
+}
+
+// agentLogs is the last n lines of every host's agent.log, without the
+// repeated noise of a cut.
 func (c *netnsCluster) agentLogs(n int) string {
 	var out []string
 	for _, h := range c.hosts {
 		b, _ := os.ReadFile(filepath.Join(h.dir, "agent.log"))
-		out = append(out, "--- "+h.name+" ("+h.ns+", "+h.addr+"):", lastLines(string(b), n))
+		var keep []string
+		for _, line := range strings.Split(string(b), "\n") {
+			noise := false
+			for _, s := range agentLogNoise {
+				if strings.Contains(line, s) {
+					noise = true
+					break
+				}
+			}
+			if !noise {
+				keep = append(keep, line)
+			}
+		}
+		out = append(out, "--- "+h.name+" ("+h.ns+", "+h.addr+"), "+filepath.Join(h.dir, "agent.log")+":",
+			lastLines(strings.Join(keep, "\n"), n))
 	}
 	return strings.Join(out, "\n")
 }

@@ -62,6 +62,9 @@ type managedConf struct {
 	SyncStandbyNames string // the GUC value, already formatted
 	PrimaryConninfo  string // mirrors only; holds the replication password, hence mode 0600
 	PrimarySlotName  string
+	// ReadOnly makes new transactions read-only (a fenced primary): libpq
+	// with target_session_attrs=read-write then passes it by.
+	ReadOnly bool
 	// WalKeepSize, when set, overrides postgresql.conf's for one step:
 	// pg_rewind's crash recovery of its target must recycle no WAL it
 	// still needs to read.
@@ -86,6 +89,9 @@ func (c managedConf) render() []byte {
 	if c.WalKeepSize != "" {
 		fmt.Fprintf(&b, "wal_keep_size = %s\n", gucQuote(c.WalKeepSize))
 	}
+	if c.ReadOnly {
+		b.WriteString("default_transaction_read_only = on\n")
+	}
 	return b.Bytes()
 }
 
@@ -104,6 +110,10 @@ func parseManagedConf(data []byte) (managedConf, error) {
 			return c, fmt.Errorf("line %d: no '='", n)
 		}
 		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		if k == "default_transaction_read_only" {
+			c.ReadOnly = v == "on"
+			continue
+		}
 		if k == "port" {
 			p, err := strconv.Atoi(v)
 			if err != nil {
