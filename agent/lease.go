@@ -62,14 +62,9 @@ func (l *lease) isFenced() bool {
 func (e *executor) checkLease(ctx context.Context, t *topology.Topology) {
 	if !e.a.lease.expired(e.a.cfg.Lease) {
 		if e.a.lease.setFenced(false) {
+			// manageSync lifts the fence from each primary the topology
+			// still names; a demoted one is stopped instead.
 			e.log.Warn("lease renewed: fence lifted")
-			for _, s := range t.OnHost(e.a.cfg.Name) {
-				if s.Role == topology.RolePrimary && s.Status == topology.StatusUp && e.a.sup.PID(localInstance(s)) != 0 {
-					if err := e.a.sup.Unfence(ctx, localInstance(s)); err != nil {
-						e.log.Warn("unfence failed", "dbid", s.DBID, "err", err)
-					}
-				}
-			}
 		}
 		return
 	}

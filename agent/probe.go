@@ -179,6 +179,13 @@ func (e *executor) manageSync(ctx context.Context, t *topology.Topology, p topol
 	if h == nil || h.InRecovery {
 		return
 	}
+	// A primary the topology still names, on a host whose lease is
+	// valid: whatever fence an earlier cut left on it goes (a no-op that
+	// reads one small file when there is none).
+	if err := e.a.sup.Unfence(ctx, localInstance(p)); err != nil {
+		e.log.Warn("unfence failed", "dbid", p.DBID, "err", err)
+		return
+	}
 	m, hasMirror := t.Mirror(p.Content)
 	var want []string
 	switch {
