@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -82,7 +83,29 @@ func (c *Client) Report(ctx context.Context, r Report) (*ReportAck, error) {
 	return &ack, c.do(ctx, http.MethodPost, "/v1/report", r, &ack)
 }
 
+// notLeaderPatience is how long a call waits out an election (a
+// not_leader answer) before giving up: long enough for a new leader to
+// be elected after the old one's host is lost.
+const notLeaderPatience = 15 * time.Second
+
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	deadline := time.Now().Add(notLeaderPatience)
+	for {
+		err := c.once(ctx, method, path, in, out)
+		if !errors.Is(err, ErrNotLeader) || time.Now().After(deadline) {
+			return err
+		}
+		// Every request is safe to repeat: changes carry the config
+		// version they were planned from, and re-runs attach.
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func (c *Client) once(ctx context.Context, method, path string, in, out any) error {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
