@@ -214,7 +214,48 @@ func (s *Supervisor) Rewind(ctx context.Context, clusterID string, inst Instance
 		}
 		return fmt.Errorf("rewind %s: rewound but not started: %w", inst, err)
 	}
+	if err := s.awaitStream(ctx, clusterID, inst, up); err != nil {
+		return fmt.Errorf("rewind %s: %w", inst, err)
+	}
 	s.log.Info("rewound instance started as a standby", "dbid", inst.DBID, "upstream", fmt.Sprintf("%s:%d", up.Address, up.Port), "took", time.Since(start))
+	return nil
+}
+
+// walGone is what a standby's log says when its upstream no longer has
+// the WAL it must replay from.
+var walGone = regexp.MustCompile(`requested WAL segment (\S+) has already been removed`)
+
+// awaitStream watches a rewound standby start. After pg_rewind it must
+// replay from the last checkpoint before the divergence; if the upstream
+// has recycled that WAL (wal_keep_size smaller than what was written
+// since), it would wait for it forever. That is reported, the instance
+// stopped and left for a full recovery, rather than a recovery that
+// never ends.
+func (s *Supervisor) awaitStream(ctx context.Context, clusterID string, inst Instance, up Upstream) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if l := newestLog(inst.DataDir); l != "" {
+			if m := walGone.FindStringSubmatch(tail(l, 0, 20)); m != nil {
+				sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+				_ = s.stopLocked(sctx, inst)
+				cancel()
+				// Marked unfinished: refused by the next Rewind, cleared
+				// and rebuilt by CreateMirror.
+				_ = s.writeMarker(inst.DataDir+intentSuffix, clusterID, inst)
+				_ = os.Remove(filepath.Join(inst.DataDir, markerFile))
+				return fmt.Errorf("%w: the acting primary %s:%d no longer has WAL segment %s, which the rewound instance must replay (wal_keep_size %s was smaller than the WAL written since the divergence); recover it with a full copy (recoverseg -F)",
+					ErrRewindImpossible, up.Address, up.Port, m[1], s.cfg.WalKeepSize)
+			}
+		}
+		if h, err := s.Probe(ctx, inst); err == nil && h.Receiver != nil && h.Receiver.Status == "streaming" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 	return nil
 }
 
