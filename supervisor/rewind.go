@@ -208,7 +208,32 @@ func (s *Supervisor) Rewind(ctx context.Context, clusterID string, inst Instance
 	if err := s.finishCreate(clusterID, inst); err != nil {
 		return fmt.Errorf("rewind %s: %w", inst, err)
 	}
-	if err := s.startLocked(ctx, inst); err != nil {
+	// A standby missing the WAL it must replay never becomes ready: watch
+	// its log while it starts, and give up on the start if it says so.
+	startCtx, cancelStart := context.WithCancel(ctx)
+	gone := make(chan string, 1)
+	go func() {
+		for {
+			if seg := walGoneIn(dd); seg != "" {
+				gone <- seg
+				cancelStart()
+				return
+			}
+			select {
+			case <-startCtx.Done():
+				return
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+	}()
+	err = s.startLocked(startCtx, inst)
+	cancelStart()
+	select {
+	case seg := <-gone:
+		return fmt.Errorf("rewind %s: %w", inst, s.walGoneFailure(ctx, clusterID, inst, up, seg))
+	default:
+	}
+	if err != nil {
 		if l := newestLog(dd); l != "" {
 			err = fmt.Errorf("%w (server log %s: %s)", err, l, tail(l, 0, 3))
 		}
@@ -234,18 +259,8 @@ var walGone = regexp.MustCompile(`requested WAL segment (\S+) has already been r
 func (s *Supervisor) awaitStream(ctx context.Context, clusterID string, inst Instance, up Upstream) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		if l := newestLog(inst.DataDir); l != "" {
-			if m := walGone.FindStringSubmatch(tail(l, 0, 20)); m != nil {
-				sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-				_ = s.stopLocked(sctx, inst)
-				cancel()
-				// Marked unfinished: refused by the next Rewind, cleared
-				// and rebuilt by CreateMirror.
-				_ = s.writeMarker(inst.DataDir+intentSuffix, clusterID, inst)
-				_ = os.Remove(filepath.Join(inst.DataDir, markerFile))
-				return fmt.Errorf("%w: the acting primary %s:%d no longer has WAL segment %s, which the rewound instance must replay (wal_keep_size %s was smaller than the WAL written since the divergence); recover it with a full copy (recoverseg -F)",
-					ErrRewindImpossible, up.Address, up.Port, m[1], s.cfg.WalKeepSize)
-			}
+		if seg := walGoneIn(inst.DataDir); seg != "" {
+			return s.walGoneFailure(ctx, clusterID, inst, up, seg)
 		}
 		if h, err := s.Probe(ctx, inst); err == nil && h.Receiver != nil && h.Receiver.Status == "streaming" {
 			return nil
@@ -257,6 +272,30 @@ func (s *Supervisor) awaitStream(ctx context.Context, clusterID string, inst Ins
 		}
 	}
 	return nil
+}
+
+// walGoneIn returns the WAL segment a standby's newest log says its
+// upstream no longer has, or "".
+func walGoneIn(dataDir string) string {
+	if l := newestLog(dataDir); l != "" {
+		if m := walGone.FindStringSubmatch(tail(l, 0, 20)); m != nil {
+			return m[1]
+		}
+	}
+	return ""
+}
+
+// walGoneFailure stops a rewound standby that cannot get the WAL it must
+// replay, marks its data dir unfinished (the next Rewind refuses it,
+// CreateMirror clears and rebuilds it) and says why.
+func (s *Supervisor) walGoneFailure(ctx context.Context, clusterID string, inst Instance, up Upstream, seg string) error {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	_ = s.stopLocked(sctx, inst)
+	cancel()
+	_ = s.writeMarker(inst.DataDir+intentSuffix, clusterID, inst)
+	_ = os.Remove(filepath.Join(inst.DataDir, markerFile))
+	return fmt.Errorf("%w: the acting primary %s:%d no longer has WAL segment %s, which the rewound instance must replay (wal_keep_size %s was smaller than the WAL written since the divergence); recover it with a full copy (recoverseg -F)",
+		ErrRewindImpossible, up.Address, up.Port, seg, s.cfg.WalKeepSize)
 }
 
 // checkRewindable refuses, with ErrRewindImpossible, a data directory
