@@ -21,7 +21,7 @@ const (
 	DefaultHeartbeatTimeout   = 1000 * time.Millisecond
 	DefaultElectionTimeout    = 1000 * time.Millisecond
 	DefaultLeaderLeaseTimeout = 500 * time.Millisecond
-	DefaultCommitTimeout      = 20 * time.Millisecond
+	DefaultCommitTimeout      = 100 * time.Millisecond
 )
 
 const (

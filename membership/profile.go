@@ -38,7 +38,7 @@ const (
 	// DefaultGossipInterval: queued broadcasts (memberlist's own and health
 	// reports) go to DefaultGossipNodes random members this often, besides
 	// riding on probes.
-	DefaultGossipInterval = 100 * time.Millisecond
+	DefaultGossipInterval = 200 * time.Millisecond
 	DefaultGossipNodes    = 3
 	// DefaultTCPTimeout bounds a join's or a push-pull's dial and each of
 	// its reads and writes: a join to a peer that never answers gives up

@@ -60,11 +60,18 @@ func closeConn(c *pgx.Conn) {
 func (s *Supervisor) Probe(ctx context.Context, inst Instance) (Health, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ProbeTimeout)
 	defer cancel()
-	conn, err := s.connect(ctx, inst.Address, inst.Port)
+	conn, err := s.probeConn(ctx, inst)
 	if err != nil {
 		return Health{}, fmt.Errorf("probe %s: %w", inst, err)
 	}
-	defer closeConn(conn)
+	ok := false
+	defer func() {
+		if ok {
+			s.probes.put(inst.DBID, conn)
+		} else {
+			closeConn(conn)
+		}
+	}()
 
 	// One round trip for the three queries.
 	b := &pgx.Batch{}
@@ -132,6 +139,7 @@ func (s *Supervisor) Probe(ctx context.Context, inst Instance) (Health, error) {
 	if err := rows.Err(); err != nil {
 		return Health{}, fmt.Errorf("probe %s: pg_stat_wal_receiver: %w", inst, err)
 	}
+	ok = true
 	return h, nil
 }
 

@@ -78,6 +78,8 @@ type Supervisor struct {
 	closed chan struct{}
 	once   sync.Once
 
+	probes probeConns
+
 	mu    sync.Mutex
 	procs map[int]*proc         // tracked postmasters by dbid
 	locks map[int]chan struct{} // per-dbid operation locks
