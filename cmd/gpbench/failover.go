@@ -78,7 +78,7 @@ type failoverOptions struct {
 	recoverTimeout time.Duration
 }
 
-var demoFaults = []string{"kill", "hang", "host"}
+var demoFaults = []string{"kill", "hang", "host", "mirror"}
 
 func cmdFailover(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("failover", flag.ContinueOnError)
@@ -89,7 +89,7 @@ func cmdFailover(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	var o failoverOptions
 	fs.IntVar(&o.trials, "trials", 10, "number of trials")
-	fs.StringVar(&o.fault, "fault", "kill", "kill (SIGKILL of the primary's postmaster), hang (SIGSTOP of all its processes) or host (its host's agent and every postmaster there killed) (with --dsn: only the label of the output)")
+	fs.StringVar(&o.fault, "fault", "kill", "kill (SIGKILL of the primary's postmaster), hang (SIGSTOP of all its processes) host (its host's agent and every postmaster there killed) or mirror (SIGKILL of the mirror's postmaster: how long the primary's commits wait) (with --dsn: only the label of the output)")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "how long writes may stay unavailable before the trial counts as failed")
 	fs.DurationVar(&o.duration, "duration", 0, "hard limit of one trial's workload (default --timeout + --warmup + 2×--tail + 5s)")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "workload before the fault")
@@ -163,6 +163,9 @@ type trialSetup struct {
 	inject    func() error
 	resume    func() error // nil: nothing to undo
 	keep      func()       // keep the evidence of an anomaly
+	// anySession: writes count as back on the session open at the fault
+	// too (a mirror's loss leaves the primary and its sessions in place).
+	anySession bool
 }
 
 // target is a cluster to run trials on.
@@ -282,7 +285,7 @@ func runTrial(ctx context.Context, o failoverOptions, ts *trialSetup, ids *atomi
 	defer resume()
 
 	actx, cancel = context.WithDeadline(wctx, t0.Add(o.timeout))
-	end, ok := w.waitAckAfter(actx, t0, false)
+	end, ok := w.waitAckAfter(actx, t0, ts.anySession)
 	cancel()
 	switch {
 	case ok:
@@ -417,6 +420,15 @@ func (t *demoTarget) setupOn(ctx context.Context, st *clusterState, content int)
 	switch t.o.fault {
 	case "kill":
 		ts.inject = func() error { return syscall.Kill(pid, syscall.SIGKILL) }
+	case "mirror":
+		_, m, _, _ := st.pair(content)
+		mpid, err := postmasterPID(m.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		ts.name += " mirror"
+		ts.anySession = true
+		ts.inject = func() error { return syscall.Kill(mpid, syscall.SIGKILL) }
 	case "host":
 		victims, err := hostProcesses(d, st, p.Hostname)
 		if err != nil {
