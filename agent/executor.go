@@ -25,6 +25,27 @@ type executor struct {
 	local map[int]*instanceState
 	// last holds the reports of the latest round, for gossip.
 	last []api.InstanceReport
+	// leaderVersion is the config version the leader had committed when
+	// it last acknowledged a report (or this agent's own, after its
+	// barrier as leader): the executor acts only on a topology at least
+	// that recent.
+	leaderVersion uint64
+	caughtUp      bool
+}
+
+// markCaughtUp records the leader's committed version.
+func (e *executor) markCaughtUp(v uint64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.leaderVersion, e.caughtUp = max(e.leaderVersion, v), true
+}
+
+// caughtUpWith reports whether t is at least the leader's last known
+// committed version.
+func (e *executor) caughtUpWith(t *topology.Topology) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.caughtUp && t.ConfigVersion >= e.leaderVersion
 }
 
 func (e *executor) lastReports() []api.InstanceReport {
@@ -163,11 +184,19 @@ func (e *executor) round(ctx context.Context) {
 	if len(mine) == 0 {
 		return
 	}
+	// Nothing is done before this agent is known to have applied the
+	// leader's topology: after a restart, Raft replays the log from the
+	// last snapshot only once it hears from a leader, and until then the
+	// local topology is an old one (one in which a mirror promoted since
+	// was still primary, say). Probes and reports go on meanwhile.
+	acting := e.caughtUpWith(t)
 	// Act on a new topology at once, on what the last probes saw: a
 	// promotion must not wait for this round's probes, one of which may
 	// be hanging on the very primary that was lost.
-	for _, s := range mine {
-		e.ensure(ctx, t, s)
+	if acting {
+		for _, s := range mine {
+			e.ensure(ctx, t, s)
+		}
 	}
 	// Probes run in parallel: a hung instance costs one probe_timeout
 	// per round, not one per instance.
@@ -182,6 +211,9 @@ func (e *executor) round(ctx context.Context) {
 	e.mu.Unlock()
 	e.report(ctx, reports)
 	e.checkLease(ctx, t)
+	if !acting {
+		return
+	}
 	for _, s := range mine {
 		e.ensure(ctx, t, s)
 	}
@@ -373,6 +405,7 @@ func (e *executor) report(ctx context.Context, reports []api.InstanceReport) {
 		e.log.Debug("report to leader failed", "leader", addr, "err", err)
 		return
 	}
+	e.markCaughtUp(ack.ConfigVersion)
 	if e.a.node.Topology().ConfigVersion < ack.ConfigVersion {
 		// Behind the leader (just back from a cut): act on the current
 		// topology first; the next report renews the lease.

@@ -133,6 +133,9 @@ func (l *leader) lead(ctx context.Context) {
 		l.log.Warn("barrier failed", "err", err)
 		return
 	}
+	// Every committed entry is applied here now: this agent's own
+	// executor may act on its topology.
+	l.a.exec.markCaughtUp(l.a.node.Topology().ConfigVersion)
 	tick := time.NewTicker(l.a.cfg.ProbeInterval)
 	defer tick.Stop()
 	voters := time.NewTicker(2 * time.Second)

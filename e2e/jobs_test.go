@@ -46,10 +46,15 @@ func TestJobs_SurviveLeaderLoss(t *testing.T) {
 		t.Logf("killed the leader %s's agent while %s", leader, what)
 	}
 
+	// The commands run in the background are bounded: a job that never
+	// ends must fail the test, not hang it.
+	bg, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
 	t.Run("recovery", func(t *testing.T) {
 		killPostmaster(t, p0)
 		waitFailedOver(t, d, p0, m0)
-		cmd := exec.Command(binary, "recoverseg", "-F", "-a")
+		cmd := exec.CommandContext(bg, binary, "recoverseg", "-F", "-a")
 		cmd.Env = append(cmd.Environ(), "GPAGENT_ADDR="+d.apiOf(t, d.hostNames()[1]))
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -65,7 +70,7 @@ func TestJobs_SurviveLeaderLoss(t *testing.T) {
 	})
 
 	t.Run("rebalance", func(t *testing.T) {
-		cmd := exec.Command(binary, "recoverseg", "-r", "-a")
+		cmd := exec.CommandContext(bg, binary, "recoverseg", "-r", "-a")
 		cmd.Env = append(cmd.Environ(), "GPAGENT_ADDR="+d.apiOf(t, d.hostNames()[1]))
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
