@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -37,7 +38,12 @@ postgres: {superuser_password: a, replication_password: b}
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	w := &testWriter{t: t}
+	// Registered before the agent's own cleanup, so it runs after it:
+	// gossip goroutines that log a moment after shutdown are then dropped
+	// instead of logging into a finished test.
+	t.Cleanup(w.close)
+	log := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	a, err := New(cfg, log)
 	if err != nil {
 		t.Fatal(err)
@@ -54,9 +60,26 @@ postgres: {superuser_password: a, replication_password: b}
 	return a
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct {
+	mu   sync.Mutex
+	t    *testing.T
+	done bool
+}
 
-func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(string(p))
+	}
+	return len(p), nil
+}
+
+func (w *testWriter) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.done = true
+}
 
 // TestAgents_TLSMeshAndForwarding: two agents over mutual TLS form one
 // Raft cluster through gossip; any agent answers for the leader; only
