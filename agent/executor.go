@@ -228,6 +228,7 @@ func (e *executor) ensure(ctx context.Context, t *topology.Topology, s topology.
 	st := e.state(s.DBID)
 	e.mu.Lock()
 	busy, h, retryAt := st.busy, st.health, st.retryAt
+	hung := st.probeFails >= e.a.cfg.ProbeRetries
 	e.mu.Unlock()
 	if busy || time.Now().Before(retryAt) {
 		return
@@ -260,7 +261,7 @@ func (e *executor) ensure(ctx context.Context, t *topology.Topology, s topology.
 		// The leader promoted this mirror.
 		phase = "promoting"
 		step = func(ctx context.Context) error { return e.a.sup.Promote(ctx, inst) }
-	case s.Role == topology.RolePrimary && s.Status == topology.StatusDown && !t.IsPending(s.DBID) && (!running || h == nil):
+	case s.Role == topology.RolePrimary && s.Status == topology.StatusDown && !t.IsPending(s.DBID) && (!running || hung):
 		// Double fault: this primary holds the only complete copy of its
 		// content, so it comes back in place; a hung one is stopped first.
 		phase = "restarting in place"

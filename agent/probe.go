@@ -33,10 +33,16 @@ func (e *executor) probe(ctx context.Context, t *topology.Topology, s topology.S
 		}
 	}
 	r.PID = pid
+	// One snapshot of the step's state: a switchover's stop and its
+	// checkpoint position must be seen together, or a clean stop could
+	// be reported as a crash.
 	e.mu.Lock()
 	r.Phase, r.Error, r.Progress = st.phase, st.lastErr, st.progress
-	busy := st.busy
+	busy, stoppedLSN := st.busy, st.stoppedLSN
 	e.mu.Unlock()
+	if isSwitchoverSource(t, s) {
+		r.StoppedLSN = stoppedLSN
+	}
 	if busy && (r.Phase == "creating" || r.Phase == "building") {
 		// An instance being created is not up for anyone until its
 		// creation step has finished (its roles and config are complete).
@@ -50,9 +56,7 @@ func (e *executor) probe(ctx context.Context, t *topology.Topology, s topology.S
 		}
 		e.mu.Unlock()
 	}
-	if isSwitchoverSource(t, s) {
-		r.StoppedLSN = e.stoppedLSN(st)
-	} else {
+	if !isSwitchoverSource(t, s) {
 		e.mu.Lock()
 		st.stoppedLSN = 0
 		e.mu.Unlock()
@@ -62,8 +66,12 @@ func (e *executor) probe(ctx context.Context, t *topology.Topology, s topology.S
 			r.Phase = "stopped"
 		}
 		// Not running and nothing of ours is starting it: down for sure,
-		// no probe needed.
+		// no probe needed. A switchover's source is down on purpose: only
+		// a failed clean stop (a crash, say) makes it failed.
 		r.Failed = !busy
+		if isSwitchoverSource(t, s) {
+			r.Failed = !busy && r.Phase == "failed"
+		}
 		e.setHealth(st, nil)
 		return r
 	}
