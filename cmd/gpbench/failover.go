@@ -392,19 +392,9 @@ func (t *demoTarget) start(ctx context.Context) error {
 
 func (t *demoTarget) setupOn(ctx context.Context, st *clusterState, content int) (*trialSetup, error) {
 	p, _, _, _ := st.pair(content)
-	cs, err := t.cur.connstr(ctx, content)
+	cfg, insts, err := contentTarget(ctx, t.cur, st, content)
 	if err != nil {
 		return nil, err
-	}
-	cfg, err := pgx.ParseConfig(cs)
-	if err != nil {
-		return nil, fmt.Errorf("gpagent connstr: %w", err)
-	}
-	var insts []instance
-	for _, x := range st.Segments {
-		if x.Content == content {
-			insts = append(insts, instance{host: x.Address, port: uint16(x.Port)})
-		}
 	}
 	pid, err := postmasterPID(p.DataDir)
 	if err != nil {
@@ -595,4 +585,25 @@ func hostProcesses(d *demo, st *clusterState, host string) ([]int, error) {
 		}
 	}
 	return pids, nil
+}
+
+// contentTarget is what a workload and its split-brain watcher need for
+// one content: the parsed multi-host connection string gpagent connstr
+// prints, and every instance of the content to poll directly.
+func contentTarget(ctx context.Context, d *demo, st *clusterState, content int) (*pgx.ConnConfig, []instance, error) {
+	cs, err := d.connstr(ctx, content)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg, err := pgx.ParseConfig(cs)
+	if err != nil {
+		return nil, nil, fmt.Errorf("gpagent connstr: %w", err)
+	}
+	var insts []instance
+	for _, x := range st.Segments {
+		if x.Content == content {
+			insts = append(insts, instance{host: x.Address, port: uint16(x.Port)})
+		}
+	}
+	return cfg, insts, nil
 }

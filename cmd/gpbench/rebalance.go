@@ -354,19 +354,9 @@ func rebalanceOnce(ctx context.Context, o rebalanceOptions, d *demo, ids *atomic
 	}
 	var lanes []*lane
 	for _, c := range rebalanceContents {
-		cs, err := d.connstr(ctx, c)
+		cfg, insts, err := contentTarget(ctx, d, st, c)
 		if err != nil {
 			return res, err
-		}
-		cfg, err := pgx.ParseConfig(cs)
-		if err != nil {
-			return res, fmt.Errorf("gpagent connstr: %w", err)
-		}
-		var insts []instance
-		for _, x := range st.Segments {
-			if x.Content == c {
-				insts = append(insts, instance{host: x.Address, port: uint16(x.Port)})
-			}
 		}
 		pctx, cancel := context.WithTimeout(ctx, o.timeout)
 		err = prepareTable(pctx, cfg, ids)
