@@ -39,6 +39,7 @@ func TestDemo_AddMirrorsAndAgentRestart(t *testing.T) {
 	checkMirrored(t, s)
 
 	t.Run("rows reach the mirrors", func(t *testing.T) {
+		d := d.in(t)
 		cfg := d.config()
 		for _, c := range []int{0, 1} {
 			p, m := pair(t, s, c)
@@ -54,6 +55,7 @@ func TestDemo_AddMirrorsAndAgentRestart(t *testing.T) {
 	})
 
 	t.Run("kill -9 of the agent leaves postgres running", func(t *testing.T) {
+		d := d.in(t)
 		pids := map[int]int{}
 		for _, seg := range s.Segments {
 			pids[seg.DBID] = postmasterPID(seg.DataDir)
@@ -102,6 +104,7 @@ func TestDemo_AddMirrorsAndAgentRestart(t *testing.T) {
 	})
 
 	t.Run("history records init and addmirrors", func(t *testing.T) {
+		d := d.in(t)
 		out := d.mustGpagent("history", "--json")
 		var h api.History
 		if err := jsonUnmarshal(out, &h); err != nil {

@@ -23,6 +23,7 @@ func TestFailover_EachPrimaryInTurn(t *testing.T) {
 	p0, m0 := pair(t, s, 0)
 
 	t.Run("paused: no promotion until resume", func(t *testing.T) {
+		d := d.in(t)
 		d.mustGpagent("pause")
 		killPostmaster(t, p0)
 		// The agent has seen the failure and the leader has had several
@@ -50,12 +51,14 @@ func TestFailover_EachPrimaryInTurn(t *testing.T) {
 	})
 
 	t.Run("content 1", func(t *testing.T) {
+		d := d.in(t)
 		p1, m1 := pair(t, s, 1)
 		killPostmaster(t, p1)
 		waitFailedOver(t, d, p1, m1)
 	})
 
 	t.Run("a restarted agent does not start a demoted primary", func(t *testing.T) {
+		d := d.in(t)
 		old := d.agentPID()
 		if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
@@ -107,6 +110,7 @@ func TestFailover_MirrorLossStallAndDoubleFault(t *testing.T) {
 	_, m1 := pair(t, s, 1)
 
 	t.Run("kill -9 of a mirror: writes go on, pair not in sync", func(t *testing.T) {
+		d := d.in(t)
 		t0 := time.Now()
 		killPostmaster(t, m0)
 		waitSegment(t, d, m0.DBID, "mirror recorded down, not in sync", func(x topology.Segment) bool {
@@ -119,6 +123,7 @@ func TestFailover_MirrorLossStallAndDoubleFault(t *testing.T) {
 	})
 
 	t.Run("stalled replication: detected, writes resume", func(t *testing.T) {
+		d := d.in(t)
 		recv := walReceiverPID(postmasterPID(m1.DataDir))
 		if recv == 0 {
 			t.Fatalf("no walreceiver found under the mirror's postmaster")
@@ -139,6 +144,7 @@ func TestFailover_MirrorLossStallAndDoubleFault(t *testing.T) {
 	})
 
 	t.Run("primary lost with no in-sync mirror: no promotion", func(t *testing.T) {
+		d := d.in(t)
 		t0 := time.Now()
 		killPostmaster(t, p0)
 		waitUntil(t, 30*time.Second, "history records the double fault of content 0", func() (bool, string) {
@@ -229,6 +235,7 @@ func TestSwitchover_Lossless(t *testing.T) {
 	}
 
 	t.Run("initstandby, then kill -9 of the coordinator", func(t *testing.T) {
+		d := d.in(t)
 		coord, _ := d.state().Segment(1)
 		// The demo keeps the port after the instances' free for this.
 		d.mustGpagent("initstandby", "-P", fmt.Sprint(coord.Port+5), "-a")

@@ -159,6 +159,14 @@ func (d *demo) gpagent(args ...string) (string, error) {
 	return stdout.String(), nil
 }
 
+// in is d reporting to t: a subtest must fail itself, not its parent
+// (a parent's FailNow from a subtest hides the message behind a Goexit).
+func (d *demo) in(t testing.TB) *demo {
+	c := *d
+	c.t = t
+	return &c
+}
+
 // mustGpagent is gpagent that fails the test on error.
 func (d *demo) mustGpagent(args ...string) string {
 	d.t.Helper()

@@ -52,6 +52,7 @@ func TestJobs_SurviveLeaderLoss(t *testing.T) {
 	defer cancel()
 
 	t.Run("recovery", func(t *testing.T) {
+		d := d.in(t)
 		killPostmaster(t, p0)
 		waitFailedOver(t, d, p0, m0)
 		cmd := exec.CommandContext(bg, binary, "recoverseg", "-F", "-a")
@@ -70,6 +71,7 @@ func TestJobs_SurviveLeaderLoss(t *testing.T) {
 	})
 
 	t.Run("rebalance", func(t *testing.T) {
+		d := d.in(t)
 		cmd := exec.CommandContext(bg, binary, "recoverseg", "-r", "-a")
 		cmd.Env = append(cmd.Environ(), "GPAGENT_ADDR="+d.apiOf(t, d.hostNames()[1]))
 		if err := cmd.Start(); err != nil {

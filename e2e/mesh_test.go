@@ -113,6 +113,7 @@ func TestMesh_HostLoss(t *testing.T) {
 	}
 
 	t.Run("the host comes back: old primary stays down, then recoverseg", func(t *testing.T) {
+		d := d.in(t)
 		d.startAgent(t, host)
 		waitUntil(t, 60*time.Second, host+" alive again and reporting", func() (bool, string) {
 			r, ok := report(d.state(), p0.DBID)
@@ -166,6 +167,7 @@ func TestMesh_LeaderLossAndRestartAll(t *testing.T) {
 	waitFailedOver(t, d, p1, m1)
 
 	t.Run("kill and restart every agent at once", func(t *testing.T) {
+		d := d.in(t)
 		before := d.state()
 		pids := map[int]int{}
 		for _, seg := range before.Segments {

@@ -154,6 +154,7 @@ func TestNetns_PartitionSegmentHost(t *testing.T) {
 	w0.waitAckedAfter(healed, 60*time.Second, "writes on content 0 through the connstr from before the cut, after the heal")
 
 	t.Run("recoverseg brings the old primary back as a mirror in sync", func(t *testing.T) {
+		d := d.in(t)
 		d.mustGpagent("recoverseg", "-a")
 		checkPair(t, d, 0, m0.DBID, p0.DBID)
 		checkPair(t, d, 1, p1.DBID, m1.DBID)

@@ -25,6 +25,7 @@ func TestRecoverseg_Flow(t *testing.T) {
 	p1, m1 := pair(t, s, 1)
 
 	t.Run("bad -i files are refused before anything changes", func(t *testing.T) {
+		d := d.in(t)
 		killPostmaster(t, p0)
 		waitFailedOver(t, d, p0, m0)
 		before := d.state().ConfigVersion
@@ -49,6 +50,7 @@ func TestRecoverseg_Flow(t *testing.T) {
 	})
 
 	t.Run("incremental", func(t *testing.T) {
+		d := d.in(t)
 		out := d.mustGpagent("recoverseg", "-a")
 		if !strings.Contains(out, "incremental") {
 			t.Errorf("recoverseg output does not say incremental:\n%s", out)
@@ -60,6 +62,7 @@ func TestRecoverseg_Flow(t *testing.T) {
 	})
 
 	t.Run("full", func(t *testing.T) {
+		d := d.in(t)
 		killPostmaster(t, p1)
 		waitFailedOver(t, d, p1, m1)
 		d.mustGpagent("recoverseg", "-F", "-a")
@@ -67,6 +70,7 @@ func TestRecoverseg_Flow(t *testing.T) {
 	})
 
 	t.Run("rebalance", func(t *testing.T) {
+		d := d.in(t)
 		d.mustGpagent("recoverseg", "-r", "-a")
 		for _, c := range []int{0, 1} {
 			p, m := pair(t, d.state(), c)
@@ -80,6 +84,7 @@ func TestRecoverseg_Flow(t *testing.T) {
 	})
 
 	t.Run("onto a new place with -i", func(t *testing.T) {
+		d := d.in(t)
 		killPostmaster(t, p0)
 		waitFailedOver(t, d, p0, m0)
 		newDir := filepath.Join(d.dir, "data", "moved", "gpseg0")
