@@ -86,6 +86,9 @@ type instanceState struct {
 	// reported, and not retried until the operator asks again.
 	recoveryErr string
 	recoveryJob int
+	// recoveredJob: the recovery step of this job finished here; probes
+	// from then on are reported as made after it.
+	recoveredJob int
 }
 
 func newExecutor(a *Agent) *executor {
@@ -299,9 +302,11 @@ func (e *executor) ensure(ctx context.Context, t *topology.Topology, s topology.
 		phase = "rejoining as mirror"
 		up := supervisor.Upstream{Address: p.Address, Port: p.Port}
 		step = func(ctx context.Context) error { return e.a.sup.Rejoin(ctx, inst, up) }
-	case e.recoveryDue(t, s, st) && (!running || (h != nil && !h.InRecovery)):
-		// Not again once it runs as a standby: the leader records it up
-		// when it streams.
+	case e.recoveryDue(t, s, st) && (!running || (h != nil && (!h.InRecovery || !e.recoveryDone(t, s, st)))):
+		// Not again once this job's step has run and the instance runs
+		// as a standby: the leader records it up when it streams. A
+		// standby that kept running through a cut is stepped too: its
+		// replication connection may have died with the cut.
 		rec, _ := t.Recovering(s.DBID)
 		p, ok := t.Primary(s.Content)
 		if !ok || p.Status != topology.StatusUp {
@@ -463,6 +468,15 @@ func (e *executor) recoveryDue(t *topology.Topology, s topology.Segment, st *ins
 	return !(st.recoveryJob == rec.Job && st.recoveryErr != "")
 }
 
+// recoveryDone: this instance's recovery step of its current job has run
+// here.
+func (e *executor) recoveryDone(t *topology.Topology, s topology.Segment, st *instanceState) bool {
+	rec, ok := t.Recovering(s.DBID)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return ok && st.recoveredJob == rec.Job
+}
+
 // recoveryStep returns the step that recovers inst as a mirror of up:
 // pg_rewind of its own data, or a fresh base backup into a cleared dir.
 func (e *executor) recoveryStep(clusterID string, inst supervisor.Instance, rec topology.Recovery, up supervisor.Upstream, st *instanceState) func(context.Context) error {
@@ -495,11 +509,14 @@ func (e *executor) recoveryStep(clusterID string, inst supervisor.Instance, rec 
 				err = e.a.sup.CreateMirror(ctx, clusterID, inst, up, progress("pg_basebackup"))
 			}
 		}
-		if err != nil && ctx.Err() == nil {
-			e.mu.Lock()
+		e.mu.Lock()
+		switch {
+		case err == nil:
+			st.recoveredJob = rec.Job
+		case ctx.Err() == nil:
 			st.recoveryErr, st.recoveryJob = err.Error(), rec.Job
-			e.mu.Unlock()
 		}
+		e.mu.Unlock()
 		return err
 	}
 }

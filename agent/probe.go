@@ -54,6 +54,10 @@ func (e *executor) probe(ctx context.Context, t *topology.Topology, s topology.S
 		if st.recoveryJob == rec.Job {
 			r.RecoveryError, r.RecoveryJob = st.recoveryErr, st.recoveryJob
 		}
+		// Read before the probe below: the probe then comes after the step.
+		if st.recoveredJob == rec.Job {
+			r.RecoveredJob = rec.Job
+		}
 		e.mu.Unlock()
 	}
 	if !isSwitchoverSource(t, s) {

@@ -58,6 +58,9 @@ type InstanceReport struct {
 	// RecoveryError: the recovery (job RecoveryJob) of this instance failed.
 	RecoveryError string `json:"recovery_error,omitempty"`
 	RecoveryJob   int    `json:"recovery_job,omitempty"`
+	// RecoveredJob: the recovery step of this job finished before the
+	// probe this report carries.
+	RecoveredJob int `json:"recovered_job,omitempty"`
 	// SyncStandbyNames as the server reports it (primaries).
 	SyncStandbyNames string `json:"sync_standby_names,omitempty"`
 	// SyncedMirrors: mirrors this primary's agent vouches are in sync.
@@ -99,6 +102,7 @@ func (r InstanceReport) Observation() topology.Observation {
 		StoppedLSN:     r.StoppedLSN,
 		RecoveryError:  r.RecoveryError,
 		RecoveryJob:    r.RecoveryJob,
+		RecoveredJob:   r.RecoveredJob,
 		ConfigVersion:  r.ConfigVersion,
 	}
 }

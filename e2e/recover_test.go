@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gpagent/gpagent/api"
 	"github.com/gpagent/gpagent/topology"
 )
 
@@ -131,15 +132,36 @@ func TestAutoRecover(t *testing.T) {
 // both up and in sync.
 func checkPair(t *testing.T, d *demo, content, p, m int) {
 	t.Helper()
-	waitUntil(t, 90*time.Second, fmt.Sprintf("content %d: primary dbid %d, mirror dbid %d, both up and in sync", content, p, m), func() (bool, string) {
+	const timeout = 90 * time.Second
+	deadline := time.Now().Add(timeout - time.Second)
+	waitUntil(t, timeout, fmt.Sprintf("content %d: primary dbid %d, mirror dbid %d, both up and in sync", content, p, m), func() (bool, string) {
 		s := d.state()
 		ps, _ := s.Segment(p)
 		ms, _ := s.Segment(m)
 		ok := ps.Role == topology.RolePrimary && ms.Role == topology.RoleMirror &&
 			ps.Status == topology.StatusUp && ms.Status == topology.StatusUp &&
 			ps.Mode == topology.ModeSynced && ms.Mode == topology.ModeSynced
-		return ok, fmt.Sprintf("%+v / %+v", ps, ms)
+		detail := fmt.Sprintf("dbid %d %s, dbid %d %s (role, status, mode); switchovers %v, recoveries %v; reports: %s",
+			p, rsm(ps), m, rsm(ms), s.Switchovers, s.Recoveries, reportsOf(s, p, m))
+		if !ok && time.Now().After(deadline) {
+			detail += "\nagent logs:\n" + d.agentLog()
+		}
+		return ok, detail
 	})
+}
+
+// rsm is an instance's role, status and mode as gpstate shows them.
+func rsm(s topology.Segment) string { return string(s.Role) + string(s.Status) + string(s.Mode) }
+
+// reportsOf is what the agents last reported of some instances.
+func reportsOf(s api.State, dbids ...int) string {
+	var out []string
+	for _, dbid := range dbids {
+		if r, ok := report(s, dbid); ok {
+			out = append(out, fmt.Sprintf("dbid %d: phase %q up %v recovery %v streaming %v error %q", dbid, r.Phase, r.Up, r.Recovery, r.Streaming, r.Error))
+		}
+	}
+	return strings.Join(out, "; ")
 }
 
 // freePort finds a loopback port nobody listens on now.

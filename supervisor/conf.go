@@ -33,6 +33,12 @@ hot_standby = on
 wal_log_hints = on			# pg_rewind needs it (data checksums alone would do too)
 wal_keep_size = ` + gucQuote(s.cfg.WalKeepSize) + `
 synchronous_commit = on
+# A replication connection that died with a partition is dropped in
+# seconds, not the default minute, and a mirror reconnects within a second
+# of its primary coming back.
+wal_sender_timeout = '10s'
+wal_receiver_timeout = '10s'
+wal_retrieve_retry_interval = '1s'
 logging_collector = on
 log_directory = 'log'
 unix_socket_directories = ''		# TCP only: a socket in /tmp would collide between hosts sharing /tmp

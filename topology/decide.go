@@ -42,6 +42,12 @@ type Observation struct {
 	// (job RecoveryJob); the agent will not retry it by itself.
 	RecoveryError string `json:"recovery_error,omitempty"`
 	RecoveryJob   int    `json:"recovery_job,omitempty"`
+	// RecoveredJob: the agent finished the recovery step of this job on
+	// the instance (rewound or rebuilt it and started it) before this
+	// probe. A mirror recorded down may still look streaming on a
+	// connection that died with a partition; only an observation made
+	// after the step counts for the recovery.
+	RecoveredJob int `json:"recovered_job,omitempty"`
 	// ConfigVersion of the topology the agent acted on when it made
 	// this observation.
 	ConfigVersion uint64 `json:"config_version,omitempty"`
@@ -155,6 +161,9 @@ func mirrorCreated(t *Topology, m Segment, obs map[int]Observation) (SegmentUpda
 	recovering = recovering && rec.Active
 	building := t.IsPending(m.DBID) || t.IsRejoining(m.DBID) || recovering
 	if m.Status == StatusUp || !building || !ok || !o.Up || !o.InRecovery || !o.Streaming {
+		return SegmentUpdate{}, false
+	}
+	if recovering && o.RecoveredJob != rec.Job {
 		return SegmentUpdate{}, false
 	}
 	desc := fmt.Sprintf("mirror of content %d created, streaming", m.Content)

@@ -88,6 +88,15 @@ func decFailedOver(t decFatalfer) *Topology {
 		SegmentUpdate{DBID: 2, Role: RoleMirror, Status: StatusDown, Mode: ModeNotSynced, Desc: "test setup: demoted"})
 }
 
+// decRecovering is decFailedOver with the old primary dbid 2 in recovery
+// job 1 (incremental), and content 1's mirror dbid 6 recorded down.
+func decRecovering(t decFatalfer) *Topology {
+	t.Helper()
+	topo := decUpdate(t, decFailedOver(t), SegmentUpdate{DBID: 6, Status: StatusDown, Mode: ModeNotSynced, Desc: "test setup: mirror lost"},
+		SegmentUpdate{DBID: 3, Mode: ModeNotSynced, Desc: "test setup: not in sync"})
+	return decApply(t, topo, Command{Type: CmdRecover, Recover: []RecoveryRequest{{DBID: 2, Kind: RecoveryIncremental}}})
+}
+
 // Observations as healthy agents report them.
 func obsPrimary(dbid int, synced ...int) Observation {
 	return Observation{DBID: dbid, Up: true, SyncedMirrors: synced}
@@ -373,6 +382,35 @@ func TestDecide_Rules(t *testing.T) {
 			name: "steady after a failover: no change",
 			topo: decFailedOver,
 			obs:  obsOf(obsPrimary(5), obsFailed(2)),
+		},
+		{
+			// A mirror cut off with its host keeps running and may still
+			// say "streaming" on a connection that died with the cut.
+			name: "recovering mirror streaming before its recovery step ran stays down",
+			topo: decRecovering,
+			obs:  obsOf(obsPrimary(5), obsMirror(2)),
+		},
+		{
+			name: "recovering mirror streaming after its recovery step is recorded up",
+			topo: decRecovering,
+			obs: obsOf(obsPrimary(5), func() Observation {
+				o := obsMirror(2)
+				o.RecoveredJob = 1
+				return o
+			}()),
+			want: map[int]string{2: "mun"},
+			desc: map[int]string{2: "recovered (incremental) as mirror, streaming"},
+		},
+		{
+			name: "a step finished for an earlier job does not count",
+			topo: func(t decFatalfer) *Topology {
+				return decApply(t, decRecovering(t), Command{Type: CmdRecover, Recover: []RecoveryRequest{{DBID: 6, Kind: RecoveryIncremental}}})
+			},
+			obs: obsOf(obsPrimary(5), obsPrimary(3), func() Observation {
+				o := obsMirror(6)
+				o.RecoveredJob = 1
+				return o
+			}()),
 		},
 	}
 	for _, tc := range cases {
