@@ -36,6 +36,7 @@ type fileConfig struct {
 	GossipKeyFile       string         `yaml:"gossip_key_file"`
 	TLS                 tlsFileConfig  `yaml:"tls"`
 	StopInstancesOnExit bool           `yaml:"stop_instances_on_exit"`
+	EnableDebug         bool           `yaml:"enable_debug"`
 	ProbeInterval       time.Duration  `yaml:"probe_interval"`
 	ProbeTimeout        time.Duration  `yaml:"probe_timeout"`
 	ProbeRetries        int            `yaml:"probe_retries"`
@@ -84,9 +85,12 @@ type Config struct {
 	// TLS files; all three or none.
 	TLSCAFile, TLSCertFile, TLSKeyFile string
 	StopInstancesOnExit                bool
-	ProbeInterval                      time.Duration
-	ProbeTimeout                       time.Duration
-	ProbeRetries                       int
+	// EnableDebug serves Go's profiles under /debug/pprof/ on the API
+	// address (off by default: they show the process's internals).
+	EnableDebug   bool
+	ProbeInterval time.Duration
+	ProbeTimeout  time.Duration
+	ProbeRetries  int
 	// ReplicationStallTimeout: a mirror whose replication makes no
 	// progress this long is treated as lost, so commits do not hang.
 	ReplicationStallTimeout time.Duration
@@ -191,6 +195,7 @@ func (fc fileConfig) validate() (*Config, error) {
 		TLSCertFile:         fc.TLS.CertFile,
 		TLSKeyFile:          fc.TLS.KeyFile,
 		StopInstancesOnExit: fc.StopInstancesOnExit,
+		EnableDebug:         fc.EnableDebug,
 		ProbeInterval:       fc.ProbeInterval,
 		ProbeTimeout:        fc.ProbeTimeout,
 		ProbeRetries:        fc.ProbeRetries,
