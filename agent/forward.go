@@ -22,6 +22,10 @@ const forwardedHeader = "X-Gpagent-Forwarded-By"
 func (a *Agent) leaderOnly(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if a.node.IsLeader() || r.Header.Get(forwardedHeader) != "" {
+			if a.node.IsLeader() && !a.waitLeaderReady(r.Context()) {
+				writeError(w, api.Errorf(api.CodeNotLeader, "agent %s: leader, but still applying its Raft log; try again", a.cfg.Name))
+				return
+			}
 			h(w, r)
 			return
 		}
@@ -55,6 +59,24 @@ func (a *Agent) leaderOnly(h http.HandlerFunc) http.HandlerFunc {
 		}
 		proxy.ServeHTTP(w, r)
 	}
+}
+
+// waitLeaderReady gives a new leader a moment to pass its term's
+// barrier; false if it has not (or lost leadership) meanwhile.
+func (a *Agent) waitLeaderReady(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	for !a.lead.ready.Load() {
+		if !a.node.IsLeader() {
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return true
 }
 
 // waitLeaderAPI gives an election in progress a moment to finish.

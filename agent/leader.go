@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gpagent/gpagent/api"
@@ -31,6 +32,11 @@ type leader struct {
 	// wake is a hint that a report arrived; a full reconcile also runs on
 	// a ticker, so a dropped hint costs at most one tick.
 	wake chan struct{}
+	// ready: this term's barrier has passed, so the topology here holds
+	// every committed entry. Until then a restarted agent that just won
+	// the election may not have replayed its log: it must not answer
+	// for the cluster (it would say "no cluster").
+	ready atomic.Bool
 }
 
 type received struct {
@@ -136,6 +142,8 @@ func (l *leader) lead(ctx context.Context) {
 	// Every committed entry is applied here now: this agent's own
 	// executor may act on its topology.
 	l.a.exec.markCaughtUp(l.a.node.Topology().ConfigVersion)
+	l.ready.Store(true)
+	defer l.ready.Store(false)
 	tick := time.NewTicker(l.a.cfg.ProbeInterval)
 	defer tick.Stop()
 	voters := time.NewTicker(2 * time.Second)

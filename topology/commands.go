@@ -283,7 +283,7 @@ func applySwitchover(t *Topology, cmd Command) error {
 	if _, busy := t.SwitchoverOf(cmd.Content); busy {
 		return fmt.Errorf("%w: switchover: content %d already has one in progress", ErrInvalid, cmd.Content)
 	}
-	t.Switchovers = append(t.Switchovers, Switchover{Content: cmd.Content, From: p.DBID, To: m.DBID})
+	t.Switchovers = append(t.Switchovers, Switchover{Content: cmd.Content, From: p.DBID, To: m.DBID, Version: t.ConfigVersion + 1})
 	t.record(cmd.Time, p.DBID, fmt.Sprintf("content %d: switchover started: primary dbid %d shuts down cleanly, mirror dbid %d takes over", cmd.Content, p.DBID, m.DBID))
 	return nil
 }

@@ -114,8 +114,18 @@ func decideContent(t *Topology, c int, obs map[int]Observation) []SegmentUpdate 
 	// A switchover is an operator's action: it completes, or is abandoned
 	// when its mirror is lost, even while failover is paused. A primary
 	// that dies before its clean stop is an ordinary failure.
-	if sw, ok := t.SwitchoverOf(c); ok && hasM && sw.From == p.DBID && sw.To == m.DBID && !(failed(p, obs) && obs[p.DBID].StoppedLSN == 0) {
-		return append(out, switchover(c, p, m, obs)...)
+	if sw, ok := t.SwitchoverOf(c); ok && hasM && sw.From == p.DBID && sw.To == m.DBID {
+		o := obs[p.DBID]
+		crashed := failed(p, obs) && o.StoppedLSN == 0
+		if !crashed {
+			return append(out, switchover(c, p, m, obs)...)
+		}
+		if o.ConfigVersion < sw.Version {
+			// Stopped, as told by an agent that has not seen the
+			// switchover yet (one restarted midway, say): wait for it
+			// to catch up and read the stop's checkpoint.
+			return out
+		}
 	}
 	if !t.Paused {
 		if failed(p, obs) {

@@ -563,3 +563,28 @@ func TestDecide_UnseenMirrorNotPromoted(t *testing.T) {
 		t.Fatalf("with the mirror seen: %+v, want the promotion", ups)
 	}
 }
+
+// A switchover's primary, stopped on purpose, looks like a crash to an
+// agent that has not applied the switchover yet (restarted midway). Its
+// report must not turn the switchover into a failover; the same report
+// made once the agent has caught up (no checkpoint read: a real crash)
+// does.
+func TestDecide_SwitchoverSourceSeenByStaleAgent(t *testing.T) {
+	topo := decApply(t, decUp(t, true), Command{Type: CmdSwitchover, Content: 0})
+	sw, ok := topo.SwitchoverOf(0)
+	if !ok || sw.From != 2 || sw.To != 5 || sw.Version != topo.ConfigVersion {
+		t.Fatalf("switchover of content 0: %+v %v, want from 2 to 5 at version %d", sw, ok, topo.ConfigVersion)
+	}
+	stopped := Observation{DBID: 2, Failed: true, ConfigVersion: topo.ConfigVersion - 1}
+	obs := obsOf(stopped, Observation{DBID: 5, Up: true, InRecovery: true, Streaming: true, ConfigVersion: topo.ConfigVersion})
+	if ups := Decide(topo, obs); len(ups) != 0 {
+		t.Fatalf("a stale agent's report of the stopped switchover source changed the topology: %+v", ups)
+	}
+
+	stopped.ConfigVersion = topo.ConfigVersion
+	obs[2] = stopped
+	ups := Decide(topo, obs)
+	if !slices.ContainsFunc(ups, func(u SegmentUpdate) bool { return u.DBID == 5 && u.Role == RolePrimary }) {
+		t.Fatalf("a crash of the switchover source reported against the current topology did not fail over to dbid 5: %+v", ups)
+	}
+}

@@ -112,6 +112,10 @@ type Switchover struct {
 	Content int `json:"content"`
 	From    int `json:"from"`
 	To      int `json:"to"`
+	// Version: the config version that began it. An agent that reports
+	// against an older one does not know its primary is stopping on
+	// purpose, so its "not running" is no proof of a crash.
+	Version uint64 `json:"version,omitempty"`
 }
 
 // IsRejoining reports whether dbid is to start as a standby of its
