@@ -1,46 +1,33 @@
 package e2e
 
 // The host harness of issue 4: every agent in its own network namespace
-// (ip netns), the namespaces joined by veth pairs to one bridge in the
-// root namespace, so a test can cut a host off from the other hosts with
-// blackhole routes while the test process itself still reaches every
-// host (through the bridge's own address, .254).
+// (internal/netns: ip netns), the namespaces joined by veth pairs to one
+// bridge in the root namespace, so a test can cut a host off from the
+// other hosts with blackhole routes while the test process itself still
+// reaches every host (through the bridge's own address, .254).
 
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/gpagent/gpagent/api"
+	"github.com/gpagent/gpagent/internal/netns"
 	"github.com/gpagent/gpagent/topology"
 )
 
-// Fixed per-host ports: each host has its own namespace and address, so
-// they never clash with each other or with anything in the root namespace.
 const (
-	netnsAPIPort       = 7070
-	netnsRaftPort      = 7071
-	netnsGossipPort    = 7072
-	netnsCoordPort     = 5432
-	netnsPrimaryBase   = 6000
-	netnsMirrorBase    = 7000
-	netnsSuperUser     = "gpadmin"
-	netnsSubnetOctet0  = "10.213"
-	netnsBridgeOctet   = 254
+	netnsSuperUser     = netns.SuperUser
 	netnsAgentStopWait = 60 * time.Second
 )
 
@@ -53,33 +40,25 @@ type netnsHost struct {
 	name string // mdw, sdw1, sdw2
 	ns   string
 	addr string // 10.213.X.k
-	veth string // the root-namespace end of its veth pair
 	dir  string // DIR/<name>: agent.yaml, agent.log, agent.pid, agent/
+	net  *netns.Host
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
-	logf *os.File
+	mu    sync.Mutex
+	agent *netns.Agent
 }
 
-func (h *netnsHost) api() string { return fmt.Sprintf("%s:%d", h.addr, netnsAPIPort) }
+func (h *netnsHost) api() string { return netns.APIAddr(h.net) }
 
 // netnsCluster is a running three-host cluster: mdw (coordinator), sdw1
 // and sdw2 (one primary each, group mirrors on the other).
 type netnsCluster struct {
 	t       *testing.T
 	dir     string
-	prefix  string // of namespace and veth names
-	bridge  string
-	subnet  string // "10.213.X"
+	net     *netns.Network
+	files   *netns.Cluster
 	hosts   []*netnsHost
 	superPW string
-
-	mu  sync.Mutex
-	cut map[string][]netnsRoute // host -> the blackhole routes that isolate it
 }
-
-type netnsRoute struct{ ns, dst string }
 
 // requireNetns fails (or, outside CI and not root, skips) a test that
 // cannot create network namespaces.
@@ -100,24 +79,6 @@ func requireNetns(t *testing.T) {
 	}
 }
 
-// ipCmd runs `ip args...` and returns its combined output.
-func ipCmd(args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "ip", args...).CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
-	}
-	return string(out), nil
-}
-
-func mustIP(t *testing.T, args ...string) {
-	t.Helper()
-	if _, err := ipCmd(args...); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // startNetnsCluster builds the network, writes the configs, starts one
 // agent per namespace, runs gpagent init and waits until every instance is
 // up and every pair in sync. Cleanup undoes all of it, even on failure.
@@ -125,15 +86,8 @@ func startNetnsCluster(t *testing.T) *netnsCluster {
 	t.Helper()
 	requireNetns(t)
 	t0 := time.Now()
-	seq := netnsSeq.Add(1) - 1
-	pid := os.Getpid() % 1000
-	c := &netnsCluster{
-		t:      t,
-		prefix: fmt.Sprintf("gpa%03d%c", pid, 'a'+rune(seq%26)),
-		bridge: fmt.Sprintf("gpabr%03d%c", pid, 'a'+rune(seq%26)),
-		cut:    map[string][]netnsRoute{},
-	}
-	c.removeLeftovers()
+	seq := int(netnsSeq.Add(1) - 1)
+	c := &netnsCluster{t: t}
 
 	dir, err := os.MkdirTemp("", "gpagent-netns-")
 	if err != nil {
@@ -144,31 +98,41 @@ func startNetnsCluster(t *testing.T) *netnsCluster {
 		t.Fatal(err)
 	}
 	c.dir = dir
-	c.subnet = c.pickSubnet(pid, int(seq))
 
 	// Registered first, so it runs last: the network and the folder go
 	// only after every agent and postmaster is gone.
 	t.Cleanup(func() {
-		c.teardownNetwork()
+		if c.net != nil {
+			if err := c.net.Close(); err != nil {
+				t.Logf("netns cleanup: %v", err)
+			}
+		}
 		if t.Failed() {
 			t.Logf("netns: kept %s for inspection (agent logs in <host>/agent.log)", dir)
 		} else {
 			os.RemoveAll(dir)
 		}
 	})
-	names := []string{"mdw", "sdw1", "sdw2"}
-	for i, name := range names {
-		k := i + 1
-		c.hosts = append(c.hosts, &netnsHost{
-			name: name,
-			ns:   fmt.Sprintf("%sh%d", c.prefix, k),
-			addr: fmt.Sprintf("%s.%d", c.subnet, k),
-			veth: fmt.Sprintf("%sv%d", c.prefix, k),
-			dir:  filepath.Join(dir, name),
-		})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// Build removes whatever an earlier run with this pid and sequence
+	// left, then picks a free 10.213.X.0/24 from the seed on.
+	c.net, err = netns.Build(ctx, netns.Options{
+		Prefix: netns.Prefix("gpa", seq),
+		Hosts:  []string{"mdw", "sdw1", "sdw2"},
+		Seed:   os.Getpid() + 7*seq,
+		Logf:   t.Logf,
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
-	c.buildNetwork()
-	c.writeFiles()
+	for _, nh := range c.net.Hosts {
+		c.hosts = append(c.hosts, &netnsHost{name: nh.Name, ns: nh.NS, addr: nh.Addr, dir: filepath.Join(dir, nh.Name), net: nh})
+	}
+	if c.files, err = netns.WriteCluster(dir, c.net); err != nil {
+		t.Fatal(err)
+	}
+	c.superPW = c.files.SuperPassword
 	t.Cleanup(c.stopAgents)
 	for _, h := range c.hosts {
 		c.startAgent(h)
@@ -176,236 +140,29 @@ func startNetnsCluster(t *testing.T) *netnsCluster {
 	c.waitMesh(90 * time.Second)
 	c.initCluster()
 	t.Logf("netns: cluster up on %s.0/24 (namespaces %sh1..%d, bridge %s) in %s; files in %s",
-		c.subnet, c.prefix, len(c.hosts), c.bridge, time.Since(t0).Round(time.Millisecond), dir)
+		c.net.Subnet, c.net.Prefix, len(c.hosts), c.net.Bridge, time.Since(t0).Round(time.Millisecond), dir)
 	return c
-}
-
-// removeLeftovers deletes namespaces, links and a bridge with this test's
-// names, left by an earlier run with the same pid that did not clean up.
-func (c *netnsCluster) removeLeftovers() {
-	if out, err := ipCmd("netns", "list"); err == nil {
-		for _, line := range strings.Split(out, "\n") {
-			f := strings.Fields(line)
-			if len(f) > 0 && strings.HasPrefix(f[0], c.prefix) {
-				c.t.Logf("netns: removing leftover namespace %s", f[0])
-				_, _ = ipCmd("netns", "del", f[0])
-			}
-		}
-	}
-	for _, l := range rootLinks() {
-		if strings.HasPrefix(l, c.prefix) || l == c.bridge {
-			c.t.Logf("netns: removing leftover link %s", l)
-			_, _ = ipCmd("link", "del", l)
-		}
-	}
-}
-
-// rootLinks lists the link names of the root namespace.
-func rootLinks() []string {
-	out, err := ipCmd("-o", "link", "show")
-	if err != nil {
-		return nil
-	}
-	var names []string
-	for _, line := range strings.Split(out, "\n") {
-		// "12: name@if11: <BROADCAST,...> ..."
-		f := strings.SplitN(line, ":", 3)
-		if len(f) < 3 {
-			continue
-		}
-		name, _, _ := strings.Cut(strings.TrimSpace(f[1]), "@")
-		names = append(names, name)
-	}
-	return names
-}
-
-// pickSubnet chooses 10.213.X from the pid, moving on while the root
-// namespace already has an address or route in 10.213.X.0/24.
-func (c *netnsCluster) pickSubnet(pid, seq int) string {
-	for i := 0; i < 250; i++ {
-		x := (pid+7*seq+i)%250 + 1
-		subnet := fmt.Sprintf("%s.%d", netnsSubnetOctet0, x)
-		routes, err1 := ipCmd("-4", "route", "show", "table", "all", "to", "match", subnet+".1")
-		addrs, err2 := ipCmd("-4", "addr", "show", "to", subnet+".0/24")
-		if err1 != nil || err2 != nil {
-			c.t.Fatalf("netns: inspect routes: %v %v", err1, err2)
-		}
-		used := strings.TrimSpace(addrs) != ""
-		for _, r := range strings.Split(routes, "\n") {
-			// The default route matches everything; only a route into this
-			// /24 (or narrower) means someone uses it.
-			if r = strings.TrimSpace(r); r != "" && strings.Contains(r, netnsSubnetOctet0+".") {
-				used = true
-			}
-		}
-		if !used {
-			return subnet
-		}
-	}
-	c.t.Fatalf("netns: no free 10.213.X.0/24 subnet")
-	return ""
-}
-
-// buildNetwork creates the bridge and one namespace and veth pair per host.
-func (c *netnsCluster) buildNetwork() {
-	t := c.t
-	mustIP(t, "link", "add", c.bridge, "type", "bridge")
-	mustIP(t, "addr", "add", fmt.Sprintf("%s.%d/24", c.subnet, netnsBridgeOctet), "dev", c.bridge)
-	mustIP(t, "link", "set", c.bridge, "up")
-	for _, h := range c.hosts {
-		peer := h.veth + "p"
-		mustIP(t, "netns", "add", h.ns)
-		mustIP(t, "-n", h.ns, "link", "set", "lo", "up")
-		mustIP(t, "link", "add", h.veth, "type", "veth", "peer", "name", peer)
-		mustIP(t, "link", "set", peer, "netns", h.ns)
-		mustIP(t, "-n", h.ns, "link", "set", peer, "name", "eth0")
-		mustIP(t, "-n", h.ns, "addr", "add", h.addr+"/24", "dev", "eth0")
-		mustIP(t, "-n", h.ns, "link", "set", "eth0", "up")
-		mustIP(t, "link", "set", h.veth, "master", c.bridge)
-		mustIP(t, "link", "set", h.veth, "up")
-	}
-}
-
-// teardownNetwork deletes the namespaces (their veth ends, and so the
-// pairs, go with them) and the bridge.
-func (c *netnsCluster) teardownNetwork() {
-	for _, h := range c.hosts {
-		if _, err := ipCmd("netns", "del", h.ns); err != nil {
-			c.t.Logf("netns cleanup: %v", err)
-		}
-	}
-	links := rootLinks()
-	for _, h := range c.hosts {
-		for _, l := range links {
-			if l == h.veth {
-				_, _ = ipCmd("link", "del", h.veth)
-			}
-		}
-	}
-	if _, err := ipCmd("link", "del", c.bridge); err != nil {
-		c.t.Logf("netns cleanup: %v", err)
-	}
-}
-
-func randomSecret() string {
-	b := make([]byte, 18)
-	_, _ = rand.Read(b)
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-// writeFiles writes the gossip key, every agent.yaml, cluster.yaml and a
-// libpq password file, as `gpagent demo` does for its hosts.
-func (c *netnsCluster) writeFiles() {
-	t := c.t
-	key := make([]byte, 32)
-	_, _ = rand.Read(key)
-	keyFile := filepath.Join(c.dir, "gossip.key")
-	if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	c.superPW = randomSecret()
-	replPW := randomSecret()
-	var join []string
-	for _, h := range c.hosts {
-		join = append(join, fmt.Sprintf("%s:%d", h.addr, netnsGossipPort))
-	}
-	for _, h := range c.hosts {
-		if err := os.MkdirAll(h.dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		cfg := fmt.Sprintf(`# gpagent netns test agent: host %[1]s in namespace %[2]s
-name: %[1]s
-address: %[3]s
-data_dir: %[4]s
-api_addr: %[3]s:%[5]d
-raft_addr: %[3]s:%[6]d
-gossip_addr: %[3]s:%[7]d
-gossip_key_file: %[8]s
-bootstrap_expect: %[9]d
-join: [%[10]s]
-stop_instances_on_exit: true
-postgres:
-  superuser: %[11]s
-  superuser_password: %[12]s
-  replication_user: replicator
-  replication_password: %[13]s
-  wal_keep_size: 256MB
-`, h.name, h.ns, h.addr, filepath.Join(h.dir, "agent"), netnsAPIPort, netnsRaftPort, netnsGossipPort,
-			keyFile, len(c.hosts), strings.Join(join, ", "), netnsSuperUser, c.superPW, replPW)
-		if err := os.WriteFile(filepath.Join(h.dir, "agent.yaml"), []byte(cfg), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	data := filepath.Join(c.dir, "data")
-	mdw, sdw1, sdw2 := c.hosts[0], c.hosts[1], c.hosts[2]
-	// One primary per segment host; group mirrors: content 0's primary
-	// on sdw1 with its mirror on sdw2, content 1 the other way round.
-	spec := fmt.Sprintf(`# gpagent netns test cluster
-seg_prefix: gpseg
-coordinator:
-  hostname: %s
-  address: %s
-  port: %d
-  datadir: %s/coordinator
-segment_hosts:
-  - {hostname: %s, address: %s}
-  - {hostname: %s, address: %s}
-primary:
-  port_base: %d
-  datadirs: [%s/primary]
-mirror:
-  port_base: %d
-  datadirs: [%s/mirror]
-  placement: group
-`, mdw.name, mdw.addr, netnsCoordPort, data, sdw1.name, sdw1.addr, sdw2.name, sdw2.addr,
-		netnsPrimaryBase, data, netnsMirrorBase, data)
-	if err := os.WriteFile(filepath.Join(c.dir, "cluster.yaml"), []byte(spec), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	pgpass := fmt.Sprintf("*:*:*:%s:%s\n", netnsSuperUser, c.superPW)
-	if err := os.WriteFile(filepath.Join(c.dir, "pgpass"), []byte(pgpass), 0o600); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // startAgent runs `ip netns exec NS gpagent agent --config F`; ip execs
 // the agent in place, so the child's pid is the agent's.
 func (c *netnsCluster) startAgent(h *netnsHost) {
-	t := c.t
-	logf, err := os.OpenFile(filepath.Join(h.dir, "agent.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	a, err := c.files.StartAgent(binary, h.net)
+	if a != nil {
+		h.mu.Lock()
+		h.agent = a
+		h.mu.Unlock()
+	}
 	if err != nil {
-		t.Fatal(err)
+		c.t.Fatal(err)
 	}
-	cmd := exec.Command("ip", "netns", "exec", h.ns, binary, "agent", "--config", filepath.Join(h.dir, "agent.yaml"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		t.Fatalf("start agent %s: %v", h.name, err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	if err := os.WriteFile(filepath.Join(h.dir, "agent.pid"), []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	h.mu.Lock()
-	h.cmd, h.done, h.logf = cmd, done, logf
-	h.mu.Unlock()
 }
 
 func (h *netnsHost) exited() bool {
 	h.mu.Lock()
-	done := h.done
+	a := h.agent
 	h.mu.Unlock()
-	if done == nil {
-		return true
-	}
-	select {
-	case <-done:
-		return true
-	default:
-		return false
-	}
+	return a == nil || a.Exited()
 }
 
 // stopAgents is the cleanup: heal every cut, print the logs' ends if the
@@ -422,68 +179,21 @@ func (c *netnsCluster) stopAgents() {
 	var wg sync.WaitGroup
 	for _, h := range c.hosts {
 		h.mu.Lock()
-		cmd, done, logf := h.cmd, h.done, h.logf
+		a := h.agent
 		h.mu.Unlock()
-		if cmd == nil {
+		if a == nil {
 			continue
 		}
 		wg.Go(func() {
-			defer logf.Close()
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-done:
-			case <-time.After(netnsAgentStopWait):
-				t.Errorf("agent %s did not stop within %s of SIGTERM; killing it", h.name, netnsAgentStopWait)
-				_ = cmd.Process.Kill()
-				<-done
+			if err := a.Stop(netnsAgentStopWait); err != nil {
+				t.Error(err)
 			}
 		})
 	}
 	wg.Wait()
-	if n := killProcessesUnder(c.dir); n > 0 {
+	if n := netns.KillProcessesUnder(c.dir); n > 0 {
 		t.Logf("netns cleanup: killed %d processes left under %s", n, c.dir)
 	}
-}
-
-// killProcessesUnder SIGKILLs every process whose command line names a
-// path under dir (postmasters: postgres -D DIR/...), and any postmaster
-// a postmaster.pid under dir names.
-func killProcessesUnder(dir string) int {
-	killed := 0
-	self := os.Getpid()
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == self {
-			continue
-		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		for _, arg := range bytes.Split(cmdline, []byte{0}) {
-			if strings.HasPrefix(string(arg), dir+"/") {
-				if syscall.Kill(pid, syscall.SIGKILL) == nil {
-					killed++
-				}
-				break
-			}
-		}
-	}
-	pidFiles, _ := filepath.Glob(filepath.Join(dir, "data", "*", "*", "postmaster.pid"))
-	more, _ := filepath.Glob(filepath.Join(dir, "data", "*", "postmaster.pid"))
-	for _, f := range append(pidFiles, more...) {
-		pid := postmasterPID(filepath.Dir(f))
-		if !alive(pid) {
-			continue
-		}
-		// Only if that pid still is a postgres of ours, not a reused pid.
-		cmdline, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
-		if bytes.Contains(cmdline, []byte(filepath.Dir(f))) && syscall.Kill(pid, syscall.SIGKILL) == nil {
-			killed++
-		}
-	}
-	return killed
 }
 
 // agentLogNoise matches the lines a cut makes every agent repeat several
@@ -641,39 +351,24 @@ func healthy(s *api.State) (bool, string) {
 }
 
 // partition cuts host off from the other hosts, not from the test
-// process: blackhole routes in its namespace to every other host, and in
-// theirs to it. Both directions: with routes on one side only, UDP gossip
-// from the others would still arrive at the isolated host. It returns
-// when the routes are in place.
+// process (see netns.Network.Partition). It returns when the routes are
+// in place.
 func (c *netnsCluster) partition(name string) time.Time {
 	c.t.Helper()
-	h := c.host(name)
-	var routes []netnsRoute
-	for _, o := range c.hosts {
-		if o == h {
-			continue
-		}
-		routes = append(routes, netnsRoute{ns: h.ns, dst: o.addr + "/32"}, netnsRoute{ns: o.ns, dst: h.addr + "/32"})
-	}
-	c.mu.Lock()
-	c.cut[name] = append(c.cut[name], routes...)
-	c.mu.Unlock()
-	for _, r := range routes {
-		mustIP(c.t, "-n", r.ns, "route", "add", "blackhole", r.dst)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := c.net.Partition(ctx, name); err != nil {
+		c.t.Fatal(err)
 	}
 	return time.Now()
 }
 
 // heal removes the routes partition added for host.
 func (c *netnsCluster) heal(name string) {
-	c.mu.Lock()
-	routes := c.cut[name]
-	delete(c.cut, name)
-	c.mu.Unlock()
-	for _, r := range routes {
-		if _, err := ipCmd("-n", r.ns, "route", "del", "blackhole", r.dst); err != nil {
-			c.t.Errorf("heal %s: %v", name, err)
-		}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := c.net.Heal(ctx, name); err != nil {
+		c.t.Error(err)
 	}
 }
 
