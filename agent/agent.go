@@ -34,6 +34,10 @@ type Agent struct {
 
 	apiListener net.Listener
 	server      *http.Server
+
+	// The health report last gossiped, and when (mesh loop only).
+	healthSent   []byte
+	healthSentAt time.Time
 }
 
 // APIAddrFile is written into the data dir with the API's bound address,

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -101,6 +102,9 @@ func (a *Agent) runMesh(ctx context.Context) {
 	}
 }
 
+// healthRefresh: how often an unchanged health report is gossiped again.
+const healthRefresh = 10 * time.Second
+
 func (a *Agent) publishHealth() {
 	leader, _ := a.node.Leader()
 	h := gossipHealth{Cluster: a.node.HasState(), Leader: leader}
@@ -110,6 +114,13 @@ func (a *Agent) publishHealth() {
 	for {
 		b, _ := json.Marshal(h)
 		if len(b) <= membership.MaxHealthSize || len(h.Instances) == 0 {
+			// Gossip sends only queued news: an unchanged report is
+			// sent again only every healthRefresh, so an idle cluster's
+			// gossip is nearly silent.
+			if bytes.Equal(b, a.healthSent) && time.Since(a.healthSentAt) < healthRefresh {
+				return
+			}
+			a.healthSent, a.healthSentAt = b, time.Now()
 			if err := a.mesh.SetHealth(b); err != nil {
 				a.log.Debug("gossip health not spread", "err", err)
 			}

@@ -14,14 +14,20 @@ import (
 // election after 1-2s of silence (a CPU-starved agent should not depose a
 // healthy leader). Losing the raft leader delays decisions
 // by that much. It does not delay a segment failover the leader is alive
-// to decide. CommitTimeout is small because followers learn of a commit
-// at the next AppendEntries, and a mirror's agent acts on the commit that
-// promotes it (DESIGN.md, failover step 4).
+// to decide.
+//
+// Followers learn of a commit at the next AppendEntries, and a mirror's
+// agent acts on the commit that promotes it (DESIGN.md, failover step 4).
+// Rather than a short CommitTimeout, which makes an idle leader send
+// AppendEntries to every follower 5-10 times a second, Node.Apply follows
+// each command with a barrier entry: its AppendEntries carries the
+// command's commit at once. CommitTimeout then only bounds how late a
+// follower hears of a commit when that barrier is lost.
 const (
 	DefaultHeartbeatTimeout   = 1000 * time.Millisecond
 	DefaultElectionTimeout    = 1000 * time.Millisecond
 	DefaultLeaderLeaseTimeout = 500 * time.Millisecond
-	DefaultCommitTimeout      = 100 * time.Millisecond
+	DefaultCommitTimeout      = 1000 * time.Millisecond
 )
 
 const (

@@ -200,6 +200,10 @@ func (n *Node) Apply(ctx context.Context, cmd topology.Command) (*topology.Topol
 	if err := waitFuture(ctx, f); err != nil {
 		return nil, raftError(op, err)
 	}
+	// The entry is committed; the followers hear so with the next
+	// AppendEntries, which this barrier sends now rather than after
+	// CommitTimeout. Not waited for: it only carries the news.
+	n.raft.Barrier(enqueueTimeout(ctx))
 	switch resp := f.Response().(type) {
 	case *topology.Topology:
 		n.log.Debug("applied", "command", cmd.Type.String(), "config_version", resp.ConfigVersion, "index", f.Index())
