@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/gpagent/gpagent/internal/netns"
 )
 
 const failoverSynopsis = `usage: gpbench failover [flags]
@@ -36,7 +38,8 @@ per trial:
                 connection string
   split brain   polls (every 50 ms, fresh connection, 300 ms timeout) at
                 which two instances of the content answered
-                pg_is_in_recovery() = false
+                pg_is_in_recovery() = false (partition: and were not
+                read-only, see below)
 
 By default it starts a gpagent demo cluster (gpagent demo --dir TMP) and
 uses content trial%2, starting a fresh demo when that content has no
@@ -49,6 +52,26 @@ every process below it (backends, WAL sender, ...; each is its own process
 group, and with the postmaster alone stopped open sessions go on writing). Stopped processes get
 SIGCONT at the end of the trial, after which the watcher goes on for
 --tail to see whether the old primary comes back as a second primary.
+host = SIGKILL of the primary's host: its agent and every postmaster
+there (the demo does not restart the agent).
+
+partition (root only) uses no demo: it builds a bridge and one network
+namespace per host in a free 10.213.X.0/24 (mdw with the coordinator,
+sdw1 and sdw2 with one primary each and group mirrors), runs one
+gpagent agent in each and gpagent init. The fault cuts the host of the
+measured content's acting primary off from the other hosts (blackhole
+routes both ways); the workload and the watcher, in the root namespace,
+still reach every host through the bridge. The cut-off agent fences its
+primaries when its lease runs out; a fenced primary answers
+pg_is_in_recovery() = false but acknowledges no commit and opens only
+read-only transactions, so for this fault the watcher counts an instance
+as a primary only when it is out of recovery and read-write. At the end
+of the trial the cut is healed while the watcher goes on, until the
+healed host's agent has stopped its demoted primary (at most --timeout),
+then --tail more. Between trials: gpagent recoverseg -a, then
+recoverseg -r -a, until every pair is in sync in its preferred role (a
+fresh cluster, with a warning, when that fails within --recover-timeout).
+Namespaces, links and agents are removed at exit, Ctrl-C included.
 
 Per-trial lines go to stderr. The last line on stdout is one JSON object:
   {"fault":"kill","trials":N,"unavailable_ms":{"p50":..,"p90":..,"max":..},
@@ -78,7 +101,7 @@ type failoverOptions struct {
 	recoverTimeout time.Duration
 }
 
-var demoFaults = []string{"kill", "hang", "host", "mirror"}
+var demoFaults = []string{"kill", "hang", "host", "mirror", "partition"}
 
 func cmdFailover(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("failover", flag.ContinueOnError)
@@ -89,7 +112,7 @@ func cmdFailover(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	var o failoverOptions
 	fs.IntVar(&o.trials, "trials", 10, "number of trials")
-	fs.StringVar(&o.fault, "fault", "kill", "kill (SIGKILL of the primary's postmaster), hang (SIGSTOP of all its processes) host (its host's agent and every postmaster there killed) or mirror (SIGKILL of the mirror's postmaster: how long the primary's commits wait) (with --dsn: only the label of the output)")
+	fs.StringVar(&o.fault, "fault", "kill", "kill (SIGKILL of the primary's postmaster), hang (SIGSTOP of all its processes) host (its host's agent and every postmaster there killed), mirror (SIGKILL of the mirror's postmaster: how long the primary's commits wait) or partition (its host cut off from the other hosts in network namespaces; root only) (with --dsn: only the label of the output)")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "how long writes may stay unavailable before the trial counts as failed")
 	fs.DurationVar(&o.duration, "duration", 0, "hard limit of one trial's workload (default --timeout + --warmup + 2×--tail + 5s)")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "workload before the fault")
@@ -104,7 +127,7 @@ func cmdFailover(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.StringVar(&o.killCmd, "kill-cmd", "", "with --dsn: shell command that injects the fault")
 	fs.StringVar(&o.resumeCmd, "resume-cmd", "", "with --dsn: shell command run at the end of each trial (e.g. undo a SIGSTOP)")
 	fs.StringVar(&o.recoverCmd, "recover-cmd", "", "with --dsn: shell command run between trials (e.g. re-add the old primary)")
-	fs.DurationVar(&o.recoverTimeout, "recover-timeout", 5*time.Minute, "with --dsn: how long to wait for writes to work before a trial")
+	fs.DurationVar(&o.recoverTimeout, "recover-timeout", 5*time.Minute, "with --dsn: how long to wait for writes to work before a trial; with --fault partition: limit of the recovery between trials")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -144,6 +167,11 @@ func (o *failoverOptions) check() error {
 		if o.gpagent != "" && o.buildGpagent {
 			return errors.New("--gpagent and --build-gpagent: give at most one")
 		}
+		if o.fault == "partition" {
+			if err := netns.Available(); err != nil {
+				return fmt.Errorf("--fault partition: %w", err)
+			}
+		}
 		return nil
 	}
 	if o.killCmd == "" {
@@ -157,8 +185,10 @@ func (o *failoverOptions) check() error {
 
 // trialSetup is where and how one trial injects its fault.
 type trialSetup struct {
-	name      string // "content 1"
-	cfg       *pgx.ConnConfig
+	name string // "content 1"
+	cfg  *pgx.ConnConfig
+	// watchCfg, if set, is the watcher's base config instead of cfg.
+	watchCfg  *pgx.ConnConfig
 	instances []instance
 	inject    func() error
 	resume    func() error // nil: nothing to undo
@@ -189,7 +219,11 @@ func runFailover(ctx context.Context, o failoverOptions, stdout, stderr io.Write
 			return err
 		}
 		defer cleanup()
-		tgt = &demoTarget{o: o, bin: bin, log: stderr}
+		if o.fault == "partition" {
+			tgt = newPartitionTarget(o, bin, stderr)
+		} else {
+			tgt = &demoTarget{o: o, bin: bin, log: stderr}
+		}
 	}
 	defer func() {
 		if cerr := tgt.close(); cerr != nil && err == nil {
@@ -243,7 +277,11 @@ func runTrial(ctx context.Context, o failoverOptions, ts *trialSetup, ids *atomi
 	wctx, stopWork := context.WithTimeout(ctx, o.duration)
 	defer stopWork()
 	w := newWriter(ts.cfg, o.interval, o.opTimeout, ids)
-	wa := &watcher{base: ts.cfg, instances: ts.instances, interval: 50 * time.Millisecond, timeout: 300 * time.Millisecond}
+	watchCfg := ts.cfg
+	if ts.watchCfg != nil {
+		watchCfg = ts.watchCfg
+	}
+	wa := &watcher{base: watchCfg, instances: ts.instances, interval: 50 * time.Millisecond, timeout: 300 * time.Millisecond}
 	var wg sync.WaitGroup
 	wg.Go(func() { w.run(wctx) })
 	wg.Go(func() { wa.run(wctx) })
