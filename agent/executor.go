@@ -152,16 +152,11 @@ func (e *executor) transitioning() bool {
 		if s.Role != topology.RolePrimary || s.Status != topology.StatusUp || s.Mode == topology.ModeSynced {
 			continue
 		}
-		m, ok := t.Mirror(s.Content)
-		if !ok || m.Status != topology.StatusUp {
-			continue
-		}
-		st := e.state(s.DBID)
-		e.mu.Lock()
-		h := st.health
-		e.mu.Unlock()
-		if h != nil && syncNamesInclude(h.SyncStandbyNames, supervisor.AppName(m.DBID)) {
-			return true // sync is on; the vouch is one report away
+		// A mirror recorded up, the pair not yet in sync: sync is one
+		// probe away from being switched on (once the mirror has caught
+		// up), or on and the vouch one report away.
+		if m, ok := t.Mirror(s.Content); ok && m.Status == topology.StatusUp {
+			return true
 		}
 	}
 	return false

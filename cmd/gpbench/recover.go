@@ -298,7 +298,16 @@ func recoverScale(ctx context.Context, o recoverOptions, bin string, demos *demo
 			return res, err
 		}
 	}
-	if _, err := waitState(ctx, d, o.recoverTimeout, "content 0 in sync after the load", func(s *clusterState) bool { return s.inSync(content) }); err != nil {
+	st, err = waitState(ctx, d, o.recoverTimeout, "content 0 in sync after the load", func(s *clusterState) bool { return s.inSync(content) })
+	if err != nil {
+		return res, err
+	}
+	// The first kill must find the mirror caught up with the load and its
+	// checkpoint: pg_rewind copies every block changed since the last
+	// checkpoint the two share, so a mirror still replaying the load's
+	// tail would make the first run measure the load, not the change.
+	_, m, _, _ := st.pair(content)
+	if err := waitReplayed(ctx, p, m, o.recoverTimeout); err != nil {
 		return res, err
 	}
 	size, err := dirSize(p.DataDir)
@@ -392,6 +401,46 @@ func pgbenchInit(ctx context.Context, o recoverOptions, d *demo, p segment, scal
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("pgbench -i -s %d: %v: %s", scale, err, lastLines(out.String(), 3))
+	}
+	return nil
+}
+
+// waitReplayed waits until mirror m has replayed everything primary p
+// has written so far.
+func waitReplayed(ctx context.Context, p, m segment, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var target string
+	if err := queryOne(ctx, p, "SELECT pg_current_wal_lsn()::text", &target); err != nil {
+		return err
+	}
+	for {
+		var done bool
+		err := queryOne(ctx, m, "SELECT coalesce(pg_last_wal_replay_lsn() >= $1::pg_lsn, false)", &done, target)
+		if err == nil && done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("mirror %s:%d did not replay up to %s within %s (last error: %v)", m.Address, m.Port, target, timeout, err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// queryOne runs a one-value query on an instance.
+func queryOne(ctx context.Context, x segment, sql string, dst any, args ...any) error {
+	cfg, err := instanceConfig(x)
+	if err != nil {
+		return err
+	}
+	conn, err := connectRetry(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer closeConn(conn)
+	if err := conn.QueryRow(ctx, sql, args...).Scan(dst); err != nil {
+		return fmt.Errorf("%s on %s:%d: %w", sql, x.Address, x.Port, err)
 	}
 	return nil
 }
