@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/sys/unix"
 )
 
 // CreateMirror builds inst as a standby of up and starts it: pg_basebackup
@@ -100,7 +101,28 @@ func (s *Supervisor) buildStandby(ctx context.Context, clusterID string, inst In
 	if err := s.writeOwnedFile(filepath.Join(dd, standbySignal), nil, 0o600); err != nil {
 		return err
 	}
+	// Durable before the marker says the copy is complete.
+	if !s.noSync {
+		if err := syncFS(dd); err != nil {
+			return err
+		}
+	}
 	return s.finishCreate(clusterID, inst)
+}
+
+// syncFS flushes everything written to dir's file system with one
+// syncfs(2). pg_basebackup runs with --no-sync instead of its own pass,
+// which fsyncs one file after the other and waits on each.
+func syncFS(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := unix.Syncfs(int(f.Fd())); err != nil {
+		return fmt.Errorf("syncfs %s: %w", dir, err)
+	}
+	return nil
 }
 
 // standbyConf is the managed configuration of a mirror streaming from up.
@@ -144,9 +166,8 @@ func (s *Supervisor) basebackup(ctx context.Context, dataDir string, up Upstream
 		"--progress",
 		"--no-password",
 	}
-	if s.noSync {
-		args = append(args, "--no-sync")
-	}
+	// Synced by buildStandby, with one syncfs.
+	args = append(args, "--no-sync")
 	args = append(args, s.extraBackupArgs...)
 	return s.runTool(ctx, "pg_basebackup", args, []string{
 		// The environment of a process is readable only by its own user

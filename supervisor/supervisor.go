@@ -67,7 +67,7 @@ type Supervisor struct {
 	log  *slog.Logger
 
 	// noSync skips the fsync of a new data directory by initdb and
-	// pg_basebackup. Only tests set it, to keep their run time off the
+	// after pg_basebackup. Only tests set it, to keep their run time off the
 	// disk's flush latency; a crash could corrupt an unsynced instance.
 	noSync bool
 	// extraBackupArgs are added to pg_basebackup's arguments; tests slow

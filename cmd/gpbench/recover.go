@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/sys/unix"
 )
 
 const recoverSynopsis = `usage: gpbench recover [flags]
@@ -38,17 +39,20 @@ of --scales:
   3. once more with a full copy: kill -9, promotion, time
      'gpagent recoverseg -F -a'; then time 'cp -a' of the recovered
      mirror's data dir (running: not a consistent copy, only a throughput
-     baseline on the same disk) into a temporary folder.
+     baseline on the same disk) into a temporary folder, and the same copy
+     followed by a syncfs of it (durable, as the recovered mirror is).
 
 MB are MiB (2^20 bytes). Per-run lines go to stderr. The last line on
 stdout is one JSON object:
   {"scales":[{"scale":64,"runs":3,"datadir_mb":..,"changed_wal_mb":..,
     "incremental_s":{"p50":..,"max":..},"full_s":..,"full_mb":..,
-    "full_mb_per_s":..,"cp_mb_per_s":..,"full_vs_cp":..},...]}
+    "full_mb_per_s":..,"cp_mb_per_s":..,"full_vs_cp":..,
+    "cp_sync_mb_per_s":..,"full_vs_cp_sync":..},...]}
 datadir_mb: the primary's data dir after the load (du, apparent size);
 changed_wal_mb: mean WAL per run; incremental_s: p50 (nearest rank) and max
 of recoverseg -a; full_mb: the recovered data dir; full_vs_cp: full
-recovery throughput over cp -a throughput.
+recovery throughput over cp -a throughput; full_vs_cp_sync: the same over
+cp -a then syncfs.
 
 Flags:
 `
@@ -148,6 +152,7 @@ type fullRun struct {
 	bytes    int64 // the recovered data dir
 	cp       time.Duration
 	cpBytes  int64
+	cpSync   time.Duration // cp -a, then syncfs of the copy's file system
 }
 
 // secondsSummary is p50 and max of durations, in seconds.
@@ -168,6 +173,9 @@ type scaleResult struct {
 	FullMBPerS   float64        `json:"full_mb_per_s"`
 	CpMBPerS     float64        `json:"cp_mb_per_s"`
 	FullVsCp     float64        `json:"full_vs_cp"`
+	// The copy made durable, as the recovered mirror is before it counts.
+	CpSyncMBPerS float64 `json:"cp_sync_mb_per_s"`
+	FullVsCpSync float64 `json:"full_vs_cp_sync"`
 }
 
 type recoverSummary struct {
@@ -211,6 +219,11 @@ func summarizeScale(scale int, datadirBytes int64, runs []incrementalRun, full f
 	r.CpMBPerS = round(cpRate, 1)
 	if cpRate > 0 {
 		r.FullVsCp = round(fullRate/cpRate, 3)
+	}
+	cpSyncRate := rate(full.cpBytes, full.cpSync)
+	r.CpSyncMBPerS = round(cpSyncRate, 1)
+	if cpSyncRate > 0 {
+		r.FullVsCpSync = round(fullRate/cpSyncRate, 3)
 	}
 	return r
 }
@@ -365,13 +378,13 @@ func recoverScale(ctx context.Context, o recoverOptions, bin string, demos *demo
 	if full.bytes, err = dirSize(old.DataDir); err != nil {
 		return res, err
 	}
-	full.cp, full.cpBytes, err = timeCopy(ctx, old.DataDir)
+	full.cp, full.cpSync, full.cpBytes, err = timeCopy(ctx, old.DataDir)
 	if err != nil {
 		return res, err
 	}
-	fmt.Fprintf(log, "scale %d full: recoverseg -F -a: %.1f MB in %s (%.1f MB/s); cp -a: %.1f MB in %s (%.1f MB/s)\n",
+	fmt.Fprintf(log, "scale %d full: recoverseg -F -a: %.1f MB in %s (%.1f MB/s); cp -a: %.1f MB in %s (%.1f MB/s); cp -a then syncfs: %s (%.1f MB/s)\n",
 		scale, float64(full.bytes)/mib, secs(full.recover), rate(full.bytes, full.recover),
-		float64(full.cpBytes)/mib, secs(full.cp), rate(full.cpBytes, full.cp))
+		float64(full.cpBytes)/mib, secs(full.cp), rate(full.cpBytes, full.cp), secs(full.cpSync), rate(full.cpBytes, full.cpSync))
 	return summarizeScale(scale, size, runs, full), nil
 }
 
@@ -657,24 +670,45 @@ func dirSize(dir string) (int64, error) {
 // timeCopy times cp -a of dir into a new temporary folder beside the
 // demos, and removes the copy. A running instance's files may vanish
 // under cp: those complaints are not failures.
-func timeCopy(ctx context.Context, dir string) (time.Duration, int64, error) {
+func timeCopy(ctx context.Context, dir string) (plain, durable time.Duration, n int64, err error) {
 	tmp, err := os.MkdirTemp("", "gpbench-cp-")
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	defer os.RemoveAll(tmp)
+	// Nothing written before the copy is flushed on its clock.
+	if err := syncFS(tmp); err != nil {
+		return 0, 0, 0, err
+	}
 	dst := filepath.Join(tmp, "x")
 	cmd := exec.CommandContext(ctx, "cp", "-a", dir, dst)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	t := time.Now()
 	err = cmd.Run()
-	d := time.Since(t)
+	plain = time.Since(t)
 	if err != nil && !onlyVanished(out.String()) {
-		return 0, 0, fmt.Errorf("cp -a %s: %v: %s", dir, err, lastLines(out.String(), 3))
+		return 0, 0, 0, fmt.Errorf("cp -a %s: %v: %s", dir, err, lastLines(out.String(), 3))
 	}
-	n, err := dirSize(dst)
-	return d, n, err
+	if err := syncFS(dst); err != nil {
+		return 0, 0, 0, err
+	}
+	durable = time.Since(t)
+	n, err = dirSize(dst)
+	return plain, durable, n, err
+}
+
+// syncFS flushes dir's file system (syncfs(2)).
+func syncFS(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := unix.Syncfs(int(f.Fd())); err != nil {
+		return fmt.Errorf("syncfs %s: %w", dir, err)
+	}
+	return nil
 }
 
 // onlyVanished: every line of cp's complaints is about a file that was

@@ -39,12 +39,13 @@ func TestSummarizeScale(t *testing.T) {
 		{walBytes: 11 * mib, recover: 1200 * time.Millisecond},
 		{walBytes: 12 * mib, recover: 1700 * time.Millisecond},
 	}
-	full := fullRun{recover: 20 * time.Second, bytes: 1000 * mib, cp: 4 * time.Second, cpBytes: 1000 * mib}
+	full := fullRun{recover: 20 * time.Second, bytes: 1000 * mib, cp: 4 * time.Second, cpSync: 10 * time.Second, cpBytes: 1000 * mib}
 	got := summarizeScale(64, 1100*mib+mib/2, runs, full)
 	want := scaleResult{
 		Scale: 64, Runs: 3, DatadirMB: 1100.5, ChangedWALMB: 11,
 		IncrementalS: secondsSummary{P50: 1.7, Max: 2.5},
 		FullS:        20, FullMB: 1000, FullMBPerS: 50, CpMBPerS: 250, FullVsCp: 0.2,
+		CpSyncMBPerS: 100, FullVsCpSync: 0.5,
 	}
 	if got != want {
 		t.Errorf("summarizeScale\n got %+v\nwant %+v", got, want)
@@ -58,7 +59,7 @@ func TestSummarizeScale(t *testing.T) {
 func TestRecoverSummaryJSON(t *testing.T) {
 	s := recoverSummary{Scales: []scaleResult{{Scale: 64, Runs: 3, DatadirMB: 1024.5, ChangedWALMB: 10.2,
 		IncrementalS: secondsSummary{P50: 1.234, Max: 2.5}, FullS: 20.5, FullMB: 1000, FullMBPerS: 48.8, CpMBPerS: 250, FullVsCp: 0.195}}}
-	want := `{"scales":[{"scale":64,"runs":3,"datadir_mb":1024.5,"changed_wal_mb":10.2,"incremental_s":{"p50":1.234,"max":2.5},"full_s":20.5,"full_mb":1000,"full_mb_per_s":48.8,"cp_mb_per_s":250,"full_vs_cp":0.195}]}`
+	want := `{"scales":[{"scale":64,"runs":3,"datadir_mb":1024.5,"changed_wal_mb":10.2,"incremental_s":{"p50":1.234,"max":2.5},"full_s":20.5,"full_mb":1000,"full_mb_per_s":48.8,"cp_mb_per_s":250,"full_vs_cp":0.195,"cp_sync_mb_per_s":0,"full_vs_cp_sync":0}]}`
 	if got := s.jsonLine(); got != want {
 		t.Errorf("summary\n got %s\nwant %s", got, want)
 	}
