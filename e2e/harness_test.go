@@ -77,7 +77,14 @@ func startDemo(t testing.TB, args ...string) *demo {
 		t.Fatal(err)
 	}
 	go func() { d.done <- d.cmd.Wait() }()
-	t.Cleanup(func() { d.stop(); os.RemoveAll(dir) })
+	t.Cleanup(func() {
+		d.stop()
+		if t.Failed() {
+			t.Logf("kept %s for inspection (agent logs in <host>/agent.log)", dir)
+			return
+		}
+		os.RemoveAll(dir)
+	})
 
 	envFile := filepath.Join(dir, "env")
 	waitUntil(t, 4*time.Minute, "demo writes "+envFile, func() (bool, string) {
