@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gpagent/gpagent/api"
 	"github.com/gpagent/gpagent/consensus"
 	"github.com/gpagent/gpagent/membership"
 	"github.com/gpagent/gpagent/supervisor"
@@ -34,6 +35,10 @@ type Agent struct {
 
 	apiListener net.Listener
 	server      *http.Server
+
+	// API clients of other agents, by address (peerClient).
+	peersMu sync.Mutex
+	peers   map[string]*api.Client
 
 	// The health report last gossiped, and when (mesh loop only).
 	healthSent   []byte

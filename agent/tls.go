@@ -41,11 +41,27 @@ func loadTLS(caFile, certFile, keyFile string) (*tlsConfigs, error) {
 }
 
 // peerClient is a client for another agent's API.
+//
+// One client per address is kept: its connections are reused, so a
+// report every second costs no new TCP connection (nor TLS handshake),
+// and none is left idle behind.
 func (a *Agent) peerClient(addr string) *api.Client {
-	if a.tls == nil {
-		return api.NewClient(addr)
+	a.peersMu.Lock()
+	defer a.peersMu.Unlock()
+	if c, ok := a.peers[addr]; ok {
+		return c
 	}
-	return api.NewTLSClient(addr, a.tls.client)
+	var c *api.Client
+	if a.tls == nil {
+		c = api.NewClient(addr)
+	} else {
+		c = api.NewTLSClient(addr, a.tls.client)
+	}
+	if a.peers == nil {
+		a.peers = map[string]*api.Client{}
+	}
+	a.peers[addr] = c
+	return c
 }
 
 // agentsOnly guards the routes only agents call (reports, preflight):
