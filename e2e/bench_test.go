@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strconv"
@@ -59,8 +60,8 @@ func BenchmarkIdleAgent(b *testing.B) {
 	d := startDemo(b)
 	const window = 20 * time.Second
 	var cpu, rss []float64
+	perHost := map[string][]float64{}
 	for b.Loop() {
-		cpu, rss = cpu[:0], rss[:0]
 		hosts := d.hostNames()
 		start := map[string]float64{}
 		for _, h := range hosts {
@@ -71,7 +72,9 @@ func BenchmarkIdleAgent(b *testing.B) {
 		elapsed := time.Since(t0).Seconds()
 		for _, h := range hosts {
 			pid := d.hostAgentPID(h)
-			cpu = append(cpu, 100*(procCPUSeconds(b, pid)-start[h])/elapsed)
+			c := 100 * (procCPUSeconds(b, pid) - start[h]) / elapsed
+			cpu = append(cpu, c)
+			perHost[h] = append(perHost[h], c)
 			rss = append(rss, procRSSMB(b, pid))
 		}
 	}
@@ -80,8 +83,18 @@ func BenchmarkIdleAgent(b *testing.B) {
 	b.ReportMetric(cpu[len(cpu)/2], "cpu_pct_median")
 	b.ReportMetric(cpu[len(cpu)-1], "cpu_pct_worst")
 	b.ReportMetric(rss[len(rss)-1], "rss_mb_worst")
-	fmt.Printf("idle agent over %s (%d agents): CPU median %.2f%%, worst %.2f%% of a core; RSS median %.1f MB, worst %.1f MB\n",
+	fmt.Printf("idle agent over %s windows (%d samples): CPU median %.2f%%, worst %.2f%% of a core; RSS median %.1f MB, worst %.1f MB\n",
 		window, len(cpu), cpu[len(cpu)/2], cpu[len(cpu)-1], rss[len(rss)/2], rss[len(rss)-1])
+	leader := d.state().Leader
+	for _, h := range slices.Sorted(maps.Keys(perHost)) {
+		c := perHost[h]
+		slices.Sort(c)
+		role := ""
+		if h == leader {
+			role = " (Raft leader)"
+		}
+		fmt.Printf("  %s%s: CPU median %.2f%%, worst %.2f%%\n", h, role, c[len(c)/2], c[len(c)-1])
+	}
 }
 
 // procCPUSeconds is utime+stime of a process from /proc (clock ticks of

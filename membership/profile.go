@@ -94,5 +94,8 @@ func lanProfile() *memberlist.Config {
 	c.TCPTimeout = DefaultTCPTimeout
 	c.PushPullInterval = DefaultPushPullInterval
 	c.GossipToTheDeadTime = DefaultGossipToTheDeadTime
+	// Pings and health reports are a few hundred bytes on a LAN: LZW
+	// (a fresh writer per message) costs more CPU than it saves bytes.
+	c.EnableCompression = false
 	return c
 }
