@@ -2,8 +2,17 @@ package agent
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/gpagent/gpagent/supervisor"
 	"github.com/gpagent/gpagent/topology"
@@ -21,17 +30,83 @@ type lease struct {
 	mu      sync.Mutex
 	renewed time.Time
 	fenced  bool
+	// path records each renewal on the boot clock, so that a restarted
+	// agent resumes the lease its previous run held rather than granting
+	// itself a fresh one ("" in tests: nothing recorded).
+	path   string
+	bootID string
+	log    *slog.Logger
 }
 
-func newLease() *lease { return &lease{renewed: time.Now()} }
+// leaseFile, in the agent's data dir, holds the boot id and the last
+// renewal on CLOCK_BOOTTIME, which runs on across agent restarts (not
+// across reboots, which the boot id tells apart).
+const leaseFile = "lease"
+
+// newLease resumes the lease recorded in dataDir by an earlier run of the
+// agent on this boot. A record from an earlier boot, or one that cannot be
+// read, counts as expired: the primaries are fenced until the leader is
+// heard from. With no record at all (a first start) the lease starts now.
+func newLease(dataDir string, log *slog.Logger) *lease {
+	l := &lease{renewed: time.Now(), path: filepath.Join(dataDir, leaseFile), bootID: bootID(), log: log}
+	b, err := os.ReadFile(l.path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return l
+	case err != nil:
+		l.renewed = time.Time{}
+		return l
+	}
+	id, at, ok := strings.Cut(strings.TrimSpace(string(b)), " ")
+	ns, perr := strconv.ParseInt(at, 10, 64)
+	now, berr := bootNanos()
+	if !ok || perr != nil || berr != nil || id != l.bootID || l.bootID == "" || ns > now {
+		l.renewed = time.Time{}
+		return l
+	}
+	l.renewed = time.Now().Add(-time.Duration(now - ns))
+	return l
+}
 
 // renew extends the lease from the moment the renewing request was sent.
 func (l *lease) renew(sent time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if sent.After(l.renewed) {
-		l.renewed = sent
+	if !sent.After(l.renewed) {
+		return
 	}
+	l.renewed = sent
+	if l.path == "" {
+		return
+	}
+	now, err := bootNanos()
+	if err != nil {
+		return
+	}
+	// No fsync: the record only has to outlive the agent process; a
+	// crash of the host ends the boot, and with it the postmasters.
+	rec := fmt.Sprintf("%s %d\n", l.bootID, now-int64(time.Since(sent)))
+	if err := os.WriteFile(l.path, []byte(rec), 0o600); err != nil && l.log != nil {
+		l.log.Warn("cannot record the lease renewal; a restart of this agent will fence its primaries until the leader is heard from", "path", l.path, "err", err)
+	}
+}
+
+// bootNanos reads CLOCK_BOOTTIME.
+func bootNanos() (int64, error) {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
+		return 0, err
+	}
+	return ts.Nano(), nil
+}
+
+// bootID names this boot of the host ("" if unknown).
+func bootID() string {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // expired reports whether more than d has passed since the last renewal.
