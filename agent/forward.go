@@ -22,8 +22,12 @@ const forwardedHeader = "X-Gpagent-Forwarded-By"
 func (a *Agent) leaderOnly(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if a.node.IsLeader() || r.Header.Get(forwardedHeader) != "" {
-			if a.node.IsLeader() && !a.waitLeaderReady(r.Context()) {
-				writeError(w, api.Errorf(api.CodeNotLeader, "agent %s: leader, but still applying its Raft log; try again", a.cfg.Name))
+			// A forwarded request is answered only by the leader: the
+			// sender may still name an agent that has lost leadership,
+			// or one just restarted whose log is not replayed yet (it
+			// would answer "no cluster").
+			if !a.waitLeaderReady(r.Context()) {
+				writeError(w, api.Errorf(api.CodeNotLeader, "agent %s: not the Raft leader (or still applying its log); try again", a.cfg.Name))
 				return
 			}
 			h(w, r)
