@@ -41,6 +41,9 @@ of --scales:
      mirror's data dir (running: not a consistent copy, only a throughput
      baseline on the same disk) into a temporary folder, and the same copy
      followed by a syncfs of it (durable, as the recovered mirror is).
+     With --drop-caches (the default as root) the page cache is written
+     back and dropped before the recovery and before the copy, so both
+     read from the disk.
 
 MB are MiB (2^20 bytes). Per-run lines go to stderr. The last line on
 stdout is one JSON object:
@@ -69,6 +72,7 @@ type recoverOptions struct {
 	recoverTimeout time.Duration
 	pgbin          string
 	checkpoint     bool
+	dropCaches     bool
 }
 
 func cmdRecover(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -88,6 +92,7 @@ func cmdRecover(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.BoolVar(&o.keep, "keep", false, "keep the demo folders (by default removed, except those where something went wrong)")
 	fs.DurationVar(&o.startTimeout, "start-timeout", 5*time.Minute, "how long a demo may take to come up")
 	fs.DurationVar(&o.recoverTimeout, "recover-timeout", 30*time.Minute, "limit of one recoverseg, and of the pgbench load")
+	fs.BoolVar(&o.dropCaches, "drop-caches", os.Geteuid() == 0, "before the full recovery and before the cp -a baseline, write back and drop the page cache (root only), so both read the data from disk")
 	fs.BoolVar(&o.checkpoint, "checkpoint", true, "CHECKPOINT the primary after the load (=false: the first incremental recovery must rewind across the whole load's WAL)")
 	fs.StringVar(&o.pgbin, "pg-bin", "/usr/lib/postgresql/15/bin", "folder of pgbench")
 	if err := fs.Parse(args); err != nil {
@@ -367,6 +372,11 @@ func recoverScale(ctx context.Context, o recoverOptions, bin string, demos *demo
 		return res, fmt.Errorf("full: %w", err)
 	}
 	fmt.Fprintf(log, "gpbench: scale %d: mirror promoted %s after kill -9; recoverseg -F -a\n", scale, secs(full.failover))
+	if o.dropCaches {
+		if err := dropCaches(); err != nil {
+			return res, err
+		}
+	}
 	t := time.Now()
 	if _, err := d.gpagentWithin(ctx, o.recoverTimeout, "recoverseg", "-F", "-a"); err != nil {
 		return res, fmt.Errorf("full: %w", err)
@@ -377,6 +387,11 @@ func recoverScale(ctx context.Context, o recoverOptions, bin string, demos *demo
 	}
 	if full.bytes, err = dirSize(old.DataDir); err != nil {
 		return res, err
+	}
+	if o.dropCaches {
+		if err := dropCaches(); err != nil {
+			return res, err
+		}
 	}
 	full.cp, full.cpSync, full.cpBytes, err = timeCopy(ctx, old.DataDir)
 	if err != nil {
@@ -696,6 +711,17 @@ func timeCopy(ctx context.Context, dir string) (plain, durable time.Duration, n 
 	durable = time.Since(t)
 	n, err = dirSize(dst)
 	return plain, durable, n, err
+}
+
+// dropCaches writes back every dirty page and drops the page cache, so
+// that what is timed next reads from the disk, as a copy on a busy host
+// mostly would.
+func dropCaches() error {
+	unix.Sync()
+	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("3\n"), 0); err != nil {
+		return fmt.Errorf("--drop-caches: %w (needs root; --drop-caches=false to time with a warm cache)", err)
+	}
+	return nil
 }
 
 // syncFS flushes dir's file system (syncfs(2)).
