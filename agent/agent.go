@@ -36,9 +36,11 @@ type Agent struct {
 	apiListener net.Listener
 	server      *http.Server
 
-	// API clients of other agents, by address (peerClient).
+	// API clients of other agents, by address (peerClient), and the
+	// transport of forwarded requests (TLS only).
 	peersMu sync.Mutex
 	peers   map[string]*api.Client
+	fwd     *http.Transport
 
 	// The health report last gossiped, and when (mesh loop only).
 	healthSent   []byte

@@ -47,9 +47,7 @@ func (a *Agent) leaderOnly(h http.HandlerFunc) http.HandlerFunc {
 		var transport http.RoundTripper
 		if a.tls != nil {
 			target.Scheme = "https"
-			tr := http.DefaultTransport.(*http.Transport).Clone()
-			tr.TLSClientConfig = a.tls.client
-			transport = tr
+			transport = a.forwardTransport()
 		}
 		proxy := &httputil.ReverseProxy{
 			Transport: transport,
@@ -63,6 +61,19 @@ func (a *Agent) leaderOnly(h http.HandlerFunc) http.HandlerFunc {
 		}
 		proxy.ServeHTTP(w, r)
 	}
+}
+
+// forwardTransport is the one TLS transport forwarded requests share, so
+// their connections to the leader are reused rather than left idle.
+func (a *Agent) forwardTransport() http.RoundTripper {
+	a.peersMu.Lock()
+	defer a.peersMu.Unlock()
+	if a.fwd == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = a.tls.client
+		a.fwd = tr
+	}
+	return a.fwd
 }
 
 // waitLeaderReady gives a new leader a moment to pass its term's
