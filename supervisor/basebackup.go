@@ -103,17 +103,17 @@ func (s *Supervisor) buildStandby(ctx context.Context, clusterID string, inst In
 	}
 	// Durable before the marker says the copy is complete.
 	if !s.noSync {
-		if err := syncFS(dd); err != nil {
+		if err := SyncFS(dd); err != nil {
 			return err
 		}
 	}
 	return s.finishCreate(clusterID, inst)
 }
 
-// syncFS flushes everything written to dir's file system with one
+// SyncFS flushes everything written to dir's file system with one
 // syncfs(2). pg_basebackup runs with --no-sync instead of its own pass,
 // which fsyncs one file after the other and waits on each.
-func syncFS(dir string) error {
+func SyncFS(dir string) error {
 	f, err := os.Open(dir)
 	if err != nil {
 		return err

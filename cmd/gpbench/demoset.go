@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -65,4 +66,22 @@ func (s *demoSet) close() error {
 		return errors.New(strings.Join(s.errs, "; "))
 	}
 	return nil
+}
+
+// withDemos runs fn with the gpagent binary of --gpagent/--build-gpagent
+// and a demoSet that is closed (demos stopped, folders removed unless
+// kept) when fn returns; a failure to close is the error if fn had none.
+func withDemos(ctx context.Context, gpagent string, build, keep bool, log io.Writer, fn func(bin string, demos *demoSet) error) (err error) {
+	bin, cleanup, err := resolveGpagent(ctx, gpagent, build, log)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	demos := &demoSet{log: log, keep: keep}
+	defer func() {
+		if cerr := demos.close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	return fn(bin, demos)
 }

@@ -128,15 +128,8 @@ func cmdFailover(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.StringVar(&o.resumeCmd, "resume-cmd", "", "with --dsn: shell command run at the end of each trial (e.g. undo a SIGSTOP)")
 	fs.StringVar(&o.recoverCmd, "recover-cmd", "", "with --dsn: shell command run between trials (e.g. re-add the old primary)")
 	fs.DurationVar(&o.recoverTimeout, "recover-timeout", 5*time.Minute, "with --dsn: how long to wait for writes to work before a trial; with --fault partition: limit of the recovery between trials")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "gpbench failover: unexpected argument %q\n", fs.Arg(0))
-		return errUsage
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
 	}
 	if err := o.check(); err != nil {
 		return err

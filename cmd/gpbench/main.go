@@ -75,3 +75,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "gpbench %s: %v\n", args[0], err)
 	return 1
 }
+
+// parseFlags parses a subcommand's flags: -h is flag.ErrHelp, a bad flag
+// or a stray argument is errUsage (after a one-line message).
+func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "gpbench %s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
+		return errUsage
+	}
+	return nil
+}

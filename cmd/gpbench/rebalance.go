@@ -83,15 +83,8 @@ func cmdRebalance(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.BoolVar(&o.keep, "keep", false, "keep the demo folders (by default removed, except those of trials that went wrong)")
 	fs.DurationVar(&o.startTimeout, "start-timeout", 5*time.Minute, "how long a demo may take to come up")
 	fs.DurationVar(&o.recoverTimeout, "recover-timeout", 5*time.Minute, "limit of one recoverseg")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "gpbench rebalance: unexpected argument %q\n", fs.Arg(0))
-		return errUsage
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
 	}
 	switch {
 	case o.trials < 1:
@@ -262,19 +255,16 @@ func (w *writer) snapshot() []op {
 	return append([]op(nil), w.ops...)
 }
 
-func runRebalance(ctx context.Context, o rebalanceOptions, stdout, stderr io.Writer) (err error) {
+func runRebalance(ctx context.Context, o rebalanceOptions, stdout, stderr io.Writer) error {
+	return withDemos(ctx, o.gpagent, o.buildGpagent, o.keep, stderr, func(bin string, demos *demoSet) error {
+		return rebalanceTrials(ctx, o, bin, demos, stdout, stderr)
+	})
+}
+
+// rebalanceTrials runs the trials, replacing the demo whenever it is not
+// balanced and in sync any more.
+func rebalanceTrials(ctx context.Context, o rebalanceOptions, bin string, demos *demoSet, stdout, stderr io.Writer) error {
 	started := time.Now()
-	bin, cleanup, err := resolveGpagent(ctx, o.gpagent, o.buildGpagent, stderr)
-	if err != nil {
-		return err
-	}
-	defer cleanup()
-	demos := &demoSet{log: stderr, keep: o.keep}
-	defer func() {
-		if cerr := demos.close(); cerr != nil && err == nil {
-			err = cerr
-		}
-	}()
 	ids := &atomic.Int64{}
 	var cur *demo
 	var trials []rebalanceTrial

@@ -21,6 +21,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/sys/unix"
+
+	"github.com/gpagent/gpagent/supervisor"
 )
 
 const recoverSynopsis = `usage: gpbench recover [flags]
@@ -95,15 +97,8 @@ func cmdRecover(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.BoolVar(&o.dropCaches, "drop-caches", os.Geteuid() == 0, "before the full recovery and before the cp -a baseline, write back and drop the page cache (root only), so both read the data from disk")
 	fs.BoolVar(&o.checkpoint, "checkpoint", true, "CHECKPOINT the primary after the load (=false: the first incremental recovery must rewind across the whole load's WAL)")
 	fs.StringVar(&o.pgbin, "pg-bin", "/usr/lib/postgresql/15/bin", "folder of pgbench")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "gpbench recover: unexpected argument %q\n", fs.Arg(0))
-		return errUsage
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
 	}
 	var err error
 	if o.scales, err = parseScales(*scales); err != nil {
@@ -249,19 +244,15 @@ func round(x float64, decimals int) float64 {
 
 func secs(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), 'f', 2, 64) + " s" }
 
-func runRecover(ctx context.Context, o recoverOptions, stdout, stderr io.Writer) (err error) {
+func runRecover(ctx context.Context, o recoverOptions, stdout, stderr io.Writer) error {
+	return withDemos(ctx, o.gpagent, o.buildGpagent, o.keep, stderr, func(bin string, demos *demoSet) error {
+		return recoverScales(ctx, o, bin, demos, stdout, stderr)
+	})
+}
+
+// recoverScales measures each scale on a demo of its own.
+func recoverScales(ctx context.Context, o recoverOptions, bin string, demos *demoSet, stdout, stderr io.Writer) error {
 	started := time.Now()
-	bin, cleanup, err := resolveGpagent(ctx, o.gpagent, o.buildGpagent, stderr)
-	if err != nil {
-		return err
-	}
-	defer cleanup()
-	demos := &demoSet{log: stderr, keep: o.keep}
-	defer func() {
-		if cerr := demos.close(); cerr != nil && err == nil {
-			err = cerr
-		}
-	}()
 	var sum recoverSummary
 	for _, scale := range o.scales {
 		res, err := recoverScale(ctx, o, bin, demos, scale, stderr)
@@ -692,7 +683,7 @@ func timeCopy(ctx context.Context, dir string) (plain, durable time.Duration, n 
 	}
 	defer os.RemoveAll(tmp)
 	// Nothing written before the copy is flushed on its clock.
-	if err := syncFS(tmp); err != nil {
+	if err := supervisor.SyncFS(tmp); err != nil {
 		return 0, 0, 0, err
 	}
 	dst := filepath.Join(tmp, "x")
@@ -705,7 +696,7 @@ func timeCopy(ctx context.Context, dir string) (plain, durable time.Duration, n 
 	if err != nil && !onlyVanished(out.String()) {
 		return 0, 0, 0, fmt.Errorf("cp -a %s: %v: %s", dir, err, lastLines(out.String(), 3))
 	}
-	if err := syncFS(dst); err != nil {
+	if err := supervisor.SyncFS(dst); err != nil {
 		return 0, 0, 0, err
 	}
 	durable = time.Since(t)
@@ -720,19 +711,6 @@ func dropCaches() error {
 	unix.Sync()
 	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("3\n"), 0); err != nil {
 		return fmt.Errorf("--drop-caches: %w (needs root; --drop-caches=false to time with a warm cache)", err)
-	}
-	return nil
-}
-
-// syncFS flushes dir's file system (syncfs(2)).
-func syncFS(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := unix.Syncfs(int(f.Fd())); err != nil {
-		return fmt.Errorf("syncfs %s: %w", dir, err)
 	}
 	return nil
 }
