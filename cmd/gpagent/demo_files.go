@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -246,9 +247,15 @@ func freePortsOn(addrs []string, n int) ([]int, error) {
 }
 
 // freePortRunOn finds n consecutive ports free on every address, for the
-// instances, whose ports follow Greenplum's port_base + index layout.
+// instances, whose ports follow Greenplum's port_base + index layout. The
+// search starts at a random run: two demos set up at the same moment (the
+// instances listen only later) would otherwise both take the first one.
 func freePortRunOn(addrs []string, n int) (int, error) {
-	for base := 16432; base+n < 32000; base += 100 {
+	const first, last, step = 16432, 32000, 100
+	runs := (last - first - n) / step
+	start := mrand.IntN(runs)
+	for i := range runs {
+		base := first + (start+i)%runs*step
 		ok := true
 		for p := base; p < base+n && ok; p++ {
 			ok = portFreeOn(addrs, p)
