@@ -246,12 +246,12 @@ func (e *executor) ensure(ctx context.Context, t *topology.Topology, s topology.
 			return
 		}
 		phase = "building"
-		up := supervisor.Upstream{Address: p.Address, Port: p.Port}
+		up := e.a.copyUpstream(p)
 		step = func(ctx context.Context) error {
 			started := time.Now()
 			return e.a.sup.CreateMirror(ctx, t.ClusterID, inst, up, func(done, total int64) {
 				e.mu.Lock()
-				st.progress = &api.Progress{Step: "pg_basebackup", Done: done, Total: total, Started: started}
+				st.progress = &api.Progress{Step: copyStep(up), Done: done, Total: total, Started: started}
 				e.mu.Unlock()
 			})
 		}
@@ -309,7 +309,11 @@ func (e *executor) ensure(ctx context.Context, t *topology.Topology, s topology.
 			return
 		}
 		phase = fmt.Sprintf("recovering (%s)", rec.Kind)
-		step = e.recoveryStep(t.ClusterID, inst, rec, supervisor.Upstream{Address: p.Address, Port: p.Port}, st)
+		up := supervisor.Upstream{Address: p.Address, Port: p.Port}
+		if rec.Kind != topology.RecoveryIncremental {
+			up = e.a.copyUpstream(p)
+		}
+		step = e.recoveryStep(t.ClusterID, inst, rec, up, st)
 	case s.Role == topology.RoleMirror && s.Status == topology.StatusDown && !t.IsPending(s.DBID) && !t.IsRejoining(s.DBID) && !recovering(t, s.DBID) && running && (h == nil || !h.InRecovery):
 		// A demoted primary still running (hung, or cut off): fence it.
 		// Its mirror was promoted; it must take no more connections.
@@ -501,7 +505,7 @@ func (e *executor) recoveryStep(clusterID string, inst supervisor.Instance, rec 
 				err = e.a.sup.Destroy(ctx, clusterID, inst)
 			}
 			if err == nil {
-				err = e.a.sup.CreateMirror(ctx, clusterID, inst, up, progress("pg_basebackup"))
+				err = e.a.sup.CreateMirror(ctx, clusterID, inst, up, progress(copyStep(up)))
 			}
 		}
 		e.mu.Lock()

@@ -37,6 +37,9 @@ func NewTLSClient(addr string, cfg *tls.Config) *Client {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = cfg
+	// A mirror's copy keeps several requests to the primary's agent in
+	// flight; their connections are kept for the next chunk.
+	tr.MaxIdleConnsPerHost = 8
 	return &Client{base: strings.TrimRight(base, "/"), http: &http.Client{Timeout: 60 * time.Second, Transport: tr}}
 }
 
@@ -131,11 +134,7 @@ func (c *Client) once(ctx context.Context, method, path string, in, out any) err
 		return fmt.Errorf("agent at %s: read answer: %w", c.base, err)
 	}
 	if resp.StatusCode >= 300 {
-		var e Error
-		if json.Unmarshal(data, &e) == nil && e.Code != "" {
-			return &e
-		}
-		return Errorf(CodeInternal, "agent at %s: %s: %s", c.base, resp.Status, strings.TrimSpace(string(data)))
+		return c.answerError(resp.Status, data)
 	}
 	if out == nil {
 		return nil
@@ -144,6 +143,46 @@ func (c *Client) once(ctx context.Context, method, path string, in, out any) err
 		return fmt.Errorf("agent at %s: decode %s answer: %w", c.base, path, err)
 	}
 	return nil
+}
+
+// answerError is the error an answer other than success carries.
+func (c *Client) answerError(status string, body []byte) error {
+	var e Error
+	if json.Unmarshal(body, &e) == nil && e.Code != "" {
+		return &e
+	}
+	return Errorf(CodeInternal, "agent at %s: %s: %s", c.base, status, strings.TrimSpace(string(body)))
+}
+
+// DataFiles lists, for a mirror's copy, the data directory of instance
+// dbid on this agent's host.
+func (c *Client) DataFiles(ctx context.Context, dbid int) ([]DataFile, error) {
+	var files []DataFile
+	return files, c.once(ctx, http.MethodGet, fmt.Sprintf("/v1/local/files/%d", dbid), nil, &files)
+}
+
+// ReadDataFiles returns ranges of the data files of instance dbid, framed
+// as supervisor.ServeDataFiles frames them.
+func (c *Client) ReadDataFiles(ctx context.Context, dbid int, ranges []FileRange) (io.ReadCloser, error) {
+	body, err := json.Marshal(ranges)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, fmt.Sprintf("%s/v1/local/files/%d/read", c.base, dbid), bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("agent at %s: %w", c.base, err)
+	}
+	if resp.StatusCode >= 300 {
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		return nil, c.answerError(resp.Status, data)
+	}
+	return resp.Body, nil
 }
 
 // ConnInfo returns where the instances of a content listen.

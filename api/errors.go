@@ -17,6 +17,7 @@ const (
 	CodeNotLeader      Code = "not_leader"      // no leader could be reached
 	CodeNotInitialized Code = "not_initialized" // no cluster yet
 	CodeUnavailable    Code = "unavailable"     // the agent cannot serve this now (no quorum, shutting down)
+	CodeNotFound       Code = "not_found"       // no such file or instance here
 	CodeInternal       Code = "internal"
 )
 
@@ -45,6 +46,7 @@ var (
 	ErrNotLeader      = &Error{Code: CodeNotLeader}
 	ErrNotInitialized = &Error{Code: CodeNotInitialized}
 	ErrUnavailable    = &Error{Code: CodeUnavailable}
+	ErrNotFound       = &Error{Code: CodeNotFound}
 )
 
 // Errorf builds an API error with a code.
@@ -59,7 +61,7 @@ func (c Code) HTTPStatus() int {
 		return http.StatusBadRequest
 	case CodeConflict, CodeStale:
 		return http.StatusConflict
-	case CodeNotInitialized:
+	case CodeNotInitialized, CodeNotFound:
 		return http.StatusNotFound
 	case CodeNotLeader, CodeUnavailable:
 		return http.StatusServiceUnavailable

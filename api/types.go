@@ -251,3 +251,20 @@ type Members struct {
 	Leader  string   `json:"leader"`
 	Members []Member `json:"members"`
 }
+
+// DataFile is one entry of GET /v1/local/files/{dbid}: a directory, or a
+// file and its size when listed, by its slash-separated path inside the
+// data directory.
+type DataFile struct {
+	Path string `json:"path"`
+	Size int64  `json:"size,omitempty"`
+	Dir  bool   `json:"dir,omitempty"`
+}
+
+// FileRange is one part of the body of POST /v1/local/files/{dbid}/read:
+// N bytes of a data file from offset Off.
+type FileRange struct {
+	Path string `json:"path"`
+	Off  int64  `json:"off"`
+	N    int64  `json:"n"`
+}

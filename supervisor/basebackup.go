@@ -82,7 +82,7 @@ func (s *Supervisor) CreateMirror(ctx context.Context, clusterID string, inst In
 
 func (s *Supervisor) buildStandby(ctx context.Context, clusterID string, inst Instance, up Upstream, slot string, progress func(done, total int64)) error {
 	dd := inst.DataDir
-	if err := s.basebackup(ctx, dd, up, slot, progress); err != nil {
+	if err := s.copyDataDir(ctx, dd, up, slot, progress); err != nil {
 		return err
 	}
 	// The copy brought the primary's marker, startup log and server logs;
@@ -103,11 +103,34 @@ func (s *Supervisor) buildStandby(ctx context.Context, clusterID string, inst In
 	}
 	// Durable before the marker says the copy is complete.
 	if !s.noSync {
+		t := time.Now()
 		if err := SyncFS(dd); err != nil {
 			return err
 		}
+		s.log.Info("copy flushed to disk", "datadir", dd, "syncfs", time.Since(t).Round(time.Millisecond))
 	}
 	return s.finishCreate(clusterID, inst)
+}
+
+// copyDataDir fills the empty dd with a copy of up's data directory: a
+// parallel file copy where up.Files is set and the primary's agent can
+// list its files, pg_basebackup otherwise.
+func (s *Supervisor) copyDataDir(ctx context.Context, dd string, up Upstream, slot string, progress func(done, total int64)) error {
+	if up.Files == nil {
+		return s.basebackup(ctx, dd, up, slot, progress)
+	}
+	err := s.fileCopy(ctx, dd, up, slot, progress)
+	if !errors.Is(err, errNoListing) {
+		return err
+	}
+	s.log.Warn("cannot copy the primary's files through its agent; using pg_basebackup", "err", err)
+	if err := s.dropSlot(ctx, up, slot); err != nil {
+		return err
+	}
+	if err := clearDir(dd); err != nil {
+		return err
+	}
+	return s.basebackup(ctx, dd, up, slot, progress)
 }
 
 // SyncFS flushes everything written to dir's file system with one

@@ -122,12 +122,7 @@ func isEmptyDir(dir string) (bool, error) {
 // clearDir removes what is inside dir but keeps dir itself: it may be a
 // mount point, or have been made by the operator with care.
 func clearDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	names, err := f.Readdirnames(-1)
-	f.Close()
+	names, err := readDirNames(dir)
 	if err != nil {
 		return err
 	}
@@ -137,4 +132,13 @@ func clearDir(dir string) error {
 		}
 	}
 	return nil
+}
+
+func readDirNames(dir string) ([]string, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return f.Readdirnames(-1)
 }

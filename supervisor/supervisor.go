@@ -54,6 +54,10 @@ func (i Instance) String() string {
 type Upstream struct {
 	Address string
 	Port    int
+	// Files, if set, reads the primary's data directory through its
+	// agent: a new mirror is then copied file by file in parallel, and
+	// pg_basebackup is used only where that cannot be done.
+	Files FileSource
 }
 
 // Supervisor manages the local instances. Its methods are safe for

@@ -22,7 +22,7 @@ func waitFor(ctx context.Context, out io.Writer, c *api.Client, timeout time.Dur
 	last := map[int]string{}
 	live := isTerminal(out)
 	drawn := 0
-	tick := time.NewTicker(300 * time.Millisecond)
+	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	var s *api.State
 	for {
