@@ -83,7 +83,8 @@ func (w *testWriter) close() {
 
 // TestAgents_TLSMeshAndForwarding: two agents over mutual TLS form one
 // Raft cluster through gossip; any agent answers for the leader; only
-// agents (a certificate of the cluster CA) may send reports.
+// agents (a certificate of the cluster CA) may send reports or read data
+// files.
 func TestAgents_TLSMeshAndForwarding(t *testing.T) {
 	ca := testcerts.New(t)
 	a := startAgent(t, "a", ca, "bootstrap: true\n")
@@ -119,6 +120,12 @@ func TestAgents_TLSMeshAndForwarding(t *testing.T) {
 		_, err := anon.Report(context.Background(), api.Report{Agent: "x"})
 		if !errors.Is(err, api.ErrInvalid) {
 			t.Fatalf("report without a certificate: %v, want refused", err)
+		}
+		if _, err := anon.DataFiles(context.Background(), 1); !errors.Is(err, api.ErrInvalid) {
+			t.Fatalf("data files without a certificate: %v, want refused", err)
+		}
+		if _, err := anon.ReadDataFiles(context.Background(), 1, []api.FileRange{{Path: "global/pg_control", N: 8192}}); !errors.Is(err, api.ErrInvalid) {
+			t.Fatalf("reading data files without a certificate: %v, want refused", err)
 		}
 		if _, err := anon.State(context.Background()); err != nil {
 			t.Fatalf("an operator without a certificate may read the state: %v", err)
