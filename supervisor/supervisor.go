@@ -1,7 +1,8 @@
 // Package supervisor manages the PostgreSQL instances on the local host:
-// it creates them (initdb, pg_basebackup), owns their configuration, starts,
-// adopts and stops their postmasters as an unprivileged OS user, sees a
-// postmaster exit the moment it happens, and probes their health with pgx.
+// it creates them (initdb; a parallel copy of a primary's files, or
+// pg_basebackup), owns their configuration, starts, adopts and stops their
+// postmasters as an unprivileged OS user, sees a postmaster exit the moment
+// it happens, and probes their health with pgx.
 //
 // It holds no cluster state of its own. Everything it needs to find an
 // instance again after an agent restart is on disk, in the instance's data

@@ -12,8 +12,9 @@ const (
 	// RecoveryIncremental rewinds the instance's own data (pg_rewind)
 	// against its content's acting primary: fast, grows with the change.
 	RecoveryIncremental RecoveryKind = "incremental"
-	// RecoveryFull copies the acting primary into a clean data dir
-	// (pg_basebackup): always possible while the primary is up.
+	// RecoveryFull copies the acting primary into a clean data dir (a
+	// parallel file copy through the primary's agent, or pg_basebackup):
+	// always possible while the primary is up.
 	RecoveryFull RecoveryKind = "full"
 )
 

@@ -17,7 +17,7 @@ import (
 func cmdRecoverseg(ctx context.Context, cio cmdIO, args []string) error {
 	fs := newFlags(cio, "recoverseg", "[-F] [-r] [-i FILE] [-p HOST] [-B N] [-a]")
 	addr := addrFlag(fs)
-	full := fs.Bool("F", false, "full recovery: a fresh copy (pg_basebackup) instead of pg_rewind")
+	full := fs.Bool("F", false, "full recovery: a fresh copy of the primary (a parallel file copy, or pg_basebackup) instead of pg_rewind")
 	rebalance := fs.Bool("r", false, "rebalance: switch every content back to its preferred roles")
 	file := fs.String("i", "", "recovery file: failed_host|port|datadir [new_host|port|datadir] per line")
 	host := fs.String("p", "", "recover every failed instance onto this host (a full copy)")
