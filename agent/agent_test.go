@@ -131,6 +131,13 @@ func TestAgents_TLSMeshAndForwarding(t *testing.T) {
 			t.Fatalf("an operator without a certificate may read the state: %v", err)
 		}
 	})
+	t.Run("without TLS, data files only to agents' addresses", func(t *testing.T) {
+		for remote, want := range map[string]bool{"127.0.0.1:40000": true, "10.11.12.13:40000": false, "[::1]:40000": false, "garbage": false} {
+			if got := a.fromMember(remote); got != want {
+				t.Errorf("fromMember(%s) = %v, want %v", remote, got, want)
+			}
+		}
+	})
 	t.Run("plain HTTP is refused", func(t *testing.T) {
 		if _, err := api.NewClient(a.APIAddr()).State(context.Background()); err == nil {
 			t.Fatal("plain HTTP answered on a TLS agent")

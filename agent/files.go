@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 
 	"github.com/gpagent/gpagent/api"
+	"github.com/gpagent/gpagent/membership"
 	"github.com/gpagent/gpagent/supervisor"
 	"github.com/gpagent/gpagent/topology"
 )
@@ -18,6 +20,47 @@ import (
 // pg_backup_start and pg_backup_stop (supervisor.FileSource). Only
 // instances on this host that gpagent made are served, and only what
 // their listing names; with TLS on, only to agents.
+
+// dataAccess guards the data file routes, which give away every row and
+// the password verifiers: with TLS on, only agents (a certificate of the
+// cluster CA); without, at least only callers from the address of an
+// agent of the mesh.
+func (a *Agent) dataAccess(h http.HandlerFunc) http.HandlerFunc {
+	return a.agentsOnly(func(w http.ResponseWriter, r *http.Request) {
+		if a.tls == nil && !a.fromMember(r.RemoteAddr) {
+			writeError(w, api.Errorf(api.CodeInvalid, "%s is for agents: %s is not the address of one", r.URL.Path, r.RemoteAddr))
+			return
+		}
+		h(w, r)
+	})
+}
+
+// fromMember reports whether remote (host:port) is the address of this
+// agent or of one alive in the mesh.
+func (a *Agent) fromMember(remote string) bool {
+	host, _, err := net.SplitHostPort(remote)
+	ip := net.ParseIP(host)
+	if err != nil || ip == nil {
+		return false
+	}
+	same := func(addr string) bool {
+		h, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			h = addr
+		}
+		x := net.ParseIP(h)
+		return x != nil && x.Equal(ip)
+	}
+	if same(a.advertisedAPI()) || same(a.cfg.Address) {
+		return true
+	}
+	for _, m := range a.mesh.Members() {
+		if m.Status == membership.StatusAlive && (same(m.Addr) || same(m.Meta.APIAddr)) {
+			return true
+		}
+	}
+	return false
+}
 
 // localOurs returns the instance dbid if the topology places it on this
 // host and its data directory is gpagent's.

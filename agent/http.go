@@ -38,8 +38,8 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("GET /v1/members", a.handle(a.getMembers))
 	mux.HandleFunc("POST /v1/local/preflight", a.agentsOnly(a.handle(a.postLocalPreflight)))
 	mux.HandleFunc("GET /v1/health/primary/{content}", a.getPrimaryHealth)
-	mux.HandleFunc("GET /v1/local/files/{dbid}", a.agentsOnly(a.handle(a.getDataFiles)))
-	mux.HandleFunc("POST /v1/local/files/{dbid}/read", a.agentsOnly(a.postReadDataFiles))
+	mux.HandleFunc("GET /v1/local/files/{dbid}", a.dataAccess(a.handle(a.getDataFiles)))
+	mux.HandleFunc("POST /v1/local/files/{dbid}/read", a.dataAccess(a.postReadDataFiles))
 	if a.cfg.EnableDebug {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
