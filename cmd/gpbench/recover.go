@@ -88,7 +88,7 @@ func cmdRecover(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	scales := fs.String("scales", "64,256", "pgbench scales, comma-separated (scale 1 ≈ 16 MB of data dir)")
 	fs.Float64Var(&o.changeMB, "change-mb", 10, "WAL to generate on the new primary before each incremental recovery, MiB")
 	fs.IntVar(&o.runs, "runs", 3, "incremental recoveries per scale")
-	fs.IntVar(&o.hosts, "hosts", 1, "demo hosts (gpagent demo --hosts)")
+	fs.IntVar(&o.hosts, "hosts", 3, "demo hosts (gpagent demo --hosts); with 2 or more, content 0's mirror is on another host than its primary, and a full recovery copies between two agents")
 	fs.StringVar(&o.gpagent, "gpagent", "", "gpagent binary for the demo (default: next to gpbench, else in PATH)")
 	fs.BoolVar(&o.buildGpagent, "build-gpagent", false, "go build ./cmd/gpagent into a temporary folder and use it (run from inside the gpagent source tree)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the demo folders (by default removed, except those where something went wrong)")

@@ -133,8 +133,9 @@ func TestRecoverUsage(t *testing.T) {
 	}
 }
 
-// TestRecoverSmoke loads a tiny pgbench database into a one-host demo and
-// runs one incremental and one full recovery.
+// TestRecoverSmoke loads a tiny pgbench database into a demo of three
+// hosts and runs one incremental and one full recovery (a copy from the
+// primary's agent to the mirror's, on another host).
 func TestRecoverSmoke(t *testing.T) {
 	bin := testGpagent(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
