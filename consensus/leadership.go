@@ -50,6 +50,7 @@ func (n *Node) forwardLeadership(in <-chan bool) {
 		select {
 		case v := <-in:
 			n.log.Info("leadership changed", "leader", v)
+			n.setRoleTiming(v)
 			queue = append(queue, v)
 		case out <- head:
 			queue = queue[1:]
@@ -57,6 +58,16 @@ func (n *Node) forwardLeadership(in <-chan bool) {
 			n.flushLeadership(in, queue)
 			return
 		}
+	}
+}
+
+// setRoleTiming switches raft to the heartbeat pace of its new role
+// (config.go): a leader heartbeats at LeaderHeartbeatTimeout, a follower
+// times out after HeartbeatTimeout.
+func (n *Node) setRoleTiming(leader bool) {
+	rc := n.cfg.reloadable(n.raft.ReloadableConfig(), leader)
+	if err := n.raft.ReloadConfig(rc); err != nil {
+		n.log.Warn("raft timing not changed for the new role", "leader", leader, "err", err)
 	}
 }
 

@@ -41,6 +41,8 @@ type Node struct {
 	trans    *raft.NetworkTransport
 	store    *raftboltdb.BoltStore
 
+	// cfg: the timing settings, for the role-dependent reloads.
+	cfg           Config
 	leaderChanges chan bool
 	stopForward   chan struct{}
 	forwardDone   chan struct{}
@@ -132,6 +134,7 @@ func startRaft(cfg Config, rc *raft.Config, hlog hclog.Logger, store *raftboltdb
 		fsm:           newFSM(),
 		trans:         trans,
 		store:         store,
+		cfg:           cfg,
 		leaderChanges: make(chan bool, leaderChangesBuffer),
 		stopForward:   make(chan struct{}),
 		forwardDone:   make(chan struct{}),

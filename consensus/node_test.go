@@ -217,3 +217,23 @@ func TestOpen_DataDirInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The leader heartbeats at LeaderHeartbeatTimeout (twice HeartbeatTimeout
+// by default); a node that does not lead times out after HeartbeatTimeout.
+func TestRoleTiming(t *testing.T) {
+	n := openNode(t, "a", t.TempDir(), true, nil)
+	waitLeading(t, n)
+	waitFor(t, waitTimeout, "leader heartbeat timeout", func() (bool, string) {
+		rc := n.raft.ReloadableConfig()
+		return rc.HeartbeatTimeout == 2*DefaultHeartbeatTimeout && rc.ElectionTimeout == 2*DefaultHeartbeatTimeout,
+			fmt.Sprintf("heartbeat %s, election %s", rc.HeartbeatTimeout, rc.ElectionTimeout)
+	})
+	n.setRoleTiming(false)
+	if rc := n.raft.ReloadableConfig(); rc.HeartbeatTimeout != DefaultHeartbeatTimeout || rc.ElectionTimeout != DefaultElectionTimeout {
+		t.Fatalf("after stepping down: heartbeat %s, election %s", rc.HeartbeatTimeout, rc.ElectionTimeout)
+	}
+	c := Config{HeartbeatTimeout: time.Second, LeaderHeartbeatTimeout: 500 * time.Millisecond}
+	if rc := c.reloadable(raft.ReloadableConfig{}, true); rc.HeartbeatTimeout != time.Second {
+		t.Fatalf("a LeaderHeartbeatTimeout below HeartbeatTimeout was used: %s", rc.HeartbeatTimeout)
+	}
+}
