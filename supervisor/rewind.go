@@ -205,6 +205,9 @@ func (s *Supervisor) Rewind(ctx context.Context, clusterID string, inst Instance
 	if err := s.repairAfterRewind(inst, up, saved); err != nil {
 		return fmt.Errorf("rewind %s: %w", inst, err)
 	}
+	if err := s.flushWAL(ctx, up); err != nil {
+		s.log.Warn("cannot flush the upstream's WAL; the rewound standby may wait for it", "upstream", fmt.Sprintf("%s:%d", up.Address, up.Port), "err", err)
+	}
 	if err := s.finishCreate(clusterID, inst); err != nil {
 		return fmt.Errorf("rewind %s: %w", inst, err)
 	}
@@ -765,6 +768,34 @@ func DataDirSize(dataDir string) (int64, error) {
 		return 0, err
 	}
 	return total, nil
+}
+
+// flushWAL makes up flush its WAL to disk, to where it inserts now. The
+// rewound standby is consistent only once it has replayed the source's
+// WAL to the insert position pg_rewind read; a walsender sends only
+// flushed WAL, and a last record that is no commit (a checkpoint's
+// running-transactions record, say) can stay unflushed on an idle
+// primary for many seconds (17 s seen). A commit of its own, flushed
+// locally (the mirror being rewound is not in sync yet), flushes
+// everything before it.
+func (s *Supervisor) flushWAL(ctx context.Context, up Upstream) error {
+	conn, err := s.connect(ctx, up.Address, up.Port)
+	if err != nil {
+		return err
+	}
+	defer closeConn(conn)
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "SET LOCAL synchronous_commit TO local"); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, "SELECT pg_current_xact_id()"); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
 }
 
 // checkpoint runs CHECKPOINT on up.
