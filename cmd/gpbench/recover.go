@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -52,12 +53,16 @@ stdout is one JSON object:
   {"scales":[{"scale":64,"runs":3,"datadir_mb":..,"changed_wal_mb":..,
     "incremental_s":{"p50":..,"max":..},"full_s":..,"full_mb":..,
     "full_mb_per_s":..,"cp_mb_per_s":..,"full_vs_cp":..,
-    "cp_sync_mb_per_s":..,"full_vs_cp_sync":..},...]}
+    "cp_sync_mb_per_s":..,"full_vs_cp_sync":..,"copy_s":..,
+    "copy_mb_per_s":..,"copy_vs_cp":..,"copy_vs_cp_sync":..},...]}
 datadir_mb: the primary's data dir after the load (du, apparent size);
 changed_wal_mb: mean WAL per run; incremental_s: p50 (nearest rank) and max
 of recoverseg -a; full_mb: the recovered data dir; full_vs_cp: full
 recovery throughput over cp -a throughput; full_vs_cp_sync: the same over
-cp -a then syncfs.
+cp -a then syncfs; copy_*: the copy phase alone, read from the mirror
+agent's log (pg_backup_start to the copy flushed to disk), its throughput
+and its ratios to the same two baselines (0 when pg_basebackup made the
+copy).
 
 Flags:
 `
@@ -153,6 +158,10 @@ type fullRun struct {
 	cp       time.Duration
 	cpBytes  int64
 	cpSync   time.Duration // cp -a, then syncfs of the copy's file system
+	// The copy phase alone, from the mirror agent's log: pg_backup_start
+	// to the copy flushed to disk (0 if not found: pg_basebackup ran).
+	copyPhase time.Duration
+	copyBytes int64
 }
 
 // secondsSummary is p50 and max of durations, in seconds.
@@ -176,6 +185,12 @@ type scaleResult struct {
 	// The copy made durable, as the recovered mirror is before it counts.
 	CpSyncMBPerS float64 `json:"cp_sync_mb_per_s"`
 	FullVsCpSync float64 `json:"full_vs_cp_sync"`
+	// The copy phase alone (the fixed steps around it left out: the
+	// command, the standby's start, the sync handshake).
+	CopyS        float64 `json:"copy_s"`
+	CopyMBPerS   float64 `json:"copy_mb_per_s"`
+	CopyVsCp     float64 `json:"copy_vs_cp"`
+	CopyVsCpSync float64 `json:"copy_vs_cp_sync"`
 }
 
 type recoverSummary struct {
@@ -225,7 +240,53 @@ func summarizeScale(scale int, datadirBytes int64, runs []incrementalRun, full f
 	if cpSyncRate > 0 {
 		r.FullVsCpSync = round(fullRate/cpSyncRate, 3)
 	}
+	if copyRate := rate(full.copyBytes, full.copyPhase); copyRate > 0 {
+		r.CopyS = round(full.copyPhase.Seconds(), 3)
+		r.CopyMBPerS = round(copyRate, 1)
+		if cpRate > 0 {
+			r.CopyVsCp = round(copyRate/cpRate, 3)
+		}
+		if cpSyncRate > 0 {
+			r.CopyVsCpSync = round(copyRate/cpSyncRate, 3)
+		}
+	}
 	return r
+}
+
+var (
+	copiedLine  = regexp.MustCompile(`msg="data files copied" .*datadir=(\S+) .*bytes=(\d+) checkpoint=(\S+) copy=(\S+) stop=(\S+)`)
+	flushedLine = regexp.MustCompile(`msg="copy flushed to disk" .*datadir=(\S+) syncfs=(\S+)`)
+)
+
+// copyPhase reads, from the agents' logs under demoDir, how long the
+// last file copy into dataDir took from pg_backup_start to flushed, and
+// its bytes; 0 and 0 if there is none (pg_basebackup made the copy).
+func copyPhase(demoDir, dataDir string) (time.Duration, int64) {
+	logs, _ := filepath.Glob(filepath.Join(demoDir, "*", "agent.log"))
+	var phase, synced time.Duration
+	var bytes int64
+	for _, l := range logs {
+		data, err := os.ReadFile(l)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			if m := copiedLine.FindStringSubmatch(line); m != nil && m[1] == dataDir {
+				bytes, _ = strconv.ParseInt(m[2], 10, 64)
+				phase = 0
+				for _, d := range m[3:] {
+					x, _ := time.ParseDuration(d)
+					phase += x
+				}
+			} else if m := flushedLine.FindStringSubmatch(line); m != nil && m[1] == dataDir {
+				synced, _ = time.ParseDuration(m[2])
+			}
+		}
+	}
+	if phase == 0 {
+		return 0, 0
+	}
+	return phase + synced, bytes
 }
 
 // rate is MiB per second; 0 when d is not positive.
@@ -387,6 +448,13 @@ func recoverScale(ctx context.Context, o recoverOptions, bin string, demos *demo
 	full.cp, full.cpSync, full.cpBytes, err = timeCopy(ctx, old.DataDir)
 	if err != nil {
 		return res, err
+	}
+	full.copyPhase, full.copyBytes = copyPhase(d.dir, old.DataDir)
+	if full.copyPhase > 0 {
+		fmt.Fprintf(log, "scale %d full: its copy phase (pg_backup_start to flushed): %.1f MB in %s (%.1f MB/s)\n",
+			scale, float64(full.copyBytes)/mib, secs(full.copyPhase), rate(full.copyBytes, full.copyPhase))
+	} else {
+		fmt.Fprintf(log, "scale %d full: no file copy in the agents' logs (pg_basebackup made the copy)\n", scale)
 	}
 	fmt.Fprintf(log, "scale %d full: recoverseg -F -a: %.1f MB in %s (%.1f MB/s); cp -a: %.1f MB in %s (%.1f MB/s); cp -a then syncfs: %s (%.1f MB/s)\n",
 		scale, float64(full.bytes)/mib, secs(full.recover), rate(full.bytes, full.recover),

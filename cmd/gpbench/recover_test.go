@@ -59,7 +59,7 @@ func TestSummarizeScale(t *testing.T) {
 func TestRecoverSummaryJSON(t *testing.T) {
 	s := recoverSummary{Scales: []scaleResult{{Scale: 64, Runs: 3, DatadirMB: 1024.5, ChangedWALMB: 10.2,
 		IncrementalS: secondsSummary{P50: 1.234, Max: 2.5}, FullS: 20.5, FullMB: 1000, FullMBPerS: 48.8, CpMBPerS: 250, FullVsCp: 0.195}}}
-	want := `{"scales":[{"scale":64,"runs":3,"datadir_mb":1024.5,"changed_wal_mb":10.2,"incremental_s":{"p50":1.234,"max":2.5},"full_s":20.5,"full_mb":1000,"full_mb_per_s":48.8,"cp_mb_per_s":250,"full_vs_cp":0.195,"cp_sync_mb_per_s":0,"full_vs_cp_sync":0}]}`
+	want := `{"scales":[{"scale":64,"runs":3,"datadir_mb":1024.5,"changed_wal_mb":10.2,"incremental_s":{"p50":1.234,"max":2.5},"full_s":20.5,"full_mb":1000,"full_mb_per_s":48.8,"cp_mb_per_s":250,"full_vs_cp":0.195,"cp_sync_mb_per_s":0,"full_vs_cp_sync":0,"copy_s":0,"copy_mb_per_s":0,"copy_vs_cp":0,"copy_vs_cp_sync":0}]}`
 	if got := s.jsonLine(); got != want {
 		t.Errorf("summary\n got %s\nwant %s", got, want)
 	}
@@ -172,7 +172,34 @@ func TestRecoverSmoke(t *testing.T) {
 	if r.IncrementalS.P50 <= 0 || r.IncrementalS.Max != r.IncrementalS.P50 || r.FullS <= 0 || r.FullMBPerS <= 0 || r.CpMBPerS <= 0 || r.FullVsCp <= 0 || r.CpSyncMBPerS <= 0 || r.FullVsCpSync <= 0 {
 		t.Errorf("a figure is missing: %s", last)
 	}
+	if r.CopyS <= 0 || r.CopyMBPerS <= 0 || r.CopyVsCp <= 0 {
+		t.Errorf("no copy phase: the full recovery did not copy the files through the primary's agent: %s", last)
+	}
 	if strings.Contains(errOut.String(), "gpbench: kept ") {
 		t.Error("a demo folder was kept: something went wrong")
+	}
+}
+
+func TestCopyPhase(t *testing.T) {
+	dir := t.TempDir()
+	for host, log := range map[string]string{
+		"sdw1": `time=2026-11-25T00:39:00.014Z level=INFO msg="data files copied" agent=sdw1 component=supervisor datadir=/d/m0 files=1007 bytes=1030629479 checkpoint=89ms copy=1.548s stop=19ms
+time=2026-11-25T00:39:00.034Z level=INFO msg="copy flushed to disk" agent=sdw1 component=supervisor datadir=/d/m0 syncfs=18ms
+`,
+		"sdw2": `time=2026-11-25T00:39:00.014Z level=INFO msg="data files copied" agent=sdw2 component=supervisor datadir=/d/other files=1 bytes=5 checkpoint=1s copy=1s stop=1s
+`,
+	} {
+		if err := os.MkdirAll(filepath.Join(dir, host), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, host, "agent.log"), []byte(log), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d, n := copyPhase(dir, "/d/m0"); d != 1674*time.Millisecond || n != 1030629479 {
+		t.Errorf("copyPhase = %s, %d; want 1.674s, 1030629479", d, n)
+	}
+	if d, n := copyPhase(dir, "/d/none"); d != 0 || n != 0 {
+		t.Errorf("copyPhase of a dir never copied = %s, %d; want 0, 0", d, n)
 	}
 }
