@@ -39,30 +39,31 @@ of --scales:
      on the new primary (UPDATE pgbench_accounts by id range, WAL measured
      with pg_current_wal_lsn), then time 'gpagent recoverseg -a' from start
      to exit (it returns when the pair is back in sync: mode s);
-  3. once more with a full copy: kill -9, promotion, time
-     'gpagent recoverseg -F -a'; then time 'cp -a' of the recovered
-     mirror's data dir (running: not a consistent copy, only a throughput
-     baseline on the same disk) into a temporary folder, and the same copy
-     followed by a syncfs of it (durable, as the recovered mirror is).
-     With --drop-caches (the default as root) the page cache is written
-     back and dropped before the recovery and before the copy, so both
-     read from the disk.
+  3. --full-runs times: kill -9, promotion, time 'gpagent recoverseg -F
+     -a'; then time 'cp -a' of the recovered mirror's data dir (running:
+     not a consistent copy, only a throughput baseline on the same disk)
+     into a temporary folder, and the same copy followed by a syncfs of it
+     (durable, as the recovered mirror is). With --drop-caches (the
+     default as root) the page cache is written back and dropped before
+     the recovery and before the copy, so both read from the disk.
 
 MB are MiB (2^20 bytes). Per-run lines go to stderr. The last line on
 stdout is one JSON object:
   {"scales":[{"scale":64,"runs":3,"datadir_mb":..,"changed_wal_mb":..,
-    "incremental_s":{"p50":..,"max":..},"full_s":..,"full_mb":..,
-    "full_mb_per_s":..,"cp_mb_per_s":..,"full_vs_cp":..,
-    "cp_sync_mb_per_s":..,"full_vs_cp_sync":..,"copy_s":..,
-    "copy_mb_per_s":..,"copy_vs_cp":..,"copy_vs_cp_sync":..},...]}
+    "incremental_s":{"p50":..,"max":..},"full_runs":3,
+    "full_s":{"p50":..,"max":..},"full_mb":..,"full_mb_per_s":..,
+    "cp_mb_per_s":..,"full_vs_cp":{"p50":..,"worst":..},
+    "cp_sync_mb_per_s":..,"full_vs_cp_sync":{..},"copy_s":{..},
+    "copy_mb_per_s":..,"copy_vs_cp":{..},"copy_vs_cp_sync":{..}},...]}
 datadir_mb: the primary's data dir after the load (du, apparent size);
-changed_wal_mb: mean WAL per run; incremental_s: p50 (nearest rank) and max
-of recoverseg -a; full_mb: the recovered data dir; full_vs_cp: full
-recovery throughput over cp -a throughput; full_vs_cp_sync: the same over
-cp -a then syncfs; copy_*: the copy phase alone, read from the mirror
-agent's log (pg_backup_start to the copy flushed to disk), its throughput
-and its ratios to the same two baselines (0 when pg_basebackup made the
-copy).
+changed_wal_mb: mean WAL per run; p50 is the nearest-rank median, max the
+longest, worst the lowest ratio; incremental_s: recoverseg -a; full_s:
+recoverseg -F -a; full_mb: the recovered data dir; *_mb_per_s: medians;
+full_vs_cp: full recovery throughput over the throughput of the cp -a made
+after it; full_vs_cp_sync: the same over cp -a then syncfs; copy_*: the
+copy phase alone, read from the mirror agent's log (pg_backup_start to the
+copy flushed to disk), its throughput and its ratios to the same two
+baselines (zeros when pg_basebackup made the copy).
 
 Flags:
 `
@@ -71,6 +72,7 @@ type recoverOptions struct {
 	scales         []int
 	changeMB       float64
 	runs           int
+	fullRuns       int
 	hosts          int
 	gpagent        string
 	buildGpagent   bool
@@ -93,6 +95,7 @@ func cmdRecover(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	scales := fs.String("scales", "64,256", "pgbench scales, comma-separated (scale 1 ≈ 16 MB of data dir)")
 	fs.Float64Var(&o.changeMB, "change-mb", 10, "WAL to generate on the new primary before each incremental recovery, MiB")
 	fs.IntVar(&o.runs, "runs", 3, "incremental recoveries per scale")
+	fs.IntVar(&o.fullRuns, "full-runs", 3, "full recoveries per scale (each with its cp -a baseline)")
 	fs.IntVar(&o.hosts, "hosts", 3, "demo hosts (gpagent demo --hosts); with 2 or more, content 0's mirror is on another host than its primary, and a full recovery copies between two agents")
 	fs.StringVar(&o.gpagent, "gpagent", "", "gpagent binary for the demo (default: next to gpbench, else in PATH)")
 	fs.BoolVar(&o.buildGpagent, "build-gpagent", false, "go build ./cmd/gpagent into a temporary folder and use it (run from inside the gpagent source tree)")
@@ -112,6 +115,8 @@ func cmdRecover(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	switch {
 	case o.runs < 1:
 		return errors.New("--runs: must be at least 1")
+	case o.fullRuns < 1:
+		return errors.New("--full-runs: must be at least 1")
 	case !(o.changeMB > 0) || math.IsInf(o.changeMB, 0):
 		return errors.New("--change-mb: must be positive")
 	case o.hosts < 1 || o.hosts > 9:
@@ -171,26 +176,36 @@ type secondsSummary struct {
 }
 
 // scaleResult is one scale in the summary. Field order is output order.
+// Rates are medians over the full runs; each ratio is taken per run (the
+// recovery against the cp -a made right after it) and given as its
+// median and worst.
 type scaleResult struct {
 	Scale        int            `json:"scale"`
 	Runs         int            `json:"runs"`
 	DatadirMB    float64        `json:"datadir_mb"`
 	ChangedWALMB float64        `json:"changed_wal_mb"`
 	IncrementalS secondsSummary `json:"incremental_s"`
-	FullS        float64        `json:"full_s"`
+	FullRuns     int            `json:"full_runs"`
+	FullS        secondsSummary `json:"full_s"`
 	FullMB       float64        `json:"full_mb"`
 	FullMBPerS   float64        `json:"full_mb_per_s"`
 	CpMBPerS     float64        `json:"cp_mb_per_s"`
-	FullVsCp     float64        `json:"full_vs_cp"`
+	FullVsCp     ratioSummary   `json:"full_vs_cp"`
 	// The copy made durable, as the recovered mirror is before it counts.
-	CpSyncMBPerS float64 `json:"cp_sync_mb_per_s"`
-	FullVsCpSync float64 `json:"full_vs_cp_sync"`
+	CpSyncMBPerS float64      `json:"cp_sync_mb_per_s"`
+	FullVsCpSync ratioSummary `json:"full_vs_cp_sync"`
 	// The copy phase alone (the fixed steps around it left out: the
 	// command, the standby's start, the sync handshake).
-	CopyS        float64 `json:"copy_s"`
-	CopyMBPerS   float64 `json:"copy_mb_per_s"`
-	CopyVsCp     float64 `json:"copy_vs_cp"`
-	CopyVsCpSync float64 `json:"copy_vs_cp_sync"`
+	CopyS        secondsSummary `json:"copy_s"`
+	CopyMBPerS   float64        `json:"copy_mb_per_s"`
+	CopyVsCp     ratioSummary   `json:"copy_vs_cp"`
+	CopyVsCpSync ratioSummary   `json:"copy_vs_cp_sync"`
+}
+
+// ratioSummary is the median and the worst (lowest) of per-run ratios.
+type ratioSummary struct {
+	P50   float64 `json:"p50"`
+	Worst float64 `json:"worst"`
 }
 
 type recoverSummary struct {
@@ -211,8 +226,8 @@ func (s recoverSummary) jsonLine() string {
 const mib = 1 << 20
 
 // summarizeScale turns one scale's measurements into its summary entry.
-func summarizeScale(scale int, datadirBytes int64, runs []incrementalRun, full fullRun) scaleResult {
-	r := scaleResult{Scale: scale, Runs: len(runs), DatadirMB: round(float64(datadirBytes)/mib, 1)}
+func summarizeScale(scale int, datadirBytes int64, runs []incrementalRun, fulls []fullRun) scaleResult {
+	r := scaleResult{Scale: scale, Runs: len(runs), FullRuns: len(fulls), DatadirMB: round(float64(datadirBytes)/mib, 1)}
 	var wal int64
 	var durs []int64
 	for _, x := range runs {
@@ -222,35 +237,59 @@ func summarizeScale(scale int, datadirBytes int64, runs []incrementalRun, full f
 	if len(runs) > 0 {
 		r.ChangedWALMB = round(float64(wal)/float64(len(runs))/mib, 1)
 	}
-	r.IncrementalS = secondsSummary{
+	r.IncrementalS = summarizeSeconds(durs)
+	var fullDurs, copyDurs []int64
+	var fullRates, cpRates, cpSyncRates, copyRates, fullVsCp, fullVsCpSync, copyVsCp, copyVsCpSync []float64
+	for _, f := range fulls {
+		fullDurs = append(fullDurs, int64(f.recover))
+		r.FullMB = round(float64(f.bytes)/mib, 1)
+		fr, cr, sr := rate(f.bytes, f.recover), rate(f.cpBytes, f.cp), rate(f.cpBytes, f.cpSync)
+		fullRates, cpRates, cpSyncRates = append(fullRates, fr), append(cpRates, cr), append(cpSyncRates, sr)
+		fullVsCp, fullVsCpSync = append(fullVsCp, ratio(fr, cr)), append(fullVsCpSync, ratio(fr, sr))
+		if xr := rate(f.copyBytes, f.copyPhase); xr > 0 {
+			copyDurs = append(copyDurs, int64(f.copyPhase))
+			copyRates = append(copyRates, xr)
+			copyVsCp, copyVsCpSync = append(copyVsCp, ratio(xr, cr)), append(copyVsCpSync, ratio(xr, sr))
+		}
+	}
+	r.FullS, r.CopyS = summarizeSeconds(fullDurs), summarizeSeconds(copyDurs)
+	r.FullMBPerS, r.CpMBPerS = round(median(fullRates), 1), round(median(cpRates), 1)
+	r.CpSyncMBPerS, r.CopyMBPerS = round(median(cpSyncRates), 1), round(median(copyRates), 1)
+	r.FullVsCp, r.FullVsCpSync = summarizeRatios(fullVsCp), summarizeRatios(fullVsCpSync)
+	r.CopyVsCp, r.CopyVsCpSync = summarizeRatios(copyVsCp), summarizeRatios(copyVsCpSync)
+	return r
+}
+
+func summarizeSeconds(durs []int64) secondsSummary {
+	return secondsSummary{
 		P50: round(time.Duration(nearestRank(durs, 50)).Seconds(), 3),
 		Max: round(time.Duration(nearestRank(durs, 100)).Seconds(), 3),
 	}
-	r.FullS = round(full.recover.Seconds(), 3)
-	r.FullMB = round(float64(full.bytes)/mib, 1)
-	fullRate := rate(full.bytes, full.recover)
-	cpRate := rate(full.cpBytes, full.cp)
-	r.FullMBPerS = round(fullRate, 1)
-	r.CpMBPerS = round(cpRate, 1)
-	if cpRate > 0 {
-		r.FullVsCp = round(fullRate/cpRate, 3)
+}
+
+func summarizeRatios(rs []float64) ratioSummary {
+	if len(rs) == 0 {
+		return ratioSummary{}
 	}
-	cpSyncRate := rate(full.cpBytes, full.cpSync)
-	r.CpSyncMBPerS = round(cpSyncRate, 1)
-	if cpSyncRate > 0 {
-		r.FullVsCpSync = round(fullRate/cpSyncRate, 3)
+	return ratioSummary{P50: round(median(rs), 3), Worst: round(slices.Min(rs), 3)}
+}
+
+// median is the lower median (nearest rank), 0 for none.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
 	}
-	if copyRate := rate(full.copyBytes, full.copyPhase); copyRate > 0 {
-		r.CopyS = round(full.copyPhase.Seconds(), 3)
-		r.CopyMBPerS = round(copyRate, 1)
-		if cpRate > 0 {
-			r.CopyVsCp = round(copyRate/cpRate, 3)
-		}
-		if cpSyncRate > 0 {
-			r.CopyVsCpSync = round(copyRate/cpSyncRate, 3)
-		}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[(len(s)-1)/2]
+}
+
+// ratio is a/b, 0 when b is not positive.
+func ratio(a, b float64) float64 {
+	if b <= 0 {
+		return 0
 	}
-	return r
+	return a / b
 }
 
 var (
@@ -417,49 +456,56 @@ func recoverScale(ctx context.Context, o recoverOptions, bin string, demos *demo
 		runs = append(runs, run)
 	}
 
-	var full fullRun
-	old, _, _, _ := mustState(ctx, d).pair(content)
-	_, full.failover, err = killAndPromote(ctx, d, content)
-	if err != nil {
-		return res, fmt.Errorf("full: %w", err)
-	}
-	fmt.Fprintf(log, "gpbench: scale %d: mirror promoted %s after kill -9; recoverseg -F -a\n", scale, secs(full.failover))
-	if o.dropCaches {
-		if err := dropCaches(); err != nil {
+	var fulls []fullRun
+	for i := range o.fullRuns {
+		if ctx.Err() != nil {
+			return res, ctx.Err()
+		}
+		var full fullRun
+		old, _, _, _ := mustState(ctx, d).pair(content)
+		_, full.failover, err = killAndPromote(ctx, d, content)
+		if err != nil {
+			return res, fmt.Errorf("full run %d: %w", i+1, err)
+		}
+		fmt.Fprintf(log, "gpbench: scale %d full %d/%d: mirror promoted %s after kill -9; recoverseg -F -a\n", scale, i+1, o.fullRuns, secs(full.failover))
+		if o.dropCaches {
+			if err := dropCaches(); err != nil {
+				return res, err
+			}
+		}
+		t := time.Now()
+		if _, err := d.gpagentWithin(ctx, o.recoverTimeout, "recoverseg", "-F", "-a"); err != nil {
+			return res, fmt.Errorf("full run %d: %w", i+1, err)
+		}
+		full.recover = time.Since(t)
+		if err := checkInSync(ctx, d, content); err != nil {
+			return res, fmt.Errorf("full run %d: after recoverseg -F -a: %w", i+1, err)
+		}
+		if full.bytes, err = dirSize(old.DataDir); err != nil {
 			return res, err
 		}
-	}
-	t := time.Now()
-	if _, err := d.gpagentWithin(ctx, o.recoverTimeout, "recoverseg", "-F", "-a"); err != nil {
-		return res, fmt.Errorf("full: %w", err)
-	}
-	full.recover = time.Since(t)
-	if err := checkInSync(ctx, d, content); err != nil {
-		return res, fmt.Errorf("full: after recoverseg -F -a: %w", err)
-	}
-	if full.bytes, err = dirSize(old.DataDir); err != nil {
-		return res, err
-	}
-	if o.dropCaches {
-		if err := dropCaches(); err != nil {
+		if o.dropCaches {
+			if err := dropCaches(); err != nil {
+				return res, err
+			}
+		}
+		full.cp, full.cpSync, full.cpBytes, err = timeCopy(ctx, old.DataDir)
+		if err != nil {
 			return res, err
 		}
+		full.copyPhase, full.copyBytes = copyPhase(d.dir, old.DataDir)
+		if full.copyPhase > 0 {
+			fmt.Fprintf(log, "scale %d full %d/%d: its copy phase (pg_backup_start to flushed): %.1f MB in %s (%.1f MB/s)\n",
+				scale, i+1, o.fullRuns, float64(full.copyBytes)/mib, secs(full.copyPhase), rate(full.copyBytes, full.copyPhase))
+		} else {
+			fmt.Fprintf(log, "scale %d full %d/%d: no file copy in the agents' logs (pg_basebackup made the copy)\n", scale, i+1, o.fullRuns)
+		}
+		fmt.Fprintf(log, "scale %d full %d/%d: recoverseg -F -a: %.1f MB in %s (%.1f MB/s); cp -a: %.1f MB in %s (%.1f MB/s); cp -a then syncfs: %s (%.1f MB/s)\n",
+			scale, i+1, o.fullRuns, float64(full.bytes)/mib, secs(full.recover), rate(full.bytes, full.recover),
+			float64(full.cpBytes)/mib, secs(full.cp), rate(full.cpBytes, full.cp), secs(full.cpSync), rate(full.cpBytes, full.cpSync))
+		fulls = append(fulls, full)
 	}
-	full.cp, full.cpSync, full.cpBytes, err = timeCopy(ctx, old.DataDir)
-	if err != nil {
-		return res, err
-	}
-	full.copyPhase, full.copyBytes = copyPhase(d.dir, old.DataDir)
-	if full.copyPhase > 0 {
-		fmt.Fprintf(log, "scale %d full: its copy phase (pg_backup_start to flushed): %.1f MB in %s (%.1f MB/s)\n",
-			scale, float64(full.copyBytes)/mib, secs(full.copyPhase), rate(full.copyBytes, full.copyPhase))
-	} else {
-		fmt.Fprintf(log, "scale %d full: no file copy in the agents' logs (pg_basebackup made the copy)\n", scale)
-	}
-	fmt.Fprintf(log, "scale %d full: recoverseg -F -a: %.1f MB in %s (%.1f MB/s); cp -a: %.1f MB in %s (%.1f MB/s); cp -a then syncfs: %s (%.1f MB/s)\n",
-		scale, float64(full.bytes)/mib, secs(full.recover), rate(full.bytes, full.recover),
-		float64(full.cpBytes)/mib, secs(full.cp), rate(full.cpBytes, full.cp), secs(full.cpSync), rate(full.cpBytes, full.cpSync))
-	return summarizeScale(scale, size, runs, full), nil
+	return summarizeScale(scale, size, runs, fulls), nil
 }
 
 // warnSpace warns when the temporary folder's file system looks too small

@@ -39,27 +39,36 @@ func TestSummarizeScale(t *testing.T) {
 		{walBytes: 11 * mib, recover: 1200 * time.Millisecond},
 		{walBytes: 12 * mib, recover: 1700 * time.Millisecond},
 	}
-	full := fullRun{recover: 20 * time.Second, bytes: 1000 * mib, cp: 4 * time.Second, cpSync: 10 * time.Second, cpBytes: 1000 * mib}
-	got := summarizeScale(64, 1100*mib+mib/2, runs, full)
+	fulls := []fullRun{
+		{recover: 20 * time.Second, bytes: 1000 * mib, cp: 4 * time.Second, cpSync: 10 * time.Second, cpBytes: 1000 * mib, copyPhase: 16 * time.Second, copyBytes: 800 * mib},
+		{recover: 10 * time.Second, bytes: 1000 * mib, cp: 5 * time.Second, cpSync: 10 * time.Second, cpBytes: 1000 * mib, copyPhase: 8 * time.Second, copyBytes: 800 * mib},
+		{recover: 25 * time.Second, bytes: 1000 * mib, cp: 5 * time.Second, cpSync: 5 * time.Second, cpBytes: 1000 * mib},
+	}
+	got := summarizeScale(64, 1100*mib+mib/2, runs, fulls)
 	want := scaleResult{
 		Scale: 64, Runs: 3, DatadirMB: 1100.5, ChangedWALMB: 11,
 		IncrementalS: secondsSummary{P50: 1.7, Max: 2.5},
-		FullS:        20, FullMB: 1000, FullMBPerS: 50, CpMBPerS: 250, FullVsCp: 0.2,
-		CpSyncMBPerS: 100, FullVsCpSync: 0.5,
+		FullRuns:     3, FullS: secondsSummary{P50: 20, Max: 25}, FullMB: 1000,
+		// rates 50, 100, 40 MB/s against cp 250, 200, 200
+		FullMBPerS: 50, CpMBPerS: 200, FullVsCp: ratioSummary{P50: 0.2, Worst: 0.2},
+		CpSyncMBPerS: 100, FullVsCpSync: ratioSummary{P50: 0.5, Worst: 0.2},
+		// only two runs have a copy phase: 50 and 100 MB/s
+		CopyS: secondsSummary{P50: 8, Max: 16}, CopyMBPerS: 50,
+		CopyVsCp: ratioSummary{P50: 0.2, Worst: 0.2}, CopyVsCpSync: ratioSummary{P50: 0.5, Worst: 0.5},
 	}
 	if got != want {
 		t.Errorf("summarizeScale\n got %+v\nwant %+v", got, want)
 	}
 	// No copy measured: no ratio, no division by zero.
-	if r := summarizeScale(1, 0, nil, fullRun{}); r.FullVsCp != 0 || r.CpMBPerS != 0 || r.FullMBPerS != 0 || r.ChangedWALMB != 0 {
+	if r := summarizeScale(1, 0, nil, nil); r.FullVsCp != (ratioSummary{}) || r.CpMBPerS != 0 || r.FullMBPerS != 0 || r.ChangedWALMB != 0 {
 		t.Errorf("empty scale: %+v", r)
 	}
 }
 
 func TestRecoverSummaryJSON(t *testing.T) {
 	s := recoverSummary{Scales: []scaleResult{{Scale: 64, Runs: 3, DatadirMB: 1024.5, ChangedWALMB: 10.2,
-		IncrementalS: secondsSummary{P50: 1.234, Max: 2.5}, FullS: 20.5, FullMB: 1000, FullMBPerS: 48.8, CpMBPerS: 250, FullVsCp: 0.195}}}
-	want := `{"scales":[{"scale":64,"runs":3,"datadir_mb":1024.5,"changed_wal_mb":10.2,"incremental_s":{"p50":1.234,"max":2.5},"full_s":20.5,"full_mb":1000,"full_mb_per_s":48.8,"cp_mb_per_s":250,"full_vs_cp":0.195,"cp_sync_mb_per_s":0,"full_vs_cp_sync":0,"copy_s":0,"copy_mb_per_s":0,"copy_vs_cp":0,"copy_vs_cp_sync":0}]}`
+		IncrementalS: secondsSummary{P50: 1.234, Max: 2.5}, FullRuns: 1, FullS: secondsSummary{P50: 20.5, Max: 20.5}, FullMB: 1000, FullMBPerS: 48.8, CpMBPerS: 250, FullVsCp: ratioSummary{P50: 0.195, Worst: 0.195}}}}
+	want := `{"scales":[{"scale":64,"runs":3,"datadir_mb":1024.5,"changed_wal_mb":10.2,"incremental_s":{"p50":1.234,"max":2.5},"full_runs":1,"full_s":{"p50":20.5,"max":20.5},"full_mb":1000,"full_mb_per_s":48.8,"cp_mb_per_s":250,"full_vs_cp":{"p50":0.195,"worst":0.195},"cp_sync_mb_per_s":0,"full_vs_cp_sync":{"p50":0,"worst":0},"copy_s":{"p50":0,"max":0},"copy_mb_per_s":0,"copy_vs_cp":{"p50":0,"worst":0},"copy_vs_cp_sync":{"p50":0,"worst":0}}]}`
 	if got := s.jsonLine(); got != want {
 		t.Errorf("summary\n got %s\nwant %s", got, want)
 	}
@@ -114,6 +123,7 @@ func TestRecoverUsage(t *testing.T) {
 		{[]string{"recover", "--scales", "0"}, 1, "--scales"},
 		{[]string{"recover", "--scales", "64,x"}, 1, "--scales"},
 		{[]string{"recover", "--runs", "0"}, 1, "--runs"},
+		{[]string{"recover", "--full-runs", "0"}, 1, "--full-runs"},
 		{[]string{"recover", "--change-mb", "0"}, 1, "--change-mb"},
 		{[]string{"recover", "--hosts", "10"}, 1, "--hosts"},
 		{[]string{"recover", "--gpagent", "x", "--build-gpagent"}, 1, "at most one"},
@@ -143,7 +153,7 @@ func TestRecoverSmoke(t *testing.T) {
 	var out, errOut bytes.Buffer
 	started := time.Now()
 	// --drop-caches=false: the other packages' tests run meanwhile.
-	code := run(ctx, []string{"recover", "--gpagent", bin, "--scales", "1", "--runs", "1", "--change-mb", "2", "--drop-caches=false"}, &out, &errOut)
+	code := run(ctx, []string{"recover", "--gpagent", bin, "--scales", "1", "--runs", "1", "--full-runs", "1", "--change-mb", "2", "--drop-caches=false"}, &out, &errOut)
 	t.Logf("gpbench recover --scales 1 --runs 1 took %s; stderr:\n%s", time.Since(started).Round(time.Millisecond), errOut.String())
 	if code != 0 {
 		t.Fatalf("exit %d; stdout:\n%s", code, out.String())
@@ -169,10 +179,10 @@ func TestRecoverSmoke(t *testing.T) {
 	if r.ChangedWALMB < 2 {
 		t.Errorf("changed %.1f MB of WAL, want at least --change-mb 2", r.ChangedWALMB)
 	}
-	if r.IncrementalS.P50 <= 0 || r.IncrementalS.Max != r.IncrementalS.P50 || r.FullS <= 0 || r.FullMBPerS <= 0 || r.CpMBPerS <= 0 || r.FullVsCp <= 0 || r.CpSyncMBPerS <= 0 || r.FullVsCpSync <= 0 {
+	if r.IncrementalS.P50 <= 0 || r.IncrementalS.Max != r.IncrementalS.P50 || r.FullRuns != 1 || r.FullS.P50 <= 0 || r.FullMBPerS <= 0 || r.CpMBPerS <= 0 || r.FullVsCp.P50 <= 0 || r.CpSyncMBPerS <= 0 || r.FullVsCpSync.P50 <= 0 {
 		t.Errorf("a figure is missing: %s", last)
 	}
-	if r.CopyS <= 0 || r.CopyMBPerS <= 0 || r.CopyVsCp <= 0 {
+	if r.CopyS.P50 <= 0 || r.CopyMBPerS <= 0 || r.CopyVsCp.P50 <= 0 {
 		t.Errorf("no copy phase: the full recovery did not copy the files through the primary's agent: %s", last)
 	}
 	if strings.Contains(errOut.String(), "gpbench: kept ") {
