@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -470,4 +471,173 @@ func checkGossipRejoins(t *testing.T, c *netnsCluster, host string, healed time.
 	if ok {
 		t.Logf("gossip: every agent sees every other alive %s after the heal", time.Since(healed).Round(time.Millisecond))
 	}
+}
+
+// killHost kills a host as a power loss would: its agent and every
+// postmaster of the instances the topology places there, with SIGKILL.
+// The namespace stays: c.restartAgent brings the host back.
+func (c *netnsCluster) killHost(d *demo, name string) {
+	c.t.Helper()
+	h := c.host(name)
+	c.killAgent(name)
+	for _, seg := range d.state().Segments {
+		if seg.Hostname == name {
+			if pid := postmasterPID(seg.DataDir); alive(pid) {
+				if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+					c.t.Fatalf("kill postmaster %d of dbid %d on %s: %v", pid, seg.DBID, name, err)
+				}
+			}
+		}
+	}
+	c.t.Logf("killed host %s (%s): its agent and its postmasters", name, h.addr)
+}
+
+// killAgent kills a host's agent alone (SIGKILL); its postmasters run on.
+func (c *netnsCluster) killAgent(name string) {
+	c.t.Helper()
+	h := c.host(name)
+	h.mu.Lock()
+	a := h.agent
+	h.mu.Unlock()
+	if a == nil || a.Exited() {
+		c.t.Fatalf("agent %s is not running", name)
+	}
+	if err := syscall.Kill(a.Pid(), syscall.SIGKILL); err != nil {
+		c.t.Fatalf("kill agent %s: %v", name, err)
+	}
+	waitUntil(c.t, 10*time.Second, "agent "+name+" gone", func() (bool, string) { return a.Exited(), "still running" })
+}
+
+// TestNetns_KillHostLeaderAndAll: with clients writing and every pair
+// watched for two writable primaries, in namespaces: a segment host is
+// killed (agent and postmasters) and its primary fails over; it comes
+// back and recoverseg makes its old primary a mirror; the Raft leader's
+// agent is killed and the others elect a leader that still fails a
+// primary over; then every agent is killed and restarted at once, and
+// the topology is kept, the postmasters adopted, nothing promoted.
+func TestNetns_KillHostLeaderAndAll(t *testing.T) {
+	c := startNetnsCluster(t)
+	d := c.view("mdw")
+	s := d.state()
+	p0, m0 := pair(t, s, 0)
+	p1, m1 := pair(t, s, 1)
+	if p0.Hostname != "sdw1" || m0.Hostname != "sdw2" || p1.Hostname != "sdw2" || m1.Hostname != "sdw1" {
+		t.Fatalf("layout: content 0 %s/%s, content 1 %s/%s; want primaries on sdw1/sdw2, group mirrors on the other",
+			p0.Hostname, m0.Hostname, p1.Hostname, m1.Hostname)
+	}
+	if s.Leader != "mdw" {
+		t.Fatalf("the Raft leader is %q; want mdw (it bootstraps the cluster)", s.Leader)
+	}
+	watch := c.watchWrites(s, 0, 1)
+	w0, w1 := d.startWriter(0), d.startWriter(1)
+	t1 := time.Now()
+	w0.waitAckedAfter(t1, 30*time.Second, "writes on content 0 at the start")
+	w1.waitAckedAfter(t1, 30*time.Second, "writes on content 1 at the start")
+
+	t.Run("kill a segment host", func(t *testing.T) {
+		d := d.in(t)
+		t0 := time.Now()
+		c.killHost(d, "sdw1")
+		waitFailedOver(t, d, p0, m0)
+		t.Logf("content 0 seen failed over %s after sdw1 was killed (the agents' logs have the exact times)", time.Since(t0).Round(time.Millisecond))
+		waitSegment(t, d, m1.DBID, "content 1's mirror on the killed host recorded down", func(x topology.Segment) bool {
+			return x.Role == topology.RoleMirror && x.Status == topology.StatusDown
+		})
+		w0.waitAckedAfter(t0, 30*time.Second, "writes on content 0 after its host was killed")
+		w1.waitAckedAfter(t0, 30*time.Second, "writes on content 1 after its mirror's host was killed")
+
+		back := time.Now()
+		c.startAgent(c.host("sdw1"))
+		waitUntil(t, 60*time.Second, "sdw1 reports again", func() (bool, string) {
+			r, ok := report(d.state(), p0.DBID)
+			return ok && r.Seen.After(back), fmt.Sprintf("report %+v", r)
+		})
+		if seg, _ := d.state().Segment(p0.DBID); seg.Role != topology.RoleMirror || seg.Status != topology.StatusDown {
+			t.Errorf("old primary after its host came back: %+v, want role m status d", seg)
+		}
+		if pid := postmasterPID(p0.DataDir); alive(pid) {
+			t.Errorf("old primary dbid %d started again (pid %d) by its returning agent", p0.DBID, pid)
+		}
+		d.mustGpagent("recoverseg", "-a")
+		checkPair(t, d, 0, m0.DBID, p0.DBID)
+		checkPair(t, d, 1, p1.DBID, m1.DBID)
+	})
+
+	t.Run("kill the leader", func(t *testing.T) {
+		survivors := c.view("sdw2")
+		d := survivors.in(t)
+		c.killAgent("mdw")
+		var newLeader string
+		waitUntil(t, 60*time.Second, "a new leader among sdw1 and sdw2", func() (bool, string) {
+			st, err := c.stateOf("sdw2", 5*time.Second)
+			if err != nil {
+				return false, err.Error()
+			}
+			newLeader = st.Leader
+			return !st.Stale && st.Leader != "" && st.Leader != "mdw", fmt.Sprintf("leader %q stale %v", st.Leader, st.Stale)
+		})
+		t.Logf("new leader %s after mdw's agent was killed", newLeader)
+		t0 := time.Now()
+		killPostmaster(t, p1)
+		waitFailedOver(t, d, p1, m1)
+		t.Logf("content 1 seen failed over %s after its primary was killed, mdw's agent down", time.Since(t0).Round(time.Millisecond))
+		w1.waitAckedAfter(t0, 30*time.Second, "writes on content 1 after its failover under the new leader")
+		c.startAgent(c.host("mdw"))
+		c.waitMesh(60 * time.Second)
+		d.mustGpagent("recoverseg", "-a")
+		checkPair(t, d, 1, m1.DBID, p1.DBID)
+	})
+
+	t.Run("kill and restart every agent at once", func(t *testing.T) {
+		d := d.in(t)
+		before := d.state()
+		pids := map[int]int{}
+		for _, seg := range before.Segments {
+			pids[seg.DBID] = postmasterPID(seg.DataDir)
+		}
+		for _, h := range c.hosts {
+			c.killAgent(h.name)
+		}
+		restarted := time.Now()
+		for _, h := range c.hosts {
+			c.startAgent(h)
+		}
+		waitUntil(t, 90*time.Second, "a leader, every instance freshly reported", func() (bool, string) {
+			c.checkAgentsRunning()
+			st, err := c.stateOf("mdw", 10*time.Second)
+			if err != nil {
+				return false, err.Error()
+			}
+			n := 0
+			for _, r := range st.Instances {
+				if r.Seen.After(restarted) {
+					n++
+				}
+			}
+			return !st.Stale && st.Leader != "" && n == len(st.Segments), fmt.Sprintf("leader %q, %d fresh reports", st.Leader, n)
+		})
+		after := d.state()
+		if after.ConfigVersion < before.ConfigVersion {
+			t.Errorf("config version went back from %d to %d", before.ConfigVersion, after.ConfigVersion)
+		}
+		for _, seg := range before.Segments {
+			now, _ := after.Segment(seg.DBID)
+			if now.Role != seg.Role || now.Status != seg.Status || now.Mode != seg.Mode {
+				t.Errorf("%s changed across the restart: %s%s%s -> %s%s%s", seg, seg.Role, seg.Status, seg.Mode, now.Role, now.Status, now.Mode)
+			}
+			if pid := postmasterPID(seg.DataDir); pids[seg.DBID] != 0 && pid != pids[seg.DBID] {
+				t.Errorf("%s: postmaster %d, want %d adopted", seg, pid, pids[seg.DBID])
+			}
+		}
+		if h := d.mustGpagent("history"); strings.Count(h, "mirror promoted") != 2 {
+			t.Errorf("history has %d promotions, want 2 (content 0's host kill, content 1's primary kill):\n%s", strings.Count(h, "mirror promoted"), h)
+		}
+	})
+
+	t2 := time.Now()
+	w0.waitAckedAfter(t2, 30*time.Second, "writes on content 0 at the end")
+	w1.waitAckedAfter(t2, 30*time.Second, "writes on content 1 at the end")
+	watch.check()
+	w0.checkNoLoss()
+	w1.checkNoLoss()
 }
