@@ -183,10 +183,7 @@ func TestMesh_LeaderLossAndRestartAll(t *testing.T) {
 	t.Run("kill and restart every agent at once", func(t *testing.T) {
 		d := d.in(t)
 		before := d.state()
-		pids := map[int]int{}
-		for _, seg := range before.Segments {
-			pids[seg.DBID] = postmasterPID(seg.DataDir)
-		}
+		pids := postmasterPIDs(before)
 		agents := map[string]int{}
 		for _, h := range d.hostNames() {
 			agents[h] = d.hostAgentPID(h)
@@ -214,17 +211,35 @@ func TestMesh_LeaderLossAndRestartAll(t *testing.T) {
 			}
 			return st.Leader != "" && n == len(st.Segments), fmt.Sprintf("leader %q, %d fresh reports", st.Leader, n)
 		})
-		after := d.state()
-		for _, seg := range before.Segments {
-			now, _ := after.Segment(seg.DBID)
-			if now.Role != seg.Role || now.Status != seg.Status {
-				t.Errorf("%s changed across the restart: %s%s -> %s%s", seg, seg.Role, seg.Status, now.Role, now.Status)
-			}
-			if pid := postmasterPID(seg.DataDir); pids[seg.DBID] != 0 && pid != pids[seg.DBID] {
-				t.Errorf("%s: postmaster %d, want %d adopted", seg, pid, pids[seg.DBID])
-			}
-		}
+		checkKeptAcrossRestart(t, before, d.state(), pids, func(x topology.Segment) string {
+			return string(x.Role) + string(x.Status)
+		})
 	})
+}
+
+// postmasterPIDs maps every instance of s to its running postmaster's pid.
+func postmasterPIDs(s api.State) map[int]int {
+	pids := map[int]int{}
+	for _, seg := range s.Segments {
+		pids[seg.DBID] = postmasterPID(seg.DataDir)
+	}
+	return pids
+}
+
+// checkKeptAcrossRestart checks that, after every agent restarted, each
+// instance of before reads the same through key in after and runs the
+// postmaster pids names (adopted, not restarted).
+func checkKeptAcrossRestart(t *testing.T, before, after api.State, pids map[int]int, key func(topology.Segment) string) {
+	t.Helper()
+	for _, seg := range before.Segments {
+		now, _ := after.Segment(seg.DBID)
+		if key(now) != key(seg) {
+			t.Errorf("%s changed across the restart: %s -> %s", seg, key(seg), key(now))
+		}
+		if pid := postmasterPID(seg.DataDir); pids[seg.DBID] != 0 && pid != pids[seg.DBID] {
+			t.Errorf("%s: postmaster %d, want %d adopted", seg, pid, pids[seg.DBID])
+		}
+	}
 }
 
 // apiOf is a host's API address, from its agent config.

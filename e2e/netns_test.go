@@ -42,12 +42,7 @@ func TestNetns_PartitionSegmentHost(t *testing.T) {
 	c := startNetnsCluster(t)
 	d := c.view("mdw")
 	s := d.state()
-	p0, m0 := pair(t, s, 0)
-	p1, m1 := pair(t, s, 1)
-	if p0.Hostname != "sdw1" || m0.Hostname != "sdw2" || p1.Hostname != "sdw2" || m1.Hostname != "sdw1" {
-		t.Fatalf("layout: content 0 %s/%s, content 1 %s/%s; want primaries on sdw1/sdw2, group mirrors on the other",
-			p0.Hostname, m0.Hostname, p1.Hostname, m1.Hostname)
-	}
+	p0, m0, p1, m1 := netnsPairs(t, s)
 	if s.Leader == "sdw1" {
 		t.Fatalf("the Raft leader is sdw1, the host this test cuts off; want it elsewhere (mdw bootstraps the cluster)")
 	}
@@ -519,12 +514,7 @@ func TestNetns_KillHostLeaderAndAll(t *testing.T) {
 	c := startNetnsCluster(t)
 	d := c.view("mdw")
 	s := d.state()
-	p0, m0 := pair(t, s, 0)
-	p1, m1 := pair(t, s, 1)
-	if p0.Hostname != "sdw1" || m0.Hostname != "sdw2" || p1.Hostname != "sdw2" || m1.Hostname != "sdw1" {
-		t.Fatalf("layout: content 0 %s/%s, content 1 %s/%s; want primaries on sdw1/sdw2, group mirrors on the other",
-			p0.Hostname, m0.Hostname, p1.Hostname, m1.Hostname)
-	}
+	p0, m0, p1, m1 := netnsPairs(t, s)
 	if s.Leader != "mdw" {
 		t.Fatalf("the Raft leader is %q; want mdw (it bootstraps the cluster)", s.Leader)
 	}
@@ -591,10 +581,7 @@ func TestNetns_KillHostLeaderAndAll(t *testing.T) {
 	t.Run("kill and restart every agent at once", func(t *testing.T) {
 		d := d.in(t)
 		before := d.state()
-		pids := map[int]int{}
-		for _, seg := range before.Segments {
-			pids[seg.DBID] = postmasterPID(seg.DataDir)
-		}
+		pids := postmasterPIDs(before)
 		for _, h := range c.hosts {
 			c.killAgent(h.name)
 		}
@@ -620,15 +607,9 @@ func TestNetns_KillHostLeaderAndAll(t *testing.T) {
 		if after.ConfigVersion < before.ConfigVersion {
 			t.Errorf("config version went back from %d to %d", before.ConfigVersion, after.ConfigVersion)
 		}
-		for _, seg := range before.Segments {
-			now, _ := after.Segment(seg.DBID)
-			if now.Role != seg.Role || now.Status != seg.Status || now.Mode != seg.Mode {
-				t.Errorf("%s changed across the restart: %s%s%s -> %s%s%s", seg, seg.Role, seg.Status, seg.Mode, now.Role, now.Status, now.Mode)
-			}
-			if pid := postmasterPID(seg.DataDir); pids[seg.DBID] != 0 && pid != pids[seg.DBID] {
-				t.Errorf("%s: postmaster %d, want %d adopted", seg, pid, pids[seg.DBID])
-			}
-		}
+		checkKeptAcrossRestart(t, before, after, pids, func(x topology.Segment) string {
+			return string(x.Role) + string(x.Status) + string(x.Mode)
+		})
 		if h := d.mustGpagent("history"); strings.Count(h, "mirror promoted") != 2 {
 			t.Errorf("history has %d promotions, want 2 (content 0's host kill, content 1's primary kill):\n%s", strings.Count(h, "mirror promoted"), h)
 		}
@@ -640,4 +621,18 @@ func TestNetns_KillHostLeaderAndAll(t *testing.T) {
 	watch.check()
 	w0.checkNoLoss()
 	w1.checkNoLoss()
+}
+
+// netnsPairs returns the two contents' primaries and mirrors, failing
+// unless they sit as startNetnsCluster places them: primaries on sdw1 and
+// sdw2, each group mirror on the other.
+func netnsPairs(t *testing.T, s api.State) (p0, m0, p1, m1 topology.Segment) {
+	t.Helper()
+	p0, m0 = pair(t, s, 0)
+	p1, m1 = pair(t, s, 1)
+	if p0.Hostname != "sdw1" || m0.Hostname != "sdw2" || p1.Hostname != "sdw2" || m1.Hostname != "sdw1" {
+		t.Fatalf("layout: content 0 %s/%s, content 1 %s/%s; want primaries on sdw1/sdw2, group mirrors on the other",
+			p0.Hostname, m0.Hostname, p1.Hostname, m1.Hostname)
+	}
+	return p0, m0, p1, m1
 }
