@@ -26,7 +26,7 @@ type Agent struct {
 	cfg   *Config
 	log   *slog.Logger
 	node  *consensus.Node
-	sup   *supervisor.Supervisor
+	drv   Driver
 	exec  *executor
 	lead  *leader
 	lease *lease
@@ -98,7 +98,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		ln.Close()
 		return nil, fmt.Errorf("raft_addr %s: %w", cfg.RaftAddr, err)
 	}
-	a := &Agent{cfg: cfg, log: log, node: node, sup: sup, apiListener: ln, lease: newLease(cfg.DataDir, log), tls: tlsc}
+	a := &Agent{cfg: cfg, log: log, node: node, drv: sup, apiListener: ln, lease: newLease(cfg.DataDir, log), tls: tlsc}
 	a.lead = newLeader(a)
 	a.exec = newExecutor(a)
 	if err := a.openMesh(); err != nil {

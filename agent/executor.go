@@ -128,7 +128,7 @@ func (e *executor) run(ctx context.Context) {
 			return
 		case <-e.a.node.Changes():
 		case <-e.wake:
-		case dbid := <-e.a.sup.Exits():
+		case dbid := <-e.a.drv.Exits():
 			e.log.Warn("postmaster exited", "dbid", dbid)
 		case <-time.After(next):
 		}
@@ -232,13 +232,13 @@ func (e *executor) ensure(ctx context.Context, t *topology.Topology, s topology.
 		return
 	}
 	inst := localInstance(s)
-	running := e.a.sup.PID(inst) != 0
+	running := e.a.drv.PID(inst) != 0
 	var step func(context.Context) error
 	var phase string
 	switch {
 	case t.IsPending(s.DBID) && s.Role == topology.RolePrimary:
 		phase = "creating"
-		step = func(ctx context.Context) error { return e.a.sup.InitPrimary(ctx, t.ClusterID, inst) }
+		step = func(ctx context.Context) error { return e.a.drv.InitPrimary(ctx, t.ClusterID, inst) }
 	case t.IsPending(s.DBID) && s.Role == topology.RoleMirror:
 		p, ok := t.Primary(s.Content)
 		if !ok || p.Status != topology.StatusUp {
@@ -249,7 +249,7 @@ func (e *executor) ensure(ctx context.Context, t *topology.Topology, s topology.
 		up := e.a.copyUpstream(p)
 		step = func(ctx context.Context) error {
 			started := time.Now()
-			return e.a.sup.CreateMirror(ctx, t.ClusterID, inst, up, func(done, total int64) {
+			return e.a.drv.CreateMirror(ctx, t.ClusterID, inst, up, func(done, total int64) {
 				e.mu.Lock()
 				st.progress = &api.Progress{Step: copyStep(up), Done: done, Total: total, Started: started}
 				e.mu.Unlock()
@@ -258,7 +258,7 @@ func (e *executor) ensure(ctx context.Context, t *topology.Topology, s topology.
 	case s.Role == topology.RolePrimary && s.Status == topology.StatusUp && running && h != nil && h.InRecovery:
 		// The leader promoted this mirror.
 		phase = "promoting"
-		step = func(ctx context.Context) error { return e.a.sup.Promote(ctx, inst) }
+		step = func(ctx context.Context) error { return e.a.drv.Promote(ctx, inst) }
 	case s.Role == topology.RolePrimary && s.Status == topology.StatusDown && !t.IsPending(s.DBID) && (!running || hung):
 		// Double fault: this primary holds the only complete copy of its
 		// content, so it comes back in place; a hung one is stopped first.
@@ -266,13 +266,13 @@ func (e *executor) ensure(ctx context.Context, t *topology.Topology, s topology.
 		step = func(ctx context.Context) error {
 			if running {
 				sctx, cancel := context.WithTimeout(ctx, time.Second)
-				err := e.a.sup.Stop(sctx, inst)
+				err := e.a.drv.Stop(sctx, inst)
 				cancel()
 				if err != nil {
 					return err
 				}
 			}
-			return e.a.sup.Start(ctx, inst)
+			return e.a.drv.Start(ctx, inst)
 		}
 	case isSwitchoverSource(t, s) && running:
 		// A planned switchover: a clean shutdown sends every WAL record,
@@ -281,7 +281,7 @@ func (e *executor) ensure(ctx context.Context, t *topology.Topology, s topology.
 		step = func(ctx context.Context) error {
 			sctx, cancel := context.WithTimeout(ctx, time.Minute)
 			defer cancel()
-			if err := e.a.sup.Stop(sctx, inst); err != nil {
+			if err := e.a.drv.Stop(sctx, inst); err != nil {
 				return err
 			}
 			return e.readStoppedLSN(ctx, st, inst)
@@ -296,7 +296,7 @@ func (e *executor) ensure(ctx context.Context, t *topology.Topology, s topology.
 		}
 		phase = "rejoining as mirror"
 		up := supervisor.Upstream{Address: p.Address, Port: p.Port}
-		step = func(ctx context.Context) error { return e.a.sup.Rejoin(ctx, inst, up) }
+		step = func(ctx context.Context) error { return e.a.drv.Rejoin(ctx, inst, up) }
 	case e.recoveryDue(t, s, st) && (!running || (h != nil && (!h.InRecovery || !e.recoveryDone(t, s, st)))):
 		// Not again once this job's step has run and the instance runs
 		// as a standby: the leader records it up when it streams. A
@@ -321,7 +321,7 @@ func (e *executor) ensure(ctx context.Context, t *topology.Topology, s topology.
 		step = func(ctx context.Context) error {
 			fctx, cancel := context.WithTimeout(ctx, time.Second)
 			defer cancel()
-			return e.a.sup.Stop(fctx, inst)
+			return e.a.drv.Stop(fctx, inst)
 		}
 	default:
 		if s.Role == topology.RolePrimary && s.Status == topology.StatusUp && running && !e.a.lease.isFenced() {
@@ -383,7 +383,7 @@ func (e *executor) stopAll(timeout time.Duration) {
 	var wg sync.WaitGroup
 	for _, s := range t.OnHost(e.a.cfg.Name) {
 		wg.Go(func() {
-			if err := e.a.sup.Stop(ctx, localInstance(s)); err != nil {
+			if err := e.a.drv.Stop(ctx, localInstance(s)); err != nil {
 				e.log.Error("stop failed", "dbid", s.DBID, "err", err)
 			}
 		})
@@ -431,7 +431,7 @@ func isSwitchoverSource(t *topology.Topology, s topology.Segment) bool {
 // readStoppedLSN records the shutdown checkpoint of an instance stopped
 // for a switchover; an unclean stop is an error the operator sees.
 func (e *executor) readStoppedLSN(ctx context.Context, st *instanceState, inst supervisor.Instance) error {
-	lsn, clean, err := e.a.sup.CheckpointLSN(ctx, inst)
+	lsn, clean, err := e.a.drv.CheckpointLSN(ctx, inst)
 	if err != nil {
 		return err
 	}
@@ -492,20 +492,20 @@ func (e *executor) recoveryStep(clusterID string, inst supervisor.Instance, rec 
 		st.progress = &api.Progress{Step: "waiting for the primary to accept writes", Started: started}
 		e.mu.Unlock()
 		wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		err := e.a.sup.WaitWritable(wctx, up)
+		err := e.a.drv.WaitWritable(wctx, up)
 		cancel()
 		if err != nil {
 			// Not a failure of this recovery: the next round tries again.
 			return err
 		}
 		if rec.Kind == topology.RecoveryIncremental {
-			err = e.a.sup.Rewind(ctx, clusterID, inst, up, progress("pg_rewind"))
+			err = e.a.drv.Rewind(ctx, clusterID, inst, up, progress("pg_rewind"))
 		} else {
-			if e.a.sup.Ours(clusterID, inst) {
-				err = e.a.sup.Destroy(ctx, clusterID, inst)
+			if e.a.drv.Ours(clusterID, inst) {
+				err = e.a.drv.Destroy(ctx, clusterID, inst)
 			}
 			if err == nil {
-				err = e.a.sup.CreateMirror(ctx, clusterID, inst, up, progress(copyStep(up)))
+				err = e.a.drv.CreateMirror(ctx, clusterID, inst, up, progress(copyStep(up)))
 			}
 		}
 		e.mu.Lock()

@@ -75,7 +75,7 @@ func (a *Agent) localOurs(r *http.Request) (supervisor.Instance, error) {
 		return supervisor.Instance{}, api.Errorf(api.CodeNotFound, "dbid %d is not on %s", dbid, a.cfg.Name)
 	}
 	inst := localInstance(s)
-	if !a.sup.Ours(t.ClusterID, inst) {
+	if !a.drv.Ours(t.ClusterID, inst) {
 		return supervisor.Instance{}, api.Errorf(api.CodeNotFound, "dbid %d: no data directory of this cluster at %s", dbid, s.DataDir)
 	}
 	return inst, nil
@@ -86,7 +86,7 @@ func (a *Agent) getDataFiles(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	files, err := a.sup.DataFiles(inst)
+	files, err := a.drv.DataFiles(inst)
 	if errors.Is(err, supervisor.ErrNotCopyable) {
 		return nil, api.Errorf(api.CodeConflict, "%v", err)
 	}
@@ -119,7 +119,7 @@ func (a *Agent) postReadDataFiles(w http.ResponseWriter, r *http.Request) {
 		sr[i] = supervisor.FileRange(fr)
 	}
 	started := false
-	err = a.sup.ServeDataFiles(inst, sr, w, func(n int64) {
+	err = a.drv.ServeDataFiles(inst, sr, w, func(n int64) {
 		started = true
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Header().Set("Content-Length", strconv.FormatInt(n, 10))

@@ -205,7 +205,7 @@ func (a *Agent) preflightLocal(clusterID string, segs []topology.Segment) error 
 		if s.Hostname != a.cfg.Name {
 			continue
 		}
-		if err := a.sup.Preflight(clusterID, localInstance(s)); err != nil {
+		if err := a.drv.Preflight(clusterID, localInstance(s)); err != nil {
 			return api.Errorf(api.CodeConflict, "dbid %d on %s: %v", s.DBID, s.Hostname, err)
 		}
 	}

@@ -155,10 +155,10 @@ func (e *executor) checkLease(ctx context.Context, t *topology.Topology) {
 			continue
 		}
 		inst := localInstance(s)
-		if err := e.a.sup.Fence(ctx, inst); err != nil {
+		if err := e.a.drv.Fence(ctx, inst); err != nil {
 			e.log.Error("fence failed; stopping the instance instead", "dbid", s.DBID, "err", err)
 			sctx, cancel := context.WithTimeout(ctx, time.Second)
-			_ = e.a.sup.Stop(sctx, inst)
+			_ = e.a.drv.Stop(sctx, inst)
 			cancel()
 			continue
 		}

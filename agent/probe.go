@@ -24,11 +24,11 @@ func (e *executor) probe(ctx context.Context, t *topology.Topology, s topology.S
 	st := e.state(s.DBID)
 	r := api.InstanceReport{DBID: s.DBID, Host: e.a.cfg.Name, Seen: time.Now().UTC(), ConfigVersion: t.ConfigVersion}
 
-	pid := e.a.sup.PID(inst)
+	pid := e.a.drv.PID(inst)
 	if pid == 0 {
 		// After an agent restart the postmasters are still running: adopt
 		// them, so their exit is seen at once, without restarting them.
-		if p, ok, err := e.a.sup.Adopt(inst); err == nil && ok {
+		if p, ok, err := e.a.drv.Adopt(inst); err == nil && ok {
 			pid = p
 		}
 	}
@@ -79,7 +79,7 @@ func (e *executor) probe(ctx context.Context, t *topology.Topology, s topology.S
 		e.setHealth(st, nil)
 		return r
 	}
-	h, err := e.a.sup.Probe(ctx, inst)
+	h, err := e.a.drv.Probe(ctx, inst)
 	if err != nil {
 		e.mu.Lock()
 		st.probeFails++
@@ -199,7 +199,7 @@ func (e *executor) manageSync(ctx context.Context, t *topology.Topology, p topol
 	// A primary the topology still names, on a host whose lease is
 	// valid: whatever fence an earlier cut left on it goes (a no-op that
 	// reads one small file when there is none).
-	if err := e.a.sup.Unfence(ctx, localInstance(p)); err != nil {
+	if err := e.a.drv.Unfence(ctx, localInstance(p)); err != nil {
 		e.log.Warn("unfence failed", "dbid", p.DBID, "err", err)
 		return
 	}
@@ -219,7 +219,7 @@ func (e *executor) manageSync(ctx context.Context, t *topology.Topology, p topol
 		return
 	}
 	inst := localInstance(p)
-	if err := e.a.sup.SetSyncStandby(ctx, inst, want); err != nil {
+	if err := e.a.drv.SetSyncStandby(ctx, inst, want); err != nil {
 		e.log.Warn("set synchronous_standby_names failed", "dbid", p.DBID, "err", err)
 		return
 	}
@@ -232,7 +232,7 @@ func (e *executor) manageSync(ctx context.Context, t *topology.Topology, p topol
 	}
 	// The mirror is vouched for only once it has flushed past a position
 	// read after the switch: commits acknowledged before it did not wait.
-	after, err := e.a.sup.Probe(ctx, inst)
+	after, err := e.a.drv.Probe(ctx, inst)
 	if err != nil {
 		return
 	}
