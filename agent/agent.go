@@ -27,6 +27,7 @@ type Agent struct {
 	log   *slog.Logger
 	node  *consensus.Node
 	drv   Driver
+	clock Clock
 	exec  *executor
 	lead  *leader
 	lease *lease
@@ -98,7 +99,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		ln.Close()
 		return nil, fmt.Errorf("raft_addr %s: %w", cfg.RaftAddr, err)
 	}
-	a := &Agent{cfg: cfg, log: log, node: node, drv: sup, apiListener: ln, lease: newLease(cfg.DataDir, log), tls: tlsc}
+	a := &Agent{cfg: cfg, log: log, node: node, drv: sup, clock: SystemClock{}, apiListener: ln, lease: newLease(cfg.DataDir, log), tls: tlsc}
 	a.lead = newLeader(a)
 	a.exec = newExecutor(a)
 	if err := a.openMesh(); err != nil {
