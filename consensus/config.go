@@ -3,6 +3,7 @@ package consensus
 import (
 	"crypto/tls"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -56,9 +57,17 @@ const (
 // Config configures a Node. Zero timing fields take the defaults above,
 // or raft's own for the snapshot settings.
 type Config struct {
-	NodeID    string // agent name; the raft server id
-	DataDir   string // agent data dir; raft state lives in DataDir/raft
-	BindAddr  string // raft TCP bind address; "127.0.0.1:0" picks a port
+	NodeID   string // agent name; the raft server id
+	DataDir  string // agent data dir; raft state lives in DataDir/raft
+	BindAddr string // raft TCP bind address; "127.0.0.1:0" picks a port
+	// Listener, when set, is what raft accepts peers on instead of a
+	// listener on BindAddr (then optional), so a test can hand in one it
+	// can cut. Open owns it: it is closed by Close, or by Open if it
+	// fails. Under TLS it is wrapped with tls.NewListener.
+	Listener net.Listener
+	// Dial, when set, opens raft's outgoing connections instead of a plain
+	// TCP dial (under TLS, the handshake runs over what it returns).
+	Dial      func(address string, timeout time.Duration) (net.Conn, error)
 	Advertise string // address peers dial; defaults to the bound address
 	// Bootstrap makes this node a single-voter cluster when it has no
 	// raft state yet. Only the first node of a new cluster may set it:

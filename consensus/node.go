@@ -54,9 +54,14 @@ type Node struct {
 
 // Open starts the raft member kept in cfg.DataDir/raft, bootstrapping a
 // single-voter cluster if cfg.Bootstrap is set and there is no state yet.
-func Open(cfg Config) (*Node, error) {
-	if cfg.NodeID == "" || cfg.DataDir == "" || cfg.BindAddr == "" {
-		return nil, errors.New("open consensus: NodeID, DataDir and BindAddr are required")
+func Open(cfg Config) (_ *Node, err error) {
+	defer func() {
+		if err != nil {
+			closeListener(cfg.Listener) // startRaft may have closed it already; a second Close is harmless
+		}
+	}()
+	if cfg.NodeID == "" || cfg.DataDir == "" || (cfg.BindAddr == "" && cfg.Listener == nil) {
+		return nil, errors.New("open consensus: NodeID, DataDir and BindAddr (or Listener) are required")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -104,14 +109,9 @@ func startRaft(cfg Config, rc *raft.Config, hlog hclog.Logger, store *raftboltdb
 			return nil, fmt.Errorf("open consensus: advertise address: %w", err)
 		}
 	}
-	var trans *raft.NetworkTransport
-	if cfg.TLS != nil {
-		trans, err = newTLSTransport(cfg.BindAddr, advertise, cfg.TLS, hlog)
-	} else {
-		trans, err = raft.NewTCPTransportWithLogger(cfg.BindAddr, advertise, transportMaxPool, transportTimeout, hlog)
-	}
+	trans, err := newTransport(cfg, advertise, hlog)
 	if err != nil {
-		return nil, fmt.Errorf("open consensus: raft transport on %s: %w", cfg.BindAddr, err)
+		return nil, fmt.Errorf("open consensus: raft transport on %s: %w", transportAddr(cfg), err)
 	}
 	existing, err := raft.HasExistingState(store, store, snaps)
 	if err != nil {
