@@ -80,6 +80,12 @@ type Config struct {
 	// Logger receives this package's and memberlist's logs; nil is
 	// slog.Default().
 	Logger *slog.Logger
+	// Transport, when set, carries the gossip instead of a UDP and TCP
+	// transport bound to BindAddr:BindPort (both then ignored): a test
+	// hands in one it can cut. The bound address and port are read back
+	// from it (FinalAdvertiseAddr with nothing configured). Shutdown
+	// shuts it down.
+	Transport memberlist.NodeAwareTransport
 }
 
 // Membership is this node's membership in the gossip cluster.
@@ -117,7 +123,15 @@ type Membership struct {
 
 // New starts gossiping on the configured address. The node is alone until
 // Join.
-func New(cfg Config) (*Membership, error) {
+func New(cfg Config) (_ *Membership, err error) {
+	defer func() {
+		// New owns cfg.Transport. memberlist shuts down only the transport
+		// it made itself, and not on every error; a second Shutdown is
+		// harmless.
+		if err != nil && cfg.Transport != nil {
+			_ = cfg.Transport.Shutdown()
+		}
+	}()
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
@@ -150,15 +164,26 @@ func New(cfg Config) (*Membership, error) {
 	if m.bindAddr == "" {
 		m.bindAddr = "0.0.0.0"
 	}
+	bindPort := cfg.BindPort
+	if cfg.Transport != nil {
+		ip, port, err := cfg.Transport.FinalAdvertiseAddr("", 0)
+		if err != nil {
+			return nil, fmt.Errorf("membership: read the gossip transport's address: %w", err)
+		}
+		m.bindAddr, bindPort = ip.String(), port
+	}
 
 	mc := lanProfile()
 	mc.Name = cfg.Name
 	mc.BindAddr = m.bindAddr
-	mc.BindPort = cfg.BindPort
+	mc.BindPort = bindPort
 	mc.AdvertiseAddr = cfg.AdvertiseAddr
 	mc.AdvertisePort = cfg.AdvertisePort
 	if mc.AdvertisePort == 0 {
-		mc.AdvertisePort = cfg.BindPort // memberlist replaces it with the bound port when BindPort is 0
+		mc.AdvertisePort = bindPort // memberlist replaces it with the bound port when BindPort is 0 and it binds
+	}
+	if cfg.Transport != nil {
+		mc.Transport = cfg.Transport
 	}
 	mc.Keyring = keyring
 	mc.Delegate = delegate{m}
@@ -171,7 +196,7 @@ func New(cfg Config) (*Membership, error) {
 
 	ml, err := memberlist.Create(mc)
 	if err != nil {
-		return nil, fmt.Errorf("membership: start gossip on %s: %w", net.JoinHostPort(m.bindAddr, strconv.Itoa(cfg.BindPort)), err)
+		return nil, fmt.Errorf("membership: start gossip on %s: %w", net.JoinHostPort(m.bindAddr, strconv.Itoa(bindPort)), err)
 	}
 	m.ml = ml
 	m.bindPort = mc.BindPort // the port memberlist bound, when cfg.BindPort was 0
