@@ -185,7 +185,11 @@ func TestFaults(t *testing.T) {
 			map[simnet.Kind][][2]string{simnet.API: {{b, c}, {c, b}}, simnet.Raft: {{b, c}, {c, b}}}},
 		{"raft only", func(n *simnet.Net) { n.Only(simnet.Raft).Isolate(a) },
 			map[simnet.Kind][][2]string{simnet.Raft: {{a, b}, {a, c}, {b, a}, {c, a}}}},
-		{"api only, then healed", func(n *simnet.Net) { n.Only(simnet.API).Cut(a, b); n.Only(simnet.Raft).Cut(a, c); n.Only(simnet.API).Heal() },
+		{"api only, then healed", func(n *simnet.Net) {
+			n.Only(simnet.API).Cut(a, b)
+			n.Only(simnet.Raft).Cut(a, c)
+			n.Only(simnet.API).Heal()
+		},
 			map[simnet.Kind][][2]string{simnet.Raft: {{a, c}, {c, a}}}},
 	}
 	for _, tc := range cases {
@@ -263,4 +267,3 @@ func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
-
