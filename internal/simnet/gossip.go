@@ -2,6 +2,7 @@ package simnet
 
 import (
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"sync"
@@ -37,11 +38,7 @@ func (h *HostNet) GossipTransport(addr string, port int) (memberlist.NodeAwareTr
 	if err != nil {
 		return nil, err
 	}
-	inner, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
-		BindAddrs: []string{host},
-		BindPort:  port,
-		Logger:    slog.NewLogLogger(h.n.log.Handler(), slog.LevelWarn),
-	})
+	inner, err := bindGossip(host, port, slog.NewLogLogger(h.n.log.Handler(), slog.LevelWarn))
 	if err != nil {
 		return nil, fmt.Errorf("simnet: gossip transport on %s:%d: %w", host, port, err)
 	}
@@ -56,6 +53,27 @@ func (h *HostNet) GossipTransport(addr string, port int) (memberlist.NodeAwareTr
 	go t.forwardPackets()
 	go t.forwardStreams()
 	return t, nil
+}
+
+// bindGossip binds memberlist's transport. Port 0 takes the TCP port the
+// kernel picks for UDP too, which another test may hold on UDP: retry a
+// few times, as memberlist does for its own transport.
+func bindGossip(host string, port int, logger *log.Logger) (*memberlist.NetTransport, error) {
+	tries := 1
+	if port == 0 {
+		tries = 10
+	}
+	var err error
+	for range tries {
+		var t *memberlist.NetTransport
+		t, err = memberlist.NewNetTransport(&memberlist.NetTransportConfig{
+			BindAddrs: []string{host}, BindPort: port, Logger: logger,
+		})
+		if err == nil {
+			return t, nil
+		}
+	}
+	return nil, err
 }
 
 // WriteTo sends a packet, or drops it (without an error, as UDP would)

@@ -6,6 +6,21 @@
 // fail at once, drops gossip packets both ways and closes the established
 // TCP connections across it; Heal restores everything.
 //
+// The kind of a TCP connection is the kind of the listener it reaches:
+// Listen opens API listeners; h.Raft().Listen opens a Raft one, or
+// n.Mark(addr, simnet.Raft) re-marks one opened through plain Listen (the
+// agent's Network has a single Listen). Gossip is what GossipTransport
+// carries. A sketch:
+//
+//	n := simnet.New()
+//	h := n.Host("127.0.0.2")            // an agent.Network
+//	ln, _ := h.Raft().Listen("127.0.0.2:0") // consensus.Config.Listener
+//	tr, _ := h.GossipTransport("127.0.0.2", 0) // membership.Config.Transport
+//	...
+//	n.Only(simnet.Raft).Partition([]string{"127.0.0.2"}, []string{"127.0.0.3", "127.0.0.4"})
+//	n.Cut("127.0.0.3", "127.0.0.4") // a bridge through 127.0.0.2
+//	n.Heal()
+//
 // Everything is real TCP and UDP on loopback; simnet only refuses,
 // drops and closes. The test process itself (127.0.0.1, not a Host) is
 // never part of a fault, so it can always ask any agent what it sees, the
