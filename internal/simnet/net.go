@@ -13,8 +13,8 @@
 // carries. A sketch:
 //
 //	n := simnet.New()
-//	h := n.Host("127.0.0.2")            // an agent.Network
-//	ln, _ := h.Raft().Listen("127.0.0.2:0") // consensus.Config.Listener
+//	h := n.Host("127.0.0.2")                   // an agent.Network
+//	ln, _ := h.Raft().Listen("127.0.0.2:0")    // consensus.Config.Listener
 //	tr, _ := h.GossipTransport("127.0.0.2", 0) // membership.Config.Transport
 //	...
 //	n.Only(simnet.Raft).Partition([]string{"127.0.0.2"}, []string{"127.0.0.3", "127.0.0.4"})
