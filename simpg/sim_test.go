@@ -89,7 +89,7 @@ func TestSimFenceBlocksCommits(t *testing.T) {
 	if err := p.h1.Unfence(ctxT(t, 5*time.Second), p.prim); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := w.Commit(ctxT(t, time.Second), p.prim.Address, p.prim.Port); err == nil {
+	if _, _, err := w.Commit(ctxT(t, 100*time.Millisecond), p.prim.Address, p.prim.Port); err == nil {
 		t.Fatal("commit after Unfence acknowledged while synchronous_standby_names still names the fence")
 	}
 	if err := p.h1.SetSyncStandby(ctxT(t, 5*time.Second), p.prim, []string{supervisor.AppName(p.mirr.DBID)}); err != nil {
