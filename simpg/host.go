@@ -132,8 +132,6 @@ func (h *Host) Adopt(inst supervisor.Instance) (pid int, ok bool, err error) {
 // Probe reads inst's health within the World's probe timeout; a hung
 // server makes it wait the whole timeout and fail.
 func (h *Host) Probe(ctx context.Context, inst supervisor.Instance) (supervisor.Health, error) {
-	ctx, cancel := context.WithTimeout(ctx, h.w.opts.ProbeTimeout)
-	defer cancel()
 	w := h.w
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -141,6 +139,12 @@ func (h *Host) Probe(ctx context.Context, inst supervisor.Instance) (supervisor.
 		return supervisor.Health{}, ErrHostDown
 	}
 	in := w.get(inst.Address, inst.Port)
+	if in.hung {
+		// Only a hung server needs the timeout: the rest answer at once.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, w.opts.ProbeTimeout)
+		defer cancel()
+	}
 	if err := w.answer(ctx, in); err != nil {
 		return supervisor.Health{}, fmt.Errorf("probe %s: %w", inst, err)
 	}

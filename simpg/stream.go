@@ -13,6 +13,7 @@ import (
 // otherwise waits for a change of either. It ends with the run gen.
 func (w *World) receive(s *instance, gen uint64) {
 	for {
+		w.wakeups.Add(1)
 		w.mu.Lock()
 		if s.runGen != gen || !s.inRecovery {
 			if s.runGen == gen {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -41,6 +42,8 @@ type World struct {
 	nextTLI    int // the highest timeline yet
 	closed     chan struct{}
 	closeOnce  sync.Once
+
+	wakeups atomic.Int64 // walreceiver loop turns, to check that idle costs nothing
 }
 
 // NewWorld returns an empty World. Close ends its replication goroutines.
