@@ -21,8 +21,8 @@ func TestSimIdleCostsNothing(t *testing.T) {
 	const pairs = 500
 	for i := range pairs {
 		h := w.Host(fmt.Sprintf("h%d", i))
-		p := supervisor.Instance{DBID: 2*i + 1, Content: i, Address: "10.0.0.1", Port: 10000 + i, DataDir: fmt.Sprintf("/d/p%d", i)}
-		m := supervisor.Instance{DBID: 2*i + 2, Content: i, Address: "10.0.0.2", Port: 10000 + i, DataDir: fmt.Sprintf("/d/m%d", i)}
+		p := supervisor.Instance{DBID: 2*i + 1, Content: i, Address: "127.0.1.1", Port: 10000 + i, DataDir: fmt.Sprintf("/d/p%d", i)}
+		m := supervisor.Instance{DBID: 2*i + 2, Content: i, Address: "127.0.1.2", Port: 10000 + i, DataDir: fmt.Sprintf("/d/m%d", i)}
 		if err := h.InitPrimary(ctx, "c", p); err != nil {
 			t.Fatal(err)
 		}

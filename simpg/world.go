@@ -12,8 +12,8 @@ import (
 // Options shape a World. The zero value is a fast world: no replication
 // delay, copies that take no time.
 type Options struct {
-	// ProbeTimeout bounds a Probe, as supervisor.Config.ProbeTimeout
-	// does; default 2s.
+	// ProbeTimeout bounds a Probe of a hung server, as
+	// supervisor.Config.ProbeTimeout does; default 2s.
 	ProbeTimeout time.Duration
 	// BatchDelay is added to every batch a standby receives, the network
 	// and disk time of a real walreceiver.
@@ -22,7 +22,7 @@ type Options struct {
 	// progress reports.
 	CopyTime time.Duration
 	// DataSize is the size of an instance's data files, as CreateMirror
-	// and Rewind report it in progress; default 32 MiB.
+	// reports it in progress (with the WAL); default 32 MiB.
 	DataSize int64
 }
 
