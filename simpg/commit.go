@@ -1,0 +1,122 @@
+package simpg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+var (
+	// ErrCommitIndeterminate: the client cannot know whether its commit
+	// happened. Its ctx ended while the commit waited for the synchronous
+	// standby (the commit record stays in the WAL and is visible locally:
+	// PostgreSQL's "canceling wait for synchronous replication"), or the
+	// server died or shut down under it, or never answered (hung).
+	ErrCommitIndeterminate = errors.New("simpg: commit outcome unknown")
+	// ErrNotRunning: no server listens there (connection refused).
+	ErrNotRunning = errors.New("simpg: server not running")
+	// ErrReadOnly: the server is a standby, or fenced (read-only).
+	ErrReadOnly = errors.New("simpg: cannot commit in a read-only transaction")
+)
+
+// Commit is one client transaction committed on the instance at
+// address:port, as with synchronous_commit = on: the commit record is
+// appended and flushed locally, then, if synchronous_standby_names names
+// standbys, the call waits until the synchronous standby has flushed it.
+// It returns the commit id and the commit's LSN once acknowledged.
+func (w *World) Commit(ctx context.Context, address string, port int) (id, lsn uint64, err error) {
+	w.mu.Lock()
+	in := w.get(address, port)
+	for in.running && in.hung {
+		ch := in.changed
+		w.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return 0, 0, fmt.Errorf("commit on %s: no answer: %w (%w)", in.key, ErrCommitIndeterminate, ctx.Err())
+		}
+		w.mu.Lock()
+	}
+	switch {
+	case !in.running:
+		w.mu.Unlock()
+		return 0, 0, fmt.Errorf("commit on %s: %w", in.key, ErrNotRunning)
+	case in.inRecovery || in.readOnly:
+		w.mu.Unlock()
+		return 0, 0, fmt.Errorf("commit on %s: %w", in.key, ErrReadOnly)
+	}
+	w.nextCommit++
+	id = w.nextCommit
+	r := w.appendRecord(in, KindCommit, id)
+	n, gen, delay := len(in.wal), in.runGen, in.slowDisk
+	w.mu.Unlock()
+
+	if delay > 0 {
+		// The local flush is not cancellable by the client.
+		select {
+		case <-time.After(delay):
+		case <-w.closed:
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	lost := func(why string) (uint64, uint64, error) {
+		return 0, 0, fmt.Errorf("commit %d on %s: %s: %w", id, in.key, why, ErrCommitIndeterminate)
+	}
+	if in.runGen != gen {
+		return lost("server closed the connection")
+	}
+	in.flushN = max(in.flushN, n)
+	in.bump()
+	if len(in.syncNames) == 0 {
+		return id, r.LSN, nil
+	}
+	for in.released < r.LSN {
+		ch := in.changed
+		w.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			w.mu.Lock()
+			return lost("canceling wait for synchronous replication (" + ctx.Err().Error() + ")")
+		case <-w.closed:
+			w.mu.Lock()
+			return lost("world closed")
+		}
+		w.mu.Lock()
+		if in.runGen != gen {
+			return lost("server closed the connection")
+		}
+	}
+	return id, r.LSN, nil
+}
+
+// Has reports whether the instance at address:port holds commit id
+// durably (in its flushed WAL): it survives a crash there.
+func (w *World) Has(address string, port int, id uint64) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	in := w.get(address, port)
+	for _, r := range in.wal[:in.flushN] {
+		if r.Commit == id {
+			return true
+		}
+	}
+	return false
+}
+
+// Commits returns the commit ids the instance at address:port holds
+// durably, in WAL order.
+func (w *World) Commits(address string, port int) []uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	in := w.get(address, port)
+	var ids []uint64
+	for _, r := range in.wal[:in.flushN] {
+		if r.Commit != 0 {
+			ids = append(ids, r.Commit)
+		}
+	}
+	return ids
+}
