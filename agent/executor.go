@@ -58,7 +58,7 @@ func (e *executor) lastReports() []api.InstanceReport {
 // between rounds; none of it is needed after a restart.
 type instanceState struct {
 	busy     bool // a long step (initdb, base backup, start) runs
-	phase    string
+	phase    topology.Phase
 	progress *api.Progress
 	lastErr  string
 	// syncFrom is the primary's WAL position when synchronous replication
@@ -107,7 +107,7 @@ func (e *executor) state(dbid int) *instanceState {
 	defer e.mu.Unlock()
 	st, ok := e.local[dbid]
 	if !ok {
-		st = &instanceState{phase: "unknown"}
+		st = &instanceState{phase: topology.PhaseUnknown}
 		e.local[dbid] = st
 	}
 	return st
@@ -218,126 +218,30 @@ func (e *executor) round(ctx context.Context) {
 }
 
 // ensure starts the step the instance needs, if any, in the background,
-// so probes and reports of the others go on meanwhile. It acts only on
-// the committed topology: an instance is created only while pending,
-// promoted only once the topology names it primary, and an instance the
-// topology has demoted is never started (safety rule 7).
+// so probes and reports of the others go on meanwhile. topology.NextStep
+// decides, on the committed topology and what this host sees of the
+// instance; ensure only carries the step out.
 func (e *executor) ensure(ctx context.Context, t *topology.Topology, s topology.Segment) {
 	st := e.state(s.DBID)
-	e.mu.Lock()
-	busy, h, retryAt := st.busy, st.health, st.retryAt
-	hung := st.probeFails >= e.a.cfg.ProbeRetries
-	e.mu.Unlock()
-	if busy || time.Now().Before(retryAt) {
-		return
-	}
 	inst := localInstance(s)
-	running := e.a.drv.PID(inst) != 0
-	var step func(context.Context) error
-	var phase string
-	switch {
-	case t.IsPending(s.DBID) && s.Role == topology.RolePrimary:
-		phase = "creating"
-		step = func(ctx context.Context) error { return e.a.drv.InitPrimary(ctx, t.ClusterID, inst) }
-	case t.IsPending(s.DBID) && s.Role == topology.RoleMirror:
-		p, ok := t.Primary(s.Content)
-		if !ok || p.Status != topology.StatusUp {
-			e.setPhase(s.DBID, "waiting for primary", "")
-			return
-		}
-		phase = "building"
-		up := e.a.copyUpstream(p)
-		step = func(ctx context.Context) error {
-			started := time.Now()
-			return e.a.drv.CreateMirror(ctx, t.ClusterID, inst, up, func(done, total int64) {
-				e.mu.Lock()
-				st.progress = &api.Progress{Step: copyStep(up), Done: done, Total: total, Started: started}
-				e.mu.Unlock()
-			})
-		}
-	case s.Role == topology.RolePrimary && s.Status == topology.StatusUp && running && h != nil && h.InRecovery:
-		// The leader promoted this mirror.
-		phase = "promoting"
-		step = func(ctx context.Context) error { return e.a.drv.Promote(ctx, inst) }
-	case s.Role == topology.RolePrimary && s.Status == topology.StatusDown && !t.IsPending(s.DBID) && (!running || hung):
-		// Double fault: this primary holds the only complete copy of its
-		// content, so it comes back in place; a hung one is stopped first.
-		phase = "restarting in place"
-		step = func(ctx context.Context) error {
-			if running {
-				sctx, cancel := context.WithTimeout(ctx, time.Second)
-				err := e.a.drv.Stop(sctx, inst)
-				cancel()
-				if err != nil {
-					return err
-				}
-			}
-			return e.a.drv.Start(ctx, inst)
-		}
-	case isSwitchoverSource(t, s) && running:
-		// A planned switchover: a clean shutdown sends every WAL record,
-		// the shutdown checkpoint last, to the connected mirror.
-		phase = "switchover: stopping cleanly"
-		step = func(ctx context.Context) error {
-			sctx, cancel := context.WithTimeout(ctx, time.Minute)
-			defer cancel()
-			if err := e.a.drv.Stop(sctx, inst); err != nil {
-				return err
-			}
-			return e.readStoppedLSN(ctx, st, inst)
-		}
-	case isSwitchoverSource(t, s) && !running && e.stoppedLSN(st) == 0:
-		phase = "switchover: reading checkpoint"
-		step = func(ctx context.Context) error { return e.readStoppedLSN(ctx, st, inst) }
-	case s.Role == topology.RoleMirror && t.IsRejoining(s.DBID) && !running:
-		p, ok := t.Primary(s.Content)
-		if !ok {
-			return
-		}
-		phase = "rejoining as mirror"
-		up := supervisor.Upstream{Address: p.Address, Port: p.Port}
-		step = func(ctx context.Context) error { return e.a.drv.Rejoin(ctx, inst, up) }
-	case e.recoveryDue(t, s, st) && (!running || (h != nil && (!h.InRecovery || !e.recoveryDone(t, s, st)))):
-		// Not again once this job's step has run and the instance runs
-		// as a standby: the leader records it up when it streams. A
-		// standby that kept running through a cut is stepped too: its
-		// replication connection may have died with the cut.
-		rec, _ := t.Recovering(s.DBID)
-		p, ok := t.Primary(s.Content)
-		if !ok || p.Status != topology.StatusUp {
-			e.setPhase(s.DBID, "recovery waiting for the primary", "")
-			return
-		}
-		phase = fmt.Sprintf("recovering (%s)", rec.Kind)
-		up := supervisor.Upstream{Address: p.Address, Port: p.Port}
-		if rec.Kind != topology.RecoveryIncremental {
-			up = e.a.copyUpstream(p)
-		}
-		step = e.recoveryStep(t.ClusterID, inst, rec, up, st)
-	case s.Role == topology.RoleMirror && s.Status == topology.StatusDown && !t.IsPending(s.DBID) && !t.IsRejoining(s.DBID) && !recovering(t, s.DBID) && running && (h == nil || !h.InRecovery):
-		// A demoted primary still running (hung, or cut off): fence it.
-		// Its mirror was promoted; it must take no more connections.
-		phase = "fencing"
-		step = func(ctx context.Context) error {
-			fctx, cancel := context.WithTimeout(ctx, time.Second)
-			defer cancel()
-			return e.a.drv.Stop(fctx, inst)
-		}
+	step := topology.NextStep(t, s, e.localView(st, inst))
+	switch step.Kind {
+	case topology.StepNone:
+	case topology.StepWait:
+		e.setPhase(s.DBID, step.Phase, "")
+	case topology.StepManageSync:
+		e.manageSync(ctx, t, s)
 	default:
-		if s.Role == topology.RolePrimary && s.Status == topology.StatusUp && running && !e.a.lease.isFenced() {
-			e.manageSync(ctx, t, s)
-		}
-		return
+		e.runStep(ctx, s, st, step.Phase, e.stepAction(t.ClusterID, inst, st, step))
 	}
-	e.runStep(ctx, s, st, phase, step)
 }
 
 // runStep runs one long step of an instance in the background.
-func (e *executor) runStep(ctx context.Context, s topology.Segment, st *instanceState, phase string, step func(context.Context) error) {
+func (e *executor) runStep(ctx context.Context, s topology.Segment, st *instanceState, phase topology.Phase, step func(context.Context) error) {
 	e.mu.Lock()
 	st.busy, st.phase, st.lastErr = true, phase, ""
 	e.mu.Unlock()
-	e.log.Info(phase, "dbid", s.DBID, "content", s.Content, "role", s.Role)
+	e.log.Info(phase.String(), "dbid", s.DBID, "content", s.Content, "role", s.Role)
 	go func() {
 		err := step(ctx)
 		e.mu.Lock()
@@ -348,18 +252,18 @@ func (e *executor) runStep(ctx context.Context, s topology.Segment, st *instance
 		// on a fresh one.
 		st.health = nil
 		if err != nil {
-			st.phase, st.lastErr = "failed", phase+": "+err.Error()
+			st.phase, st.lastErr = topology.PhaseFailed, phase.String()+": "+err.Error()
 			// Back off before trying again, doubling up to a limit: a
 			// step that fails at once (a port taken) must not spin.
 			st.backoff = min(max(2*st.backoff, time.Second), 30*time.Second)
 			st.retryAt = time.Now().Add(st.backoff)
 		} else {
-			st.phase, st.backoff, st.retryAt = "running", 0, time.Time{}
+			st.phase, st.backoff, st.retryAt = topology.PhaseRunning, 0, time.Time{}
 		}
 		backoff := st.backoff
 		e.mu.Unlock()
 		if err != nil && ctx.Err() == nil {
-			e.log.Error(phase+" failed", "dbid", s.DBID, "content", s.Content, "err", err, "retry_in", backoff)
+			e.log.Error(phase.String()+" failed", "dbid", s.DBID, "content", s.Content, "err", err, "retry_in", backoff)
 		}
 		if err == nil {
 			e.kick()
@@ -367,7 +271,7 @@ func (e *executor) runStep(ctx context.Context, s topology.Segment, st *instance
 	}()
 }
 
-func (e *executor) setPhase(dbid int, phase, errText string) {
+func (e *executor) setPhase(dbid int, phase topology.Phase, errText string) {
 	st := e.state(dbid)
 	e.mu.Lock()
 	st.phase, st.lastErr = phase, errText
@@ -424,8 +328,7 @@ func lsnString(lsn uint64) string {
 }
 
 func isSwitchoverSource(t *topology.Topology, s topology.Segment) bool {
-	sw, ok := t.SwitchoverOf(s.Content)
-	return ok && sw.From == s.DBID && s.Role == topology.RolePrimary && s.Status == topology.StatusUp
+	return topology.IsSwitchoverSource(t, s)
 }
 
 // readStoppedLSN records the shutdown checkpoint of an instance stopped
@@ -442,38 +345,6 @@ func (e *executor) readStoppedLSN(ctx context.Context, st *instanceState, inst s
 	st.stoppedLSN = lsn
 	e.mu.Unlock()
 	return nil
-}
-
-func (e *executor) stoppedLSN(st *instanceState) uint64 {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return st.stoppedLSN
-}
-
-func recovering(t *topology.Topology, dbid int) bool {
-	_, ok := t.Recovering(dbid)
-	return ok
-}
-
-// recoveryDue: this instance's recovery is active and has not already
-// failed here.
-func (e *executor) recoveryDue(t *topology.Topology, s topology.Segment, st *instanceState) bool {
-	rec, ok := t.Recovering(s.DBID)
-	if !ok || !rec.Active || s.Role != topology.RoleMirror || s.Status != topology.StatusDown {
-		return false
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return !(st.recoveryJob == rec.Job && st.recoveryErr != "")
-}
-
-// recoveryDone: this instance's recovery step of its current job has run
-// here.
-func (e *executor) recoveryDone(t *topology.Topology, s topology.Segment, st *instanceState) bool {
-	rec, ok := t.Recovering(s.DBID)
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return ok && st.recoveredJob == rec.Job
 }
 
 // recoveryStep returns the step that recovers inst as a mirror of up:

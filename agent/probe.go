@@ -37,13 +37,14 @@ func (e *executor) probe(ctx context.Context, t *topology.Topology, s topology.S
 	// checkpoint position must be seen together, or a clean stop could
 	// be reported as a crash.
 	e.mu.Lock()
-	r.Phase, r.Error, r.Progress = st.phase, st.lastErr, st.progress
+	phase := st.phase
+	r.Phase, r.Error, r.Progress = phase.String(), st.lastErr, st.progress
 	busy, stoppedLSN := st.busy, st.stoppedLSN
 	e.mu.Unlock()
 	if isSwitchoverSource(t, s) {
 		r.StoppedLSN = stoppedLSN
 	}
-	if busy && (r.Phase == "creating" || r.Phase == "building") {
+	if busy && phase.Creating() {
 		// An instance being created is not up for anyone until its
 		// creation step has finished (its roles and config are complete).
 		e.setHealth(st, nil)
@@ -66,15 +67,15 @@ func (e *executor) probe(ctx context.Context, t *topology.Topology, s topology.S
 		e.mu.Unlock()
 	}
 	if pid == 0 {
-		if !busy && r.Phase != "failed" {
-			r.Phase = "stopped"
+		if !busy && phase != topology.PhaseFailed {
+			r.Phase = topology.PhaseStopped.String()
 		}
 		// Not running and nothing of ours is starting it: down for sure,
 		// no probe needed. A switchover's source is down on purpose: only
 		// a failed clean stop (a crash, say) makes it failed.
 		r.Failed = !busy
 		if isSwitchoverSource(t, s) {
-			r.Failed = !busy && r.Phase == "failed"
+			r.Failed = !busy && phase == topology.PhaseFailed
 		}
 		e.setHealth(st, nil)
 		return r
@@ -102,8 +103,8 @@ func (e *executor) probe(ctx context.Context, t *topology.Topology, s topology.S
 	e.mu.Unlock()
 	e.setHealth(st, &h)
 	if !e.isBusy(st) {
-		r.Phase, r.Error = "running", ""
-		e.setPhase(s.DBID, "running", "")
+		r.Phase, r.Error = topology.PhaseRunning.String(), ""
+		e.setPhase(s.DBID, topology.PhaseRunning, "")
 	}
 	r.Up = true
 	r.Recovery = h.InRecovery

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"errors"
-	"fmt"
 	"net/http"
 
 	"github.com/gpagent/gpagent/api"
@@ -119,9 +118,10 @@ func (a *Agent) hosts(t *topology.Topology) []topology.Host {
 }
 
 // postRebalance (gprecoverseg -r) starts a switchover for every content
-// whose instances are not in their preferred roles, when the pair is in
-// sync and the mirror's replay lag is under the limit; the others are
-// reported and left alone.
+// topology.RebalanceContent picks (out of its preferred roles, in sync,
+// the mirror's replay lag under the limit); the others are reported and
+// left alone. Each switchover is its own command, so the decision for a
+// content is made on the topology after the previous one's.
 func (a *Agent) postRebalance(r *http.Request) (any, error) {
 	var req api.RebalanceRequest
 	if _, err := a.begin(r, &req, false); err != nil {
@@ -132,24 +132,25 @@ func (a *Agent) postRebalance(r *http.Request) (any, error) {
 		limit = api.DefaultRebalanceLagBytes
 	}
 	res := &api.RebalanceResult{}
+	lags := a.replayLags(a.node.Topology())
 	for _, c := range a.node.Topology().Contents() {
 		t := a.node.Topology()
-		p, okP := t.Primary(c)
-		m, okM := t.Mirror(c)
-		if !okP || !okM || p.PreferredRole == topology.RolePrimary {
+		it, ok := topology.RebalanceContent(t, c, lags, limit)
+		if !ok {
 			continue
 		}
-		if _, busy := t.SwitchoverOf(c); busy {
+		switch it.Action {
+		case topology.RebalanceRunning:
 			res.Started = append(res.Started, c)
 			continue
-		}
-		if lag, ok := a.replayLag(p, m); !ok || lag > limit {
-			res.Skipped = append(res.Skipped, api.Skip{Content: c, Reason: fmt.Sprintf("mirror dbid %d replay lag %s over the limit of %d bytes", m.DBID, lagWords(lag, ok), limit)})
+		case topology.RebalanceRefused:
+			res.Skipped = append(res.Skipped, api.Skip{Content: c, Reason: it.Reason})
 			continue
 		}
 		cmd := topology.Command{Type: topology.CmdSwitchover, BaseVersion: t.ConfigVersion, Content: c}
 		if _, err := a.node.Apply(r.Context(), cmd); err != nil {
 			if errors.Is(err, topology.ErrInvalid) {
+				// The topology changed under the plan.
 				res.Skipped = append(res.Skipped, api.Skip{Content: c, Reason: err.Error()})
 				continue
 			}
@@ -160,24 +161,28 @@ func (a *Agent) postRebalance(r *http.Request) (any, error) {
 	return res, nil
 }
 
-// replayLag reads the mirror's replay lag from its primary's last report.
-func (a *Agent) replayLag(p, m topology.Segment) (int64, bool) {
+// replayLags reads each mirror's replay lag, by mirror dbid, from its
+// primary's last report; a mirror not streaming to it is left out.
+func (a *Agent) replayLags(t *topology.Topology) map[int]int64 {
+	replicas := map[int][]api.ReplicaState{}
 	for _, rep := range a.lead.instances() {
-		if rep.DBID != p.DBID {
+		replicas[rep.DBID] = rep.Replicas
+	}
+	lags := map[int]int64{}
+	for _, m := range t.Segments {
+		if m.Role != topology.RoleMirror {
 			continue
 		}
-		for _, r := range rep.Replicas {
+		p, ok := t.Primary(m.Content)
+		if !ok {
+			continue
+		}
+		for _, r := range replicas[p.DBID] {
 			if r.ApplicationName == supervisor.AppName(m.DBID) {
-				return r.ReplayLagBytes, true
+				lags[m.DBID] = r.ReplayLagBytes
+				break
 			}
 		}
 	}
-	return 0, false
-}
-
-func lagWords(lag int64, known bool) string {
-	if !known {
-		return "unknown (not streaming)"
-	}
-	return fmt.Sprint(lag)
+	return lags
 }

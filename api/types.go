@@ -40,7 +40,7 @@ type InstanceReport struct {
 	// ConfigVersion of the topology the agent acted on.
 	ConfigVersion uint64    `json:"config_version"`
 	Seen          time.Time `json:"seen"`
-	Phase         string    `json:"phase"` // creating, building, starting, running, stopped, failed
+	Phase         string    `json:"phase"` // topology.Phase.String(): creating, building, running, stopped, failed, ...
 	PID           int       `json:"pid,omitempty"`
 	Up            bool      `json:"up"`
 	// Failed: this agent vouches the instance is down (exited, not

@@ -269,20 +269,11 @@ func roleWord(r Role) string {
 // up and in sync may swap: the mirror then has every acknowledged commit,
 // and replays the rest up to the primary's shutdown checkpoint.
 func applySwitchover(t *Topology, cmd Command) error {
-	p, okP := t.Primary(cmd.Content)
-	m, okM := t.Mirror(cmd.Content)
-	switch {
-	case !okP:
-		return fmt.Errorf("%w: switchover: content %d has no primary", ErrInvalid, cmd.Content)
-	case !okM:
-		return fmt.Errorf("%w: switchover: content %d has no mirror", ErrInvalid, cmd.Content)
-	case p.Status != StatusUp || m.Status != StatusUp || p.Mode != ModeSynced || m.Mode != ModeSynced:
-		return fmt.Errorf("%w: switchover: content %d is not an in-sync pair (primary dbid %d %s/%s, mirror dbid %d %s/%s)",
-			ErrInvalid, cmd.Content, p.DBID, p.Status, p.Mode, m.DBID, m.Status, m.Mode)
+	if err := CanSwitchover(t, cmd.Content); err != nil {
+		return err
 	}
-	if _, busy := t.SwitchoverOf(cmd.Content); busy {
-		return fmt.Errorf("%w: switchover: content %d already has one in progress", ErrInvalid, cmd.Content)
-	}
+	p, _ := t.Primary(cmd.Content)
+	m, _ := t.Mirror(cmd.Content)
 	t.Switchovers = append(t.Switchovers, Switchover{Content: cmd.Content, From: p.DBID, To: m.DBID, Version: t.ConfigVersion + 1})
 	t.record(cmd.Time, p.DBID, fmt.Sprintf("content %d: switchover started: primary dbid %d shuts down cleanly, mirror dbid %d takes over", cmd.Content, p.DBID, m.DBID))
 	return nil
