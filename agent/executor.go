@@ -61,20 +61,15 @@ type instanceState struct {
 	phase    string
 	progress *api.Progress
 	lastErr  string
-	// syncFrom is the primary's WAL position when synchronous replication
-	// to its mirror was switched on: the mirror is vouched in sync once
-	// it has flushed past it.
-	syncFrom uint64
-	syncApp  string
-	health   *supervisor.Health // last probe; nil when it failed
-	// probeFails counts probes failed in a row: probe_retries of them
-	// make a running but unresponsive (hung) instance failed.
-	probeFails int
-	// Replication stall watch of a primary's mirror: the last flush
-	// position seen and when it last moved or was caught up.
-	stallApp      string
-	stallFlush    uint64
-	stallProgress time.Time
+	// sync: whether a primary may vouch its mirror in sync (it has
+	// flushed past the position read when sync was switched on).
+	sync   topology.SyncVouch
+	health *supervisor.Health // last probe; nil when it failed
+	// probes counts probes failed in a row: probe_retries of them make
+	// a running but unresponsive (hung) instance failed.
+	probes topology.ProbeFailures
+	// stall: the replication stall watch of a primary's mirror.
+	stall topology.StallWatch
 	// stoppedLSN: the shutdown checkpoint of a primary stopped for a
 	// switchover.
 	stoppedLSN uint64
@@ -167,7 +162,7 @@ func (e *executor) retrying() bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, st := range e.local {
-		if st.probeFails > 0 && st.probeFails < e.a.cfg.ProbeRetries {
+		if st.probes.Retrying(e.a.cfg.ProbeRetries) {
 			return true
 		}
 	}
@@ -226,7 +221,7 @@ func (e *executor) ensure(ctx context.Context, t *topology.Topology, s topology.
 	st := e.state(s.DBID)
 	e.mu.Lock()
 	busy, h, retryAt := st.busy, st.health, st.retryAt
-	hung := st.probeFails >= e.a.cfg.ProbeRetries
+	hung := st.probes.Hung(e.a.cfg.ProbeRetries)
 	e.mu.Unlock()
 	if busy || time.Now().Before(retryAt) {
 		return
@@ -343,7 +338,7 @@ func (e *executor) runStep(ctx context.Context, s topology.Segment, st *instance
 		e.mu.Lock()
 		st.busy = false
 		st.progress = nil
-		st.probeFails = 0
+		st.probes = topology.ProbeFailures{}
 		// What the last probe saw predates the step: decide again only
 		// on a fresh one.
 		st.health = nil
@@ -393,10 +388,10 @@ func (e *executor) stopAll(timeout time.Duration) {
 
 // report hands the reports to the leader: directly when this agent leads.
 func (e *executor) report(ctx context.Context, reports []api.InstanceReport) {
-	sent := time.Now()
+	sent := e.a.clock.Now()
 	if e.a.node.IsLeader() {
 		e.a.lead.accept(e.a.cfg.Name, reports)
-		e.a.lease.renew(sent)
+		e.a.lease.renew(sent, e.a.clock.Now())
 		return
 	}
 	addr, ok := e.a.leaderAPI()
@@ -416,7 +411,7 @@ func (e *executor) report(ctx context.Context, reports []api.InstanceReport) {
 		// topology first; the next report renews the lease.
 		return
 	}
-	e.a.lease.renew(sent)
+	e.a.lease.renew(sent, e.a.clock.Now())
 }
 
 func lsnString(lsn uint64) string {
