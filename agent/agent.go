@@ -99,7 +99,8 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		ln.Close()
 		return nil, fmt.Errorf("raft_addr %s: %w", cfg.RaftAddr, err)
 	}
-	a := &Agent{cfg: cfg, log: log, node: node, drv: sup, clock: SystemClock{}, apiListener: ln, lease: newLease(cfg.DataDir, log), tls: tlsc}
+	a := &Agent{cfg: cfg, log: log, node: node, drv: sup, clock: SystemClock{}, apiListener: ln, tls: tlsc}
+	a.lease = newLease(cfg.DataDir, a.clock.Now(), log)
 	a.lead = newLeader(a)
 	a.exec = newExecutor(a)
 	if err := a.openMesh(); err != nil {

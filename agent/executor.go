@@ -61,20 +61,15 @@ type instanceState struct {
 	phase    topology.Phase
 	progress *api.Progress
 	lastErr  string
-	// syncFrom is the primary's WAL position when synchronous replication
-	// to its mirror was switched on: the mirror is vouched in sync once
-	// it has flushed past it.
-	syncFrom uint64
-	syncApp  string
-	health   *supervisor.Health // last probe; nil when it failed
-	// probeFails counts probes failed in a row: probe_retries of them
-	// make a running but unresponsive (hung) instance failed.
-	probeFails int
-	// Replication stall watch of a primary's mirror: the last flush
-	// position seen and when it last moved or was caught up.
-	stallApp      string
-	stallFlush    uint64
-	stallProgress time.Time
+	// sync: whether a primary may vouch its mirror in sync (it has
+	// flushed past the position read when sync was switched on).
+	sync   topology.SyncVouch
+	health *supervisor.Health // last probe; nil when it failed
+	// probes counts probes failed in a row: probe_retries of them make
+	// a running but unresponsive (hung) instance failed.
+	probes topology.ProbeFailures
+	// stall: the replication stall watch of a primary's mirror.
+	stall topology.StallWatch
 	// stoppedLSN: the shutdown checkpoint of a primary stopped for a
 	// switchover.
 	stoppedLSN uint64
@@ -167,7 +162,7 @@ func (e *executor) retrying() bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, st := range e.local {
-		if st.probeFails > 0 && st.probeFails < e.a.cfg.ProbeRetries {
+		if st.probes.Retrying(e.a.cfg.ProbeRetries) {
 			return true
 		}
 	}
@@ -247,7 +242,7 @@ func (e *executor) runStep(ctx context.Context, s topology.Segment, st *instance
 		e.mu.Lock()
 		st.busy = false
 		st.progress = nil
-		st.probeFails = 0
+		st.probes = topology.ProbeFailures{}
 		// What the last probe saw predates the step: decide again only
 		// on a fresh one.
 		st.health = nil
@@ -256,7 +251,7 @@ func (e *executor) runStep(ctx context.Context, s topology.Segment, st *instance
 			// Back off before trying again, doubling up to a limit: a
 			// step that fails at once (a port taken) must not spin.
 			st.backoff = min(max(2*st.backoff, time.Second), 30*time.Second)
-			st.retryAt = time.Now().Add(st.backoff)
+			st.retryAt = e.a.clock.Now().Add(st.backoff)
 		} else {
 			st.phase, st.backoff, st.retryAt = topology.PhaseRunning, 0, time.Time{}
 		}
@@ -297,10 +292,10 @@ func (e *executor) stopAll(timeout time.Duration) {
 
 // report hands the reports to the leader: directly when this agent leads.
 func (e *executor) report(ctx context.Context, reports []api.InstanceReport) {
-	sent := time.Now()
+	sent := e.a.clock.Now()
 	if e.a.node.IsLeader() {
 		e.a.lead.accept(e.a.cfg.Name, reports)
-		e.a.lease.renew(sent)
+		e.a.lease.renew(sent, e.a.clock.Now())
 		return
 	}
 	addr, ok := e.a.leaderAPI()
@@ -320,7 +315,7 @@ func (e *executor) report(ctx context.Context, reports []api.InstanceReport) {
 		// topology first; the next report renews the lease.
 		return
 	}
-	e.a.lease.renew(sent)
+	e.a.lease.renew(sent, e.a.clock.Now())
 }
 
 func lsnString(lsn uint64) string {

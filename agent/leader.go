@@ -22,9 +22,9 @@ type leader struct {
 	mu      sync.Mutex
 	reports map[int]received
 	// heard is when each host's agent last reported, on this leader's
-	// monotonic clock. A new term starts every host's timer afresh: it
-	// cannot know what the previous leader heard (Nomad's heartbeat.go).
-	heard map[string]time.Time
+	// clock. A new term starts a new table: it cannot know what the
+	// previous leader heard (Nomad's heartbeat.go).
+	heard topology.LastHeard
 	// deadSince: when the leader first saw a voter dead in gossip.
 	deadSince map[string]time.Time
 	// deadVoterGrace: deadVoterGrace, shorter in tests.
@@ -41,18 +41,18 @@ type leader struct {
 
 type received struct {
 	report api.InstanceReport
-	at     time.Time // local monotonic clock of the receiver
+	at     time.Time // the receiver's clock (monotonic, never another host's)
 }
 
 func newLeader(a *Agent) *leader {
-	return &leader{a: a, log: a.log.With("component", "leader"), reports: map[int]received{}, heard: map[string]time.Time{}, deadSince: map[string]time.Time{}, deadVoterGrace: deadVoterGrace, wake: make(chan struct{}, 1)}
+	return &leader{a: a, log: a.log.With("component", "leader"), reports: map[int]received{}, deadSince: map[string]time.Time{}, deadVoterGrace: deadVoterGrace, wake: make(chan struct{}, 1)}
 }
 
 // accept stores reports from an agent and wakes the reconcile loop.
 func (l *leader) accept(agent string, reports []api.InstanceReport) {
-	now := time.Now()
+	now := l.a.clock.Now()
 	l.mu.Lock()
-	l.heard[agent] = now
+	l.heard = l.heard.Heard(agent, now)
 	for _, r := range reports {
 		l.reports[r.DBID] = received{report: r, at: now}
 	}
@@ -75,17 +75,16 @@ func (l *leader) instances() []api.InstanceReport {
 	return out
 }
 
-// observations returns the reports recent enough to act on.
-func (l *leader) observations(maxAge time.Duration) map[int]topology.Observation {
+// observations returns the reports recent enough at now to act on
+// (topology.FreshObservations).
+func (l *leader) observations(now time.Time, maxAge time.Duration) map[int]topology.Observation {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	out := make(map[int]topology.Observation, len(l.reports))
+	received := make(map[int]topology.Received, len(l.reports))
 	for dbid, r := range l.reports {
-		if time.Since(r.at) <= maxAge {
-			out[dbid] = r.report.Observation()
-		}
+		received[dbid] = topology.Received{Observation: r.report.Observation(), At: r.at}
 	}
-	return out
+	l.mu.Unlock()
+	return topology.FreshObservations(received, now, maxAge)
 }
 
 // run follows leadership changes and runs the reconcile loop while leader.
@@ -132,7 +131,7 @@ func (l *leader) lead(ctx context.Context) {
 	l.log.Info("leading")
 	defer l.log.Info("no longer leading")
 	l.mu.Lock()
-	clear(l.heard)
+	l.heard = topology.NewLastHeard(l.a.clock.Now())
 	clear(l.deadSince)
 	l.mu.Unlock()
 	if err := l.a.node.Barrier(ctx); err != nil {
@@ -169,7 +168,8 @@ func (l *leader) reconcile(ctx context.Context) {
 		return
 	}
 	maxAge := 3*l.a.cfg.ProbeInterval + l.a.cfg.ProbeTimeout
-	obs := withLostHosts(t, l.observations(maxAge), l.lostHosts(t))
+	now := l.a.clock.Now()
+	obs := topology.WithLostHosts(t, l.observations(now, maxAge), l.lostHosts(t, now))
 	updates := topology.Decide(t, obs)
 	if len(updates) == 0 {
 		if l.a.cfg.AutoRecover && !t.Paused {

@@ -46,9 +46,10 @@ const leaseFile = "lease"
 // newLease resumes the lease recorded in dataDir by an earlier run of the
 // agent on this boot. A record from an earlier boot, or one that cannot be
 // read, counts as expired: the primaries are fenced until the leader is
-// heard from. With no record at all (a first start) the lease starts now.
-func newLease(dataDir string, log *slog.Logger) *lease {
-	l := &lease{renewed: time.Now(), path: filepath.Join(dataDir, leaseFile), bootID: bootID(), log: log}
+// heard from. With no record at all (a first start) the lease starts now
+// (the agent's clock).
+func newLease(dataDir string, now time.Time, log *slog.Logger) *lease {
+	l := &lease{renewed: now, path: filepath.Join(dataDir, leaseFile), bootID: bootID(), log: log}
 	b, err := os.ReadFile(l.path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -59,17 +60,18 @@ func newLease(dataDir string, log *slog.Logger) *lease {
 	}
 	id, at, ok := strings.Cut(strings.TrimSpace(string(b)), " ")
 	ns, perr := strconv.ParseInt(at, 10, 64)
-	now, berr := bootNanos()
-	if !ok || perr != nil || berr != nil || id != l.bootID || l.bootID == "" || ns > now {
+	boot, berr := bootNanos()
+	if !ok || perr != nil || berr != nil || id != l.bootID || l.bootID == "" || ns > boot {
 		l.renewed = time.Time{}
 		return l
 	}
-	l.renewed = time.Now().Add(-time.Duration(now - ns))
+	l.renewed = now.Add(-time.Duration(boot - ns))
 	return l
 }
 
-// renew extends the lease from the moment the renewing request was sent.
-func (l *lease) renew(sent time.Time) {
+// renew extends the lease from the moment the renewing request was sent;
+// now is the agent's clock, to place sent on the boot clock.
+func (l *lease) renew(sent, now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if !sent.After(l.renewed) {
@@ -79,13 +81,13 @@ func (l *lease) renew(sent time.Time) {
 	if l.path == "" {
 		return
 	}
-	now, err := bootNanos()
+	boot, err := bootNanos()
 	if err != nil {
 		return
 	}
 	// No fsync: the record only has to outlive the agent process; a
 	// crash of the host ends the boot, and with it the postmasters.
-	rec := fmt.Sprintf("%s %d\n", l.bootID, now-int64(time.Since(sent)))
+	rec := fmt.Sprintf("%s %d\n", l.bootID, boot-int64(now.Sub(sent)))
 	if err := os.WriteFile(l.path, []byte(rec), 0o600); err != nil && l.log != nil {
 		l.log.Warn("cannot record the lease renewal; a restart of this agent will fence its primaries until the leader is heard from", "path", l.path, "err", err)
 	}
@@ -109,11 +111,12 @@ func bootID() string {
 	return strings.TrimSpace(string(b))
 }
 
-// expired reports whether more than d has passed since the last renewal.
-func (l *lease) expired(d time.Duration) bool {
+// expired reports whether more than d has passed since the last renewal,
+// at now on the agent's clock.
+func (l *lease) expired(now time.Time, d time.Duration) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return time.Since(l.renewed) > d
+	return topology.LeaseExpired(l.renewed, now, d)
 }
 
 func (l *lease) setFenced(f bool) (changed bool) {
@@ -135,7 +138,7 @@ func (l *lease) isFenced() bool {
 // again, and manageSync restores synchronous_standby_names for a primary
 // that is still one (one demoted meanwhile is stopped instead).
 func (e *executor) checkLease(ctx context.Context, t *topology.Topology) {
-	if !e.a.lease.expired(e.a.cfg.Lease) {
+	if !e.a.lease.expired(e.a.clock.Now(), e.a.cfg.Lease) {
 		if e.a.lease.setFenced(false) {
 			// manageSync lifts the fence from each primary the topology
 			// still names; a demoted one is stopped instead.
@@ -151,7 +154,7 @@ func (e *executor) checkLease(ctx context.Context, t *topology.Topology) {
 		e.mu.Lock()
 		h := st.health
 		e.mu.Unlock()
-		if h == nil || h.InRecovery || syncNamesInclude(h.SyncStandbyNames, fencedStandby) {
+		if h == nil || h.InRecovery || topology.SyncNamesInclude(h.SyncStandbyNames, fencedStandby) {
 			continue
 		}
 		inst := localInstance(s)
@@ -167,38 +170,15 @@ func (e *executor) checkLease(ctx context.Context, t *topology.Topology) {
 }
 
 // lostHosts returns the hosts the leader has not heard from for longer
-// than lease plus margin: their agents have fenced their primaries by
-// now, so their instances count as failed.
-func (l *leader) lostHosts(t *topology.Topology) map[string]bool {
+// than lease plus margin at now (topology.LastHeard.Lost): their agents
+// have fenced their primaries by then, so their instances count as
+// failed. A host this leader never heard from gets a full wait from the
+// start of its term (or from now, for a new host).
+func (l *leader) lostHosts(t *topology.Topology, now time.Time) map[string]bool {
 	wait := l.a.cfg.Lease + l.a.cfg.LeaseMargin
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	lost := map[string]bool{}
-	for _, s := range t.Segments {
-		heard, ok := l.heard[s.Hostname]
-		if !ok {
-			// A host this leader never heard from gets a full lease from
-			// the start of its term (or from now, for a new host).
-			l.heard[s.Hostname] = time.Now()
-			continue
-		}
-		if time.Since(heard) > wait {
-			lost[s.Hostname] = true
-		}
-	}
+	var lost map[string]bool
+	l.heard, lost = l.heard.Lost(t.Hosts(), now, wait)
 	return lost
-}
-
-// withLostHosts adds a failed observation for every instance on a lost
-// host, replacing whatever older report there was.
-func withLostHosts(t *topology.Topology, obs map[int]topology.Observation, lost map[string]bool) map[int]topology.Observation {
-	if len(lost) == 0 {
-		return obs
-	}
-	for _, s := range t.Segments {
-		if lost[s.Hostname] {
-			obs[s.DBID] = topology.Observation{DBID: s.DBID, Failed: true, ConfigVersion: t.ConfigVersion}
-		}
-	}
-	return obs
 }

@@ -30,41 +30,78 @@ func TestLease_ResumedAcrossRestarts(t *testing.T) {
 	}
 
 	t.Run("first start: valid", func(t *testing.T) {
-		if newLease(t.TempDir(), nil).expired(d) {
+		if newLease(t.TempDir(), time.Now(), nil).expired(time.Now(), d) {
 			t.Fatal("a first start's lease is expired")
 		}
 	})
 	t.Run("renewed 2 s before the restart: 1 s left", func(t *testing.T) {
-		l := newLease(record(t, fmt.Sprintf("%s %d\n", bootID(), now-int64(2*time.Second))), nil)
-		if l.expired(d) {
+		l := newLease(record(t, fmt.Sprintf("%s %d\n", bootID(), now-int64(2*time.Second))), time.Now(), nil)
+		if l.expired(time.Now(), d) {
 			t.Fatal("expired at once")
 		}
-		if !l.expired(d - 2*time.Second + 100*time.Millisecond) {
+		if !l.expired(time.Now(), d-2*time.Second+100*time.Millisecond) {
 			t.Fatalf("the lease restarted from zero: renewed %s ago", time.Since(l.renewed))
 		}
 	})
 	t.Run("renewed 5 s before the restart: expired", func(t *testing.T) {
-		if !newLease(record(t, fmt.Sprintf("%s %d\n", bootID(), now-int64(5*time.Second))), nil).expired(d) {
+		if !newLease(record(t, fmt.Sprintf("%s %d\n", bootID(), now-int64(5*time.Second))), time.Now(), nil).expired(time.Now(), d) {
 			t.Fatal("a lease run out before the restart is valid after it")
 		}
 	})
 	t.Run("another boot: expired", func(t *testing.T) {
-		if !newLease(record(t, fmt.Sprintf("00000000-0000-0000-0000-000000000000 %d\n", now)), nil).expired(d) {
+		if !newLease(record(t, fmt.Sprintf("00000000-0000-0000-0000-000000000000 %d\n", now)), time.Now(), nil).expired(time.Now(), d) {
 			t.Fatal("a lease recorded in an earlier boot is valid")
 		}
 	})
 	t.Run("unreadable record: expired", func(t *testing.T) {
-		if !newLease(record(t, "garbage"), nil).expired(d) {
+		if !newLease(record(t, "garbage"), time.Now(), nil).expired(time.Now(), d) {
 			t.Fatal("a torn lease record counts as valid")
 		}
 	})
 	t.Run("renew records it for the next run", func(t *testing.T) {
 		dir := record(t, fmt.Sprintf("%s %d\n", bootID(), now-int64(5*time.Second)))
-		l := newLease(dir, nil)
-		l.renew(time.Now().Add(-time.Second))
-		again := newLease(dir, nil)
-		if again.expired(d) || !again.expired(time.Second-100*time.Millisecond) {
+		l := newLease(dir, time.Now(), nil)
+		l.renew(time.Now().Add(-time.Second), time.Now())
+		again := newLease(dir, time.Now(), nil)
+		if again.expired(time.Now(), d) || !again.expired(time.Now(), time.Second-100*time.Millisecond) {
 			t.Fatalf("resumed lease renewed %s ago, want about 1 s", time.Since(again.renewed))
+		}
+	})
+}
+
+// The lease runs on the agent's clock (Agent.clock), handed in as now: a
+// clock that jumps ahead expires it, and a renewal stamped on that clock
+// extends it.
+func TestLease_OnTheAgentClock(t *testing.T) {
+	const d = 3 * time.Second
+	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, tc := range []struct {
+		name    string
+		renewed time.Duration // after start; <0: not renewed
+		now     time.Duration
+		want    bool
+	}{
+		{"first start, within the lease", -1, d, false},
+		{"first start, the clock jumped past the lease", -1, d + time.Nanosecond, true},
+		{"renewed, within the lease", 2 * time.Second, d + 2*time.Second, false},
+		{"renewed, run out since", 2 * time.Second, d + 2*time.Second + time.Nanosecond, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := newLease(t.TempDir(), start, nil)
+			if tc.renewed >= 0 {
+				l.renew(start.Add(tc.renewed), start.Add(tc.renewed))
+			}
+			if got := l.expired(start.Add(tc.now), d); got != tc.want {
+				t.Fatalf("expired = %v, want %v", got, tc.want)
+			}
+		})
+	}
+	t.Run("an older renewal does not shorten it", func(t *testing.T) {
+		l := newLease(t.TempDir(), start, nil)
+		l.renew(start.Add(2*time.Second), start.Add(2*time.Second))
+		l.renew(start.Add(time.Second), start.Add(3*time.Second))
+		if l.expired(start.Add(d+2*time.Second), d) {
+			t.Fatal("a late-arriving older renewal moved the lease back")
 		}
 	})
 }

@@ -3,10 +3,6 @@ package agent
 import (
 	"context"
 	"fmt"
-	"slices"
-	"strings"
-	"time"
-	"unicode"
 
 	"github.com/gpagent/gpagent/api"
 	"github.com/gpagent/gpagent/supervisor"
@@ -22,7 +18,7 @@ const syncCatchUpBytes = 16 << 20
 func (e *executor) probe(ctx context.Context, t *topology.Topology, s topology.Segment) api.InstanceReport {
 	inst := localInstance(s)
 	st := e.state(s.DBID)
-	r := api.InstanceReport{DBID: s.DBID, Host: e.a.cfg.Name, Seen: time.Now().UTC(), ConfigVersion: t.ConfigVersion}
+	r := api.InstanceReport{DBID: s.DBID, Host: e.a.cfg.Name, Seen: e.a.clock.Now().UTC(), ConfigVersion: t.ConfigVersion}
 
 	pid := e.a.drv.PID(inst)
 	if pid == 0 {
@@ -73,33 +69,38 @@ func (e *executor) probe(ctx context.Context, t *topology.Topology, s topology.S
 		// Not running and nothing of ours is starting it: down for sure,
 		// no probe needed. A switchover's source is down on purpose: only
 		// a failed clean stop (a crash, say) makes it failed.
-		r.Failed = !busy
-		if isSwitchoverSource(t, s) {
-			r.Failed = !busy && phase == topology.PhaseFailed
-		}
+		r.Failed = topology.ProbeResult{
+			Busy:             busy,
+			SwitchoverSource: isSwitchoverSource(t, s),
+			StepFailed:       phase == topology.PhaseFailed,
+			Retries:          e.a.cfg.ProbeRetries,
+		}.Failed()
 		e.setHealth(st, nil)
 		return r
 	}
 	h, err := e.a.drv.Probe(ctx, inst)
 	if err != nil {
 		e.mu.Lock()
-		st.probeFails++
-		fails := st.probeFails
+		st.probes = st.probes.Failed()
+		fails := st.probes
 		e.mu.Unlock()
 		if r.Error == "" {
-			r.Error = fmt.Sprintf("probe %d of %d failed: %v", fails, e.a.cfg.ProbeRetries, err)
+			r.Error = fmt.Sprintf("probe %d of %d failed: %v", fails.Count(), e.a.cfg.ProbeRetries, err)
 		}
-		r.Failed = fails >= e.a.cfg.ProbeRetries
-		if busy && isSwitchoverSource(t, s) {
-			// Shutting down on purpose: its probes fail until it is
-			// down. Only the stop step failing makes it failed.
-			r.Failed = false
-		}
+		// Hung after probe_retries failures in a row, unless it is a
+		// switchover's source shutting down on purpose.
+		r.Failed = topology.ProbeResult{
+			Running:          true,
+			Failures:         fails,
+			Retries:          e.a.cfg.ProbeRetries,
+			Busy:             busy,
+			SwitchoverSource: isSwitchoverSource(t, s),
+		}.Failed()
 		e.setHealth(st, nil)
 		return r
 	}
 	e.mu.Lock()
-	st.probeFails = 0
+	st.probes = st.probes.Answered()
 	e.mu.Unlock()
 	e.setHealth(st, &h)
 	if !e.isBusy(st) {
@@ -116,74 +117,50 @@ func (e *executor) probe(ctx context.Context, t *topology.Topology, s topology.S
 			ApplicationName: rep.ApplicationName,
 			State:           rep.State,
 			SyncState:       rep.SyncState,
-			FlushLagBytes:   lag(h.CurrentLSN, rep.FlushLSN),
-			ReplayLagBytes:  lag(h.CurrentLSN, rep.ReplayLSN),
+			FlushLagBytes:   topology.Lag(h.CurrentLSN, rep.FlushLSN),
+			ReplayLagBytes:  topology.Lag(h.CurrentLSN, rep.ReplayLSN),
 		})
 	}
 	if m, ok := t.Mirror(s.Content); ok && s.Role == topology.RolePrimary && !h.InRecovery {
-		if e.vouchSynced(st, h, supervisor.AppName(m.DBID)) {
+		synced, stalled := e.watchMirror(st, h, m)
+		if synced {
 			r.SyncedMirrors = []int{m.DBID}
 		}
-		if m.Status == topology.StatusUp && e.stalled(st, h, supervisor.AppName(m.DBID)) {
+		if stalled {
 			r.StalledMirrors = []int{m.DBID}
-		} else if m.Status != topology.StatusUp {
-			// A mirror recorded down is not watched; once up again its
-			// watch starts afresh.
-			e.mu.Lock()
-			st.stallApp = ""
-			e.mu.Unlock()
 		}
 	}
 	return r
 }
 
-// stalled says whether the mirror named app has made no replication
-// progress for replication_stall_timeout: its row in pg_stat_replication
-// is gone, or its flush position neither moved nor caught up. Both ends
-// may look healthy to their agents meanwhile, while commits hang.
-func (e *executor) stalled(st *instanceState, h supervisor.Health, app string) bool {
-	now := time.Now()
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if st.stallApp != app {
-		st.stallApp, st.stallFlush, st.stallProgress = app, 0, now
+// replicationHealth is what the sync and stall rules read of a probe.
+func replicationHealth(h supervisor.Health) topology.ReplicationHealth {
+	rows := make([]topology.ReplicaRow, len(h.Replication))
+	for i, rep := range h.Replication {
+		rows[i] = topology.ReplicaRow{App: rep.ApplicationName, State: rep.State, SyncState: rep.SyncState, Flush: rep.FlushLSN}
 	}
-	for _, rep := range h.Replication {
-		if rep.ApplicationName != app || rep.State != "streaming" {
-			continue
-		}
-		if rep.FlushLSN >= h.CurrentLSN || rep.FlushLSN > st.stallFlush {
-			st.stallFlush, st.stallProgress = rep.FlushLSN, now
-		}
-	}
-	return now.Sub(st.stallProgress) > e.a.cfg.ReplicationStallTimeout
+	return topology.ReplicationHealth{CurrentLSN: h.CurrentLSN, SyncStandbyNames: h.SyncStandbyNames, Replicas: rows}
 }
 
-// vouchSynced says whether every commit this primary acknowledges is on the
-// mirror named app: sync is on for it, the server says the standby is
-// sync, and it has flushed past the point where sync was switched on.
-func (e *executor) vouchSynced(st *instanceState, h supervisor.Health, app string) bool {
+// watchMirror steps a primary's sync vouch and stall watch of its mirror m
+// with one probe h. synced: every commit the primary acknowledges is on
+// the mirror (topology.SyncVouch). stalled: the mirror, recorded up, has
+// made no replication progress for replication_stall_timeout
+// (topology.StallWatch); both ends may look healthy to their agents
+// meanwhile, while commits hang.
+func (e *executor) watchMirror(st *instanceState, h supervisor.Health, m topology.Segment) (synced, stalled bool) {
+	rh, app, now := replicationHealth(h), supervisor.AppName(m.DBID), e.a.clock.Now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if !syncNamesInclude(h.SyncStandbyNames, app) {
-		// Sync is off for it: whatever was vouched before no longer
-		// holds; the next switch-on starts from a fresh position.
-		st.syncApp = ""
-		return false
+	st.sync, synced = st.sync.Step(rh, app)
+	if m.Status != topology.StatusUp {
+		// A mirror recorded down is not watched; once up again its
+		// watch starts afresh.
+		st.stall = topology.StallWatch{}
+		return synced, false
 	}
-	if st.syncApp != app {
-		// Sync was switched on before this agent started: commits
-		// acknowledged before now may predate it, so the mirror must
-		// first flush past the current position.
-		st.syncApp, st.syncFrom = app, h.CurrentLSN
-		return false
-	}
-	for _, rep := range h.Replication {
-		if rep.ApplicationName == app && rep.SyncState == "sync" && rep.State == "streaming" && rep.FlushLSN >= st.syncFrom {
-			return true
-		}
-	}
-	return false
+	st.stall, stalled = st.stall.Step(rh, app, now, e.a.cfg.ReplicationStallTimeout)
+	return synced, stalled
 }
 
 // manageSync keeps a primary's synchronous_standby_names in line with the
@@ -209,10 +186,10 @@ func (e *executor) manageSync(ctx context.Context, t *topology.Topology, p topol
 	switch {
 	case hasMirror && m.Status == topology.StatusUp:
 		app := supervisor.AppName(m.DBID)
-		if syncNamesInclude(h.SyncStandbyNames, app) {
+		if topology.SyncNamesInclude(h.SyncStandbyNames, app) {
 			return
 		}
-		if !caughtUp(h, app) {
+		if !replicationHealth(*h).CaughtUp(app, syncCatchUpBytes) {
 			return
 		}
 		want = []string{app}
@@ -238,37 +215,12 @@ func (e *executor) manageSync(ctx context.Context, t *topology.Topology, p topol
 		return
 	}
 	e.mu.Lock()
-	st.syncApp, st.syncFrom = want[0], after.CurrentLSN
+	st.sync = topology.SyncSwitchedOn(want[0], after.CurrentLSN)
 	// The last probe predates the switch: decide on a fresh one, now.
 	st.health = nil
 	e.mu.Unlock()
 	e.log.Info("synchronous replication on", "dbid", p.DBID, "content", p.Content, "mirror", want[0], "from_lsn", lsnString(after.CurrentLSN))
 	e.kick()
-}
-
-func caughtUp(h *supervisor.Health, app string) bool {
-	for _, rep := range h.Replication {
-		if rep.ApplicationName == app && rep.State == "streaming" {
-			return lag(h.CurrentLSN, rep.FlushLSN) <= syncCatchUpBytes
-		}
-	}
-	return false
-}
-
-// syncNamesInclude reports whether app is one of the names in a
-// synchronous_standby_names value ("a", "FIRST 1 (a, b)", "\"a\"").
-func syncNamesInclude(names, app string) bool {
-	fields := strings.FieldsFunc(names, func(r rune) bool {
-		return !(unicode.IsLetter(r) || unicode.IsDigit(r) || r == '_')
-	})
-	return slices.Contains(fields, app)
-}
-
-func lag(current, pos uint64) int64 {
-	if pos >= current {
-		return 0
-	}
-	return int64(current - pos)
 }
 
 func (e *executor) isBusy(st *instanceState) bool {

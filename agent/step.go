@@ -17,8 +17,8 @@ func (e *executor) localView(st *instanceState, inst supervisor.Instance) topolo
 	e.mu.Lock()
 	v := topology.LocalView{
 		Busy:         st.busy,
-		RetryPending: time.Now().Before(st.retryAt),
-		Hung:         st.probeFails >= e.a.cfg.ProbeRetries,
+		RetryPending: e.a.clock.Now().Before(st.retryAt),
+		Hung:         st.probes.Hung(e.a.cfg.ProbeRetries),
 		HealthKnown:  st.health != nil,
 		StoppedLSN:   st.stoppedLSN,
 		RecoveredJob: st.recoveredJob,

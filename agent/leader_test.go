@@ -1,0 +1,48 @@
+package agent
+
+import (
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/gpagent/gpagent/api"
+	"github.com/gpagent/gpagent/topology"
+)
+
+// The leader counts a host lost on its own clock, lease plus margin after
+// it last heard from it (or after its term started), and acts only on
+// reports fresh on that clock.
+func TestLeader_LostHostsAndStaleReportsOnTheAgentClock(t *testing.T) {
+	clock := newJumpClock()
+	a := &Agent{
+		cfg:   &Config{Lease: 3 * time.Second, LeaseMargin: time.Second},
+		log:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+		clock: clock,
+	}
+	l := newLeader(a)
+	l.heard = topology.NewLastHeard(clock.Now()) // as lead does at a term's start
+	topo := &topology.Topology{Segments: []topology.Segment{
+		{DBID: 2, Content: 0, Role: topology.RolePrimary, Hostname: "h1"},
+		{DBID: 3, Content: 0, Role: topology.RoleMirror, Hostname: "h2"},
+	}}
+	if lost := l.lostHosts(topo, clock.Now()); len(lost) != 0 {
+		t.Fatalf("lost at the term's start: %v", lost)
+	}
+	clock.advance(3 * time.Second)
+	l.accept("h1", []api.InstanceReport{{DBID: 2, Up: true}})
+	clock.advance(time.Second)
+	if lost := l.lostHosts(topo, clock.Now()); len(lost) != 0 {
+		t.Fatalf("lost after exactly lease+margin: %v", lost)
+	}
+	clock.advance(time.Millisecond)
+	if lost := l.lostHosts(topo, clock.Now()); !lost["h2"] || lost["h1"] {
+		t.Fatalf("lost %v, want only h2 (never heard this term)", lost)
+	}
+	if obs := l.observations(clock.Now(), time.Second); len(obs) != 0 {
+		t.Fatalf("a report 1.001 s old is fresh for maxAge 1 s: %v", obs)
+	}
+	if obs := l.observations(clock.Now(), 2*time.Second); !obs[2].Up {
+		t.Fatalf("a fresh report was dropped: %v", obs)
+	}
+}

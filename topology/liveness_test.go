@@ -1,0 +1,192 @@
+package topology
+
+import (
+	"maps"
+	"reflect"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+func ts(d time.Duration) time.Time { return t0.Add(d) }
+
+func TestLeaseExpired_Boundary(t *testing.T) {
+	const d = 3 * time.Second
+	for _, tc := range []struct {
+		name    string
+		elapsed time.Duration
+		want    bool
+	}{
+		{"just renewed", 0, false},
+		{"exactly the lease: still valid", d, false},
+		{"a nanosecond past the lease", d + 1, true},
+		{"renewed in the future (a late renewal read early)", -time.Second, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := LeaseExpired(t0, t0.Add(tc.elapsed), d); got != tc.want {
+				t.Fatalf("LeaseExpired after %s = %v, want %v", tc.elapsed, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestLastHeard_Lost(t *testing.T) {
+	const wait = 4 * time.Second
+	hosts := []string{"h1", "h2"}
+	for _, tc := range []struct {
+		name  string
+		table func() LastHeard
+		now   time.Duration
+		want  []string
+	}{
+		{
+			name:  "never heard, first counted now: full wait",
+			table: func() LastHeard { return NewLastHeard(ts(0)) },
+			now:   10 * time.Second,
+		},
+		{
+			name:  "heard within the wait",
+			table: func() LastHeard { return NewLastHeard(ts(0)).Heard("h1", ts(time.Second)).Heard("h2", ts(time.Second)) },
+			now:   5 * time.Second,
+		},
+		{
+			name: "one host silent for longer than the wait",
+			table: func() LastHeard {
+				return NewLastHeard(ts(0)).Heard("h1", ts(time.Second)).Heard("h2", ts(6*time.Second))
+			},
+			now:  5*time.Second + 1,
+			want: []string{"h1"},
+		},
+		{
+			name:  "exactly the wait: not yet lost",
+			table: func() LastHeard { return NewLastHeard(ts(0)).Heard("h1", ts(time.Second)).Heard("h2", ts(time.Second)) },
+			now:   5 * time.Second,
+		},
+		{
+			name: "counted at the term's first reconcile, never heard since",
+			table: func() LastHeard {
+				h, _ := NewLastHeard(ts(0)).Lost(hosts, ts(0), wait)
+				return h
+			},
+			now:  wait + 1,
+			want: []string{"h1", "h2"},
+		},
+		{
+			name: "heard before the term started: counted from the term's start",
+			table: func() LastHeard {
+				return LastHeard{start: ts(10 * time.Second), at: map[string]time.Time{"h1": ts(0), "h2": ts(0)}}
+			},
+			now: 12 * time.Second,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, lost := tc.table().Lost(hosts, ts(tc.now), wait)
+			want := map[string]bool{}
+			for _, h := range tc.want {
+				want[h] = true
+			}
+			if !maps.Equal(lost, want) {
+				t.Fatalf("lost %v, want %v", lost, want)
+			}
+		})
+	}
+}
+
+func TestLastHeard_NewHostGetsAFullWait(t *testing.T) {
+	const wait = 4 * time.Second
+	h := NewLastHeard(ts(0)).Heard("h1", ts(0))
+	// h2 joins the topology long after the term started.
+	h, lost := h.Lost([]string{"h1", "h2"}, ts(100*time.Second), wait)
+	if !lost["h1"] || lost["h2"] {
+		t.Fatalf("lost %v, want only h1", lost)
+	}
+	if _, lost = h.Lost([]string{"h2"}, ts(100*time.Second+wait), wait); lost["h2"] {
+		t.Fatal("a host new to the topology was lost before a full wait")
+	}
+	if _, lost = h.Lost([]string{"h2"}, ts(100*time.Second+wait+1), wait); !lost["h2"] {
+		t.Fatal("a host new to the topology and never heard was not lost after a full wait")
+	}
+}
+
+func TestLastHeard_StepsDoNotMutate(t *testing.T) {
+	h := NewLastHeard(ts(0)).Heard("h1", ts(time.Second))
+	before := maps.Clone(h.at)
+	h2 := h.Heard("h1", ts(2*time.Second)).Heard("h2", ts(2*time.Second))
+	h3, _ := h.Lost([]string{"h1", "h3"}, ts(3*time.Second), time.Second)
+	if !maps.Equal(h.at, before) {
+		t.Fatalf("Heard or Lost changed the table they stepped from: %v, was %v", h.at, before)
+	}
+	if !h2.at["h1"].Equal(ts(2*time.Second)) || h3.at["h3"].IsZero() {
+		t.Fatalf("next tables lack the step: %v, %v", h2.at, h3.at)
+	}
+	if late := h2.Heard("h1", ts(time.Second)); !late.at["h1"].Equal(ts(2 * time.Second)) {
+		t.Fatal("a late report moved a host's last-heard time back")
+	}
+}
+
+func TestFreshObservations_Age(t *testing.T) {
+	const maxAge = 2 * time.Second
+	reports := map[int]Received{
+		1: {Observation: Observation{DBID: 1, Up: true}, At: ts(0)},
+		2: {Observation: Observation{DBID: 2, Up: true}, At: ts(time.Second)},
+		3: {Observation: Observation{DBID: 3, Failed: true}, At: ts(3 * time.Second)},
+	}
+	for _, tc := range []struct {
+		name string
+		now  time.Duration
+		want []int
+	}{
+		{"all fresh", 2 * time.Second, []int{1, 2, 3}},
+		{"exactly maxAge old is fresh", 3 * time.Second, []int{2, 3}},
+		{"oldest gone", 3*time.Second + 1, []int{3}},
+		{"all stale", 6 * time.Second, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := FreshObservations(reports, ts(tc.now), maxAge)
+			want := map[int]Observation{}
+			for _, d := range tc.want {
+				want[d] = reports[d].Observation
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("fresh %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+func TestWithLostHosts_FailsEveryInstanceOnALostHost(t *testing.T) {
+	topo := &Topology{ConfigVersion: 7, Segments: []Segment{
+		{DBID: 1, Content: -1, Role: RolePrimary, Hostname: "h1"},
+		{DBID: 2, Content: 0, Role: RolePrimary, Hostname: "h2"},
+		{DBID: 3, Content: 0, Role: RoleMirror, Hostname: "h1"},
+	}}
+	obs := map[int]Observation{1: {DBID: 1, Up: true}, 2: {DBID: 2, Up: true}}
+	before := maps.Clone(obs)
+	t.Run("none lost: same observations", func(t *testing.T) {
+		if got := WithLostHosts(topo, obs, nil); !reflect.DeepEqual(got, obs) {
+			t.Fatalf("got %v, want %v", got, obs)
+		}
+	})
+	t.Run("h1 lost", func(t *testing.T) {
+		got := WithLostHosts(topo, obs, map[string]bool{"h1": true})
+		want := map[int]Observation{
+			1: {DBID: 1, Failed: true, ConfigVersion: 7},
+			2: {DBID: 2, Up: true},
+			3: {DBID: 3, Failed: true, ConfigVersion: 7},
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("got %v, want %v", got, want)
+		}
+		if !reflect.DeepEqual(obs, before) {
+			t.Fatalf("WithLostHosts changed its input: %v, was %v", obs, before)
+		}
+	})
+}
+
+func TestTopology_Hosts(t *testing.T) {
+	topo := &Topology{Segments: []Segment{{Hostname: "b"}, {Hostname: "a"}, {Hostname: "b"}}}
+	if got := topo.Hosts(); !reflect.DeepEqual(got, []string{"a", "b"}) {
+		t.Fatalf("Hosts() = %v", got)
+	}
+}
