@@ -6,7 +6,6 @@ import (
 	"net/http"
 
 	"github.com/gpagent/gpagent/api"
-	"github.com/gpagent/gpagent/supervisor"
 	"github.com/gpagent/gpagent/topology"
 )
 
@@ -167,7 +166,7 @@ func (a *Agent) replayLag(p, m topology.Segment) (int64, bool) {
 			continue
 		}
 		for _, r := range rep.Replicas {
-			if r.ApplicationName == supervisor.AppName(m.DBID) {
+			if r.ApplicationName == topology.AppName(m.DBID) {
 				return r.ReplayLagBytes, true
 			}
 		}

@@ -21,6 +21,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/gpagent/gpagent/topology"
 )
 
 // DefaultBinDir is where Debian's postgresql-15 package puts the server.
@@ -181,8 +183,9 @@ func (s *Supervisor) OSUser() string { return s.user.name }
 func (s *Supervisor) Exits() <-chan int { return s.exits }
 
 // AppName is the application_name a mirror streams under, the name its
-// primary's synchronous_standby_names refers to.
-func AppName(dbid int) string { return fmt.Sprintf("gpdbid%d", dbid) }
+// primary's synchronous_standby_names refers to (topology.AppName, which
+// callers outside the supervisor use).
+func AppName(dbid int) string { return topology.AppName(dbid) }
 
 // SlotName is the physical replication slot a mirror streams from.
 func SlotName(dbid int) string { return fmt.Sprintf("gpagent_dbid%d", dbid) }
