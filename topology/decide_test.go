@@ -508,14 +508,13 @@ func TestDecide_AppliedResultIsSteady(t *testing.T) {
 	}
 }
 
-// Known bug in Decide: a pending mirror reported created and streaming
-// while its primary reports its replication stalled is recorded up and
-// down in one decision. Apply judges Pending on the final state, so it
-// stays pending and down, and the same observations produce the same two
-// updates on every reconcile: a Raft entry and two history rows per tick,
-// forever, and the mirror never leaves Pending. Decide should reach a
-// fixed point (for example leave the mirror pending and down, or record
-// the creation and the stall in separate decisions).
+// A pending mirror reported created and streaming while its primary
+// reports its replication stalled is recorded up first and marked lost in
+// the next decision (the failure rules judge the mirror as the topology
+// recorded it), so the decisions reach a fixed point. Recording both in
+// one decision left it pending and down (Apply judges Pending on the
+// final state), and the same observations made the same two updates on
+// every reconcile, forever.
 func TestDecide_CreatedMirrorStalledIsSteady(t *testing.T) {
 	topo := decUpdate(t, decInit(t), SegmentUpdate{DBID: 2, Status: StatusUp})
 	obs := obsOf(Observation{DBID: 2, Up: true, StalledMirrors: []int{5}}, obsMirror(5))
