@@ -234,6 +234,32 @@ func (i Instance) validate() error {
 	return nil
 }
 
+// lockInstance is the prologue of every operation on one instance:
+// check inst, then take its lock. The caller defers unlock.
+func (s *Supervisor) lockInstance(ctx context.Context, inst Instance) (unlock func(), err error) {
+	if err := inst.validate(); err != nil {
+		return nil, err
+	}
+	return s.lock(ctx, inst.DBID)
+}
+
+// lockConf is lockInstance followed by reading inst's managed
+// configuration, the prologue of every change to it; op names the
+// operation in the error ("fence" gives "fence dbid 2 (...): ..."). The
+// caller defers unlock, and holds the lock until it has written c back.
+func (s *Supervisor) lockConf(ctx context.Context, inst Instance, op string) (c managedConf, unlock func(), err error) {
+	unlock, err = s.lockInstance(ctx, inst)
+	if err != nil {
+		return managedConf{}, nil, err
+	}
+	c, err = s.readManagedConf(inst.DataDir)
+	if err != nil {
+		unlock()
+		return managedConf{}, nil, fmt.Errorf("%s %s: %w", op, inst, err)
+	}
+	return c, unlock, nil
+}
+
 // lock serializes operations on one instance. Waiting for it honours ctx:
 // a Stop must not hang behind a base backup its caller has given up on.
 func (s *Supervisor) lock(ctx context.Context, dbid int) (unlock func(), err error) {
