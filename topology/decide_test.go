@@ -136,7 +136,13 @@ func rsm(s Segment) string { return string(s.Role) + string(s.Status) + string(s
 // updates and the topology after them (topo itself when there are none).
 func decideAndApply(t decFatalfer, topo *Topology, obs map[int]Observation) ([]SegmentUpdate, *Topology) {
 	t.Helper()
-	obs = fresh(topo, obs)
+	return decideAndApplyAsIs(t, topo, fresh(topo, obs))
+}
+
+// decideAndApplyAsIs is decideAndApply with the observations' config
+// versions as they are: reports made against older topologies.
+func decideAndApplyAsIs(t decFatalfer, topo *Topology, obs map[int]Observation) ([]SegmentUpdate, *Topology) {
+	t.Helper()
 	before, obsBefore := jsonOf(topo), jsonOf(obs)
 	ups := Decide(topo, obs)
 	if jsonOf(topo) != before {
