@@ -591,7 +591,8 @@ func (w *decWorld) write(c int) {
 // an agent that vouched for its mirror against version v, whose view
 // still says n, may not yet have seen the s recorded at v+1 on that
 // vouch; with sync off it acknowledges a commit the mirror lacks, and a
-// failover loses it (this property found that when the rule said n).
+// failover loses it (this property found that when the rule said n;
+// TestDecide_FailoverOnReportFromBeforeTheSync keeps the case).
 func (w *decWorld) setSync(c int, on bool) {
 	p, ok := w.actingPrimary(c)
 	if !ok {

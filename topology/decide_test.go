@@ -593,3 +593,29 @@ func TestDecide_SwitchoverSourceSeenByStaleAgent(t *testing.T) {
 		t.Fatalf("a crash of the switchover source reported against the current topology did not fail over to dbid 5: %+v", ups)
 	}
 }
+
+// A primary's agent that vouched for its mirror against version v may
+// lose its primary before it sees the s recorded at v+1 on that vouch:
+// its last report is then against v. The failover still happens (a dead
+// primary's agent never catches up), so the mirror must hold every
+// commit acknowledged meanwhile: an agent keeps synchronous replication
+// on for a mirror recorded up, whatever mode its lagging view shows, and
+// clears it only for a mirror recorded down (rule 3, DESIGN.md). The
+// simulated-cluster property lost a commit when its agents took a view's
+// "n" as licence.
+func TestDecide_FailoverOnReportFromBeforeTheSync(t *testing.T) {
+	topo := decUp(t, false)
+	vouchedAt := topo.ConfigVersion
+	ups, topo := decideAndApply(t, topo, obsOf(obsPrimary(2, 5), obsMirror(5)))
+	if p, _ := topo.Primary(0); len(ups) != 2 || p.Mode != ModeSynced {
+		t.Fatalf("vouch at version %d: %+v, want content 0 recorded in sync", vouchedAt, ups)
+	}
+	lost := obsFailed(2)
+	lost.ConfigVersion = vouchedAt
+	mirror := obsMirror(5)
+	mirror.ConfigVersion = vouchedAt
+	ups, after := decideAndApplyAsIs(t, topo, obsOf(lost, mirror))
+	if m, _ := after.Segment(5); m.Role != RolePrimary {
+		t.Fatalf("primary lost, reported against version %d (before the s at %d): %+v, want dbid 5 promoted", vouchedAt, topo.ConfigVersion, ups)
+	}
+}
