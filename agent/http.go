@@ -18,7 +18,9 @@ import (
 // routes is the one route table of the API.
 func (a *Agent) routes() http.Handler {
 	mux := http.NewServeMux()
-	// Served by the leader (forwarded there from any other agent).
+	// Served by the leader: leaderOnly forwards them there from any other
+	// agent, and answers a GET from this agent's own copy while no leader
+	// is known (state then says it may be stale).
 	lead := func(pattern string, h handlerFunc) { mux.HandleFunc(pattern, a.leaderOnly(a.handle(h))) }
 	lead("GET /v1/state", a.getState)
 	lead("GET /v1/history", a.getHistory)
@@ -145,8 +147,10 @@ func (a *Agent) postReport(r *http.Request) (any, error) {
 	return &api.ReportAck{ConfigVersion: a.node.Topology().ConfigVersion}, nil
 }
 
-// requireLeader refuses a change on an agent that does not lead. Forwarding
-// to the leader comes with the multi-host mesh.
+// requireLeader refuses a change unless this agent still leads, confirmed
+// by VerifyLeader. leaderOnly has already forwarded the request here from
+// any other agent; this catches a leader deposed since, whose topology may
+// be old, and answers not_leader so the client retries on the new one.
 func (a *Agent) requireLeader(ctx context.Context) error {
 	// Right after a start the election may still be running: give it a
 	// moment rather than failing the operator's first command.

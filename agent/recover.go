@@ -5,7 +5,6 @@ import (
 	"net/http"
 
 	"github.com/gpagent/gpagent/api"
-	"github.com/gpagent/gpagent/supervisor"
 	"github.com/gpagent/gpagent/topology"
 )
 
@@ -178,7 +177,7 @@ func (a *Agent) replayLags(t *topology.Topology) map[int]int64 {
 			continue
 		}
 		for _, r := range replicas[p.DBID] {
-			if r.ApplicationName == supervisor.AppName(m.DBID) {
+			if r.ApplicationName == topology.AppName(m.DBID) {
 				lags[m.DBID] = r.ReplayLagBytes
 				break
 			}

@@ -98,8 +98,15 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		if !errors.Is(err, ErrNotLeader) || time.Now().After(deadline) {
 			return err
 		}
-		// Every request is safe to repeat: changes carry the config
-		// version they were planned from, and re-runs attach.
+		// not_leader comes before the agent acted (not the leader, no
+		// leader known), or after it may have: a forward to the leader
+		// broke, or leadership was lost while the change was in Raft.
+		// Repeating is safe either way: addmirrors and recover carry the
+		// config version they were planned from, so a repeat of one that
+		// went in is refused as stale; init, switchover and rebalance
+		// attach to what is in progress; pause and resume write nothing
+		// when already so; a report replaces the last. initstandby's
+		// repeat answers conflict (the standby it added exists).
 		select {
 		case <-ctx.Done():
 			return err

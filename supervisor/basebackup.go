@@ -26,13 +26,10 @@ import (
 // only points it at up and makes sure it runs. Remains of an unfinished
 // attempt are cleared and the backup is taken again.
 func (s *Supervisor) CreateMirror(ctx context.Context, clusterID string, inst Instance, up Upstream, progress func(done, total int64)) error {
-	if err := inst.validate(); err != nil {
-		return err
-	}
 	if clusterID == "" || up.Address == "" || up.Port <= 0 || up.Port > 65535 {
 		return fmt.Errorf("create mirror %s: need a cluster id and an upstream address and port", inst)
 	}
-	unlock, err := s.lock(ctx, inst.DBID)
+	unlock, err := s.lockInstance(ctx, inst)
 	if err != nil {
 		return err
 	}
@@ -273,10 +270,7 @@ func deref(p *int32) int32 {
 // restarts its WAL receiver towards the new upstream. Used when the
 // topology names a different acting primary for the mirror's content.
 func (s *Supervisor) SetUpstream(ctx context.Context, inst Instance, up Upstream) error {
-	if err := inst.validate(); err != nil {
-		return err
-	}
-	unlock, err := s.lock(ctx, inst.DBID)
+	unlock, err := s.lockInstance(ctx, inst)
 	if err != nil {
 		return err
 	}

@@ -118,10 +118,7 @@ func (s *Supervisor) writeOwnedFile(path string, data []byte, perm os.FileMode) 
 // creation): nothing else is ever deleted. The directory itself stays, as
 // it may be a mount point.
 func (s *Supervisor) Destroy(ctx context.Context, clusterID string, inst Instance) error {
-	if err := inst.validate(); err != nil {
-		return err
-	}
-	unlock, err := s.lock(ctx, inst.DBID)
+	unlock, err := s.lockInstance(ctx, inst)
 	if err != nil {
 		return err
 	}

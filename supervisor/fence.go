@@ -26,18 +26,11 @@ func (s *Supervisor) Unfence(ctx context.Context, inst Instance) error {
 }
 
 func (s *Supervisor) setFence(ctx context.Context, inst Instance, on bool) error {
-	if err := inst.validate(); err != nil {
-		return err
-	}
-	unlock, err := s.lock(ctx, inst.DBID)
+	c, unlock, err := s.lockConf(ctx, inst, "fence")
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	c, err := s.readManagedConf(inst.DataDir)
-	if err != nil {
-		return fmt.Errorf("fence %s: %w", inst, err)
-	}
 	if !on && !c.ReadOnly {
 		return nil
 	}

@@ -22,13 +22,10 @@ import (
 // server runs. A failure undoes the attempt; a crash midway leaves an
 // intent file by which the next call recognizes and clears the remains.
 func (s *Supervisor) InitPrimary(ctx context.Context, clusterID string, inst Instance) error {
-	if err := inst.validate(); err != nil {
-		return err
-	}
 	if clusterID == "" {
 		return fmt.Errorf("init %s: empty cluster id", inst)
 	}
-	unlock, err := s.lock(ctx, inst.DBID)
+	unlock, err := s.lockInstance(ctx, inst)
 	if err != nil {
 		return err
 	}

@@ -167,22 +167,15 @@ func parseLSN(s *string) uint64 {
 // gpagent.conf and a configuration reload, so it also holds after a
 // restart; the call returns once the server reports the new value.
 func (s *Supervisor) SetSyncStandby(ctx context.Context, inst Instance, appNames []string) error {
-	if err := inst.validate(); err != nil {
-		return err
-	}
 	want, err := syncNames(appNames)
 	if err != nil {
 		return err
 	}
-	unlock, err := s.lock(ctx, inst.DBID)
+	c, unlock, err := s.lockConf(ctx, inst, "set sync standby on")
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	c, err := s.readManagedConf(inst.DataDir)
-	if err != nil {
-		return fmt.Errorf("set sync standby on %s: %w", inst, err)
-	}
 	if c.SyncStandbyNames != want {
 		c.SyncStandbyNames = want
 		if err := s.writeManagedConf(inst.DataDir, c); err != nil {

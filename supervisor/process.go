@@ -27,10 +27,7 @@ var errShmemBusy = errors.New("shared memory of a previous postmaster still in u
 // server is left to finish starting (crash recovery may take long, and
 // killing it would only restart that work).
 func (s *Supervisor) Start(ctx context.Context, inst Instance) error {
-	if err := inst.validate(); err != nil {
-		return err
-	}
-	unlock, err := s.lock(ctx, inst.DBID)
+	unlock, err := s.lockInstance(ctx, inst)
 	if err != nil {
 		return err
 	}
@@ -181,10 +178,7 @@ func (s *Supervisor) startFailure(inst Instance, logPath string, off int64) erro
 // shutdown (SIGQUIT) and finally SIGKILL. An instance that is not running
 // is not an error. Its exit is not reported on Exits.
 func (s *Supervisor) Stop(ctx context.Context, inst Instance) error {
-	if err := inst.validate(); err != nil {
-		return err
-	}
-	unlock, err := s.lock(ctx, inst.DBID)
+	unlock, err := s.lockInstance(ctx, inst)
 	if err != nil {
 		return err
 	}

@@ -13,18 +13,11 @@ import (
 // calls pg_promote and waits until the server has left recovery. A server
 // already out of recovery is left as it is.
 func (s *Supervisor) Promote(ctx context.Context, inst Instance) error {
-	if err := inst.validate(); err != nil {
-		return err
-	}
-	unlock, err := s.lock(ctx, inst.DBID)
+	c, unlock, err := s.lockConf(ctx, inst, "promote")
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	c, err := s.readManagedConf(inst.DataDir)
-	if err != nil {
-		return fmt.Errorf("promote %s: %w", inst, err)
-	}
 	if c.SyncStandbyNames != "" || c.PrimaryConninfo != "" || c.PrimarySlotName != "" {
 		c.SyncStandbyNames, c.PrimaryConninfo, c.PrimarySlotName = "", "", ""
 		if err := s.writeManagedConf(inst.DataDir, c); err != nil {

@@ -42,6 +42,7 @@ func (s *Supervisor) CheckpointLSN(ctx context.Context, inst Instance) (lsn uint
 // until up accepts writes (the new primary may still be promoting),
 // reserves inst's replication slot there, and starts inst streaming.
 func (s *Supervisor) Rejoin(ctx context.Context, inst Instance, up Upstream) error {
+	// Checked before the waits on up too, not only under the lock.
 	if err := inst.validate(); err != nil {
 		return err
 	}
@@ -51,15 +52,11 @@ func (s *Supervisor) Rejoin(ctx context.Context, inst Instance, up Upstream) err
 	if err := s.ensureSlot(ctx, up, SlotName(inst.DBID)); err != nil {
 		return fmt.Errorf("rejoin %s: %w", inst, err)
 	}
-	unlock, err := s.lock(ctx, inst.DBID)
+	c, unlock, err := s.lockConf(ctx, inst, "rejoin")
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	c, err := s.readManagedConf(inst.DataDir)
-	if err != nil {
-		return fmt.Errorf("rejoin %s: %w", inst, err)
-	}
 	want := s.standbyConf(inst, up)
 	// A standby waits for nobody: its own synchronous_standby_names would
 	// only matter once promoted, and then the topology sets it.

@@ -59,16 +59,13 @@ const rewindLogsSuffix = ".gpagent-rewind-logs"
 // crash after that point leaves the directory unfinished: a later Rewind
 // refuses it with ErrRewindImpossible, CreateMirror rebuilds it.
 func (s *Supervisor) Rewind(ctx context.Context, clusterID string, inst Instance, up Upstream, progress func(done, total int64)) error {
-	if err := inst.validate(); err != nil {
-		return err
-	}
 	if clusterID == "" || up.Address == "" || up.Port <= 0 || up.Port > 65535 {
 		return fmt.Errorf("rewind %s: need a cluster id and an upstream address and port", inst)
 	}
 	if up.Address == inst.Address && up.Port == inst.Port {
 		return fmt.Errorf("rewind %s: the upstream is the instance itself", inst)
 	}
-	unlock, err := s.lock(ctx, inst.DBID)
+	unlock, err := s.lockInstance(ctx, inst)
 	if err != nil {
 		return err
 	}

@@ -21,6 +21,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/gpagent/gpagent/topology"
 )
 
 // DefaultBinDir is where Debian's postgresql-15 package puts the server.
@@ -181,8 +183,9 @@ func (s *Supervisor) OSUser() string { return s.user.name }
 func (s *Supervisor) Exits() <-chan int { return s.exits }
 
 // AppName is the application_name a mirror streams under, the name its
-// primary's synchronous_standby_names refers to.
-func AppName(dbid int) string { return fmt.Sprintf("gpdbid%d", dbid) }
+// primary's synchronous_standby_names refers to (topology.AppName, which
+// callers outside the supervisor use).
+func AppName(dbid int) string { return topology.AppName(dbid) }
 
 // SlotName is the physical replication slot a mirror streams from.
 func SlotName(dbid int) string { return fmt.Sprintf("gpagent_dbid%d", dbid) }
@@ -229,6 +232,32 @@ func (i Instance) validate() error {
 		return fmt.Errorf("%s: datadir must be a clean absolute path", i)
 	}
 	return nil
+}
+
+// lockInstance is the prologue of every operation on one instance:
+// check inst, then take its lock. The caller defers unlock.
+func (s *Supervisor) lockInstance(ctx context.Context, inst Instance) (unlock func(), err error) {
+	if err := inst.validate(); err != nil {
+		return nil, err
+	}
+	return s.lock(ctx, inst.DBID)
+}
+
+// lockConf is lockInstance followed by reading inst's managed
+// configuration, the prologue of every change to it; op names the
+// operation in the error ("fence" gives "fence dbid 2 (...): ..."). The
+// caller defers unlock, and holds the lock until it has written c back.
+func (s *Supervisor) lockConf(ctx context.Context, inst Instance, op string) (c managedConf, unlock func(), err error) {
+	unlock, err = s.lockInstance(ctx, inst)
+	if err != nil {
+		return managedConf{}, nil, err
+	}
+	c, err = s.readManagedConf(inst.DataDir)
+	if err != nil {
+		unlock()
+		return managedConf{}, nil, fmt.Errorf("%s %s: %w", op, inst, err)
+	}
+	return c, unlock, nil
 }
 
 // lock serializes operations on one instance. Waiting for it honours ctx:

@@ -27,6 +27,7 @@ const (
 type applyModel struct {
 	cur   *Topology
 	clock time.Time
+	moves int // numbers the fresh locations recoveries move instances to
 }
 
 func (m *applyModel) version() uint64 {
@@ -51,7 +52,10 @@ func jsonOf(v any) string {
 	return string(b)
 }
 
-func (m *applyModel) apply(rt *rapid.T, cmd Command, want expect) {
+// apply runs cmd through Apply against the model's topology and checks
+// what every command must do; it returns the topology before and the one
+// after (nil when the command was rejected) for the command's own checks.
+func (m *applyModel) apply(rt *rapid.T, cmd Command, want expect) (*Topology, *Topology) {
 	m.clock = m.clock.Add(time.Second)
 	cmd.Time = m.clock
 	cmd.BaseVersion = m.version()
@@ -79,7 +83,7 @@ func (m *applyModel) apply(rt *rapid.T, cmd Command, want expect) {
 		if next != nil {
 			rt.Fatalf("rejected %s returned a topology", cmd.Type)
 		}
-		return
+		return m.cur, nil
 	}
 	if next.ConfigVersion != m.version()+1 {
 		rt.Fatalf("%s: version %d -> %d, want +1", cmd.Type, m.version(), next.ConfigVersion)
@@ -97,7 +101,13 @@ func (m *applyModel) apply(rt *rapid.T, cmd Command, want expect) {
 		rt.Fatalf("%s accepted into an invalid topology: %v", cmd.Type, err)
 	}
 	checkNoAliasing(rt, m.cur, next, cmd)
+	if cmd.Type != CmdUpdateSegments {
+		checkRolesKept(rt, m.cur, next, cmd.Type)
+	}
+	checkInvariants(rt, next)
+	prev := m.cur
 	m.cur = next
+	return prev, next
 }
 
 // checkNoAliasing scribbles over the result and the command and checks the
@@ -227,8 +237,15 @@ func TestApply_Property(t *testing.T) {
 			"setPaused": func(rt *rapid.T) {
 				m.apply(rt, Command{Type: CmdSetPaused, Paused: rapid.Bool().Draw(rt, "paused")}, mustAccept)
 			},
+			"create":             m.createCommand,
+			"switchover":         m.switchoverCommand,
+			"completeSwitchover": m.completeSwitchoverCommand,
+			"syncPair":           m.syncPairCommand,
+			"failMirror":         m.failMirrorCommand,
+			"recover":            m.recoverCommand,
+			"finishRecovery":     m.finishRecoveryCommand,
 			"unknownType": func(rt *rapid.T) {
-				m.apply(rt, Command{Type: CommandType(rapid.IntRange(5, 255).Draw(rt, "type"))}, mustReject)
+				m.apply(rt, Command{Type: CommandType(rapid.IntRange(int(CmdRecover)+1, 255).Draw(rt, "type"))}, mustReject)
 			},
 			"": func(rt *rapid.T) {
 				if m.version() < last {
@@ -236,10 +253,40 @@ func TestApply_Property(t *testing.T) {
 				}
 				last = m.version()
 				if m.cur != nil {
-					if err := Validate(m.cur); err != nil {
-						rt.Fatalf("committed topology invalid: %v", err)
-					}
+					checkInvariants(rt, m.cur)
 				}
+			},
+		})
+	})
+}
+
+// TestApply_PropertyRecoverSwitchover starts from a running mirrored
+// cluster and draws the commands of switchovers and recoveries, valid
+// and not, with the updates that make them valid (pairs in sync, mirrors
+// lost) and those Decide writes to end them, checking the invariants
+// after every step.
+func TestApply_PropertyRecoverSwitchover(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		m := &applyModel{clock: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+		m.runningCluster(rt)
+		last := m.version()
+		rt.Repeat(map[string]func(*rapid.T){
+			"switchover":         m.switchoverCommand,
+			"completeSwitchover": m.completeSwitchoverCommand,
+			"syncPair":           m.syncPairCommand,
+			"failMirror":         m.failMirrorCommand,
+			"recover":            m.recoverCommand,
+			"finishRecovery":     m.finishRecoveryCommand,
+			"update":             m.updateCommand,
+			"setPaused": func(rt *rapid.T) {
+				m.apply(rt, Command{Type: CmdSetPaused, Paused: rapid.Bool().Draw(rt, "paused")}, mustAccept)
+			},
+			"": func(rt *rapid.T) {
+				if m.version() < last {
+					rt.Fatalf("config version went down: %d -> %d", last, m.version())
+				}
+				last = m.version()
+				checkInvariants(rt, m.cur)
 			},
 		})
 	})

@@ -136,7 +136,13 @@ func rsm(s Segment) string { return string(s.Role) + string(s.Status) + string(s
 // updates and the topology after them (topo itself when there are none).
 func decideAndApply(t decFatalfer, topo *Topology, obs map[int]Observation) ([]SegmentUpdate, *Topology) {
 	t.Helper()
-	obs = fresh(topo, obs)
+	return decideAndApplyAsIs(t, topo, fresh(topo, obs))
+}
+
+// decideAndApplyAsIs is decideAndApply with the observations' config
+// versions as they are: reports made against older topologies.
+func decideAndApplyAsIs(t decFatalfer, topo *Topology, obs map[int]Observation) ([]SegmentUpdate, *Topology) {
+	t.Helper()
 	before, obsBefore := jsonOf(topo), jsonOf(obs)
 	ups := Decide(topo, obs)
 	if jsonOf(topo) != before {
@@ -508,14 +514,13 @@ func TestDecide_AppliedResultIsSteady(t *testing.T) {
 	}
 }
 
-// Known bug in Decide: a pending mirror reported created and streaming
-// while its primary reports its replication stalled is recorded up and
-// down in one decision. Apply judges Pending on the final state, so it
-// stays pending and down, and the same observations produce the same two
-// updates on every reconcile: a Raft entry and two history rows per tick,
-// forever, and the mirror never leaves Pending. Decide should reach a
-// fixed point (for example leave the mirror pending and down, or record
-// the creation and the stall in separate decisions).
+// A pending mirror reported created and streaming while its primary
+// reports its replication stalled is recorded up first and marked lost in
+// the next decision (the failure rules judge the mirror as the topology
+// recorded it), so the decisions reach a fixed point. Recording both in
+// one decision left it pending and down (Apply judges Pending on the
+// final state), and the same observations made the same two updates on
+// every reconcile, forever.
 func TestDecide_CreatedMirrorStalledIsSteady(t *testing.T) {
 	topo := decUpdate(t, decInit(t), SegmentUpdate{DBID: 2, Status: StatusUp})
 	obs := obsOf(Observation{DBID: 2, Up: true, StalledMirrors: []int{5}}, obsMirror(5))
@@ -586,5 +591,31 @@ func TestDecide_SwitchoverSourceSeenByStaleAgent(t *testing.T) {
 	ups := Decide(topo, obs)
 	if !slices.ContainsFunc(ups, func(u SegmentUpdate) bool { return u.DBID == 5 && u.Role == RolePrimary }) {
 		t.Fatalf("a crash of the switchover source reported against the current topology did not fail over to dbid 5: %+v", ups)
+	}
+}
+
+// A primary's agent that vouched for its mirror against version v may
+// lose its primary before it sees the s recorded at v+1 on that vouch:
+// its last report is then against v. The failover still happens (a dead
+// primary's agent never catches up), so the mirror must hold every
+// commit acknowledged meanwhile: an agent keeps synchronous replication
+// on for a mirror recorded up, whatever mode its lagging view shows, and
+// clears it only for a mirror recorded down (rule 3, DESIGN.md). The
+// simulated-cluster property lost a commit when its agents took a view's
+// "n" as licence.
+func TestDecide_FailoverOnReportFromBeforeTheSync(t *testing.T) {
+	topo := decUp(t, false)
+	vouchedAt := topo.ConfigVersion
+	ups, topo := decideAndApply(t, topo, obsOf(obsPrimary(2, 5), obsMirror(5)))
+	if p, _ := topo.Primary(0); len(ups) != 2 || p.Mode != ModeSynced {
+		t.Fatalf("vouch at version %d: %+v, want content 0 recorded in sync", vouchedAt, ups)
+	}
+	lost := obsFailed(2)
+	lost.ConfigVersion = vouchedAt
+	mirror := obsMirror(5)
+	mirror.ConfigVersion = vouchedAt
+	ups, after := decideAndApplyAsIs(t, topo, obsOf(lost, mirror))
+	if m, _ := after.Segment(5); m.Role != RolePrimary {
+		t.Fatalf("primary lost, reported against version %d (before the s at %d): %+v, want dbid 5 promoted", vouchedAt, topo.ConfigVersion, ups)
 	}
 }

@@ -83,6 +83,22 @@ func ParseSpec(data []byte) (*Spec, error) {
 	return &s, nil
 }
 
+// YAML writes the spec as ParseSpec reads it, so a program that builds a
+// spec (the demo, the namespace tests) writes what the operator would,
+// field names and all, rather than a hand-formatted copy of them.
+func (s *Spec) YAML() ([]byte, error) {
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(s); err != nil {
+		return nil, fmt.Errorf("encode spec: %w", err)
+	}
+	if err := enc.Close(); err != nil {
+		return nil, fmt.Errorf("encode spec: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
 var yamlTypeSuffix = regexp.MustCompile(` in type [A-Za-z0-9_.*\[\]]+$`)
 
 // yamlError keeps yaml's line-numbered messages, dropping its "yaml:"

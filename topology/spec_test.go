@@ -49,6 +49,28 @@ func TestParseSpec_Good(t *testing.T) {
 	}
 }
 
+// What Spec.YAML writes, ParseSpec reads back as the same spec, with and
+// without a mirror section.
+func TestSpecYAML_RoundTrip(t *testing.T) {
+	mirrorless := goodSpec()
+	mirrorless.Mirror = nil
+	for name, want := range map[string]*Spec{"mirrored": goodSpec(), "mirrorless": mirrorless} {
+		t.Run(name, func(t *testing.T) {
+			data, err := want.YAML()
+			if err != nil {
+				t.Fatalf("YAML: %v", err)
+			}
+			got, err := ParseSpec(data)
+			if err != nil {
+				t.Fatalf("ParseSpec of\n%s: %v", data, err)
+			}
+			if !specEqual(got, want) {
+				t.Fatalf("round trip of\n%s\n= %+v, want %+v", data, got, want)
+			}
+		})
+	}
+}
+
 func TestParseSpec_Defaults(t *testing.T) {
 	got, err := ParseSpec([]byte(`
 coordinator: {hostname: cdw, port: 5432, datadir: /c}

@@ -58,6 +58,13 @@ func (s Segment) String() string {
 	return fmt.Sprintf("dbid %d (content %d, %s:%d %s)", s.DBID, s.Content, s.Hostname, s.Port, s.DataDir)
 }
 
+// AppName is the application_name the mirror with this dbid streams
+// under: the name its primary's synchronous_standby_names and
+// pg_stat_replication know it by. It lives here, beside the dbid it is
+// derived from, so the supervisor that configures it, the agents that
+// vouch for sync by it and the CLI that reports lag by it share one name.
+func AppName(dbid int) string { return fmt.Sprintf("gpdbid%d", dbid) }
+
 // HistoryEntry is one row of gp_configuration_history.
 type HistoryEntry struct {
 	Time time.Time `json:"time"`

@@ -155,32 +155,28 @@ postgres:
 		}
 	}
 	data := filepath.Join(dir, "data")
-	var hostLines []string
+	spec := topology.Spec{
+		SegPrefix:   topology.DefaultSegPrefix,
+		Coordinator: topology.CoordinatorSpec{Hostname: names[0], Address: addrs[0], Port: pgBase, DataDir: filepath.Join(data, "coordinator")},
+		Primary:     topology.PortDirs{PortBase: pgBase + 1},
+		Mirror: &topology.MirrorSpec{PortDirs: topology.PortDirs{PortBase: pgBase + 1 + contents},
+			Placement: string(topology.PlacementGroup)},
+	}
 	for i, name := range names {
 		if slices.Contains(segHosts, name) {
-			hostLines = append(hostLines, fmt.Sprintf("  - {hostname: %s, address: %s}", name, addrs[i]))
+			spec.SegmentHosts = append(spec.SegmentHosts, topology.Host{Hostname: name, Address: addrs[i]})
 		}
 	}
-	primaryDirs := strings.TrimSuffix(strings.Repeat(data+"/primary, ", perHost), ", ")
-	mirrorDirs := strings.TrimSuffix(strings.Repeat(data+"/mirror, ", perHost), ", ")
-	spec := fmt.Sprintf(`# gpagent demo cluster: a coordinator and %d mirrored segments on %d hosts
-seg_prefix: gpseg
-coordinator:
-  hostname: %s
-  address: %s
-  port: %d
-  datadir: %s/coordinator
-segment_hosts:
-%s
-primary:
-  port_base: %d
-  datadirs: [%s]
-mirror:
-  port_base: %d
-  datadirs: [%s]
-  placement: group
-`, contents, n, names[0], addrs[0], pgBase, data, strings.Join(hostLines, "\n"), pgBase+1, primaryDirs, pgBase+1+contents, mirrorDirs)
-	if err := os.WriteFile(filepath.Join(dir, "cluster.yaml"), []byte(spec), 0o644); err != nil {
+	for range perHost {
+		spec.Primary.DataDirs = append(spec.Primary.DataDirs, filepath.Join(data, "primary"))
+		spec.Mirror.DataDirs = append(spec.Mirror.DataDirs, filepath.Join(data, "mirror"))
+	}
+	specYAML, err := spec.YAML()
+	if err != nil {
+		return err
+	}
+	header := fmt.Sprintf("# gpagent demo cluster: a coordinator and %d mirrored segments on %d hosts\n", contents, n)
+	if err := os.WriteFile(filepath.Join(dir, "cluster.yaml"), append([]byte(header), specYAML...), 0o644); err != nil {
 		return err
 	}
 	// libpq reads the password from here (the env file exports

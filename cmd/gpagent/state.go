@@ -11,7 +11,6 @@ import (
 	"text/tabwriter"
 
 	"github.com/gpagent/gpagent/api"
-	"github.com/gpagent/gpagent/supervisor"
 	"github.com/gpagent/gpagent/topology"
 )
 
@@ -231,7 +230,7 @@ func flushLag(s *api.State, m topology.Segment) string {
 		}
 		r, _ := report(s, p.DBID)
 		for _, rep := range r.Replicas {
-			if rep.ApplicationName == supervisor.AppName(m.DBID) {
+			if rep.ApplicationName == topology.AppName(m.DBID) {
 				return bytesString(rep.FlushLagBytes)
 			}
 		}

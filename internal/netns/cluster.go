@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/gpagent/gpagent/topology"
 )
 
 // Fixed per-host ports: each host has its own namespace and address, so
@@ -105,31 +107,24 @@ postgres:
 	}
 	data := filepath.Join(dir, "data")
 	coord := n.Hosts[0]
-	var segHosts []string
-	for _, h := range n.Hosts[1:] {
-		segHosts = append(segHosts, fmt.Sprintf("  - {hostname: %s, address: %s}", h.Name, h.Addr))
-	}
 	// One primary per segment host; group mirrors: with two segment
 	// hosts, content 0's primary on the first with its mirror on the
 	// second, content 1 the other way round.
-	spec := fmt.Sprintf(`# gpagent cluster over network namespaces
-seg_prefix: gpseg
-coordinator:
-  hostname: %s
-  address: %s
-  port: %d
-  datadir: %s/coordinator
-segment_hosts:
-%s
-primary:
-  port_base: %d
-  datadirs: [%s/primary]
-mirror:
-  port_base: %d
-  datadirs: [%s/mirror]
-  placement: group
-`, coord.Name, coord.Addr, CoordPort, data, strings.Join(segHosts, "\n"), PrimaryBase, data, MirrorBase, data)
-	if err := os.WriteFile(c.Spec, []byte(spec), 0o644); err != nil {
+	spec := topology.Spec{
+		SegPrefix:   topology.DefaultSegPrefix,
+		Coordinator: topology.CoordinatorSpec{Hostname: coord.Name, Address: coord.Addr, Port: CoordPort, DataDir: filepath.Join(data, "coordinator")},
+		Primary:     topology.PortDirs{PortBase: PrimaryBase, DataDirs: []string{filepath.Join(data, "primary")}},
+		Mirror: &topology.MirrorSpec{PortDirs: topology.PortDirs{PortBase: MirrorBase, DataDirs: []string{filepath.Join(data, "mirror")}},
+			Placement: string(topology.PlacementGroup)},
+	}
+	for _, h := range n.Hosts[1:] {
+		spec.SegmentHosts = append(spec.SegmentHosts, topology.Host{Hostname: h.Name, Address: h.Addr})
+	}
+	specYAML, err := spec.YAML()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(c.Spec, append([]byte("# gpagent cluster over network namespaces\n"), specYAML...), 0o644); err != nil {
 		return nil, err
 	}
 	pgpass := fmt.Sprintf("*:*:*:%s:%s\n", SuperUser, c.SuperPassword)

@@ -1,0 +1,58 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/gpagent/gpagent/api"
+	"github.com/gpagent/gpagent/topology"
+)
+
+// cmdSwitchover swaps the roles of one in-sync pair without losing a
+// commit, and returns once the old primary follows the new one in sync.
+func cmdSwitchover(ctx context.Context, cio cmdIO, args []string) error {
+	fs := newFlags(cio, "switchover", "--content C [-a]")
+	addr := addrFlag(fs)
+	content := fs.Int("content", -2, "content id whose primary and mirror swap roles (-1 is the coordinator)")
+	yes := fs.Bool("a", false, "do not ask for confirmation")
+	timeout := fs.Duration("timeout", 5*time.Minute, "how long to wait for the swap and the resync")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *content < -1 {
+		return errors.New("--content: required")
+	}
+	c := client(*addr)
+	s, err := c.State(ctx)
+	if err != nil {
+		return err
+	}
+	p, okP := find(s.Segments, func(x topology.Segment) bool { return x.Content == *content && x.Role == topology.RolePrimary })
+	m, okM := find(s.Segments, func(x topology.Segment) bool { return x.Content == *content && x.Role == topology.RoleMirror })
+	if !okP || !okM {
+		return fmt.Errorf("--content %d: no primary and mirror pair", *content)
+	}
+	fmt.Fprintf(cio.out, "content %d: primary dbid %d (%s:%d) shuts down cleanly; mirror dbid %d (%s:%d) becomes primary\n",
+		*content, p.DBID, p.Hostname, p.Port, m.DBID, m.Hostname, m.Port)
+	if !*yes {
+		if err := confirm(cio, "Continue with switchover"); err != nil {
+			return err
+		}
+	}
+	if _, err := c.Switchover(ctx, *content); err != nil {
+		return err
+	}
+	swapped := func(s *api.State) bool {
+		np, _ := s.Segment(m.DBID)
+		nm, _ := s.Segment(p.DBID)
+		return np.Role == topology.RolePrimary && np.Status == topology.StatusUp &&
+			nm.Role == topology.RoleMirror && nm.Status == topology.StatusUp && nm.Mode == topology.ModeSynced
+	}
+	if err := waitFor(ctx, cio.out, c, *timeout, []int{p.DBID, m.DBID}, swapped); err != nil {
+		return err
+	}
+	fmt.Fprintf(cio.out, "content %d: dbid %d is primary, dbid %d its mirror in sync\n", *content, m.DBID, p.DBID)
+	return nil
+}
