@@ -168,6 +168,7 @@ func (l *leader) reconcile(ctx context.Context) {
 	if !t.Initialized() {
 		return
 	}
+	l.pruneReports(t)
 	maxAge := 3*l.a.cfg.ProbeInterval + l.a.cfg.ProbeTimeout
 	obs := withLostHosts(t, l.observations(maxAge), l.lostHosts(t))
 	updates := topology.Decide(t, obs)
