@@ -86,6 +86,8 @@ func toAPIError(err error) *api.Error {
 		code = api.CodeInvalid
 	case errors.Is(err, consensus.ErrNotLeader):
 		code = api.CodeNotLeader
+	case errors.Is(err, consensus.ErrNeedsNewerCluster):
+		code = api.CodeConflict
 	}
 	return &api.Error{Code: code, Message: err.Error()}
 }

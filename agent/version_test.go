@@ -1,8 +1,11 @@
 package agent
 
 import (
+	"fmt"
 	"testing"
 
+	"github.com/gpagent/gpagent/api"
+	"github.com/gpagent/gpagent/consensus"
 	"github.com/gpagent/gpagent/membership"
 )
 
@@ -28,5 +31,15 @@ func TestMinVersion(t *testing.T) {
 				t.Fatalf("minVersion = %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestToAPIError_NeedsNewerCluster: a command refused by the upgrade gate
+// is a conflict with the cluster's state (upgrade every agent first), not
+// an internal error.
+func TestToAPIError_NeedsNewerCluster(t *testing.T) {
+	err := fmt.Errorf("apply switchover: %w", consensus.ErrNeedsNewerCluster)
+	if got := toAPIError(err).Code; got != api.CodeConflict {
+		t.Fatalf("code %q, want %q", got, api.CodeConflict)
 	}
 }
