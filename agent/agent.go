@@ -108,7 +108,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		node.Close()
 		return nil, err
 	}
-	a.server = &http.Server{Handler: a.routes(), ReadHeaderTimeout: 10 * time.Second}
+	a.server = newAPIServer(a.routes(), defaultServerTimeouts)
 	return a, nil
 }
 

@@ -41,13 +41,14 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("POST /v1/local/preflight", a.agentsOnly(a.handle(a.postLocalPreflight)))
 	mux.HandleFunc("GET /v1/health/primary/{content}", a.getPrimaryHealth)
 	mux.HandleFunc("GET /v1/local/files/{dbid}", a.dataAccess(a.handle(a.getDataFiles)))
-	mux.HandleFunc("POST /v1/local/files/{dbid}/read", a.dataAccess(a.postReadDataFiles))
+	mux.HandleFunc("POST /v1/local/files/{dbid}/read", writeDeadline(defaultServerTimeouts.dataWrite, a.dataAccess(a.postReadDataFiles)))
 	if a.cfg.EnableDebug {
+		// Profiles and traces run as long as ?seconds= asks.
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/profile", writeDeadline(0, pprof.Profile))
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		mux.HandleFunc("/debug/pprof/trace", writeDeadline(0, pprof.Trace))
 	}
 	return mux
 }
@@ -87,6 +88,8 @@ func toAPIError(err error) *api.Error {
 		code = api.CodeInvalid
 	case errors.Is(err, consensus.ErrNotLeader):
 		code = api.CodeNotLeader
+	case errors.Is(err, consensus.ErrNeedsNewerCluster):
+		code = api.CodeConflict
 	}
 	return &api.Error{Code: code, Message: err.Error()}
 }

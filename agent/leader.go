@@ -167,6 +167,7 @@ func (l *leader) reconcile(ctx context.Context) {
 	if !t.Initialized() {
 		return
 	}
+	l.pruneReports(t)
 	maxAge := 3*l.a.cfg.ProbeInterval + l.a.cfg.ProbeTimeout
 	now := l.a.clock.Now()
 	obs := topology.WithLostHosts(t, l.observations(now, maxAge), l.lostHosts(t, now))

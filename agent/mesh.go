@@ -54,6 +54,7 @@ func (a *Agent) openMesh() error {
 	if err != nil {
 		return fmt.Errorf("gossip_addr %s: %w", a.cfg.GossipAddr, err)
 	}
+	a.node.SetMinVersion(func() string { return minVersion(a.mesh.Members()) })
 	return nil
 }
 

@@ -22,6 +22,10 @@ const commandHeaderLen = 2
 // errBadCommand marks a Raft entry that cannot be decoded.
 var errBadCommand = errors.New("malformed command entry")
 
+// errUnknownCommand marks an entry of a command type this version does not
+// know: a newer agent wrote it. It is a rejection, not a malformed entry.
+var errUnknownCommand = errors.New("unknown command type")
+
 // encodeCommand lays a command out as a Raft entry: one type byte
 // (topology.CommandType), one format byte, then the JSON of the command.
 // The type byte lets a reader of the raw log tell entries apart without
@@ -40,14 +44,18 @@ func encodeCommand(cmd topology.Command) ([]byte, error) {
 }
 
 // decodeCommand is the inverse of encodeCommand. It never panics, whatever
-// the bytes (FuzzDecodeCommand holds it to that); the FSM turns its error
-// into a panic, see mustDecodeCommand.
+// the bytes (FuzzDecodeCommand holds it to that); the FSM turns
+// errBadCommand into a panic, see decodeEntry.
 //
-// Decoding is strict: an unknown JSON field, trailing data or a type byte
-// that disagrees with the payload is an error. A replica that does not
-// understand every part of an entry must stop rather than apply something
-// other than what its peers applied (rule 6: every replica holds the same
-// totally ordered history).
+// What a newer agent may add is tolerated, so that a rolling upgrade does
+// not stop the agents still on the old version: a JSON field this version
+// does not know is ignored, and a command type it does not know decodes
+// to an errUnknownCommand error (its payload is not read at all: a newer
+// command may give a known field name another JSON type). Newer agents
+// write neither while an older one is a member (see versions.go), so
+// every replica still applies the same history (rule 6). Malformed bytes
+// (a short header, an unknown format, no JSON, trailing data, a type byte
+// that disagrees with the payload) are errBadCommand.
 func decodeCommand(b []byte) (topology.Command, error) {
 	if len(b) < commandHeaderLen {
 		return topology.Command{}, fmt.Errorf("%w: %d bytes, shorter than the header", errBadCommand, len(b))
@@ -58,6 +66,9 @@ func decodeCommand(b []byte) (topology.Command, error) {
 	}
 	switch format {
 	case commandFormat1:
+		if _, ok := commandTypeSince[typ]; !ok {
+			return topology.Command{}, fmt.Errorf("%w: %w: %s (written by a newer gpagent?)", topology.ErrInvalid, errUnknownCommand, typ)
+		}
 		return decodeCommandV1(typ, b[commandHeaderLen:])
 	default:
 		return topology.Command{}, fmt.Errorf("%w: %s command in unknown format %d (written by a newer gpagent?)", errBadCommand, typ, format)
@@ -66,7 +77,7 @@ func decodeCommand(b []byte) (topology.Command, error) {
 
 func decodeCommandV1(typ topology.CommandType, payload []byte) (topology.Command, error) {
 	var cmd topology.Command
-	if err := decodeStrictJSON(payload, &cmd); err != nil {
+	if err := decodeJSON(payload, &cmd, false); err != nil {
 		return topology.Command{}, fmt.Errorf("%w: %s command: %w", errBadCommand, typ, err)
 	}
 	if cmd.Type != typ {
@@ -75,23 +86,35 @@ func decodeCommandV1(typ topology.CommandType, payload []byte) (topology.Command
 	return cmd, nil
 }
 
-// mustDecodeCommand is decodeCommand for the FSM. An entry that does not
-// decode is the same bytes on every replica, so every replica would fail
-// the same way: carrying on would skip an entry of the totally ordered
-// history (rule 6), so the replica stops here instead.
-func mustDecodeCommand(index uint64, b []byte) topology.Command {
+// decodeEntry is decodeCommand for the FSM. An entry of an unknown command
+// type comes back as an error, which Apply returns as the entry's response
+// (rejected the same way on every replica of this version, nothing
+// changed). An entry that does not decode at all is the same bytes on
+// every replica, so every replica would fail the same way: carrying on
+// would skip an entry of the totally ordered history (rule 6), so the
+// replica stops here instead.
+func decodeEntry(index uint64, b []byte) (topology.Command, error) {
 	cmd, err := decodeCommand(b)
-	if err != nil {
+	if errors.Is(err, errBadCommand) {
 		panic(fmt.Sprintf("consensus: raft entry %d: %v", index, err))
 	}
-	return cmd
+	if err != nil {
+		return topology.Command{}, fmt.Errorf("raft entry %d: %w", index, err)
+	}
+	return cmd, nil
 }
 
 // decodeStrictJSON decodes exactly one JSON value into v, refusing unknown
 // fields and anything after the value.
-func decodeStrictJSON(b []byte, v any) error {
+func decodeStrictJSON(b []byte, v any) error { return decodeJSON(b, v, true) }
+
+// decodeJSON decodes exactly one JSON value into v, refusing anything
+// after the value, and unknown fields when strict.
+func decodeJSON(b []byte, v any, strict bool) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
+	if strict {
+		dec.DisallowUnknownFields()
+	}
 	if err := dec.Decode(v); err != nil {
 		return err
 	}

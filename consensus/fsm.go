@@ -38,11 +38,15 @@ func (f *fsm) current() *topology.Topology { return f.state.Load() }
 
 // Apply applies one committed entry. The response is the new
 // *topology.Topology, or the error with which topology.Apply rejected the
-// command (stale base version, invalid change); a rejected command changes
-// nothing and signals nothing. An entry that does not decode panics (see
-// mustDecodeCommand).
+// command (stale base version, invalid change) or with which decodeEntry
+// rejected a command type this version does not know; a rejected command
+// changes nothing and signals nothing. An entry that does not decode
+// panics (see decodeEntry).
 func (f *fsm) Apply(l *raft.Log) any {
-	cmd := mustDecodeCommand(l.Index, l.Data)
+	cmd, err := decodeEntry(l.Index, l.Data)
+	if err != nil {
+		return err
+	}
 	next, err := topology.Apply(f.state.Load(), cmd)
 	if err != nil {
 		return err

@@ -100,8 +100,18 @@ func readSnapshotV1(r io.Reader) (*topology.Topology, error) {
 	if err != nil {
 		return nil, fmt.Errorf("restore snapshot: read body: %w", err)
 	}
+	// Unknown fields are ignored, as in commands: a newer leader's
+	// snapshot sent to an agent still on the old version must restore
+	// (its new fields stay at their zero values while any member is older,
+	// see versions.go).
 	t := &topology.Topology{}
-	if err := decodeStrictJSON(b, t); err != nil {
+	if err := decodeJSON(b, t, false); err != nil {
+		return nil, fmt.Errorf("restore snapshot: format 1 body: %w", err)
+	}
+	// A snapshot replaces the whole state, and every command's result was
+	// validated: hold what a snapshot brings to the same rules, so a
+	// corrupt or hand-edited file is refused rather than acted on.
+	if err := topology.Validate(t); err != nil {
 		return nil, fmt.Errorf("restore snapshot: format 1 body: %w", err)
 	}
 	return t, nil

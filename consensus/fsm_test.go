@@ -225,7 +225,7 @@ func TestFSM_RestoreRejectsBadSnapshots(t *testing.T) {
 		{"header not json", "format 1\n{}", "header"},
 		{"unknown format", "{\"format\":2}\n{}", "unknown format 2"},
 		{"unknown header field", "{\"format\":1,\"x\":1}\n{}", "unknown field"},
-		{"unknown body field", "{\"format\":1}\n{\"config_version\":1,\"colour\":\"red\"}", "unknown field"},
+		{"invalid body", "{\"format\":1}\n{\"segments\":[{\"dbid\":1,\"role\":\"p\"},{\"dbid\":1,\"role\":\"p\"}]}", "invalid topology"},
 		{"truncated body", "{\"format\":1}\n{\"config_version\":1", "format 1 body"},
 		{"trailing data", "{\"format\":1}\n{} {}", "after the JSON value"},
 	}

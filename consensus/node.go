@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -46,6 +47,10 @@ type Node struct {
 	leaderChanges chan bool
 	stopForward   chan struct{}
 	forwardDone   chan struct{}
+
+	// minVersion, once set, returns the lowest version among the
+	// cluster's members, for the upgrade gate (versions.go).
+	minVersion atomic.Pointer[func() string]
 
 	unlock    func() error // releases the data dir lock
 	closeOnce sync.Once
@@ -195,6 +200,11 @@ func (n *Node) Apply(ctx context.Context, cmd topology.Command) (*topology.Topol
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err) // not sent, so certainly not applied
 	}
+	if minVersion := n.minVersion.Load(); minVersion != nil {
+		if err := checkVersionGate(cmd, (*minVersion)()); err != nil {
+			return nil, fmt.Errorf("%s: %w", op, err) // not sent
+		}
+	}
 	b, err := encodeCommand(cmd)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
@@ -218,6 +228,12 @@ func (n *Node) Apply(ctx context.Context, cmd topology.Command) (*topology.Topol
 		return nil, fmt.Errorf("%s: unexpected FSM response %T", op, resp)
 	}
 }
+
+// SetMinVersion gives Apply the lowest version among the cluster's
+// members (from their gossip metadata): a command that needs a newer one
+// is refused before it reaches the log, so no member meets an entry it
+// cannot apply. Until it is set, Apply writes every command.
+func (n *Node) SetMinVersion(fn func() string) { n.minVersion.Store(&fn) }
 
 // IsLeader reports whether this node believes it is the leader. Answers
 // that must not be stale go through VerifyLeader.

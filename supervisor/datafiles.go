@@ -133,6 +133,22 @@ func (s *Supervisor) historyFiles(walDir string, out *[]DataFile) error {
 // openDataFile opens a file of the data directory root for reading.
 // name is slash-separated and relative; nothing outside the directory can
 // be reached, symbolic links included.
+// dataFileSize is the size of the regular file name inside root, with
+// the checks of openDataFile.
+func dataFileSize(root *os.Root, name string) (int64, error) {
+	if !filepath.IsLocal(filepath.FromSlash(name)) {
+		return 0, fmt.Errorf("%q: not a path inside the data directory", name)
+	}
+	fi, err := root.Stat(filepath.FromSlash(name))
+	if err != nil {
+		return 0, err
+	}
+	if !fi.Mode().IsRegular() {
+		return 0, fmt.Errorf("%q: not a regular file", name)
+	}
+	return fi.Size(), nil
+}
+
 func openDataFile(root *os.Root, name string) (*os.File, error) {
 	if !filepath.IsLocal(filepath.FromSlash(name)) {
 		return nil, fmt.Errorf("%q: not a path inside the data directory", name)

@@ -339,19 +339,12 @@ const (
 // written (with it set, an HTTP server sends the files with sendfile).
 // A file that changes size meanwhile makes the answer shorter or longer
 // than announced; the client finds out and asks again.
+//
+// The length comes from the files' sizes; each file is opened only while
+// its range is sent, so an answer holds one file open however many
+// ranges it has (it once opened them all first: a file descriptor per
+// range, times every copy in flight).
 func (s *Supervisor) ServeDataFiles(inst Instance, ranges []FileRange, w io.Writer, setLength func(int64)) error {
-	type part struct {
-		f *os.File
-		n int64
-	}
-	parts := make([]part, len(ranges))
-	defer func() {
-		for _, p := range parts {
-			if p.f != nil {
-				p.f.Close()
-			}
-		}
-	}()
 	if err := inst.validate(); err != nil {
 		return err
 	}
@@ -360,46 +353,58 @@ func (s *Supervisor) ServeDataFiles(inst Instance, ranges []FileRange, w io.Writ
 		return err
 	}
 	defer root.Close()
+	sizes := make([]int64, len(ranges)) // -1: gone
 	var total int64
 	for i, fr := range ranges {
 		total += frameHeader
 		if fr.Off < 0 || fr.N < 0 {
 			return fmt.Errorf("%s: bad range %d+%d", fr.Path, fr.Off, fr.N)
 		}
-		f, err := openDataFile(root, fr.Path)
+		size, err := dataFileSize(root, fr.Path)
 		if errors.Is(err, fs.ErrNotExist) {
+			sizes[i] = -1
 			continue
 		}
 		if err != nil {
 			return err
 		}
-		parts[i].f = f
-		fi, err := f.Stat()
-		if err != nil {
-			return err
-		}
-		parts[i].n = max(0, min(fr.N, fi.Size()-fr.Off))
-		total += parts[i].n
+		sizes[i] = max(0, min(fr.N, size-fr.Off))
+		total += sizes[i]
 	}
 	setLength(total)
-	for i, p := range parts {
-		var hdr [frameHeader]byte
-		if p.f == nil {
-			hdr[0] = frameGone
-		}
-		binary.BigEndian.PutUint64(hdr[1:], uint64(p.n))
-		if _, err := w.Write(hdr[:]); err != nil {
+	for i, n := range sizes {
+		if err := serveRange(root, ranges[i], n, w); err != nil {
 			return err
 		}
-		if p.f == nil {
-			continue
-		}
-		if _, err := p.f.Seek(ranges[i].Off, io.SeekStart); err != nil {
-			return err
-		}
-		if _, err := io.CopyN(w, p.f, p.n); err != nil {
-			return fmt.Errorf("%s: %w", ranges[i].Path, err)
-		}
+	}
+	return nil
+}
+
+// serveRange writes the frame of one range of n bytes (-1: the file was
+// gone when the length was counted).
+func serveRange(root *os.Root, fr FileRange, n int64, w io.Writer) error {
+	var hdr [frameHeader]byte
+	if n < 0 {
+		hdr[0] = frameGone
+	}
+	binary.BigEndian.PutUint64(hdr[1:], uint64(max(n, 0)))
+	if _, err := w.Write(hdr[:]); err != nil {
+		return err
+	}
+	if n <= 0 {
+		return nil
+	}
+	// Gone since it was counted: the answer ends short of its length.
+	f, err := openDataFile(root, fr.Path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := f.Seek(fr.Off, io.SeekStart); err != nil {
+		return err
+	}
+	if _, err := io.CopyN(w, f, n); err != nil {
+		return fmt.Errorf("%s: %w", fr.Path, err)
 	}
 	return nil
 }

@@ -277,3 +277,61 @@ func TestDataFiles(t *testing.T) {
 type countingWriter struct{ n int64 }
 
 func (c *countingWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
+
+// TestServeDataFiles_OpensFilesOneAtATime: an answer of many ranges holds
+// at most a few files open at once, not one per range (a request may name
+// thousands, and every agent copying from this host sends several).
+func TestServeDataFiles_OpensFilesOneAtATime(t *testing.T) {
+	s := newSup(t)
+	dd := t.TempDir()
+	const files = 200
+	var ranges []FileRange
+	for i := range files {
+		name := fmt.Sprintf("base/5/%d", 16384+i)
+		full := filepath.Join(dd, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(full), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte("page"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		ranges = append(ranges, FileRange{Path: name, N: 8192})
+	}
+	ranges = append(ranges, FileRange{Path: "base/5/gone", N: 8192})
+	before := openFDs(t)
+	w := &fdWatchingWriter{t: t}
+	var length int64
+	if err := s.ServeDataFiles(Instance{DBID: 2, Address: "127.0.0.1", Port: 5432, DataDir: dd}, ranges, w, func(n int64) { length = n }); err != nil {
+		t.Fatalf("ServeDataFiles: %v", err)
+	}
+	if want := int64(len(ranges)*frameHeader + files*4); length != want || w.n != want {
+		t.Fatalf("answer of %d bytes announced as %d, want %d", w.n, length, want)
+	}
+	if extra := w.maxFDs - before; extra > 5 {
+		t.Fatalf("%d files open at once while sending %d ranges (%d fds before, %d at most during); want a few", extra, len(ranges), before, w.maxFDs)
+	}
+}
+
+// openFDs counts this process's open file descriptors.
+func openFDs(t *testing.T) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(entries)
+}
+
+// fdWatchingWriter counts bytes and the most open descriptors seen at a
+// write.
+type fdWatchingWriter struct {
+	t      *testing.T
+	n      int64
+	maxFDs int
+}
+
+func (w *fdWatchingWriter) Write(p []byte) (int, error) {
+	w.maxFDs = max(w.maxFDs, openFDs(w.t))
+	w.n += int64(len(p))
+	return len(p), nil
+}

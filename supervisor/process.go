@@ -93,7 +93,7 @@ func (s *Supervisor) launch(inst Instance) (*proc, string, int64, error) {
 	// goes. The shared memory interlock does not depend on this file.
 	if pf, err := readPidFile(dd); err == nil {
 		if ok, err := isPostmasterOf(pf.pid, dd); err == nil && !ok {
-			s.log.Info("removing stale postmaster.pid", "dbid", inst.DBID, "pid", pf.pid)
+			s.log.Info("removing stale postmaster.pid", "dbid", inst.DBID, "pid", pf.pid, "standalone", pf.standalone)
 			if err := os.Remove(filepath.Join(dd, "postmaster.pid")); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return nil, "", 0, fmt.Errorf("start %s: %w", inst, err)
 			}

@@ -13,11 +13,18 @@ import (
 // pidFile is PostgreSQL's postmaster.pid: line 1 the pid, 2 the data
 // directory, 4 the port, 8 the status once the postmaster has one
 // ("starting", "ready", "standby", "stopping").
+//
+// A standalone backend (postgres --single, which pg_rewind runs for crash
+// recovery) writes its pid negated. pid is then the positive pid and
+// standalone is set: a file left by a standalone backend that is gone is
+// as stale as a dead postmaster's, and must not block a start or a full
+// recovery.
 type pidFile struct {
-	pid     int
-	dataDir string
-	port    int
-	status  string
+	pid        int
+	standalone bool
+	dataDir    string
+	port       int
+	status     string
 }
 
 func readPidFile(dataDir string) (pidFile, error) {
@@ -27,9 +34,12 @@ func readPidFile(dataDir string) (pidFile, error) {
 	}
 	lines := strings.Split(string(data), "\n")
 	var pf pidFile
-	if pf.pid, err = strconv.Atoi(strings.TrimSpace(lines[0])); err != nil || pf.pid <= 0 {
+	if pf.pid, err = strconv.Atoi(strings.TrimSpace(lines[0])); err != nil || pf.pid == 0 {
 		// Being written right now, or garbage: either way no live pid.
 		return pidFile{}, fmt.Errorf("postmaster.pid in %s: bad pid line %q", dataDir, lines[0])
+	}
+	if pf.pid < 0 {
+		pf.pid, pf.standalone = -pf.pid, true
 	}
 	if len(lines) > 1 {
 		pf.dataDir = lines[1]
@@ -45,7 +55,9 @@ func readPidFile(dataDir string) (pidFile, error) {
 
 // findPostmaster reports the pid of a live postmaster serving dataDir,
 // from its postmaster.pid, checked against /proc so that a stale file
-// whose pid now belongs to another process is not believed.
+// whose pid now belongs to another process is not believed. A live
+// standalone backend of dataDir counts as running too: nothing may start
+// a server on top of it or delete the directory under it.
 func findPostmaster(dataDir string) (int, bool, error) {
 	pf, err := readPidFile(dataDir)
 	if errors.Is(err, os.ErrNotExist) {

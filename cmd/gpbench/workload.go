@@ -206,30 +206,76 @@ type poll struct {
 }
 
 // watcher asks every instance of the content pg_is_in_recovery() every
-// interval over a fresh connection (what a new client would find), with a
-// short timeout, and remembers each poll.
+// interval, all at once with a short timeout, and remembers each poll.
+//
+// It keeps one session per instance between polls and opens a new one
+// only when a question failed on it, off the polls' clock and with a
+// generous connect timeout. Opening one costs a connection and a SCRAM
+// authentication: tens of milliseconds on an idle machine, seconds on two
+// cores loaded by other tests' clusters (the race detector also slows the
+// client's PBKDF2). With the connect inside the 300 ms question, a loaded
+// run never reached an instance at all (TestRebalanceSmoke: "the watcher
+// never reached ...: failed SASL auth: timeout"). The answers are those a
+// new session would get: pg_is_in_recovery() is the server's state, and
+// the base config's AfterConnect check (the fence, see refuseFenced) is
+// run on the session before every question, after the server's reload of
+// a new read-only default; a session of a server that restarts or is cut
+// off fails its question and is replaced.
 type watcher struct {
-	base      *pgx.ConnConfig
-	instances []instance
-	interval  time.Duration
-	timeout   time.Duration
+	base           *pgx.ConnConfig
+	instances      []instance
+	interval       time.Duration
+	timeout        time.Duration
+	connectTimeout time.Duration // 0: defaultWatchConnectTimeout
 
 	mu       sync.Mutex
 	polls    []poll
 	answered []bool   // by instance: answered at least once
 	lastErr  []string // by instance: the latest error
+	connErr  []string // by instance: the connector's latest error
+}
+
+// defaultWatchConnectTimeout bounds one connection and authentication of
+// the watcher: generous, as it is off the polls' clock.
+const defaultWatchConnectTimeout = 10 * time.Second
+
+// watchSession is one instance's session slot: ready holds the session
+// between polls, need asks the connector for a new one.
+type watchSession struct {
+	ready chan *pgx.Conn
+	need  chan struct{}
 }
 
 func (w *watcher) run(ctx context.Context) {
+	sessions := make([]watchSession, len(w.instances))
+	w.mu.Lock()
+	w.connErr = make([]string, len(w.instances))
+	w.mu.Unlock()
+	var conns sync.WaitGroup
+	defer func() {
+		conns.Wait()
+		for _, s := range sessions {
+			select {
+			case c := <-s.ready:
+				closeConn(c)
+			default:
+			}
+		}
+	}()
+	for i, inst := range w.instances {
+		sessions[i] = watchSession{ready: make(chan *pgx.Conn, 1), need: make(chan struct{}, 1)}
+		sessions[i].need <- struct{}{}
+		conns.Go(func() { w.connect(ctx, i, inst, sessions[i]) })
+	}
 	for ctx.Err() == nil {
 		start := time.Now()
 		p := poll{at: start, primary: make([]bool, len(w.instances))}
 		var wg sync.WaitGroup
 		answered := make([]bool, len(w.instances))
 		errs := make([]string, len(w.instances))
-		for i, inst := range w.instances {
+		for i := range w.instances {
 			wg.Go(func() {
-				inRecovery, err := w.ask(ctx, inst)
+				inRecovery, err := w.ask(ctx, i, sessions[i])
 				answered[i] = err == nil
 				p.primary[i] = err == nil && !inRecovery
 				if err != nil {
@@ -263,9 +309,47 @@ func (w *watcher) run(ctx context.Context) {
 	}
 }
 
-func (w *watcher) ask(ctx context.Context, inst instance) (bool, error) {
-	ctx, cancel := context.WithTimeout(ctx, w.timeout)
-	defer cancel()
+// connect opens a session to inst each time s.need asks, retrying every
+// interval after a failure, until ctx ends.
+func (w *watcher) connect(ctx context.Context, i int, inst instance, s watchSession) {
+	timeout := w.connectTimeout
+	if timeout <= 0 {
+		timeout = defaultWatchConnectTimeout
+	}
+	cfg := w.connConfig(inst)
+	cfg.ConnectTimeout = timeout
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.need:
+		}
+		for {
+			cctx, cancel := context.WithTimeout(ctx, timeout)
+			conn, err := pgx.ConnectConfig(cctx, cfg)
+			cancel()
+			w.mu.Lock()
+			w.connErr[i] = ""
+			if err != nil {
+				w.connErr[i] = oneLine(err.Error())
+			}
+			w.mu.Unlock()
+			if err == nil {
+				s.ready <- conn // the slot is empty: its session was dropped
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(w.interval):
+			}
+		}
+	}
+}
+
+// connConfig is the base config narrowed to inst, without the
+// AfterConnect check (ask runs it before every question).
+func (w *watcher) connConfig(inst instance) *pgx.ConnConfig {
 	cfg := w.base.Copy()
 	// Keep this instance's entries only: with sslmode=prefer there are
 	// two, with and without TLS.
@@ -280,14 +364,48 @@ func (w *watcher) ask(ctx context.Context, inst instance) (bool, error) {
 	}
 	cfg.Host, cfg.Port, cfg.TLSConfig, cfg.Fallbacks = mine[0].Host, mine[0].Port, mine[0].TLSConfig, mine[1:]
 	cfg.ValidateConnect = nil // any instance, standby or not
-	cfg.ConnectTimeout = w.timeout
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		return false, err
+	cfg.AfterConnect = nil
+	return cfg
+}
+
+// ask puts the question to instance i on its session. Without one (the
+// connector is still opening it) the instance does not answer this poll.
+// A session whose question failed is closed and a new one asked for,
+// unless only the AfterConnect check refused an instance that is fine
+// otherwise (a fenced primary).
+func (w *watcher) ask(ctx context.Context, i int, s watchSession) (bool, error) {
+	var conn *pgx.Conn
+	select {
+	case conn = <-s.ready:
+	default:
+		w.mu.Lock()
+		cerr := w.connErr[i]
+		w.mu.Unlock()
+		if cerr == "" {
+			cerr = "connecting"
+		}
+		return false, fmt.Errorf("no session: %s", cerr)
 	}
-	defer closeConn(conn)
+	ctx, cancel := context.WithTimeout(ctx, w.timeout)
+	defer cancel()
+	keep := false
+	defer func() {
+		if keep {
+			s.ready <- conn
+			return
+		}
+		closeConn(conn)
+		s.need <- struct{}{} // empty: the connector takes it before it fills the slot
+	}()
+	if w.base.AfterConnect != nil {
+		if err := w.base.AfterConnect(ctx, conn.PgConn()); err != nil {
+			keep = ctx.Err() == nil && !conn.IsClosed()
+			return false, err
+		}
+	}
 	var inRecovery bool
-	err = conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery)
+	err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery)
+	keep = err == nil
 	return inRecovery, err
 }
 
