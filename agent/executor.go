@@ -119,7 +119,7 @@ func (e *executor) run(ctx context.Context) {
 		// A failed probe is retried at once rather than after a full
 		// interval: a hung primary is then declared failed after
 		// probe_retries timeouts, not probe_retries intervals.
-		next := e.a.cfg.ProbeInterval
+		next := e.a.live().ProbeInterval
 		if e.retrying() || e.transitioning() {
 			next = min(next, probeRetryDelay)
 		}
@@ -167,7 +167,7 @@ func (e *executor) retrying() bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, st := range e.local {
-		if st.probeFails > 0 && st.probeFails < e.a.cfg.ProbeRetries {
+		if st.probeFails > 0 && st.probeFails < e.a.live().ProbeRetries {
 			return true
 		}
 	}
@@ -226,7 +226,7 @@ func (e *executor) ensure(ctx context.Context, t *topology.Topology, s topology.
 	st := e.state(s.DBID)
 	e.mu.Lock()
 	busy, h, retryAt := st.busy, st.health, st.retryAt
-	hung := st.probeFails >= e.a.cfg.ProbeRetries
+	hung := st.probeFails >= e.a.live().ProbeRetries
 	e.mu.Unlock()
 	if busy || time.Now().Before(retryAt) {
 		return

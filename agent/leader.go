@@ -168,11 +168,11 @@ func (l *leader) reconcile(ctx context.Context) {
 	if !t.Initialized() {
 		return
 	}
-	maxAge := 3*l.a.cfg.ProbeInterval + l.a.cfg.ProbeTimeout
+	maxAge := 3*l.a.live().ProbeInterval + l.a.cfg.ProbeTimeout
 	obs := withLostHosts(t, l.observations(maxAge), l.lostHosts(t))
 	updates := topology.Decide(t, obs)
 	if len(updates) == 0 {
-		if l.a.cfg.AutoRecover && !t.Paused {
+		if l.a.live().AutoRecover && !t.Paused {
 			l.autoRecover(ctx, t, obs)
 		}
 		return

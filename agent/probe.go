@@ -86,9 +86,9 @@ func (e *executor) probe(ctx context.Context, t *topology.Topology, s topology.S
 		fails := st.probeFails
 		e.mu.Unlock()
 		if r.Error == "" {
-			r.Error = fmt.Sprintf("probe %d of %d failed: %v", fails, e.a.cfg.ProbeRetries, err)
+			r.Error = fmt.Sprintf("probe %d of %d failed: %v", fails, e.a.live().ProbeRetries, err)
 		}
-		r.Failed = fails >= e.a.cfg.ProbeRetries
+		r.Failed = fails >= e.a.live().ProbeRetries
 		if busy && isSwitchoverSource(t, s) {
 			// Shutting down on purpose: its probes fail until it is
 			// down. Only the stop step failing makes it failed.
@@ -155,7 +155,7 @@ func (e *executor) stalled(st *instanceState, h supervisor.Health, app string) b
 			st.stallFlush, st.stallProgress = rep.FlushLSN, now
 		}
 	}
-	return now.Sub(st.stallProgress) > e.a.cfg.ReplicationStallTimeout
+	return now.Sub(st.stallProgress) > e.a.live().ReplicationStallTimeout
 }
 
 // vouchSynced says whether every commit this primary acknowledges is on the

@@ -6,14 +6,22 @@ import (
 	"crypto/x509"
 	"errors"
 	"flag"
-	"log/slog"
+	"fmt"
 	"os"
+	"os/signal"
+	"strings"
+	"syscall"
 
 	"github.com/gpagent/gpagent/agent"
 	"github.com/gpagent/gpagent/api"
 )
 
 func cmdAgent(ctx context.Context, io cmdIO, args []string) error {
+	// Caught before anything else: Go's default for SIGHUP is to exit,
+	// and config management sends it after every config push.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	fs := newFlags(io, "agent", "--config FILE")
 	configPath := fs.String("config", "", "agent config file (YAML)")
 	if err := parseFlags(fs, args); err != nil {
@@ -26,12 +34,52 @@ func cmdAgent(ctx context.Context, io cmdIO, args []string) error {
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(io.err, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	log, level := agent.NewLogger(io.err, cfg)
 	a, err := agent.New(cfg, log)
 	if err != nil {
 		return err
 	}
+	a.WatchConfig(*configPath, level)
+	go reloadOnHangup(ctx, a, hup)
 	return a.Run(ctx)
+}
+
+// reloadOnHangup re-reads the config file on each SIGHUP until ctx ends.
+// The outcome, applied or refused, is logged by the agent.
+func reloadOnHangup(ctx context.Context, a *agent.Agent, hup <-chan os.Signal) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			_, _ = a.ReloadFile()
+		}
+	}
+}
+
+// cmdReload asks one agent (not the leader) to re-read its config file.
+func cmdReload(ctx context.Context, io cmdIO, args []string) error {
+	fs := newFlags(io, "reload", "[--addr ADDR]")
+	addr := addrFlag(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	res, err := client(*addr).Reload(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(io.out, "applied: %s\n", listOrNone(res.Applied))
+	if len(res.NeedRestart) > 0 {
+		fmt.Fprintf(io.out, "changed, need a restart (left as they were): %s\n", strings.Join(res.NeedRestart, ", "))
+	}
+	return nil
+}
+
+func listOrNone(s []string) string {
+	if len(s) == 0 {
+		return "nothing changed"
+	}
+	return strings.Join(s, ", ")
 }
 
 // addrFlag adds --addr, defaulting to $GPAGENT_ADDR, then the agent's

@@ -30,6 +30,7 @@ commands:
   initstandby add a standby coordinator (gpinitstandby)
   recoverseg  recover failed instances as mirrors; -r rebalance (gprecoverseg)
   members     agents, their gossip status and Raft roles
+  reload      make the agent at --addr re-read its config file (as SIGHUP)
 
 Subcommands other than agent and demo talk to the agent at --addr, or
 $GPAGENT_ADDR (default 127.0.0.1:7070). Run 'gpagent <command> -h' for flags.
@@ -81,6 +82,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdRecoverseg(ctx, io, rest)
 	case "members":
 		err = cmdMembers(ctx, io, rest)
+	case "reload":
+		err = cmdReload(ctx, io, rest)
 	default:
 		fmt.Fprintf(stderr, "gpagent: unknown command %q\n%s", cmd, usage)
 		return 2
