@@ -92,24 +92,61 @@ func addrFlag(fs *flag.FlagSet) *string {
 	return fs.String("addr", def, "agent API address (default from $GPAGENT_ADDR)")
 }
 
-// client talks to the agent at addr. With $GPAGENT_CACERT set it speaks
-// HTTPS, trusting that CA, and presents $GPAGENT_CLIENT_CERT and
-// $GPAGENT_CLIENT_KEY when both are set.
+// client talks to the agent at addr, over HTTPS when $GPAGENT_CACERT is
+// set (see clientTLS; run has already refused unreadable files).
 func client(addr string) *api.Client {
-	caFile := os.Getenv("GPAGENT_CACERT")
-	if caFile == "" {
+	cfg, err := clientTLS()
+	if err != nil {
+		// Not plain HTTP when TLS was asked for: this fails loudly.
+		cfg = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	if cfg == nil {
 		return api.NewClient(addr)
 	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if ca, err := os.ReadFile(caFile); err == nil {
-		pool := x509.NewCertPool()
-		pool.AppendCertsFromPEM(ca)
-		cfg.RootCAs = pool
-	}
-	if cert, key := os.Getenv("GPAGENT_CLIENT_CERT"), os.Getenv("GPAGENT_CLIENT_KEY"); cert != "" && key != "" {
-		if pair, err := tls.LoadX509KeyPair(cert, key); err == nil {
-			cfg.Certificates = []tls.Certificate{pair}
-		}
-	}
 	return api.NewTLSClient(addr, cfg)
+}
+
+// clientTLS reads the CLI's TLS files from the environment: with
+// $GPAGENT_CACERT set the CLI speaks HTTPS trusting that CA, and presents
+// $GPAGENT_CLIENT_CERT and $GPAGENT_CLIENT_KEY when they are set. nil:
+// plain HTTP. A file that cannot be read or used is an error naming the
+// variable and the file, not a silent fallback.
+func clientTLS() (*tls.Config, error) {
+	caFile := os.Getenv("GPAGENT_CACERT")
+	certFile, keyFile := os.Getenv("GPAGENT_CLIENT_CERT"), os.Getenv("GPAGENT_CLIENT_KEY")
+	if caFile == "" {
+		if certFile != "" || keyFile != "" {
+			return nil, errors.New("GPAGENT_CLIENT_CERT and GPAGENT_CLIENT_KEY are set but GPAGENT_CACERT (the cluster CA) is not: without it the CLI speaks plain HTTP")
+		}
+		return nil, nil
+	}
+	ca, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("GPAGENT_CACERT: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca) {
+		return nil, fmt.Errorf("GPAGENT_CACERT %s: no PEM certificate in it", caFile)
+	}
+	cfg := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if certFile == "" && keyFile == "" {
+		return cfg, nil
+	}
+	if certFile == "" || keyFile == "" {
+		return nil, errors.New("GPAGENT_CLIENT_CERT and GPAGENT_CLIENT_KEY: set both or neither")
+	}
+	certPEM, err := os.ReadFile(certFile)
+	if err != nil {
+		return nil, fmt.Errorf("GPAGENT_CLIENT_CERT: %w", err)
+	}
+	keyPEM, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("GPAGENT_CLIENT_KEY: %w", err)
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("GPAGENT_CLIENT_CERT %s and GPAGENT_CLIENT_KEY %s: %w", certFile, keyFile, err)
+	}
+	cfg.Certificates = []tls.Certificate{pair}
+	return cfg, nil
 }
