@@ -181,7 +181,7 @@ func parseConfig(data []byte) (*Config, string, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, "", errors.New("empty config")
 		}
-		return nil, "", cleanYAMLError(err)
+		return nil, "", configError(data, err)
 	}
 	cfg, err := fc.validate()
 	return cfg, fc.GossipKeyFile, err
