@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
@@ -35,24 +36,40 @@ func cmdAgent(ctx context.Context, io cmdIO, args []string) error {
 		return err
 	}
 	log, level := agent.NewLogger(io.err, cfg)
+	sd := newNotifier()
 	a, err := agent.New(cfg, log)
 	if err != nil {
 		return err
 	}
 	a.WatchConfig(*configPath, level)
-	go reloadOnHangup(ctx, a, hup)
+	go reloadOnHangup(ctx, a, hup, sd, log)
+	go sd.keepWatchdog(ctx)
+	// The API listener is bound and Raft is open: connections wait in
+	// the backlog until Run serves them.
+	if err := sd.notify("READY=1"); err != nil {
+		log.Warn("cannot tell the service manager the agent is ready", "err", err)
+	}
+	go func() {
+		<-ctx.Done() // SIGTERM or SIGINT: the agent begins to stop
+		_ = sd.notify("STOPPING=1")
+	}()
 	return a.Run(ctx)
 }
 
 // reloadOnHangup re-reads the config file on each SIGHUP until ctx ends.
-// The outcome, applied or refused, is logged by the agent.
-func reloadOnHangup(ctx context.Context, a *agent.Agent, hup <-chan os.Signal) {
+// The outcome, applied or refused, is logged by the agent; the service
+// manager sees the reload begin and end either way.
+func reloadOnHangup(ctx context.Context, a *agent.Agent, hup <-chan os.Signal, sd *notifier, log *slog.Logger) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-hup:
+			if err := sd.notify(reloading()); err != nil {
+				log.Warn("cannot tell the service manager of the reload", "err", err)
+			}
 			_, _ = a.ReloadFile()
+			_ = sd.notify("READY=1")
 		}
 	}
 }
