@@ -126,11 +126,7 @@ func mirrorVerdict(t *topology.Topology, host string, content int, health func(d
 			why = fmt.Sprintf("dbid %d does not stream from its primary", s.DBID)
 			continue
 		}
-		end := max(h.Receiver.LatestEndLSN, h.Receiver.FlushedLSN)
-		var lag uint64
-		if end > h.CurrentLSN {
-			lag = end - h.CurrentLSN
-		}
+		lag := replayLag(h)
 		if maxLag >= 0 && lag > uint64(maxLag) {
 			why = fmt.Sprintf("dbid %d is %d bytes behind its primary (more than %d)", s.DBID, lag, maxLag)
 			continue
@@ -138,4 +134,15 @@ func mirrorVerdict(t *topology.Topology, host string, content int, health func(d
 		return mirrorAnswer{ok: true, dbid: s.DBID, lag: lag}
 	}
 	return mirrorAnswer{why: why}
+}
+
+// replayLag is how far a streaming mirror's replay (h.CurrentLSN) is
+// behind the end of its primary's WAL as last reported to it, or behind
+// what it received when that is further.
+func replayLag(h *supervisor.Health) uint64 {
+	end := max(h.Receiver.LatestEndLSN, h.Receiver.FlushedLSN)
+	if end > h.CurrentLSN {
+		return end - h.CurrentLSN
+	}
+	return 0
 }

@@ -38,6 +38,7 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("GET /v1/members", a.handle(a.getMembers))
 	mux.HandleFunc("POST /v1/reload", a.agentsOnly(a.handle(a.postReload)))
 	mux.HandleFunc("POST /v1/local/preflight", a.agentsOnly(a.handle(a.postLocalPreflight)))
+	mux.Handle("GET /metrics", a.metricsHandler())
 	healthRoute(mux, "/v1/health/live", a.getLive)
 	healthRoute(mux, "/v1/health/ready", a.getReady)
 	healthRoute(mux, "/v1/health/primary/{content}", a.getPrimaryHealth)
