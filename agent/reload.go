@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -93,6 +94,14 @@ func (a *Agent) Reload(next *Config) (*api.ReloadResult, error) {
 		a.log.Error("config reload refused: the running config stays", "file", a.reload.path, "err", err)
 		return nil, api.Errorf(api.CodeInvalid, "%v", err)
 	}
+	rotate, err := a.reloadTLS(cur, next, &merged, res)
+	if err != nil {
+		a.log.Error("config reload refused: the running config stays", "file", a.reload.path, "err", err)
+		return nil, api.Errorf(api.CodeInvalid, "%v", err)
+	}
+	if rotate != nil {
+		a.tls.cert.Store(rotate)
+	}
 	a.reload.live.Store(&merged)
 	if a.reload.level != nil {
 		a.reload.level.Set(merged.LogLevel)
@@ -116,7 +125,8 @@ func eq(get func(*Config) any) func(a, b *Config) bool {
 	return func(a, b *Config) bool { return get(a) == get(b) }
 }
 
-// reloadFields lists every field of Config. The live ones are read
+// reloadFields lists every field of Config but the TLS certificate and
+// key (reloadTLS). The live ones are read
 // through Agent.live at each use; the others are baked into listeners,
 // Raft, gossip, the supervisor or the lease at start. probe_timeout is
 // the supervisor's connect and query timeout, set when it is built.
@@ -141,8 +151,6 @@ var reloadFields = []reloadField{
 	{"join", func(a, b *Config) bool { return slices.Equal(a.Join, b.Join) }, nil},
 	{"gossip_key_file", func(a, b *Config) bool { return slices.EqualFunc(a.GossipKeys, b.GossipKeys, bytes.Equal) }, nil},
 	{"tls.ca_file", eq(func(c *Config) any { return c.TLSCAFile }), nil},
-	{"tls.cert_file", eq(func(c *Config) any { return c.TLSCertFile }), nil},
-	{"tls.key_file", eq(func(c *Config) any { return c.TLSKeyFile }), nil},
 	{"stop_instances_on_exit", eq(func(c *Config) any { return c.StopInstancesOnExit }), nil},
 	{"enable_debug", eq(func(c *Config) any { return c.EnableDebug }), nil},
 	{"postgres.bin_dir", eq(func(c *Config) any { return c.BinDir }), nil},
@@ -162,4 +170,34 @@ func (a *Agent) postReload(r *http.Request) (any, error) {
 		return nil, api.Errorf(api.CodeInvalid, "agent %s: %v", a.cfg.Name, err)
 	}
 	return res, err
+}
+
+// reloadTLS re-reads the agent's certificate and key, so that files
+// rotated in place (or moved) are served from the next handshake on. It
+// returns the certificate to swap in, or nil when it is unchanged or
+// needs a restart (TLS turned on or off, another CA file: named in res).
+// A pair that does not load, or that the running CA does not vouch for,
+// refuses the reload.
+func (a *Agent) reloadTLS(cur, next, merged *Config, res *api.ReloadResult) (*tls.Certificate, error) {
+	pathsChanged := cur.TLSCertFile != next.TLSCertFile || cur.TLSKeyFile != next.TLSKeyFile
+	if a.tls == nil || next.TLSCertFile == "" || cur.TLSCAFile != next.TLSCAFile {
+		if cur.TLSCertFile != next.TLSCertFile {
+			res.NeedRestart = append(res.NeedRestart, "tls.cert_file")
+		}
+		if cur.TLSKeyFile != next.TLSKeyFile {
+			res.NeedRestart = append(res.NeedRestart, "tls.key_file")
+		}
+		return nil, nil
+	}
+	cert, err := a.tls.loadPair(next.TLSCertFile, next.TLSKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	old := a.tls.cert.Load()
+	if !pathsChanged && bytes.Equal(old.Certificate[0], cert.Certificate[0]) {
+		return nil, nil
+	}
+	merged.TLSCertFile, merged.TLSKeyFile = next.TLSCertFile, next.TLSKeyFile
+	res.Applied = append(res.Applied, "tls.cert_file", "tls.key_file")
+	return cert, nil
 }

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bytes"
+	"crypto/tls"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -10,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gpagent/gpagent/internal/testcerts"
 )
 
 // syncBuffer is a log sink the test reads while the agent writes.
@@ -107,5 +110,46 @@ func TestReload_BadConfigRefusedWhole(t *testing.T) {
 				t.Errorf("log line does not name the file %s: %s", path, lines[0])
 			}
 		})
+	}
+}
+
+// TestReload_RotatesTLSCertificate: a certificate replaced in place is
+// served from the next handshake on; one of another CA is refused and
+// the running one stays.
+func TestReload_RotatesTLSCertificate(t *testing.T) {
+	ca := testcerts.New(t)
+	a := startAgent(t, "a", ca, "bootstrap: true\n")
+	served := func() []byte {
+		t.Helper()
+		conn, err := tls.Dial("tcp", a.APIAddr(), &tls.Config{RootCAs: ca.Pool, MinVersion: tls.VersionTLS12})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0].Raw
+	}
+	first := served()
+	dir := filepath.Dir(a.cfg.TLSCertFile)
+	next := *a.cfg
+
+	newCert := ca.Issue(t, "127.0.0.1")
+	ca.WriteFiles(t, dir, newCert)
+	res, err := a.Reload(&next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(res.Applied, "tls.cert_file") {
+		t.Errorf("applied %v, want the certificate", res.Applied)
+	}
+	if got := served(); bytes.Equal(got, first) || !bytes.Equal(got, newCert.Certificate[0]) {
+		t.Error("the API does not serve the rotated certificate")
+	}
+	other := testcerts.New(t)
+	other.WriteFiles(t, dir, other.Issue(t, "127.0.0.1"))
+	if _, err := a.Reload(&next); err == nil || !strings.Contains(err.Error(), "cluster CA") {
+		t.Fatalf("a certificate of another CA: %v, want refused", err)
+	}
+	if !bytes.Equal(served(), newCert.Certificate[0]) {
+		t.Error("a refused certificate is served")
 	}
 }
