@@ -33,6 +33,8 @@ type Agent struct {
 	lease *lease
 	mesh  *membership.Membership
 	tls   *tlsConfigs // nil: plain TCP and HTTP
+	// reload: the file to re-read and the runtime config (reload.go).
+	reload reloadState
 
 	apiListener net.Listener
 	server      *http.Server

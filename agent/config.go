@@ -44,6 +44,7 @@ type fileConfig struct {
 	AutoRecover         string         `yaml:"auto_recover"`
 	Lease               time.Duration  `yaml:"lease"`
 	LogLevel            string         `yaml:"log_level"`
+	LogFormat           string         `yaml:"log_format"`
 	Postgres            postgresConfig `yaml:"postgres"`
 }
 
@@ -104,6 +105,7 @@ type Config struct {
 	// setting counts). Off by default, as in Greenplum.
 	AutoRecover   bool
 	LogLevel      slog.Level
+	LogFormat     string // LogFormatText or LogFormatJSON
 	BinDir        string
 	OSUser        string
 	SuperUser     string
@@ -134,6 +136,12 @@ const (
 	DefaultLease = 3 * time.Second
 	// DefaultVoters: three voters survive the loss of one host.
 	DefaultVoters = 3
+)
+
+// The log formats: key=value text, or one JSON object a line.
+const (
+	LogFormatText = "text"
+	LogFormatJSON = "json"
 )
 
 // LoadConfig reads and validates the config file at path. Every error
@@ -173,7 +181,7 @@ func parseConfig(data []byte) (*Config, string, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, "", errors.New("empty config")
 		}
-		return nil, "", cleanYAMLError(err)
+		return nil, "", configError(data, err)
 	}
 	cfg, err := fc.validate()
 	return cfg, fc.GossipKeyFile, err
@@ -293,6 +301,14 @@ func (fc fileConfig) validate() (*Config, error) {
 		return nil, err
 	}
 	c.LogLevel = level
+	switch strings.ToLower(fc.LogFormat) {
+	case "", LogFormatText:
+		c.LogFormat = LogFormatText
+	case LogFormatJSON:
+		c.LogFormat = LogFormatJSON
+	default:
+		return nil, fmt.Errorf("log_format: %q is not text or json", fc.LogFormat)
+	}
 	return c, nil
 }
 

@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -48,6 +50,7 @@ func TestParseConfig_Errors(t *testing.T) {
 		{"no superuser password", strings.Replace(goodConfig, "superuser_password: s3cret", "", 1), "postgres.superuser_password"},
 		{"bad log level", goodConfig + "log_level: loud\n", "log_level"},
 		{"not yaml", "name: [", "did not find"},
+		{"bad log format", goodConfig + "log_format: xml\n", "log_format"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -71,12 +74,55 @@ func TestLoadConfig_NamesTheFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := LoadConfig(path)
-	if err == nil || !strings.HasPrefix(err.Error(), "config "+path+": ") {
+	if err == nil || err.Error() != "config "+path+": line 8: unknown field \"bogus\"" {
 		t.Errorf("error %v does not start with the file name", err)
 	}
 	_, err = LoadConfig(path + ".missing")
 	if err == nil || !strings.Contains(err.Error(), path+".missing") {
 		t.Errorf("missing file error %v does not name it", err)
+	}
+}
+
+// TestParseConfig_PlainWords: decoding errors say the line and the field
+// in the config's words, not Go's type names.
+func TestParseConfig_PlainWords(t *testing.T) {
+	cases := []struct {
+		name, doc, want string
+	}{
+		{"misspelt field", goodConfig + "probe_intervall: 2s\n", `line 8: unknown field "probe_intervall"`},
+		{"misspelt nested field", strings.Replace(goodConfig, "postgres:", "postgres:\n  superusr: x", 1), `line 6: unknown field "postgres.superusr"`},
+		{"two mistakes", goodConfig + "colour: blue\nprobe_retries: many\n", `line 8: unknown field "colour"; line 9: probe_retries: "many" is not a whole number`},
+		{"bad duration", goodConfig + "lease: soon\n", `line 8: lease: "soon" is not a duration such as 500ms, 2s or 1m`},
+		{"bad nested value", strings.Replace(goodConfig, "superuser_password: s3cret", "superuser_password: [a, b]", 1), `line 6: postgres.superuser_password: this value is not a single value`},
+		{"bad bool", goodConfig + "bootstrap: maybe\n", `line 8: bootstrap: "maybe" is not true or false`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseConfig([]byte(tc.doc))
+			if err == nil || err.Error() != tc.want {
+				t.Fatalf("error %q, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseConfig_LogFormat(t *testing.T) {
+	for doc, want := range map[string]string{"": LogFormatText, "log_format: text\n": LogFormatText, "log_format: JSON\n": LogFormatJSON} {
+		cfg, err := ParseConfig([]byte(goodConfig + doc))
+		if err != nil || cfg.LogFormat != want {
+			t.Errorf("%q: format %q, err %v; want %q", doc, cfg.LogFormat, err, want)
+		}
+	}
+	var out bytes.Buffer
+	cfg, err := ParseConfig([]byte(goodConfig + "log_format: json\nlog_level: debug\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, _ := NewLogger(&out, cfg)
+	log.Debug("hello", "dbid", 2)
+	var line map[string]any
+	if err := json.Unmarshal(out.Bytes(), &line); err != nil || line["msg"] != "hello" || line["dbid"] != float64(2) {
+		t.Errorf("not a JSON line: %q (%v)", out.String(), err)
 	}
 }
 

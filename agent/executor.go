@@ -114,7 +114,7 @@ func (e *executor) run(ctx context.Context) {
 		// A failed probe is retried at once rather than after a full
 		// interval: a hung primary is then declared failed after
 		// probe_retries timeouts, not probe_retries intervals.
-		next := e.a.cfg.ProbeInterval
+		next := e.a.live().ProbeInterval
 		if e.retrying() || e.transitioning() {
 			next = min(next, probeRetryDelay)
 		}
@@ -162,7 +162,7 @@ func (e *executor) retrying() bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, st := range e.local {
-		if st.probes.Retrying(e.a.cfg.ProbeRetries) {
+		if st.probes.Retrying(e.a.live().ProbeRetries) {
 			return true
 		}
 	}

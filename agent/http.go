@@ -38,8 +38,13 @@ func (a *Agent) routes() http.Handler {
 	lead("GET /v1/conninfo/{content}", a.getConnInfo)
 	// Served by every agent about itself.
 	mux.HandleFunc("GET /v1/members", a.handle(a.getMembers))
+	mux.HandleFunc("POST /v1/reload", a.agentsOnly(a.handle(a.postReload)))
 	mux.HandleFunc("POST /v1/local/preflight", a.agentsOnly(a.handle(a.postLocalPreflight)))
-	mux.HandleFunc("GET /v1/health/primary/{content}", a.getPrimaryHealth)
+	mux.Handle("GET /metrics", a.metricsHandler())
+	healthRoute(mux, "/v1/health/live", a.getLive)
+	healthRoute(mux, "/v1/health/ready", a.getReady)
+	healthRoute(mux, "/v1/health/primary/{content}", a.getPrimaryHealth)
+	healthRoute(mux, "/v1/health/mirror/{content}", a.getMirrorHealth)
 	mux.HandleFunc("GET /v1/local/files/{dbid}", a.dataAccess(a.handle(a.getDataFiles)))
 	mux.HandleFunc("POST /v1/local/files/{dbid}/read", writeDeadline(defaultServerTimeouts.dataWrite, a.dataAccess(a.postReadDataFiles)))
 	if a.cfg.EnableDebug {

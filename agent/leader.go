@@ -143,7 +143,7 @@ func (l *leader) lead(ctx context.Context) {
 	l.a.exec.markCaughtUp(l.a.node.Topology().ConfigVersion)
 	l.ready.Store(true)
 	defer l.ready.Store(false)
-	tick := time.NewTicker(l.a.cfg.ProbeInterval)
+	tick := time.NewTicker(l.a.live().ProbeInterval)
 	defer tick.Stop()
 	voters := time.NewTicker(2 * time.Second)
 	defer voters.Stop()
@@ -168,12 +168,12 @@ func (l *leader) reconcile(ctx context.Context) {
 		return
 	}
 	l.pruneReports(t)
-	maxAge := 3*l.a.cfg.ProbeInterval + l.a.cfg.ProbeTimeout
+	maxAge := 3*l.a.live().ProbeInterval + l.a.cfg.ProbeTimeout
 	now := l.a.clock.Now()
 	obs := topology.WithLostHosts(t, l.observations(now, maxAge), l.lostHosts(t, now))
 	updates := topology.Decide(t, obs)
 	if len(updates) == 0 {
-		if l.a.cfg.AutoRecover && !t.Paused {
+		if l.a.live().AutoRecover && !t.Paused {
 			l.autoRecover(ctx, t, obs)
 		}
 		return

@@ -118,10 +118,10 @@ func (a *Agent) publishHealth() {
 			// Gossip sends only queued news: an unchanged report is
 			// sent again only every healthRefresh, so an idle cluster's
 			// gossip is nearly silent.
-			if bytes.Equal(b, a.healthSent) && time.Since(a.healthSentAt) < healthRefresh {
+			if bytes.Equal(b, a.healthSent) && a.clock.Now().Sub(a.healthSentAt) < healthRefresh {
 				return
 			}
-			a.healthSent, a.healthSentAt = b, time.Now()
+			a.healthSent, a.healthSentAt = b, a.clock.Now()
 			if err := a.mesh.SetHealth(b); err != nil {
 				a.log.Debug("gossip health not spread", "err", err)
 			}

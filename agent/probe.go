@@ -73,7 +73,7 @@ func (e *executor) probe(ctx context.Context, t *topology.Topology, s topology.S
 			Busy:             busy,
 			SwitchoverSource: isSwitchoverSource(t, s),
 			StepFailed:       phase == topology.PhaseFailed,
-			Retries:          e.a.cfg.ProbeRetries,
+			Retries:          e.a.live().ProbeRetries,
 		}.Failed()
 		e.setHealth(st, nil)
 		return r
@@ -85,14 +85,14 @@ func (e *executor) probe(ctx context.Context, t *topology.Topology, s topology.S
 		fails := st.probes
 		e.mu.Unlock()
 		if r.Error == "" {
-			r.Error = fmt.Sprintf("probe %d of %d failed: %v", fails.Count(), e.a.cfg.ProbeRetries, err)
+			r.Error = fmt.Sprintf("probe %d of %d failed: %v", fails.Count(), e.a.live().ProbeRetries, err)
 		}
 		// Hung after probe_retries failures in a row, unless it is a
 		// switchover's source shutting down on purpose.
 		r.Failed = topology.ProbeResult{
 			Running:          true,
 			Failures:         fails,
-			Retries:          e.a.cfg.ProbeRetries,
+			Retries:          e.a.live().ProbeRetries,
 			Busy:             busy,
 			SwitchoverSource: isSwitchoverSource(t, s),
 		}.Failed()
@@ -159,7 +159,7 @@ func (e *executor) watchMirror(st *instanceState, h supervisor.Health, m topolog
 		st.stall = topology.StallWatch{}
 		return synced, false
 	}
-	st.stall, stalled = st.stall.Step(rh, app, now, e.a.cfg.ReplicationStallTimeout)
+	st.stall, stalled = st.stall.Step(rh, app, now, e.a.live().ReplicationStallTimeout)
 	return synced, stalled
 }
 

@@ -18,7 +18,7 @@ func (e *executor) localView(st *instanceState, inst supervisor.Instance) topolo
 	v := topology.LocalView{
 		Busy:         st.busy,
 		RetryPending: e.a.clock.Now().Before(st.retryAt),
-		Hung:         st.probes.Hung(e.a.cfg.ProbeRetries),
+		Hung:         st.probes.Hung(e.a.live().ProbeRetries),
 		HealthKnown:  st.health != nil,
 		StoppedLSN:   st.stoppedLSN,
 		RecoveredJob: st.recoveredJob,

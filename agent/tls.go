@@ -6,17 +6,22 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"sync/atomic"
 
 	"github.com/gpagent/gpagent/api"
 )
 
 // tlsConfigs are the agent's TLS settings, built once from its files:
 // Raft and agent-to-agent calls use mutual TLS; the API also serves
-// operators, who present a certificate or not.
+// operators, who present a certificate or not. The agent's certificate
+// is read through cert at each handshake, so a reload can rotate it
+// without a restart; the CA stays as started.
 type tlsConfigs struct {
 	raft   *tls.Config // both ends verified
 	server *tls.Config // API: verifies a client certificate when given
 	client *tls.Config // calls to other agents, with this agent's certificate
+	pool   *x509.CertPool
+	cert   atomic.Pointer[tls.Certificate]
 }
 
 // loadTLS reads the CA, certificate and key files; errors name the field.
@@ -29,15 +34,46 @@ func loadTLS(caFile, certFile, keyFile string) (*tlsConfigs, error) {
 	if !pool.AppendCertsFromPEM(ca) {
 		return nil, fmt.Errorf("tls.ca_file %s: no PEM certificate in it", caFile)
 	}
+	t := &tlsConfigs{pool: pool}
+	cert, err := t.loadPair(certFile, keyFile)
+	if err != nil {
+		return nil, err
+	}
+	t.cert.Store(cert)
+	base := tls.Config{
+		GetCertificate:       func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return t.cert.Load(), nil },
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return t.cert.Load(), nil },
+		RootCAs:              pool, ClientCAs: pool, MinVersion: tls.VersionTLS12,
+	}
+	t.raft, t.server, t.client = base.Clone(), base.Clone(), base.Clone()
+	t.raft.ClientAuth = tls.RequireAndVerifyClientCert
+	t.server.ClientAuth = tls.VerifyClientCertIfGiven
+	return t, nil
+}
+
+// loadPair reads a certificate and its key and checks that the cluster
+// CA the agent runs with vouches for it: a rotated certificate of
+// another CA would cut this agent off from the others.
+func (t *tlsConfigs) loadPair(certFile, keyFile string) (*tls.Certificate, error) {
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
 		return nil, fmt.Errorf("tls.cert_file/tls.key_file: %w", err)
 	}
-	base := tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, ClientCAs: pool, MinVersion: tls.VersionTLS12}
-	raft, server, client := base.Clone(), base.Clone(), base.Clone()
-	raft.ClientAuth = tls.RequireAndVerifyClientCert
-	server.ClientAuth = tls.VerifyClientCertIfGiven
-	return &tlsConfigs{raft: raft, server: server, client: client}, nil
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		return nil, fmt.Errorf("tls.cert_file %s: %w", certFile, err)
+	}
+	inter := x509.NewCertPool()
+	for _, der := range cert.Certificate[1:] {
+		if c, err := x509.ParseCertificate(der); err == nil {
+			inter.AddCert(c)
+		}
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: t.pool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		return nil, fmt.Errorf("tls.cert_file %s: not signed by the cluster CA the agent runs with: %w", certFile, err)
+	}
+	cert.Leaf = leaf
+	return &cert, nil
 }
 
 // peerClient is a client for another agent's API.

@@ -36,7 +36,7 @@ func (l *leader) manageVoters(ctx context.Context) {
 	}
 	members := a.mesh.Members()
 	slices.SortFunc(members, func(x, y membership.Member) int { return strings.Compare(x.Name, y.Name) })
-	now := time.Now()
+	now := a.clock.Now()
 	for _, m := range members {
 		s, known := inRaft[m.Name]
 		switch {

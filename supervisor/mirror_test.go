@@ -57,7 +57,7 @@ func TestMirror(t *testing.T) {
 			return false, err.Error()
 		}
 		ok := h.InRecovery && h.Receiver != nil && h.Receiver.Status == "streaming" &&
-			h.Receiver.SenderPort == prim.Port && h.Receiver.FlushedLSN > 0
+			h.Receiver.SenderPort == prim.Port && h.Receiver.FlushedLSN > 0 && h.Receiver.LatestEndLSN > 0
 		return ok, fmt.Sprintf("%+v receiver=%+v", h, h.Receiver)
 	})
 

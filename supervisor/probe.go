@@ -34,6 +34,10 @@ type Receiver struct {
 	SenderHost string
 	SenderPort int
 	FlushedLSN uint64
+	// LatestEndLSN: the end of the primary's WAL as its walsender last
+	// reported it (pg_stat_wal_receiver.latest_end_lsn), so a mirror's
+	// lag behind its primary is known on the mirror's host.
+	LatestEndLSN uint64
 }
 
 // connect opens a superuser connection over TCP. Every connection is
@@ -80,7 +84,7 @@ func (s *Supervisor) Probe(ctx context.Context, inst Instance) (Health, error) {
 	b.Queue(`SELECT coalesce(application_name, ''), coalesce(state, ''), coalesce(sync_state, ''),
 		sent_lsn::text, flush_lsn::text, replay_lsn::text, reply_time
 		FROM pg_stat_replication ORDER BY application_name, pid`)
-	b.Queue(`SELECT coalesce(status, ''), sender_host, sender_port, flushed_lsn::text FROM pg_stat_wal_receiver`)
+	b.Queue(`SELECT coalesce(status, ''), sender_host, sender_port, flushed_lsn::text, latest_end_lsn::text FROM pg_stat_wal_receiver`)
 	br := conn.SendBatch(ctx, b)
 	defer br.Close()
 
@@ -120,9 +124,9 @@ func (s *Supervisor) Probe(ctx context.Context, inst Instance) (Health, error) {
 	}
 	for rows.Next() {
 		var r Receiver
-		var host, flushed *string
+		var host, flushed, latestEnd *string
 		var port *int32
-		if err := rows.Scan(&r.Status, &host, &port, &flushed); err != nil {
+		if err := rows.Scan(&r.Status, &host, &port, &flushed, &latestEnd); err != nil {
 			rows.Close()
 			return Health{}, fmt.Errorf("probe %s: pg_stat_wal_receiver: %w", inst, err)
 		}
@@ -133,6 +137,7 @@ func (s *Supervisor) Probe(ctx context.Context, inst Instance) (Health, error) {
 			r.SenderPort = int(*port)
 		}
 		r.FlushedLSN = parseLSN(flushed)
+		r.LatestEndLSN = parseLSN(latestEnd)
 		h.Receiver = &r
 	}
 	rows.Close()

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -29,6 +30,11 @@ func cmdDemo(ctx context.Context, cio cmdIO, args []string) error {
 	if *hosts < 1 || *hosts > 9 {
 		return fmt.Errorf("--hosts: %d is not 1 to 9", *hosts)
 	}
+	// Under `gpagent demo | tee demo.log`, Ctrl-C stops tee first: a
+	// write to the closed pipe would then kill the demo by SIGPIPE half
+	// way through stopping its agents. Ignored, such a write fails with
+	// EPIPE, which the demo does not act on: stopping goes on.
+	signal.Ignore(syscall.SIGPIPE)
 	d, err := prepareDemo(*dir, *hosts, *autoRecover)
 	if err != nil {
 		return err

@@ -30,9 +30,12 @@ commands:
   initstandby add a standby coordinator (gpinitstandby)
   recoverseg  recover failed instances as mirrors; -r rebalance (gprecoverseg)
   members     agents, their gossip status and Raft roles
+  reload      make the agent at --addr re-read its config file (as SIGHUP)
 
 Subcommands other than agent and demo talk to the agent at --addr, or
-$GPAGENT_ADDR (default 127.0.0.1:7070). Run 'gpagent <command> -h' for flags.
+$GPAGENT_ADDR (default 127.0.0.1:7070); over HTTPS when $GPAGENT_CACERT
+names the cluster CA, presenting $GPAGENT_CLIENT_CERT and
+$GPAGENT_CLIENT_KEY when set. Run 'gpagent <command> -h' for flags.
 `
 
 // errUsage marks an error already explained by the flag package.
@@ -53,6 +56,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	io := cmdIO{in: stdin, out: stdout, err: stderr}
+	if args[0] != "agent" && args[0] != "demo" {
+		// Every other command calls an agent: refuse TLS files it
+		// cannot use before it falls back to something else.
+		if _, err := clientTLS(); err != nil {
+			fmt.Fprintf(stderr, "gpagent %s: %v\n", args[0], err)
+			return 1
+		}
+	}
 	var err error
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "agent":
@@ -81,6 +92,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdRecoverseg(ctx, io, rest)
 	case "members":
 		err = cmdMembers(ctx, io, rest)
+	case "reload":
+		err = cmdReload(ctx, io, rest)
 	default:
 		fmt.Fprintf(stderr, "gpagent: unknown command %q\n%s", cmd, usage)
 		return 2
