@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/memberlist"
+
 	"github.com/gpagent/gpagent/api"
 	"github.com/gpagent/gpagent/consensus"
 	"github.com/gpagent/gpagent/membership"
@@ -28,6 +30,7 @@ type Agent struct {
 	node  *consensus.Node
 	drv   Driver
 	clock Clock
+	net   Network
 	exec  *executor
 	lead  *leader
 	lease *lease
@@ -54,34 +57,68 @@ type Agent struct {
 // so a launcher that asked for port 0 can find the agent.
 const APIAddrFile = "api.addr"
 
-// New builds an agent: it checks the PostgreSQL binaries and OS user,
-// opens the Raft state and binds the API listener. Nothing runs until Run.
+// Deps are what an agent is handed rather than builds: the in-process
+// tests give several agents in one process a simulated driver, a clock
+// that can jump and a network they can cut. A nil field gets the real
+// thing: the supervisor of cfg's PostgreSQL, the system clock, TCP.
+type Deps struct {
+	Logger  *slog.Logger
+	Driver  Driver
+	Clock   Clock
+	Network Network
+}
+
+// New builds an agent on the real parts: it checks the PostgreSQL binaries
+// and OS user, opens the Raft state and binds the API listener. Nothing
+// runs until Run.
 func New(cfg *Config, log *slog.Logger) (*Agent, error) {
+	return NewWith(cfg, Deps{Logger: log})
+}
+
+// NewWith builds an agent on the given parts, the real ones where nil.
+func NewWith(cfg *Config, deps Deps) (*Agent, error) {
+	log := deps.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	log = log.With("agent", cfg.Name)
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data_dir %s: %w", cfg.DataDir, err)
 	}
-	sup, err := supervisor.New(supervisor.Config{
-		BinDir:        cfg.BinDir,
-		OSUser:        cfg.OSUser,
-		SuperUser:     cfg.SuperUser,
-		SuperPassword: cfg.SuperPassword,
-		ReplUser:      cfg.ReplUser,
-		ReplPassword:  cfg.ReplPassword,
-		ProbeTimeout:  cfg.ProbeTimeout,
-		WalKeepSize:   cfg.WalKeepSize,
-		Logger:        log.With("component", "supervisor"),
-	})
-	if err != nil {
-		return nil, err
+	drv := deps.Driver
+	if drv == nil {
+		sup, err := supervisor.New(supervisor.Config{
+			BinDir:        cfg.BinDir,
+			OSUser:        cfg.OSUser,
+			SuperUser:     cfg.SuperUser,
+			SuperPassword: cfg.SuperPassword,
+			ReplUser:      cfg.ReplUser,
+			ReplPassword:  cfg.ReplPassword,
+			ProbeTimeout:  cfg.ProbeTimeout,
+			WalKeepSize:   cfg.WalKeepSize,
+			Logger:        log.With("component", "supervisor"),
+		})
+		if err != nil {
+			return nil, err
+		}
+		drv = sup
+	}
+	clock := deps.Clock
+	if clock == nil {
+		clock = SystemClock{}
+	}
+	network := deps.Network
+	if network == nil {
+		network = tcpNetwork{}
 	}
 	var tlsc *tlsConfigs
+	var err error
 	if cfg.TLSCAFile != "" {
 		if tlsc, err = loadTLS(cfg.TLSCAFile, cfg.TLSCertFile, cfg.TLSKeyFile); err != nil {
 			return nil, err
 		}
 	}
-	ln, err := net.Listen("tcp", cfg.APIAddr)
+	ln, err := network.Listen(cfg.APIAddr)
 	if err != nil {
 		return nil, fmt.Errorf("api_addr %s: %w", cfg.APIAddr, err)
 	}
@@ -92,6 +129,17 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		Bootstrap: cfg.Bootstrap,
 		Logger:    log,
 	}
+	if deps.Network != nil {
+		if ccfg.Listener, err = network.Listen(cfg.RaftAddr); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("raft_addr %s: %w", cfg.RaftAddr, err)
+		}
+		ccfg.Dial = func(addr string, timeout time.Duration) (net.Conn, error) {
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			defer cancel()
+			return network.DialContext(ctx, "tcp", addr)
+		}
+	}
 	if tlsc != nil {
 		ccfg.TLS = tlsc.raft
 		ln = tls.NewListener(ln, tlsc.server)
@@ -99,13 +147,24 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 	node, err := consensus.Open(ccfg)
 	if err != nil {
 		ln.Close()
+		if ccfg.Listener != nil {
+			ccfg.Listener.Close()
+		}
 		return nil, fmt.Errorf("raft_addr %s: %w", cfg.RaftAddr, err)
 	}
-	a := &Agent{cfg: cfg, log: log, node: node, drv: sup, clock: SystemClock{}, apiListener: ln, tls: tlsc}
-	a.lease = newLease(cfg.DataDir, a.clock.Now(), log)
+	a := &Agent{cfg: cfg, log: log, node: node, drv: drv, clock: clock, net: network, apiListener: ln, tls: tlsc}
+	a.lease = newLease(cfg.DataDir, clock.Now(), log)
 	a.lead = newLeader(a)
 	a.exec = newExecutor(a)
-	if err := a.openMesh(); err != nil {
+	var gossip memberlist.NodeAwareTransport
+	if deps.Network != nil {
+		if gossip, err = a.gossipTransport(); err != nil {
+			ln.Close()
+			node.Close()
+			return nil, err
+		}
+	}
+	if err := a.openMesh(gossip); err != nil {
 		ln.Close()
 		node.Close()
 		return nil, err

@@ -44,11 +44,10 @@ func (a *Agent) leaderOnly(h http.HandlerFunc) http.HandlerFunc {
 			return
 		}
 		target := &url.URL{Scheme: "http", Host: addr}
-		var transport http.RoundTripper
 		if a.tls != nil {
 			target.Scheme = "https"
-			transport = a.forwardTransport()
 		}
+		transport := a.forwardTransport()
 		proxy := &httputil.ReverseProxy{
 			Transport: transport,
 			Rewrite: func(pr *httputil.ProxyRequest) {
@@ -63,14 +62,18 @@ func (a *Agent) leaderOnly(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// forwardTransport is the one TLS transport forwarded requests share, so
-// their connections to the leader are reused rather than left idle.
+// forwardTransport is the one transport forwarded requests share, so
+// their connections to the leader are reused rather than left idle; it
+// dials through the agent's Network.
 func (a *Agent) forwardTransport() http.RoundTripper {
 	a.peersMu.Lock()
 	defer a.peersMu.Unlock()
 	if a.fwd == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.TLSClientConfig = a.tls.client
+		if a.tls != nil {
+			tr.TLSClientConfig = a.tls.client
+		}
+		tr.DialContext = a.net.DialContext
 		a.fwd = tr
 	}
 	return a.fwd

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hashicorp/memberlist"
+
 	"github.com/gpagent/gpagent/consensus"
 	"github.com/gpagent/gpagent/membership"
 )
@@ -33,23 +35,47 @@ type gossipInstance struct {
 	Failed bool `json:"f,omitempty"`
 }
 
-// openMesh starts gossip on cfg.GossipAddr with this agent's metadata.
-func (a *Agent) openMesh() error {
+// gossipAddr splits cfg.GossipAddr.
+func (a *Agent) gossipAddr() (string, int, error) {
 	host, portStr, err := net.SplitHostPort(a.cfg.GossipAddr)
 	if err != nil {
-		return fmt.Errorf("gossip_addr %s: %w", a.cfg.GossipAddr, err)
+		return "", 0, fmt.Errorf("gossip_addr %s: %w", a.cfg.GossipAddr, err)
 	}
 	port, err := strconv.Atoi(portStr)
 	if err != nil {
-		return fmt.Errorf("gossip_addr %s: port: %w", a.cfg.GossipAddr, err)
+		return "", 0, fmt.Errorf("gossip_addr %s: port: %w", a.cfg.GossipAddr, err)
+	}
+	return host, port, nil
+}
+
+// gossipTransport binds gossip through the agent's Network.
+func (a *Agent) gossipTransport() (memberlist.NodeAwareTransport, error) {
+	host, port, err := a.gossipAddr()
+	if err != nil {
+		return nil, err
+	}
+	t, err := a.net.GossipTransport(host, port)
+	if err != nil {
+		return nil, fmt.Errorf("gossip_addr %s: %w", a.cfg.GossipAddr, err)
+	}
+	return t, nil
+}
+
+// openMesh starts gossip on cfg.GossipAddr (or on transport, when the
+// agent was handed a Network) with this agent's metadata.
+func (a *Agent) openMesh(transport memberlist.NodeAwareTransport) error {
+	host, port, err := a.gossipAddr()
+	if err != nil {
+		return err
 	}
 	a.mesh, err = membership.New(membership.Config{
-		Name:     a.cfg.Name,
-		BindAddr: host,
-		BindPort: port,
-		Meta:     membership.Meta{Name: a.cfg.Name, APIAddr: a.advertisedAPI(), RaftAddr: a.node.Addr(), Version: Version},
-		Keys:     a.cfg.GossipKeys,
-		Logger:   a.log,
+		Name:      a.cfg.Name,
+		BindAddr:  host,
+		BindPort:  port,
+		Meta:      membership.Meta{Name: a.cfg.Name, APIAddr: a.advertisedAPI(), RaftAddr: a.node.Addr(), Version: Version},
+		Keys:      a.cfg.GossipKeys,
+		Logger:    a.log,
+		Transport: transport,
 	})
 	if err != nil {
 		return fmt.Errorf("gossip_addr %s: %w", a.cfg.GossipAddr, err)

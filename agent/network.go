@@ -21,3 +21,17 @@ type Network interface {
 	// addr:port (port 0 picks one).
 	GossipTransport(addr string, port int) (memberlist.NodeAwareTransport, error)
 }
+
+// tcpNetwork is the real network.
+type tcpNetwork struct{}
+
+func (tcpNetwork) Listen(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
+
+func (tcpNetwork) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	var d net.Dialer
+	return d.DialContext(ctx, network, addr)
+}
+
+func (tcpNetwork) GossipTransport(addr string, port int) (memberlist.NodeAwareTransport, error) {
+	return memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{addr}, BindPort: port})
+}

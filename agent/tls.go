@@ -87,12 +87,11 @@ func (a *Agent) peerClient(addr string) *api.Client {
 	if c, ok := a.peers[addr]; ok {
 		return c
 	}
-	var c *api.Client
-	if a.tls == nil {
-		c = api.NewClient(addr)
-	} else {
-		c = api.NewTLSClient(addr, a.tls.client)
+	var tc *tls.Config
+	if a.tls != nil {
+		tc = a.tls.client
 	}
+	c := api.NewClientDialer(addr, tc, a.net.DialContext)
 	if a.peers == nil {
 		a.peers = map[string]*api.Client{}
 	}

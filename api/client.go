@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -26,7 +27,12 @@ func NewClient(addr string) *Client { return NewTLSClient(addr, nil) }
 // NewTLSClient returns a client that talks HTTPS with cfg (the cluster CA,
 // and a client certificate where the agent asks for one); nil cfg means
 // plain HTTP unless addr says https://.
-func NewTLSClient(addr string, cfg *tls.Config) *Client {
+func NewTLSClient(addr string, cfg *tls.Config) *Client { return NewClientDialer(addr, cfg, nil) }
+
+// NewClientDialer is NewTLSClient whose connections are opened by dial
+// (nil: the default dialer); an agent passes its Network's dialer, so an
+// in-process test can cut it off.
+func NewClientDialer(addr string, cfg *tls.Config, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *Client {
 	base := addr
 	if !strings.Contains(base, "://") {
 		scheme := "http://"
@@ -37,6 +43,9 @@ func NewTLSClient(addr string, cfg *tls.Config) *Client {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = cfg
+	if dial != nil {
+		tr.DialContext = dial
+	}
 	// A mirror's copy keeps several requests to the primary's agent in
 	// flight; their connections are kept for the next chunk.
 	tr.MaxIdleConnsPerHost = 8
