@@ -1,0 +1,342 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gpagent/gpagent/api"
+	"github.com/gpagent/gpagent/internal/simnet"
+	"github.com/gpagent/gpagent/simpg"
+	"github.com/gpagent/gpagent/topology"
+)
+
+// The in-process mesh (DESIGN.md's second testing tier): several agents in
+// this test process, each on its own 127.0.0.x, with real Raft, real
+// memberlist and the real HTTP API over loopback, a simulated PostgreSQL
+// (simpg) for their instances, a network the test can cut (simnet) and a
+// clock per agent that can jump. No PostgreSQL, no root.
+
+// Timings of the simulated clusters: short, so a failover takes a fraction
+// of a second, yet with the same ratios as the defaults (a hang is
+// declared after probe_interval + probe_retries x probe_timeout; the
+// leader promotes on a lost host lease + margin after it last heard it).
+const simAgentTimings = `probe_interval: 200ms
+probe_timeout: 150ms
+probe_retries: 3
+replication_stall_timeout: 1s
+lease: 1500ms
+`
+
+// simWait is the deadline of every wait in these tests: generous, for a
+// loaded 2-core machine under the race detector.
+const simWait = 45 * time.Second
+
+// jumpClock runs with real time, plus an offset a test can move forward:
+// a clock jump as the agent's decisions see it.
+type jumpClock struct {
+	mu     sync.Mutex
+	offset time.Duration
+}
+
+func (c *jumpClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.offset)
+}
+
+func (c *jumpClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+func (c *jumpClock) Jump(d time.Duration) {
+	c.mu.Lock()
+	c.offset += d
+	c.mu.Unlock()
+}
+
+// simHost is one host of a simulated cluster and its agent.
+type simHost struct {
+	name, ip string
+	dir      string
+	cfgDoc   string
+	clock    *jumpClock
+
+	mu     sync.Mutex
+	agent  *Agent
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// simCluster is a set of simulated hosts: agents, instances and network.
+type simCluster struct {
+	t     *testing.T
+	world *simpg.World
+	net   *simnet.Net
+	hosts []*simHost
+	log   *slog.Logger
+}
+
+// newSimCluster starts n agents on 127.0.0.2... The first bootstraps the
+// Raft cluster, the others join it by gossip. extra is added to every
+// agent's config.
+func newSimCluster(t *testing.T, n int, extra string) *simCluster {
+	t.Helper()
+	c := &simCluster{t: t, world: simpg.NewWorld(simpg.Options{}), net: simnet.New(), log: simLogger(t)}
+	t.Cleanup(c.world.Close)
+	root := t.TempDir()
+	var join string
+	for i := range n {
+		h := &simHost{name: fmt.Sprintf("sdw%d", i+1), ip: fmt.Sprintf("127.0.0.%d", i+2), clock: &jumpClock{}}
+		h.dir = filepath.Join(root, h.name)
+		start := "bootstrap: true"
+		if i > 0 {
+			start = "join: [" + join + "]"
+		}
+		h.cfgDoc = fmt.Sprintf(`name: %s
+address: %s
+data_dir: %s
+api_addr: %s:0
+raft_addr: %s:0
+gossip_addr: %s:0
+%s
+%s
+postgres: {superuser_password: a, replication_password: b}
+%s`, h.name, h.ip, h.dir, h.ip, h.ip, h.ip, start, simAgentTimings, extra)
+		c.hosts = append(c.hosts, h)
+		c.start(h)
+		if i == 0 {
+			join = c.agent(h).mesh.LocalAddr()
+			c.waitLeader()
+		}
+	}
+	c.waitUntil("every agent a member of the Raft cluster", func() (bool, string) {
+		m, err := c.client().Members(context.Background())
+		if err != nil {
+			return false, err.Error()
+		}
+		var roles []string
+		for _, x := range m.Members {
+			if x.RaftRole != "" && x.RaftRole != "none" {
+				roles = append(roles, x.Name+"="+x.RaftRole)
+			}
+		}
+		return len(roles) == n, strings.Join(roles, " ")
+	})
+	return c
+}
+
+func simLogger(t *testing.T) *slog.Logger {
+	w := &testWriter{t: t}
+	t.Cleanup(w.close)
+	level := slog.LevelWarn
+	if testing.Verbose() {
+		level = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+// start runs h's agent (again, after stop: a restart keeps its data dir
+// and its running instances, which it adopts).
+func (c *simCluster) start(h *simHost) {
+	c.t.Helper()
+	cfg, err := ParseConfig([]byte(h.cfgDoc))
+	if err != nil {
+		c.t.Fatalf("%s config: %v", h.name, err)
+	}
+	a, err := NewWith(cfg, Deps{Logger: c.log, Driver: c.world.Host(h.name), Clock: h.clock, Network: c.net.Host(h.ip)})
+	if err != nil {
+		c.t.Fatalf("%s: %v", h.name, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	h.mu.Lock()
+	h.agent, h.cancel, h.done = a, cancel, done
+	h.mu.Unlock()
+	c.t.Cleanup(func() { c.stop(h) })
+}
+
+// stop stops h's agent (its instances go on running, as a real agent's
+// postmasters do).
+func (c *simCluster) stop(h *simHost) {
+	h.mu.Lock()
+	cancel, done := h.cancel, h.done
+	h.cancel, h.done = nil, nil
+	h.mu.Unlock()
+	if cancel == nil {
+		return
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			c.t.Errorf("agent %s: %v", h.name, err)
+		}
+	case <-time.After(simWait):
+		c.t.Errorf("agent %s did not stop within %s", h.name, simWait)
+	}
+}
+
+func (c *simCluster) agent(h *simHost) *Agent {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.agent
+}
+
+func (c *simCluster) host(name string) *simHost {
+	for _, h := range c.hosts {
+		if h.name == name {
+			return h
+		}
+	}
+	c.t.Fatalf("no host %s", name)
+	return nil
+}
+
+// running returns the hosts whose agent runs.
+func (c *simCluster) running() []*simHost {
+	var out []*simHost
+	for _, h := range c.hosts {
+		h.mu.Lock()
+		if h.cancel != nil {
+			out = append(out, h)
+		}
+		h.mu.Unlock()
+	}
+	return out
+}
+
+// client talks to the API of the first running agent that is not cut
+// off: as an operator would, through any agent.
+func (c *simCluster) client() *api.Client {
+	for _, h := range c.running() {
+		if !c.net.Isolated(h.ip) {
+			return api.NewClient(c.agent(h).APIAddr())
+		}
+	}
+	c.t.Fatal("no agent runs")
+	return nil
+}
+
+// leader waits for a Raft leader among the running agents and returns it.
+func (c *simCluster) waitLeader() *simHost {
+	c.t.Helper()
+	var lead *simHost
+	c.waitUntil("a Raft leader past its barrier", func() (bool, string) {
+		for _, h := range c.running() {
+			a := c.agent(h)
+			if a.node.IsLeader() && a.lead.ready.Load() {
+				lead = h
+				return true, h.name
+			}
+		}
+		return false, "none"
+	})
+	return lead
+}
+
+// waitUntil polls cond until it holds or simWait passes, then fails with
+// what cond last said.
+func (c *simCluster) waitUntil(what string, cond func() (bool, string)) {
+	c.t.Helper()
+	deadline := time.Now().Add(simWait)
+	var last string
+	for {
+		var ok bool
+		ok, last = cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("%s: not within %s; last seen: %s", what, simWait, last)
+		}
+		<-time.After(20 * time.Millisecond)
+	}
+}
+
+// state is the leader's committed topology, through the API.
+func (c *simCluster) state() *api.State {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), simWait)
+	defer cancel()
+	s, err := c.client().State(ctx)
+	if err != nil {
+		c.t.Fatalf("state: %v", err)
+	}
+	return s
+}
+
+// initCluster creates contents mirrored segments over the hosts (spread
+// mirrors: each on another host than its primary) and waits until every
+// pair is up and in sync.
+func (c *simCluster) initCluster(perHost int) {
+	c.t.Helper()
+	spec := topology.Spec{
+		SegPrefix:   "gpseg",
+		Coordinator: topology.CoordinatorSpec{Hostname: c.hosts[0].name, Address: c.hosts[0].ip, Port: 5000, DataDir: "/sim/coordinator"},
+		Primary:     topology.PortDirs{PortBase: 6000},
+		Mirror:      &topology.MirrorSpec{PortDirs: topology.PortDirs{PortBase: 7000}, Placement: "spread"},
+	}
+	for _, h := range c.hosts {
+		spec.SegmentHosts = append(spec.SegmentHosts, topology.Host{Hostname: h.name, Address: h.ip})
+	}
+	for range perHost {
+		spec.Primary.DataDirs = append(spec.Primary.DataDirs, "/sim/primary")
+		spec.Mirror.DataDirs = append(spec.Mirror.DataDirs, "/sim/mirror")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), simWait)
+	defer cancel()
+	if _, err := c.client().Init(ctx, api.InitRequest{Spec: spec}); err != nil {
+		c.t.Fatalf("init: %v", err)
+	}
+	c.waitInSync("after init")
+}
+
+// waitInSync waits until every segment is up in its preferred role and
+// every pair is in sync.
+func (c *simCluster) waitInSync(when string) {
+	c.t.Helper()
+	c.waitUntil("every pair up and in sync "+when, func() (bool, string) {
+		s, err := c.client().State(context.Background())
+		if err != nil {
+			return false, err.Error()
+		}
+		if len(s.Segments) == 0 {
+			return false, "no segments"
+		}
+		for _, seg := range s.Segments {
+			if seg.Content >= 0 && (seg.Status != topology.StatusUp || seg.Mode != topology.ModeSynced) {
+				return false, seg.String()
+			}
+		}
+		return true, ""
+	})
+}
+
+// pair returns a content's acting primary and its mirror.
+func simPair(t *testing.T, s *api.State, content int) (p, m topology.Segment) {
+	t.Helper()
+	var pok, mok bool
+	for _, seg := range s.Segments {
+		if seg.Content != content {
+			continue
+		}
+		switch seg.Role {
+		case topology.RolePrimary:
+			p, pok = seg, true
+		case topology.RoleMirror:
+			m, mok = seg, true
+		}
+	}
+	if !pok || !mok {
+		t.Fatalf("content %d has no primary and mirror: %v", content, s.Segments)
+	}
+	return p, m
+}
+
+func addrOf(s topology.Segment) string { return net.JoinHostPort(s.Address, fmt.Sprint(s.Port)) }

@@ -1,0 +1,300 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/gpagent/gpagent/api"
+	"github.com/gpagent/gpagent/topology"
+)
+
+// These are the in-process mesh tests: every one runs three agents with
+// real Raft, memberlist and HTTP over loopback and simulated instances,
+// and ends by checking what an operator would: who is primary, whether
+// pairs are in sync, and that no acknowledged commit was lost.
+
+// waitPromoted waits until m is the acting primary of its content and
+// p is recorded down.
+func (c *simCluster) waitPromoted(p, m topology.Segment) {
+	c.t.Helper()
+	c.waitUntil(fmt.Sprintf("content %d failed over to dbid %d", p.Content, m.DBID), func() (bool, string) {
+		s, err := c.client().State(context.Background())
+		if err != nil {
+			return false, err.Error()
+		}
+		np, nm := simPair(c.t, s, p.Content)
+		return np.DBID == m.DBID && np.Status == topology.StatusUp && nm.Status == topology.StatusDown, np.String() + " / " + nm.String()
+	})
+}
+
+// recoverAll runs recoverseg (-F when full) and waits for every pair to
+// be in sync again.
+func (c *simCluster) recoverAll(full bool) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), simWait)
+	defer cancel()
+	cl := c.client()
+	plan, err := cl.PlanRecovery(ctx, api.RecoverRequest{Full: full})
+	if err != nil {
+		c.t.Fatalf("recover plan: %v", err)
+	}
+	if _, err := cl.Recover(ctx, *plan); err != nil {
+		c.t.Fatalf("recover: %v", err)
+	}
+	c.waitUntil("every instance up and every pair in sync after recoverseg", func() (bool, string) {
+		s, err := c.client().State(context.Background())
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, seg := range s.Segments {
+			if seg.Content >= 0 && (seg.Status != topology.StatusUp || seg.Mode != topology.ModeSynced) {
+				return false, seg.String()
+			}
+		}
+		return true, ""
+	})
+}
+
+// rebalance runs recoverseg -r and waits for every content to be back
+// in its preferred roles and in sync.
+func (c *simCluster) rebalance() {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), simWait)
+	defer cancel()
+	if _, err := c.client().Rebalance(ctx, api.RebalanceRequest{}); err != nil {
+		c.t.Fatalf("rebalance: %v", err)
+	}
+	c.waitUntil("every content in its preferred roles, in sync", func() (bool, string) {
+		s, err := c.client().State(context.Background())
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, seg := range s.Segments {
+			if seg.Content >= 0 && (seg.Role != seg.PreferredRole || seg.Status != topology.StatusUp || seg.Mode != topology.ModeSynced) {
+				return false, seg.String()
+			}
+		}
+		return true, ""
+	})
+}
+
+func TestSimElection_LeaderLoss(t *testing.T) {
+	c := newSimCluster(t, 3, "")
+	c.initCluster(1)
+	old := c.waitLeader()
+	v := c.state().ConfigVersion
+	c.stop(old)
+	lead := c.waitLeader()
+	if lead == old {
+		t.Fatalf("%s still leads after its agent stopped", old.name)
+	}
+	// The new leader holds every committed entry: it answers with the
+	// same topology and goes on deciding.
+	if got := c.state().ConfigVersion; got < v {
+		t.Fatalf("new leader %s answers config version %d, below the committed %d", lead.name, got, v)
+	}
+	c.start(old)
+	c.waitUntil(old.name+" back as a follower", func() (bool, string) {
+		a := c.agent(old)
+		return !a.node.IsLeader() && a.node.Topology().ConfigVersion >= v, fmt.Sprint(a.node.Topology().ConfigVersion)
+	})
+}
+
+func TestSimKillPrimary(t *testing.T) {
+	c := newSimCluster(t, 3, "")
+	c.initCluster(1)
+	p, m := simPair(t, c.state(), 0)
+	w := c.startWriter(0)
+	w.waitAckedAfter(time.Now(), "writes before the kill")
+	t0 := time.Now()
+	c.world.Crash(p.Address, p.Port)
+	c.waitPromoted(p, m)
+	w.waitAckedAfter(t0, "writes on the promoted mirror")
+	w.check()
+	// The old primary stays down (rule 7) until recoverseg.
+	if st := c.world.State(p.Address, p.Port); st.Running {
+		t.Errorf("the old primary %s runs again without recoverseg: %+v", p, st)
+	}
+}
+
+func TestSimHangPrimary(t *testing.T) {
+	c := newSimCluster(t, 3, "")
+	c.initCluster(1)
+	p, m := simPair(t, c.state(), 0)
+	w := c.startWriter(0)
+	w.waitAckedAfter(time.Now(), "writes before the hang")
+	t0 := time.Now()
+	c.world.Hang(p.Address, p.Port)
+	c.waitPromoted(p, m)
+	w.waitAckedAfter(t0, "writes on the promoted mirror")
+	w.check()
+}
+
+func TestSimKillMirror(t *testing.T) {
+	c := newSimCluster(t, 3, "")
+	c.initCluster(1)
+	p, m := simPair(t, c.state(), 0)
+	w := c.startWriter(0)
+	w.waitAckedAfter(time.Now(), "writes before the kill")
+	t0 := time.Now()
+	c.world.Crash(m.Address, m.Port)
+	c.waitUntil("the mirror recorded down, the primary still primary", func() (bool, string) {
+		np, nm := simPair(t, c.state(), 0)
+		return np.DBID == p.DBID && nm.Status == topology.StatusDown && np.Mode == topology.ModeNotSynced, np.String() + " / " + nm.String()
+	})
+	// Rule 3: the primary stops waiting only once the mirror is
+	// recorded down; then its commits go on.
+	w.waitAckedAfter(t0, "writes after the mirror was recorded down")
+	c.recoverAll(false)
+	w.check()
+}
+
+func TestSimHangMirror(t *testing.T) {
+	c := newSimCluster(t, 3, "")
+	c.initCluster(1)
+	p, m := simPair(t, c.state(), 0)
+	w := c.startWriter(0)
+	w.waitAckedAfter(time.Now(), "writes before the hang")
+	t0 := time.Now()
+	c.world.Hang(m.Address, m.Port)
+	c.waitUntil("the hung mirror recorded down", func() (bool, string) {
+		np, nm := simPair(t, c.state(), 0)
+		return np.DBID == p.DBID && nm.Status == topology.StatusDown, np.String() + " / " + nm.String()
+	})
+	w.waitAckedAfter(t0, "writes after the hung mirror was recorded down")
+	w.check()
+}
+
+func TestSimHostLoss(t *testing.T) {
+	c := newSimCluster(t, 3, "")
+	c.initCluster(1)
+	lead := c.waitLeader()
+	// A host that is not the Raft leader's, holding a primary.
+	var host *simHost
+	var p, m topology.Segment
+	for content := range 3 {
+		cp, cm := simPair(t, c.state(), content)
+		if cp.Hostname != lead.name {
+			host, p, m = c.host(cp.Hostname), cp, cm
+			break
+		}
+	}
+	w := c.startWriter(p.Content)
+	w.waitAckedAfter(time.Now(), "writes before the host loss")
+	t0 := time.Now()
+	c.stop(host)
+	c.world.KillHost(host.name)
+	c.waitPromoted(p, m)
+	w.waitAckedAfter(t0, "writes after the host loss")
+	w.check()
+}
+
+// TestSimHostCutOff cuts a host with a primary off from the others: it
+// must fence its primary (no commit acknowledged there) and the others
+// promote its mirror; after the heal the old primary never takes writes.
+func TestSimHostCutOff(t *testing.T) {
+	c := newSimCluster(t, 3, "")
+	c.initCluster(1)
+	lead := c.waitLeader()
+	var host *simHost
+	var p, m topology.Segment
+	for content := range 3 {
+		cp, cm := simPair(t, c.state(), content)
+		if cp.Hostname != lead.name {
+			host, p, m = c.host(cp.Hostname), cp, cm
+			break
+		}
+	}
+	w := c.startWriter(p.Content)
+	w.waitAckedAfter(time.Now(), "writes before the cut")
+	t0 := time.Now()
+	c.net.Isolate(host.ip)
+	c.waitPromoted(p, m)
+	w.waitAckedAfter(t0, "writes after the cut")
+	c.net.Heal()
+	c.waitUntil("the cut-off primary stopped or fenced after the heal", func() (bool, string) {
+		st := c.world.State(p.Address, p.Port)
+		return !st.Running || st.ReadOnly, fmt.Sprintf("%+v", st)
+	})
+	c.recoverAll(false)
+	w.check()
+}
+
+func TestSimSwitchover(t *testing.T) {
+	c := newSimCluster(t, 3, "")
+	c.initCluster(1)
+	p, m := simPair(t, c.state(), 0)
+	w := c.startWriter(0)
+	w.waitAckedAfter(time.Now(), "writes before the switchover")
+	ctx, cancel := context.WithTimeout(context.Background(), simWait)
+	defer cancel()
+	if _, err := c.client().Switchover(ctx, 0); err != nil {
+		t.Fatalf("switchover: %v", err)
+	}
+	c.waitUntil("content 0 switched over, both up and in sync", func() (bool, string) {
+		np, nm := simPair(t, c.state(), 0)
+		return np.DBID == m.DBID && nm.DBID == p.DBID && nm.Status == topology.StatusUp && np.Mode == topology.ModeSynced, np.String() + " / " + nm.String()
+	})
+	t0 := time.Now()
+	w.waitAckedAfter(t0, "writes after the switchover")
+	w.check()
+}
+
+func TestSimRecoverIncrementalThenRebalance(t *testing.T) {
+	c := newSimCluster(t, 3, "")
+	c.initCluster(1)
+	p, m := simPair(t, c.state(), 0)
+	w := c.startWriter(0)
+	w.waitAckedAfter(time.Now(), "writes before the kill")
+	c.world.Crash(p.Address, p.Port)
+	c.waitPromoted(p, m)
+	c.recoverAll(false)
+	if st := c.world.State(p.Address, p.Port); !st.Running || !st.InRecovery {
+		t.Errorf("the recovered old primary is not a running standby: %+v", st)
+	}
+	w.newEpoch()
+	c.rebalance()
+	t0 := time.Now()
+	w.waitAckedAfter(t0, "writes after the rebalance")
+	w.check()
+}
+
+func TestSimRecoverFull(t *testing.T) {
+	c := newSimCluster(t, 3, "")
+	c.initCluster(1)
+	p, m := simPair(t, c.state(), 0)
+	w := c.startWriter(0)
+	w.waitAckedAfter(time.Now(), "writes before the kill")
+	c.world.Crash(p.Address, p.Port)
+	c.waitPromoted(p, m)
+	c.recoverAll(true)
+	w.check()
+}
+
+// TestSimRestartEveryAgent stops every agent at once and starts them
+// again: the instances ran on meanwhile; the agents adopt them, the
+// cluster keeps its topology, and a failover still works.
+func TestSimRestartEveryAgent(t *testing.T) {
+	c := newSimCluster(t, 3, "")
+	c.initCluster(1)
+	v := c.state().ConfigVersion
+	for _, h := range c.hosts {
+		c.stop(h)
+	}
+	for _, h := range c.hosts {
+		c.start(h)
+	}
+	c.waitLeader()
+	if got := c.state().ConfigVersion; got < v {
+		t.Fatalf("after the restart the cluster answers config version %d, below %d", got, v)
+	}
+	c.waitInSync("after every agent restarted")
+	p, m := simPair(t, c.state(), 1)
+	w := c.startWriter(1)
+	w.waitAckedAfter(time.Now(), "writes after the restart")
+	c.world.Crash(p.Address, p.Port)
+	c.waitPromoted(p, m)
+	w.check()
+}
