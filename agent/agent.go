@@ -130,7 +130,7 @@ func NewWith(cfg *Config, deps Deps) (*Agent, error) {
 		Logger:    log,
 	}
 	if deps.Network != nil {
-		if ccfg.Listener, err = network.Listen(cfg.RaftAddr); err != nil {
+		if ccfg.Listener, err = network.ListenRaft(cfg.RaftAddr); err != nil {
 			ln.Close()
 			return nil, fmt.Errorf("raft_addr %s: %w", cfg.RaftAddr, err)
 		}

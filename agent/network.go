@@ -12,8 +12,11 @@ import (
 // transport. The real one is plain TCP and UDP; an in-process test hands
 // each agent one it can cut from the others (simnet).
 type Network interface {
-	// Listen binds a TCP listener on addr (the API and Raft).
+	// Listen binds a TCP listener on addr for the API.
 	Listen(addr string) (net.Listener, error)
+	// ListenRaft binds the Raft transport's listener: a test may cut
+	// Raft traffic alone.
+	ListenRaft(addr string) (net.Listener, error)
 	// DialContext opens a TCP connection to addr (API calls to other
 	// agents, Raft).
 	DialContext(ctx context.Context, network, addr string) (net.Conn, error)
@@ -26,6 +29,8 @@ type Network interface {
 type tcpNetwork struct{}
 
 func (tcpNetwork) Listen(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
+
+func (tcpNetwork) ListenRaft(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
 
 func (tcpNetwork) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	var d net.Dialer

@@ -144,3 +144,6 @@ func canon(ip string) string {
 	}
 	return parsed.String()
 }
+
+// ListenRaft is Raft().Listen: the agent's Raft transport listens here.
+func (h *HostNet) ListenRaft(addr string) (net.Listener, error) { return h.Raft().Listen(addr) }
