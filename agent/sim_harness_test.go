@@ -38,22 +38,22 @@ lease: 1500ms
 // loaded 2-core machine under the race detector.
 const simWait = 45 * time.Second
 
-// jumpClock runs with real time, plus an offset a test can move forward:
+// skewClock runs with real time, plus an offset a test can move forward:
 // a clock jump as the agent's decisions see it.
-type jumpClock struct {
+type skewClock struct {
 	mu     sync.Mutex
 	offset time.Duration
 }
 
-func (c *jumpClock) Now() time.Time {
+func (c *skewClock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return time.Now().Add(c.offset)
 }
 
-func (c *jumpClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+func (c *skewClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
-func (c *jumpClock) Jump(d time.Duration) {
+func (c *skewClock) Jump(d time.Duration) {
 	c.mu.Lock()
 	c.offset += d
 	c.mu.Unlock()
@@ -64,7 +64,7 @@ type simHost struct {
 	name, ip string
 	dir      string
 	cfgDoc   string
-	clock    *jumpClock
+	clock    *skewClock
 
 	mu     sync.Mutex
 	agent  *Agent
@@ -79,6 +79,25 @@ type simCluster struct {
 	net   *simnet.Net
 	hosts []*simHost
 	log   *slog.Logger
+
+	mu       sync.Mutex
+	isolated map[string]bool // by ip: cut off from the other hosts
+}
+
+// isolate cuts h off from every other host (all traffic kinds).
+func (c *simCluster) isolate(h *simHost) {
+	c.mu.Lock()
+	c.isolated[h.ip] = true
+	c.mu.Unlock()
+	c.net.Isolate(h.ip)
+}
+
+// heal lifts every cut.
+func (c *simCluster) heal() {
+	c.mu.Lock()
+	clear(c.isolated)
+	c.mu.Unlock()
+	c.net.Heal()
 }
 
 // newSimCluster starts n agents on 127.0.0.2... The first bootstraps the
@@ -86,12 +105,12 @@ type simCluster struct {
 // agent's config.
 func newSimCluster(t *testing.T, n int, extra string) *simCluster {
 	t.Helper()
-	c := &simCluster{t: t, world: simpg.NewWorld(simpg.Options{}), net: simnet.New(), log: simLogger(t)}
+	c := &simCluster{t: t, world: simpg.NewWorld(simpg.Options{}), net: simnet.New(), log: simLogger(t), isolated: map[string]bool{}}
 	t.Cleanup(c.world.Close)
 	root := t.TempDir()
 	var join string
 	for i := range n {
-		h := &simHost{name: fmt.Sprintf("sdw%d", i+1), ip: fmt.Sprintf("127.0.0.%d", i+2), clock: &jumpClock{}}
+		h := &simHost{name: fmt.Sprintf("sdw%d", i+1), ip: fmt.Sprintf("127.0.0.%d", i+2), clock: &skewClock{}}
 		h.dir = filepath.Join(root, h.name)
 		start := "bootstrap: true"
 		if i > 0 {
@@ -214,8 +233,10 @@ func (c *simCluster) running() []*simHost {
 // client talks to the API of the first running agent that is not cut
 // off: as an operator would, through any agent.
 func (c *simCluster) client() *api.Client {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	for _, h := range c.running() {
-		if !c.net.Isolated(h.ip) {
+		if !c.isolated[h.ip] {
 			return api.NewClient(c.agent(h).APIAddr())
 		}
 	}

@@ -210,10 +210,10 @@ func TestSimHostCutOff(t *testing.T) {
 	w := c.startWriter(p.Content)
 	w.waitAckedAfter(time.Now(), "writes before the cut")
 	t0 := time.Now()
-	c.net.Isolate(host.ip)
+	c.isolate(host)
 	c.waitPromoted(p, m)
 	w.waitAckedAfter(t0, "writes after the cut")
-	c.net.Heal()
+	c.heal()
 	c.waitUntil("the cut-off primary stopped or fenced after the heal", func() (bool, string) {
 		st := c.world.State(p.Address, p.Port)
 		return !st.Running || st.ReadOnly, fmt.Sprintf("%+v", st)
