@@ -171,6 +171,13 @@ func (c *simCluster) start(h *simHost) {
 	if err != nil {
 		c.t.Fatalf("%s: %v", h.name, err)
 	}
+	// A restart binds the same ports: the others know this agent by
+	// them (Raft's configuration, gossip, the leader's API address).
+	h.cfgDoc = strings.NewReplacer(
+		"api_addr: "+h.ip+":0", "api_addr: "+a.APIAddr(),
+		"raft_addr: "+h.ip+":0", "raft_addr: "+a.node.Addr(),
+		"gossip_addr: "+h.ip+":0", "gossip_addr: "+a.mesh.LocalAddr(),
+	).Replace(h.cfgDoc)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()

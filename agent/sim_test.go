@@ -57,29 +57,6 @@ func (c *simCluster) recoverAll(full bool) {
 	})
 }
 
-// rebalance runs recoverseg -r and waits for every content to be back
-// in its preferred roles and in sync.
-func (c *simCluster) rebalance() {
-	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), simWait)
-	defer cancel()
-	if _, err := c.client().Rebalance(ctx, api.RebalanceRequest{}); err != nil {
-		c.t.Fatalf("rebalance: %v", err)
-	}
-	c.waitUntil("every content in its preferred roles, in sync", func() (bool, string) {
-		s, err := c.client().State(context.Background())
-		if err != nil {
-			return false, err.Error()
-		}
-		for _, seg := range s.Segments {
-			if seg.Content >= 0 && (seg.Role != seg.PreferredRole || seg.Status != topology.StatusUp || seg.Mode != topology.ModeSynced) {
-				return false, seg.String()
-			}
-		}
-		return true, ""
-	})
-}
-
 func TestSimElection_LeaderLoss(t *testing.T) {
 	c := newSimCluster(t, 3, "")
 	c.initCluster(1)
@@ -219,45 +196,6 @@ func TestSimHostCutOff(t *testing.T) {
 		return !st.Running || st.ReadOnly, fmt.Sprintf("%+v", st)
 	})
 	c.recoverAll(false)
-	w.check()
-}
-
-func TestSimSwitchover(t *testing.T) {
-	c := newSimCluster(t, 3, "")
-	c.initCluster(1)
-	p, m := simPair(t, c.state(), 0)
-	w := c.startWriter(0)
-	w.waitAckedAfter(time.Now(), "writes before the switchover")
-	ctx, cancel := context.WithTimeout(context.Background(), simWait)
-	defer cancel()
-	if _, err := c.client().Switchover(ctx, 0); err != nil {
-		t.Fatalf("switchover: %v", err)
-	}
-	c.waitUntil("content 0 switched over, both up and in sync", func() (bool, string) {
-		np, nm := simPair(t, c.state(), 0)
-		return np.DBID == m.DBID && nm.DBID == p.DBID && nm.Status == topology.StatusUp && np.Mode == topology.ModeSynced, np.String() + " / " + nm.String()
-	})
-	t0 := time.Now()
-	w.waitAckedAfter(t0, "writes after the switchover")
-	w.check()
-}
-
-func TestSimRecoverIncrementalThenRebalance(t *testing.T) {
-	c := newSimCluster(t, 3, "")
-	c.initCluster(1)
-	p, m := simPair(t, c.state(), 0)
-	w := c.startWriter(0)
-	w.waitAckedAfter(time.Now(), "writes before the kill")
-	c.world.Crash(p.Address, p.Port)
-	c.waitPromoted(p, m)
-	c.recoverAll(false)
-	if st := c.world.State(p.Address, p.Port); !st.Running || !st.InRecovery {
-		t.Errorf("the recovered old primary is not a running standby: %+v", st)
-	}
-	w.newEpoch()
-	c.rebalance()
-	t0 := time.Now()
-	w.waitAckedAfter(t0, "writes after the rebalance")
 	w.check()
 }
 

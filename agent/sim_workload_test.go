@@ -86,14 +86,6 @@ func (w *simWriter) ack(id uint64, addr string) {
 	}
 }
 
-// newEpoch forgets which instances were replaced: after a planned move
-// back (a rebalance), the old primary may rightly take writes again.
-func (w *simWriter) newEpoch() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	clear(w.retired)
-}
-
 func (w *simWriter) stop() {
 	w.cancel()
 	<-w.done
