@@ -57,6 +57,23 @@ func (c *simCluster) recoverAll(full bool) {
 	})
 }
 
+// primaryOffLeader returns a host that is not the Raft leader's, a
+// primary on it and that primary's mirror.
+func (c *simCluster) primaryOffLeader() (*simHost, topology.Segment, topology.Segment) {
+	c.t.Helper()
+	lead := c.waitLeader()
+	s := c.state()
+	for _, seg := range s.Segments {
+		if seg.Content < 0 || seg.Role != topology.RolePrimary || seg.Hostname == lead.name {
+			continue
+		}
+		p, m := simPair(c.t, s, seg.Content)
+		return c.host(p.Hostname), p, m
+	}
+	c.t.Fatalf("no primary off the leader's host %s", lead.name)
+	return nil, topology.Segment{}, topology.Segment{}
+}
+
 func TestSimElection_LeaderLoss(t *testing.T) {
 	c := newSimCluster(t, 3, "")
 	c.initCluster(1)
@@ -147,17 +164,7 @@ func TestSimHangMirror(t *testing.T) {
 func TestSimHostLoss(t *testing.T) {
 	c := newSimCluster(t, 3, "")
 	c.initCluster(1)
-	lead := c.waitLeader()
-	// A host that is not the Raft leader's, holding a primary.
-	var host *simHost
-	var p, m topology.Segment
-	for content := range 3 {
-		cp, cm := simPair(t, c.state(), content)
-		if cp.Hostname != lead.name {
-			host, p, m = c.host(cp.Hostname), cp, cm
-			break
-		}
-	}
+	host, p, m := c.primaryOffLeader()
 	w := c.startWriter(p.Content)
 	w.waitAckedAfter(time.Now(), "writes before the host loss")
 	t0 := time.Now()
@@ -174,16 +181,7 @@ func TestSimHostLoss(t *testing.T) {
 func TestSimHostCutOff(t *testing.T) {
 	c := newSimCluster(t, 3, "")
 	c.initCluster(1)
-	lead := c.waitLeader()
-	var host *simHost
-	var p, m topology.Segment
-	for content := range 3 {
-		cp, cm := simPair(t, c.state(), content)
-		if cp.Hostname != lead.name {
-			host, p, m = c.host(cp.Hostname), cp, cm
-			break
-		}
-	}
+	host, p, m := c.primaryOffLeader()
 	w := c.startWriter(p.Content)
 	w.waitAckedAfter(time.Now(), "writes before the cut")
 	t0 := time.Now()
