@@ -38,6 +38,8 @@ type Agent struct {
 	tls   *tlsConfigs // nil: plain TCP and HTTP
 	// reload: the file to re-read and the runtime config (reload.go).
 	reload reloadState
+	// counts: events counted for /metrics (metrics.go).
+	counts eventCounts
 
 	apiListener net.Listener
 	server      *http.Server
@@ -143,6 +145,10 @@ func NewWith(cfg *Config, deps Deps) (*Agent, error) {
 	if tlsc != nil {
 		ccfg.TLS = tlsc.raft
 		ln = tls.NewListener(ln, tlsc.server)
+	}
+	// Before Raft and gossip start: they emit through go-metrics' global.
+	if _, err := goMetricsSink(); err != nil {
+		log.Warn("raft and memberlist metrics are not collected", "err", err)
 	}
 	node, err := consensus.Open(ccfg)
 	if err != nil {

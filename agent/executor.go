@@ -378,6 +378,7 @@ func (e *executor) recoveryStep(clusterID string, inst supervisor.Instance, rec 
 		switch {
 		case err == nil:
 			st.recoveredJob = rec.Job
+			e.a.counts.recovered(rec.Kind, st.progress)
 		case ctx.Err() == nil:
 			st.recoveryErr, st.recoveryJob = err.Error(), rec.Job
 		}

@@ -186,6 +186,7 @@ func (l *leader) reconcile(ctx context.Context) {
 	case err != nil:
 		l.log.Warn("reconcile apply failed", "err", err)
 	default:
+		l.a.counts.failovers.Add(uint64(failovers(t, updates)))
 		for _, u := range updates {
 			l.log.Info("topology changed", "dbid", u.DBID, "desc", u.Desc, "config_version", next.ConfigVersion)
 		}

@@ -147,6 +147,7 @@ func (e *executor) checkLease(ctx context.Context, t *topology.Topology) {
 		return
 	}
 	if e.a.lease.setFenced(true) {
+		e.a.counts.fences.Add(1)
 		e.log.Error("no quorum for longer than the lease: fencing local primaries", "lease", e.a.cfg.Lease)
 	}
 	for _, s := range t.OnHost(e.a.cfg.Name) {

@@ -26,6 +26,11 @@ var (
 	descContentsDown  = prometheus.NewDesc("gpagent_contents_down", "Contents with no up primary.", nil, nil)
 	descActing        = prometheus.NewDesc("gpagent_mirrors_acting_as_primary", "Instances whose preferred role is mirror acting as primary (gpagent recoverseg -r rebalances them).", nil, nil)
 
+	descFailovers     = prometheus.NewDesc("gpagent_failovers_total", "Mirrors promoted by a topology change this agent committed as leader.", nil, nil)
+	descFences        = prometheus.NewDesc("gpagent_fence_events_total", "Times this agent fenced its primaries because its lease ran out.", nil, nil)
+	descRecoveries    = prometheus.NewDesc("gpagent_recoveries_total", "Recoveries of this host's instances that finished, by kind (incremental: pg_rewind, full: a copy).", []string{"kind"}, nil)
+	descRecoveryBytes = prometheus.NewDesc("gpagent_recovery_bytes_total", "Bytes rewound or copied by the recoveries of this host's instances that finished, by kind.", []string{"kind"}, nil)
+
 	instanceLabels = []string{"dbid", "content"}
 	descUp         = prometheus.NewDesc("gpagent_instance_up", "1 when this host's instance answered its last probe.", instanceLabels, nil)
 	descPrimary    = prometheus.NewDesc("gpagent_instance_primary", "1 when the topology names this host's instance a primary, 0 a mirror.", instanceLabels, nil)
@@ -35,7 +40,8 @@ var (
 )
 
 // metricsRegistry is a registry the agent owns (no global one): gpagent's
-// own metrics, the Go runtime's and the process's.
+// own metrics, the Go runtime's and the process's, and raft's and
+// memberlist's through the process's go-metrics sink (gometrics.go).
 func (a *Agent) metricsRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
@@ -43,6 +49,11 @@ func (a *Agent) metricsRegistry() *prometheus.Registry {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		agentCollector{a},
 	)
+	if sink, err := goMetricsSink(); err == nil {
+		reg.MustRegister(sink)
+	} else {
+		a.log.Warn("raft and memberlist metrics are not served", "err", err)
+	}
 	return reg
 }
 
@@ -54,7 +65,7 @@ func (a *Agent) metricsHandler() http.Handler {
 type agentCollector struct{ a *Agent }
 
 func (c agentCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descConfigVersion, descLeader, descPaused, descFenced, descContentsDown, descActing, descUp, descPrimary, descSynced, descLag, descProbeAge} {
+	for _, d := range []*prometheus.Desc{descConfigVersion, descLeader, descPaused, descFenced, descContentsDown, descActing, descFailovers, descFences, descRecoveries, descRecoveryBytes, descUp, descPrimary, descSynced, descLag, descProbeAge} {
 		ch <- d
 	}
 }
@@ -72,6 +83,16 @@ func (c agentCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descFenced, b2f(a.lease.isFenced()))
 	gauge(descContentsDown, float64(down))
 	gauge(descActing, float64(acting))
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	n := &a.counts
+	counter(descFailovers, n.failovers.Load())
+	counter(descFences, n.fences.Load())
+	counter(descRecoveries, n.rewinds.Load(), string(topology.RecoveryIncremental))
+	counter(descRecoveries, n.copies.Load(), string(topology.RecoveryFull))
+	counter(descRecoveryBytes, n.rewindBytes.Load(), string(topology.RecoveryIncremental))
+	counter(descRecoveryBytes, n.copiedBytes.Load(), string(topology.RecoveryFull))
 	health := func(dbid int) *supervisor.Health {
 		st := a.exec.state(dbid)
 		a.exec.mu.Lock()

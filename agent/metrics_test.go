@@ -95,8 +95,13 @@ func TestAgent_Metrics(t *testing.T) {
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		text := string(body)
-		if resp.StatusCode == http.StatusOK && strings.Contains(text, "\ngpagent_leader 1\n") {
-			for _, name := range []string{"gpagent_config_version", "gpagent_failover_paused 0", "gpagent_fenced 0", "gpagent_contents_down 0", "gpagent_mirrors_acting_as_primary 0", "go_goroutines", "process_open_fds"} {
+		// raft_* and memberlist_* come once Raft has elected and gossip
+		// has probed: wait for them too.
+		if resp.StatusCode == http.StatusOK && strings.Contains(text, "\ngpagent_leader 1\n") && strings.Contains(text, "\nraft_") && strings.Contains(text, "\nmemberlist_") {
+			for _, name := range []string{"gpagent_config_version", "gpagent_failover_paused 0", "gpagent_fenced 0", "gpagent_contents_down 0", "gpagent_mirrors_acting_as_primary 0",
+				"gpagent_failovers_total 0", "gpagent_fence_events_total 0", `gpagent_recoveries_total{kind="incremental"} 0`, `gpagent_recoveries_total{kind="full"} 0`,
+				`gpagent_recovery_bytes_total{kind="incremental"} 0`, `gpagent_recovery_bytes_total{kind="full"} 0`,
+				"raft_", "memberlist_", "go_goroutines", "process_open_fds"} {
 				if !strings.Contains(text, "\n"+name) {
 					t.Errorf("/metrics has no %s", name)
 				}
@@ -107,5 +112,33 @@ func TestAgent_Metrics(t *testing.T) {
 			t.Fatalf("/metrics never showed this single agent as leader: %d\n%s", resp.StatusCode, text)
 		}
 		<-time.After(100 * time.Millisecond)
+	}
+}
+
+func TestFailovers(t *testing.T) {
+	topo := &topology.Topology{Segments: []topology.Segment{
+		{DBID: 2, Content: 0, Role: topology.RolePrimary, Status: topology.StatusUp},
+		{DBID: 3, Content: 0, Role: topology.RoleMirror, Status: topology.StatusUp},
+		{DBID: 4, Content: 1, Role: topology.RolePrimary, Status: topology.StatusUp},
+		{DBID: 5, Content: 1, Role: topology.RoleMirror, Status: topology.StatusUp},
+	}}
+	updates := []topology.SegmentUpdate{
+		{DBID: 2, Role: topology.RoleMirror, Status: topology.StatusDown},   // demoted
+		{DBID: 3, Role: topology.RolePrimary},                               // promoted: a failover
+		{DBID: 4, Role: topology.RolePrimary, Mode: topology.ModeNotSynced}, // already primary
+		{DBID: 5, Status: topology.StatusDown},
+	}
+	if n := failovers(topo, updates); n != 1 {
+		t.Errorf("failovers = %d, want 1", n)
+	}
+}
+
+func TestEventCounts_Recovered(t *testing.T) {
+	var c eventCounts
+	c.recovered(topology.RecoveryIncremental, &api.Progress{Done: 1 << 20, Total: 2 << 20})
+	c.recovered(topology.RecoveryFull, &api.Progress{Done: 3 << 20})
+	c.recovered(topology.RecoveryFull, nil)
+	if c.rewinds.Load() != 1 || c.rewindBytes.Load() != 1<<20 || c.copies.Load() != 2 || c.copiedBytes.Load() != 3<<20 {
+		t.Errorf("rewinds %d (%d bytes), copies %d (%d bytes); want 1 (1 MiB), 2 (3 MiB)", c.rewinds.Load(), c.rewindBytes.Load(), c.copies.Load(), c.copiedBytes.Load())
 	}
 }
