@@ -16,8 +16,6 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
-
-	"github.com/gpagent/gpagent/membership"
 )
 
 // fileConfig is the agent config file as the operator writes it. Decoding
@@ -63,7 +61,10 @@ type postgresConfig struct {
 	SuperPassword       string `yaml:"superuser_password"`
 	ReplicationUser     string `yaml:"replication_user"`
 	ReplicationPassword string `yaml:"replication_password"`
-	WalKeepSize         string `yaml:"wal_keep_size"`
+	// The passwords may be read from files instead (configsource.go).
+	SuperPasswordFile       string `yaml:"superuser_password_file"`
+	ReplicationPasswordFile string `yaml:"replication_password_file"`
+	WalKeepSize             string `yaml:"wal_keep_size"`
 }
 
 // Config is the validated, immutable runtime configuration of one agent.
@@ -147,27 +148,11 @@ const (
 // LoadConfig reads and validates the config file at path. Every error
 // names the file and the field.
 func LoadConfig(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
-	}
-	cfg, keyFile, err := parseConfig(data)
-	if err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
-	}
-	if keyFile != "" {
-		if !filepath.IsAbs(keyFile) {
-			keyFile = filepath.Join(filepath.Dir(path), keyFile)
-		}
-		if cfg.GossipKeys, err = membership.LoadKeyFile(keyFile); err != nil {
-			return nil, fmt.Errorf("config %s: gossip_key_file: %w", path, err)
-		}
-	}
-	return cfg, nil
+	return ConfigSource{File: path}.Load()
 }
 
-// ParseConfig decodes and validates a config document (a gossip key file
-// it names is read by LoadConfig).
+// ParseConfig decodes and validates a config document (the files its
+// *_file fields name are read by LoadConfig).
 func ParseConfig(data []byte) (*Config, error) {
 	cfg, _, err := parseConfig(data)
 	return cfg, err
@@ -182,6 +167,9 @@ func parseConfig(data []byte) (*Config, string, error) {
 			return nil, "", errors.New("empty config")
 		}
 		return nil, "", configError(data, err)
+	}
+	if fc.Postgres.SuperPasswordFile != "" || fc.Postgres.ReplicationPasswordFile != "" {
+		return nil, "", errors.New("postgres: *_password_file fields are read by LoadConfig only")
 	}
 	cfg, err := fc.validate()
 	return cfg, fc.GossipKeyFile, err

@@ -20,7 +20,7 @@ import (
 // loop never sees half of an old config and half of a new one.
 type reloadState struct {
 	mu    sync.Mutex // one reload at a time
-	path  string     // "" when the agent was not started from a file
+	src   ConfigSource // zero when the agent was not started from files
 	level *slog.LevelVar
 	live  atomic.Pointer[Config]
 }
@@ -35,29 +35,29 @@ func (a *Agent) live() *Config {
 	return a.cfg
 }
 
-// WatchConfig tells the agent which file to re-read on a reload, and the
+// WatchConfig tells the agent which files to re-read on a reload, and the
 // level of its log handler (nil: the level is left alone).
-func (a *Agent) WatchConfig(path string, level *slog.LevelVar) {
+func (a *Agent) WatchConfig(src ConfigSource, level *slog.LevelVar) {
 	a.reload.mu.Lock()
 	defer a.reload.mu.Unlock()
-	a.reload.path, a.reload.level = path, level
+	a.reload.src, a.reload.level = src, level
 }
 
 // ErrNoConfigFile: the agent was not started from a file, so there is
 // nothing to re-read.
 var ErrNoConfigFile = errors.New("the agent was not started from a config file")
 
-// ReloadFile re-reads the config file and applies it. A file that does
+// ReloadFile re-reads the config files and applies them. A file that does
 // not parse or validate is refused whole: the running config stays, and
 // the one error line names the file and the field.
 func (a *Agent) ReloadFile() (*api.ReloadResult, error) {
 	a.reload.mu.Lock()
-	path := a.reload.path
+	src := a.reload.src
 	a.reload.mu.Unlock()
-	if path == "" {
+	if src == (ConfigSource{}) {
 		return nil, ErrNoConfigFile
 	}
-	cfg, err := LoadConfig(path)
+	cfg, err := src.Load()
 	if err != nil {
 		a.log.Error("config reload refused: the running config stays", "err", err)
 		return nil, api.Errorf(api.CodeInvalid, "%v", err)
@@ -91,12 +91,12 @@ func (a *Agent) Reload(next *Config) (*api.ReloadResult, error) {
 	// the running lease.
 	if merged.Lease < 2*merged.ProbeInterval {
 		err := fmt.Errorf("probe_interval: %s is more than half the running lease (%s): reports renew it", merged.ProbeInterval, merged.Lease)
-		a.log.Error("config reload refused: the running config stays", "file", a.reload.path, "err", err)
+		a.log.Error("config reload refused: the running config stays", "config", a.reload.src.String(), "err", err)
 		return nil, api.Errorf(api.CodeInvalid, "%v", err)
 	}
 	rotate, err := a.reloadTLS(cur, next, &merged, res)
 	if err != nil {
-		a.log.Error("config reload refused: the running config stays", "file", a.reload.path, "err", err)
+		a.log.Error("config reload refused: the running config stays", "config", a.reload.src.String(), "err", err)
 		return nil, api.Errorf(api.CodeInvalid, "%v", err)
 	}
 	if rotate != nil {
@@ -107,9 +107,9 @@ func (a *Agent) Reload(next *Config) (*api.ReloadResult, error) {
 		a.reload.level.Set(merged.LogLevel)
 	}
 	if len(res.NeedRestart) > 0 {
-		a.log.Warn("config fields changed that need a restart; they are left as they were", "file", a.reload.path, "fields", res.NeedRestart)
+		a.log.Warn("config fields changed that need a restart; they are left as they were", "config", a.reload.src.String(), "fields", res.NeedRestart)
 	}
-	a.log.Info("config reloaded", "file", a.reload.path, "applied", res.Applied)
+	a.log.Info("config reloaded", "config", a.reload.src.String(), "applied", res.Applied)
 	return res, nil
 }
 

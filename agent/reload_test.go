@@ -48,7 +48,7 @@ func reloadAgent(t *testing.T, doc string) (*Agent, string, *syncBuffer, *slog.L
 	logs := &syncBuffer{}
 	log, level := NewLogger(logs, cfg)
 	a := &Agent{cfg: cfg, log: log}
-	a.WatchConfig(path, level)
+	a.WatchConfig(ConfigSource{File: path}, level)
 	return a, path, logs, level
 }
 

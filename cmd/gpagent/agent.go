@@ -23,15 +23,17 @@ func cmdAgent(ctx context.Context, io cmdIO, args []string) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	fs := newFlags(io, "agent", "--config FILE")
-	configPath := fs.String("config", "", "agent config file (YAML)")
+	fs := newFlags(io, "agent", "--config FILE | --config-dir DIR")
+	var src agent.ConfigSource
+	fs.StringVar(&src.File, "config", "", "agent config file (YAML)")
+	fs.StringVar(&src.Dir, "config-dir", "", "directory of agent config files (*.yaml, merged in lexical order, after --config)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *configPath == "" {
-		return errors.New("--config: required")
+	if src == (agent.ConfigSource{}) {
+		return errors.New("--config or --config-dir: required")
 	}
-	cfg, err := agent.LoadConfig(*configPath)
+	cfg, err := src.Load()
 	if err != nil {
 		return err
 	}
@@ -41,7 +43,7 @@ func cmdAgent(ctx context.Context, io cmdIO, args []string) error {
 	if err != nil {
 		return err
 	}
-	a.WatchConfig(*configPath, level)
+	a.WatchConfig(src, level)
 	go reloadOnHangup(ctx, a, hup, sd, log)
 	go sd.keepWatchdog(ctx)
 	// The API listener is bound and Raft is open: connections wait in

@@ -17,7 +17,7 @@ import (
 const usage = `usage: gpagent <command> [flags]
 
 commands:
-  agent       run the agent daemon on this host (--config FILE)
+  agent       run the agent daemon on this host (--config FILE, --config-dir DIR)
   demo        run a local demo cluster in the foreground
   init        create the coordinator and segments of a cluster spec (gpinitsystem)
   state       show the cluster state (gpstate)
