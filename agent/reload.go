@@ -19,7 +19,7 @@ import (
 // loops read. The config is swapped whole through an atomic pointer, so a
 // loop never sees half of an old config and half of a new one.
 type reloadState struct {
-	mu    sync.Mutex // one reload at a time
+	mu    sync.Mutex   // one reload at a time
 	src   ConfigSource // zero when the agent was not started from files
 	level *slog.LevelVar
 	live  atomic.Pointer[Config]
