@@ -2,9 +2,13 @@ package membership
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
+	"slices"
 
 	"github.com/hashicorp/memberlist"
 )
@@ -85,4 +89,85 @@ func newKeyring(keys [][]byte) (*memberlist.Keyring, error) {
 		return nil, fmt.Errorf("membership: gossip keyring: %w", err)
 	}
 	return ring, nil
+}
+
+// ErrNotEncrypted: gossip was started without keys, so there is no
+// keyring to change (memberlist cannot turn encryption on while it runs).
+var ErrNotEncrypted = errors.New("membership: gossip is not encrypted (no gossip keys at start): there is no keyring to change")
+
+// InstallKey adds key to the keyring for decryption; the primary stays.
+// Installing a key already there does nothing.
+func (m *Membership) InstallKey(key []byte) error {
+	if m.keyring == nil {
+		return ErrNotEncrypted
+	}
+	if err := memberlist.ValidateKey(key); err != nil {
+		return fmt.Errorf("membership: gossip key is %d bytes, want 16, 24 or 32", len(key))
+	}
+	return m.keyring.AddKey(bytes.Clone(key))
+}
+
+// UseKey makes an installed key the primary, which encrypts what this
+// node sends from now on.
+func (m *Membership) UseKey(key []byte) error {
+	if m.keyring == nil {
+		return ErrNotEncrypted
+	}
+	if err := m.keyring.UseKey(key); err != nil {
+		return fmt.Errorf("membership: use gossip key %s: %w", KeyFingerprint(key), err)
+	}
+	return nil
+}
+
+// RemoveKey drops key from the keyring; the primary cannot be removed.
+// Removing a key that is not there does nothing.
+func (m *Membership) RemoveKey(key []byte) error {
+	if m.keyring == nil {
+		return ErrNotEncrypted
+	}
+	if err := m.keyring.RemoveKey(key); err != nil {
+		return fmt.Errorf("membership: remove gossip key %s: %w", KeyFingerprint(key), err)
+	}
+	return nil
+}
+
+// Keys returns the keyring's keys, the primary first; nil when gossip is
+// not encrypted.
+func (m *Membership) Keys() [][]byte {
+	if m.keyring == nil {
+		return nil
+	}
+	return m.keyring.GetKeys()
+}
+
+// SetKeys makes the keyring hold exactly keys, keys[0] the primary, in
+// the order that never leaves it without a key a peer may use: install
+// the new ones, switch the primary, then remove the others.
+func (m *Membership) SetKeys(keys [][]byte) error {
+	if len(keys) == 0 {
+		return errors.New("membership: no gossip keys")
+	}
+	for _, k := range keys {
+		if err := m.InstallKey(k); err != nil {
+			return err
+		}
+	}
+	if err := m.UseKey(keys[0]); err != nil {
+		return err
+	}
+	for _, k := range m.Keys() {
+		if !slices.ContainsFunc(keys, func(x []byte) bool { return bytes.Equal(x, k) }) {
+			if err := m.RemoveKey(k); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// KeyFingerprint names a key without showing it: the first 8 bytes of its
+// SHA-256, in hex. Lists and logs show this, never the key.
+func KeyFingerprint(key []byte) string {
+	sum := sha256.Sum256(key)
+	return hex.EncodeToString(sum[:8])
 }

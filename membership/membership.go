@@ -98,6 +98,9 @@ type Membership struct {
 
 	ml    *memberlist.Memberlist
 	bcast *memberlist.TransmitLimitedQueue
+	// keyring: memberlist's gossip keys, changed in place (keyring.go);
+	// nil when gossip is not encrypted.
+	keyring *memberlist.Keyring
 	// states is set right after memberlist.Create, while callbacks may
 	// already run; nil if memberlist's layout is unknown (no suspect, no
 	// left).
@@ -155,6 +158,7 @@ func New(cfg Config) (_ *Membership, err error) {
 		metaBytes: metaBytes,
 		members:   map[string]Member{},
 		health:    map[string]healthEntry{},
+		keyring:   keyring,
 		// Our reports' seq starts at the wall clock so that, after a
 		// restart, they are newer than the ones the others still hold
 		// from our previous run. Only our own seqs are ever compared with
