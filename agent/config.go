@@ -84,6 +84,9 @@ type Config struct {
 	GossipAddr string
 	Join       []string
 	GossipKeys [][]byte
+	// GossipKeyFile is where GossipKeys were read from (startGossipKeys
+	// compares its age with the keyring saved by `gpagent keyring`).
+	GossipKeyFile string
 	// TLS files; all three or none.
 	TLSCAFile, TLSCertFile, TLSKeyFile string
 	StopInstancesOnExit                bool

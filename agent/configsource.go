@@ -124,6 +124,7 @@ func (s ConfigSource) Load() (*Config, error) {
 		if cfg.GossipKeys, err = membership.LoadKeyFile(merged.GossipKeyFile); err != nil {
 			return nil, where(fmt.Errorf("gossip_key_file: %w", err))
 		}
+		cfg.GossipKeyFile = merged.GossipKeyFile
 	}
 	return cfg, nil
 }

@@ -39,6 +39,10 @@ func (a *Agent) routes() http.Handler {
 	// Served by every agent about itself.
 	mux.HandleFunc("GET /v1/members", a.handle(a.getMembers))
 	mux.HandleFunc("POST /v1/reload", a.agentsOnly(a.handle(a.postReload)))
+	mux.HandleFunc("GET /v1/keyring", a.handle(a.getKeyring))
+	mux.HandleFunc("POST /v1/keyring", a.handle(a.postKeyring))
+	mux.HandleFunc("GET /v1/local/keyring", a.handle(a.getLocalKeyring))
+	mux.HandleFunc("POST /v1/local/keyring", a.agentsOnly(a.handle(a.postLocalKeyring)))
 	mux.HandleFunc("POST /v1/local/preflight", a.agentsOnly(a.handle(a.postLocalPreflight)))
 	mux.Handle("GET /metrics", a.metricsHandler())
 	healthRoute(mux, "/v1/health/live", a.getLive)

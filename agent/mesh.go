@@ -73,7 +73,7 @@ func (a *Agent) openMesh(transport memberlist.NodeAwareTransport) error {
 		BindAddr:  host,
 		BindPort:  port,
 		Meta:      membership.Meta{Name: a.cfg.Name, APIAddr: a.advertisedAPI(), RaftAddr: a.node.Addr(), Version: Version},
-		Keys:      a.cfg.GossipKeys,
+		Keys:      startGossipKeys(a.cfg, a.log),
 		Logger:    a.log,
 		Transport: transport,
 	})

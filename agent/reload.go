@@ -99,8 +99,16 @@ func (a *Agent) Reload(next *Config) (*api.ReloadResult, error) {
 		a.log.Error("config reload refused: the running config stays", "config", a.reload.src.String(), "err", err)
 		return nil, api.Errorf(api.CodeInvalid, "%v", err)
 	}
+	keys := a.reloadGossip(cur, next, &merged, res)
 	if rotate != nil {
 		a.tls.cert.Store(rotate)
+	}
+	if keys != nil {
+		if err := a.mesh.SetKeys(keys); err != nil {
+			a.log.Error("gossip keys from gossip_key_file not all applied", "err", err)
+		} else if err := a.saveKeyring(); err != nil {
+			a.log.Error("gossip keyring changed but not saved: a restart goes back to gossip_key_file", "err", err)
+		}
 	}
 	a.reload.live.Store(&merged)
 	if a.reload.level != nil {
@@ -126,7 +134,7 @@ func eq(get func(*Config) any) func(a, b *Config) bool {
 }
 
 // reloadFields lists every field of Config but the TLS certificate and
-// key (reloadTLS). The live ones are read
+// key (reloadTLS) and the gossip keys (reloadGossip). The live ones are read
 // through Agent.live at each use; the others are baked into listeners,
 // Raft, gossip, the supervisor or the lease at start. probe_timeout is
 // the supervisor's connect and query timeout, set when it is built.
@@ -149,7 +157,6 @@ var reloadFields = []reloadField{
 	{"bootstrap_expect", eq(func(c *Config) any { return c.BootstrapExpect }), nil},
 	{"voters", eq(func(c *Config) any { return c.Voters }), nil},
 	{"join", func(a, b *Config) bool { return slices.Equal(a.Join, b.Join) }, nil},
-	{"gossip_key_file", func(a, b *Config) bool { return slices.EqualFunc(a.GossipKeys, b.GossipKeys, bytes.Equal) }, nil},
 	{"tls.ca_file", eq(func(c *Config) any { return c.TLSCAFile }), nil},
 	{"stop_instances_on_exit", eq(func(c *Config) any { return c.StopInstancesOnExit }), nil},
 	{"enable_debug", eq(func(c *Config) any { return c.EnableDebug }), nil},
@@ -200,4 +207,24 @@ func (a *Agent) reloadTLS(cur, next, merged *Config, res *api.ReloadResult) (*tl
 	merged.TLSCertFile, merged.TLSKeyFile = next.TLSCertFile, next.TLSKeyFile
 	res.Applied = append(res.Applied, "tls.cert_file", "tls.key_file")
 	return cert, nil
+}
+
+// reloadGossip returns the keys the gossip keyring is to hold when
+// gossip_key_file's keys changed (nil: unchanged, or it needs a restart,
+// named in res). The change is made as `gpagent keyring` makes it, one
+// host at a time: so the file pushed to every host should first add the
+// new key second, then put it first, then drop the old one, each push
+// reloaded everywhere before the next. Turning encryption on or off
+// needs a restart: memberlist cannot change that while it runs.
+func (a *Agent) reloadGossip(cur, next, merged *Config, res *api.ReloadResult) [][]byte {
+	if slices.EqualFunc(cur.GossipKeys, next.GossipKeys, bytes.Equal) {
+		return nil
+	}
+	if a.mesh == nil || a.mesh.Keys() == nil || len(next.GossipKeys) == 0 {
+		res.NeedRestart = append(res.NeedRestart, "gossip_key_file")
+		return nil
+	}
+	merged.GossipKeys, merged.GossipKeyFile = next.GossipKeys, next.GossipKeyFile
+	res.Applied = append(res.Applied, "gossip_key_file")
+	return next.GossipKeys
 }
