@@ -31,6 +31,7 @@ commands:
   recoverseg  recover failed instances as mirrors; -r rebalance (gprecoverseg)
   members     agents, their gossip status and Raft roles
   reload      make the agent at --addr re-read its config file (as SIGHUP)
+  keyring     list or rotate the gossip encryption keys of every agent
 
 Subcommands other than agent and demo talk to the agent at --addr, or
 $GPAGENT_ADDR (default 127.0.0.1:7070); over HTTPS when $GPAGENT_CACERT
@@ -94,6 +95,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdMembers(ctx, io, rest)
 	case "reload":
 		err = cmdReload(ctx, io, rest)
+	case "keyring":
+		err = cmdKeyring(ctx, io, rest)
 	default:
 		fmt.Fprintf(stderr, "gpagent: unknown command %q\n%s", cmd, usage)
 		return 2

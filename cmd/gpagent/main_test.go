@@ -49,7 +49,17 @@ primary: {port_base: 6001, datadirs: [/data/primary]}
 		want string // in the one-line error
 	}{
 		{"unknown command", func(*testing.T) []string { return []string{"frobnicate"} }, "unknown command"},
-		{"agent without config", func(*testing.T) []string { return []string{"agent"} }, "--config: required"},
+		{"agent without config", func(*testing.T) []string { return []string{"agent"} }, "--config or --config-dir: required"},
+		{"agent config dir unknown field", func(t *testing.T) []string {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "50-site.yaml"), []byte("data_dir: /x\nprobe_intervall: 1s\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return []string{"agent", "--config-dir", dir}
+		}, `50-site.yaml: line 2: unknown field "probe_intervall"`},
+		{"keyring without an op", func(t *testing.T) []string { return []string{"keyring", "--addr", deadAddr(t)} }, "give one of"},
+		{"keyring with two ops", func(t *testing.T) []string { return []string{"keyring", "--list", "--use", "x", "--addr", deadAddr(t)} }, "give one of"},
+		{"keyring key from empty stdin", func(t *testing.T) []string { return []string{"keyring", "--install", "-", "--addr", deadAddr(t)} }, "no key on standard input"},
 		{"agent config missing", func(*testing.T) []string { return []string{"agent", "--config", "/nonexistent/agent.yaml"} }, "/nonexistent/agent.yaml"},
 		{"agent config unknown field", func(t *testing.T) []string {
 			return []string{"agent", "--config", writeFile(t, "agent.yaml", "data_dir: /x\nwhat: 1\n")}
