@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,57 +10,120 @@ import (
 	"slices"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/gpagent/gpagent/api"
 	"github.com/gpagent/gpagent/topology"
 )
 
 func cmdState(ctx context.Context, cio cmdIO, args []string) error {
-	fs := newFlags(cio, "state", "[-s | -m | -e | -c] [--json]")
+	fs := newFlags(cio, "state", "[-s | -m | -e | -c] [--json] [--watch [--interval D]]")
 	addr := addrFlag(fs)
 	details := fs.Bool("s", false, "details of every instance")
 	mirrors := fs.Bool("m", false, "mirrors and their sync state")
 	problems := fs.Bool("e", false, "pairs with problems, and build/resync progress")
 	mapping := fs.Bool("c", false, "primary to mirror mapping")
 	asJSON := fs.Bool("json", false, "print JSON (gp_segment_configuration columns and letters)")
+	watch := fs.Bool("watch", false, "redraw whenever the state changes, until interrupted (as patronictl list -W)")
+	interval := fs.Duration("interval", 2*time.Second, "with --watch, how often to ask the agent")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if n := countTrue(*details, *mirrors, *problems, *mapping); n > 1 {
 		return errors.New("-s, -m, -e and -c: give at most one")
 	}
-	s, err := client(*addr).State(ctx)
-	if err != nil {
-		return err
+	if *watch && *interval <= 0 {
+		return errors.New("--interval: must be positive")
 	}
-	if s.Stale {
-		fmt.Fprintf(cio.err, "warning: the agent at %s could not confirm it leads; this state may be stale\n", *addr)
+	v := stateView{details: *details, mirrors: *mirrors, problems: *problems, mapping: *mapping, json: *asJSON}
+	c := client(*addr)
+	if !*watch {
+		s, err := c.State(ctx)
+		if err != nil {
+			return err
+		}
+		if s.Stale {
+			fmt.Fprintf(cio.err, "warning: the agent at %s could not confirm it leads; this state may be stale\n", *addr)
+		}
+		return v.print(cio.out, s)
 	}
+	return watchState(ctx, cio.out, *interval, func(ctx context.Context) string {
+		var b bytes.Buffer
+		s, err := c.State(ctx)
+		if err != nil {
+			// Nothing answers: that is a state too, and the watch goes on.
+			fmt.Fprintf(&b, "Database State: %s (%v)\n", topology.StateUnreachable, err)
+			return b.String()
+		}
+		if s.Stale {
+			fmt.Fprintf(&b, "warning: the agent at %s could not confirm it leads; this state may be stale\n", *addr)
+		}
+		if err := v.print(&b, s); err != nil {
+			fmt.Fprintf(&b, "error: %v\n", err)
+		}
+		return b.String()
+	})
+}
+
+// watchState redraws what fetch returns each time it differs from the
+// last drawing (a new config version, a state word, an instance's
+// report), asking every interval, until ctx ends. On a terminal the
+// screen is cleared first; into a pipe or file each drawing follows the
+// last under a time stamp.
+func watchState(ctx context.Context, out io.Writer, interval time.Duration, fetch func(context.Context) string) error {
+	tty := isTerminal(out)
+	last := ""
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		if now := fetch(ctx); now != last && ctx.Err() == nil {
+			if tty {
+				fmt.Fprint(out, "\x1b[H\x1b[2J")
+			} else if last != "" {
+				fmt.Fprintln(out)
+			}
+			fmt.Fprintf(out, "%s\n%s", time.Now().Format(time.DateTime), now)
+			last = now
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// stateView is which view of the state to print.
+type stateView struct {
+	details, mirrors, problems, mapping, json bool
+}
+
+func (v stateView) print(out io.Writer, s *api.State) error {
 	view := s.Segments
 	switch {
-	case *mirrors:
+	case v.mirrors:
 		view = filter(s.Segments, func(x topology.Segment) bool {
 			return x.Role == topology.RoleMirror || x.PreferredRole == topology.RoleMirror
 		})
-	case *problems:
+	case v.problems:
 		view = filter(s.Segments, func(x topology.Segment) bool { return hasProblem(s, x) })
 	}
-	if *asJSON {
+	if v.json {
 		shown := *s
 		shown.Segments = view
-		return printStateJSON(cio.out, &shown, *details || *problems)
+		return printStateJSON(out, &shown, v.details || v.problems)
 	}
 	switch {
-	case *details:
-		return printDetails(cio.out, s)
-	case *mirrors:
-		return printMirrors(cio.out, s, view)
-	case *problems:
-		return printProblems(cio.out, s, view)
-	case *mapping:
-		return printMapping(cio.out, s)
+	case v.details:
+		return printDetails(out, s)
+	case v.mirrors:
+		return printMirrors(out, s, view)
+	case v.problems:
+		return printProblems(out, s, view)
+	case v.mapping:
+		return printMapping(out, s)
 	}
-	return printSummary(cio.out, s)
+	return printSummary(out, s)
 }
 
 // printStateJSON prints the gpstate --json contract; instance reports are
@@ -78,6 +142,7 @@ func printSummary(out io.Writer, s *api.State) error {
 		fmt.Fprintf(out, "No cluster yet (config version %d): run gpagent init.\n", s.ConfigVersion)
 		return nil
 	}
+	fmt.Fprintln(out, databaseStateLine(s))
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "Cluster %s, config version %d, leader %s\n", s.ClusterID, s.ConfigVersion, orNone(s.Leader))
 	coord, ok := find(s.Segments, func(x topology.Segment) bool {
@@ -126,6 +191,21 @@ func printSummary(out io.Writer, s *api.State) error {
 		fmt.Fprintf(w, "  Problems\t%d instances (gpagent state -e)\n", n)
 	}
 	return w.Flush()
+}
+
+// databaseStateLine is the summary's first line: the Database State word
+// Greenplum Command Center would show, why, and what to run.
+func databaseStateLine(s *api.State) string {
+	t := &topology.Topology{Segments: s.Segments, Paused: s.Paused, Pending: s.Pending, Recoveries: s.Recoveries}
+	v := topology.Classify(t)
+	line := "Database State: " + string(v.State)
+	if v.Why != "" {
+		line += " (" + v.Why + ")"
+	}
+	if v.Action != "" {
+		line += "; next: " + v.Action
+	}
+	return line
 }
 
 func printDetails(out io.Writer, s *api.State) error {

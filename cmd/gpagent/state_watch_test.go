@@ -1,0 +1,58 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gpagent/gpagent/api"
+	"github.com/gpagent/gpagent/topology"
+)
+
+// TestWatchState: a drawing for each change, none for a repeat, and the
+// watch ends without error when interrupted.
+func TestWatchState(t *testing.T) {
+	seq := []string{"version 1\n", "version 1\n", "version 2\n", "version 2\n", "version 3\n"}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	calls := 0
+	fetch := func(context.Context) string {
+		s := seq[min(calls, len(seq)-1)]
+		calls++
+		if calls == len(seq)+1 {
+			cancel() // as Ctrl-C
+		}
+		return s
+	}
+	var out bytes.Buffer
+	if err := watchState(ctx, &out, time.Millisecond, fetch); err != nil {
+		t.Fatal(err)
+	}
+	got := out.String()
+	for _, v := range []string{"version 1", "version 2", "version 3"} {
+		if n := strings.Count(got, v); n != 1 {
+			t.Errorf("%q drawn %d times, want once:\n%s", v, n, got)
+		}
+	}
+	if strings.Contains(got, "\x1b[") {
+		t.Errorf("escape codes into a non-terminal:\n%q", got)
+	}
+}
+
+func TestDatabaseStateLine(t *testing.T) {
+	s := &api.State{Segments: []topology.Segment{
+		{DBID: 1, Content: -1, Role: topology.RolePrimary, PreferredRole: topology.RolePrimary, Status: topology.StatusUp},
+		{DBID: 2, Content: 0, Role: topology.RoleMirror, PreferredRole: topology.RolePrimary, Mode: topology.ModeSynced, Status: topology.StatusUp},
+		{DBID: 3, Content: 0, Role: topology.RolePrimary, PreferredRole: topology.RoleMirror, Mode: topology.ModeSynced, Status: topology.StatusUp},
+	}}
+	var b bytes.Buffer
+	if err := printSummary(&b, s); err != nil {
+		t.Fatal(err)
+	}
+	first, _, _ := strings.Cut(b.String(), "\n")
+	if want := "Database State: Unbalanced (2 instances not in preferred role); next: gpagent recoverseg -r"; first != want {
+		t.Errorf("first line %q, want %q", first, want)
+	}
+}
