@@ -107,6 +107,13 @@ func TestSimKillPrimary(t *testing.T) {
 	c.waitPromoted(p, m)
 	w.waitAckedAfter(t0, "writes on the promoted mirror")
 	w.check()
+	var failovers uint64
+	for _, h := range c.running() {
+		failovers += c.agent(h).counts.failovers.Load()
+	}
+	if failovers != 1 {
+		t.Errorf("gpagent_failovers_total summed over the agents is %d, want 1", failovers)
+	}
 	// The old primary stays down (rule 7) until recoverseg.
 	if st := c.world.State(p.Address, p.Port); st.Running {
 		t.Errorf("the old primary %s runs again without recoverseg: %+v", p, st)
@@ -188,6 +195,10 @@ func TestSimHostCutOff(t *testing.T) {
 	c.isolate(host)
 	c.waitPromoted(p, m)
 	w.waitAckedAfter(t0, "writes after the cut")
+	c.waitUntil("the cut-off agent counted a fence event", func() (bool, string) {
+		n := c.agent(host).counts.fences.Load()
+		return n >= 1, fmt.Sprint(n)
+	})
 	c.heal()
 	c.waitUntil("the cut-off primary stopped or fenced after the heal", func() (bool, string) {
 		st := c.world.State(p.Address, p.Port)
@@ -207,6 +218,14 @@ func TestSimRecoverFull(t *testing.T) {
 	c.waitPromoted(p, m)
 	c.recoverAll(true)
 	w.check()
+	// Counted by the agent of the recovered instance once its copy is done.
+	c.waitUntil("a full recovery counted", func() (bool, string) {
+		var copies uint64
+		for _, h := range c.running() {
+			copies += c.agent(h).counts.copies.Load()
+		}
+		return copies == 1, fmt.Sprint(copies)
+	})
 }
 
 // TestSimRestartEveryAgent stops every agent at once and starts them
