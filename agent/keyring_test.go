@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -137,5 +138,46 @@ func TestKeyringCheck(t *testing.T) {
 	}
 	if got := keyringCheck(k, api.KeyringRemove, "new"); !slices.Equal(got, []string{"a"}) {
 		t.Errorf("remove blocked by %v, want a", got)
+	}
+}
+
+// TestStartGossipKeys: at start the newer of gossip_key_file and the
+// keyring saved at the last keyring change wins.
+func TestStartGossipKeys(t *testing.T) {
+	dir := t.TempDir()
+	confKey, savedKey := bytes.Repeat([]byte{1}, 16), bytes.Repeat([]byte{2}, 16)
+	keyFile := filepath.Join(dir, "gossip.key")
+	saved := filepath.Join(dir, KeyringFile)
+	for path, k := range map[string][]byte{keyFile: confKey, saved: savedKey} {
+		if err := os.WriteFile(path, []byte(base64.StdEncoding.EncodeToString(k)+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := &Config{DataDir: dir, GossipKeys: [][]byte{confKey}, GossipKeyFile: keyFile}
+	log := slog.New(slog.DiscardHandler)
+	old, recent := time.Now().Add(-time.Hour), time.Now()
+	cases := []struct {
+		name              string
+		keyFileAt, saveAt time.Time
+		want              []byte
+	}{
+		{"saved keyring newer", old, recent, savedKey},
+		{"key file pushed since", recent, old, confKey},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := os.Chtimes(keyFile, tc.keyFileAt, tc.keyFileAt); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chtimes(saved, tc.saveAt, tc.saveAt); err != nil {
+				t.Fatal(err)
+			}
+			if got := startGossipKeys(cfg, log); len(got) != 1 || !bytes.Equal(got[0], tc.want) {
+				t.Errorf("keys %x, want %x", got, tc.want)
+			}
+		})
+	}
+	if got := startGossipKeys(&Config{DataDir: dir}, log); got != nil {
+		t.Errorf("no keys in the config (no encryption) gave %x", got)
 	}
 }
