@@ -88,14 +88,14 @@ func parseKeyringRequest(req api.KeyringRequest) ([]byte, error) {
 	switch req.Op {
 	case api.KeyringInstall, api.KeyringUse, api.KeyringRemove:
 	default:
-		return nil, api.Errorf(api.CodeInvalid, "keyring: op %q is not install, use or remove", req.Op)
+		return nil, api.Errorf(api.CodeInvalid, "op %q is not install, use or remove", req.Op)
 	}
 	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(req.Key))
 	if err != nil {
-		return nil, api.Errorf(api.CodeInvalid, "keyring: the key is not valid base64 (make one with: openssl rand -base64 32)")
+		return nil, api.Errorf(api.CodeInvalid, "the key is not valid base64 (make one with: openssl rand -base64 32)")
 	}
 	if err := memberlist.ValidateKey(key); err != nil {
-		return nil, api.Errorf(api.CodeInvalid, "keyring: the key is %d bytes, want 16, 24 or 32", len(key))
+		return nil, api.Errorf(api.CodeInvalid, "the key is %d bytes, want 16, 24 or 32", len(key))
 	}
 	return key, nil
 }
@@ -162,9 +162,9 @@ func (a *Agent) postKeyring(r *http.Request) (any, error) {
 		fp := membership.KeyFingerprint(key)
 		if missing := keyringCheck(a.fanOutKeyring(r.Context(), nil), req.Op, fp); len(missing) > 0 {
 			if req.Op == api.KeyringUse {
-				return nil, api.Errorf(api.CodeConflict, "keyring: key %s is not installed on %s: run gpagent keyring --install first", fp, strings.Join(missing, ", "))
+				return nil, api.Errorf(api.CodeConflict, "key %s is not installed on %s: run gpagent keyring --install first", fp, strings.Join(missing, ", "))
 			}
-			return nil, api.Errorf(api.CodeConflict, "keyring: key %s is still the primary on %s: run gpagent keyring --use with the new key first", fp, strings.Join(missing, ", "))
+			return nil, api.Errorf(api.CodeConflict, "key %s is still the primary on %s: run gpagent keyring --use with the new key first", fp, strings.Join(missing, ", "))
 		}
 	}
 	return a.fanOutKeyring(r.Context(), &req), nil
