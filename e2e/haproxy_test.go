@@ -238,3 +238,10 @@ func haproxyServers(backend string, s api.State, apiAddrs map[string]string) ([]
 	}
 	return out, nil
 }
+
+// TestHAProxy_SampleConfigIsValid: deploy/haproxy.cfg as shipped (its
+// global section and the README's addresses too) passes haproxy -c.
+func TestHAProxy_SampleConfigIsValid(t *testing.T) {
+	haproxy := requireHAProxy(t)
+	runCmd(t, time.Minute, haproxy, "-c", "-f", "../deploy/haproxy.cfg")
+}
