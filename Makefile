@@ -3,11 +3,21 @@ GO           ?= go
 BIN          ?= bin/gpagent
 STATICCHECK  ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 TEST_FLAGS   ?= -race -count=1 -timeout 30m
+NFPM         ?= github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
+VERSION      ?= $(shell sed -n 's/^const Version = "\(.*\)"/\1/p' agent/mesh.go)
+GOARCH       ?= $(shell $(GO) env GOARCH)
+DEB          ?= bin/gpagent_$(VERSION)_$(GOARCH).deb
 
-.PHONY: build test lint demo bench fuzz
+.PHONY: build test lint demo bench fuzz package
 
 build:
 	$(GO) build -o $(BIN) ./cmd/gpagent
+
+# A .deb of the binary, the unit, /etc/gpagent/agent.yaml and a postinst
+# (deploy/nfpm.yaml). The binary is static: no libc to match on the hosts.
+package:
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH) $(GO) build -trimpath -o bin/pkg/gpagent ./cmd/gpagent
+	VERSION=$(VERSION) GOARCH=$(GOARCH) $(GO) run $(NFPM) package --config deploy/nfpm.yaml --packager deb --target $(DEB)
 
 # Every test: pure rules, Raft, real PostgreSQL (as the postgres OS user when
 # run as root) and the end-to-end demo flow. Needs PostgreSQL 15 binaries.

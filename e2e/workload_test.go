@@ -33,11 +33,18 @@ type writer struct {
 func (d *demo) startWriter(content int) *writer {
 	d.t.Helper()
 	connstr := strings.TrimSpace(d.mustGpagent("connstr", "--content", fmt.Sprint(content)))
+	return d.startWriterVia(connstr, strings.ReplaceAll(fmt.Sprintf("e2e_writes_%d", content), "-", "m"))
+}
+
+// startWriterVia is startWriter through any libpq connection string (a
+// load balancer's address, say), writing into table.
+func (d *demo) startWriterVia(connstr, table string) *writer {
+	d.t.Helper()
 	w := &writer{t: d.t, connstr: connstr + " passfile=" + filepath.Join(d.dir, "pgpass"),
-		table: strings.ReplaceAll(fmt.Sprintf("e2e_writes_%d", content), "-", "m"), stop: make(chan struct{}), done: make(chan struct{})}
+		table: table, stop: make(chan struct{}), done: make(chan struct{})}
 	conn := w.connect()
 	if conn == nil {
-		d.t.Fatalf("writer for content %d: cannot connect: %v", content, w.lastErr)
+		d.t.Fatalf("writer on %s: cannot connect: %v", connstr, w.lastErr)
 	}
 	if _, err := conn.Exec(context.Background(), "CREATE TABLE IF NOT EXISTS "+w.table+" (id bigint primary key)"); err != nil {
 		d.t.Fatalf("create %s: %v", w.table, err)

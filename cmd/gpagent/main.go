@@ -32,8 +32,9 @@ commands:
   members     agents, their gossip status and Raft roles
   reload      make the agent at --addr re-read its config file (as SIGHUP)
   keyring     list or rotate the gossip encryption keys of every agent
+  version     print the version of this gpagent binary
 
-Subcommands other than agent and demo talk to the agent at --addr, or
+Subcommands other than agent, demo and version talk to the agent at --addr, or
 $GPAGENT_ADDR (default 127.0.0.1:7070); over HTTPS when $GPAGENT_CACERT
 names the cluster CA, presenting $GPAGENT_CLIENT_CERT and
 $GPAGENT_CLIENT_KEY when set. Run 'gpagent <command> -h' for flags.
@@ -57,7 +58,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	io := cmdIO{in: stdin, out: stdout, err: stderr}
-	if args[0] != "agent" && args[0] != "demo" {
+	if args[0] != "agent" && args[0] != "demo" && args[0] != "version" {
 		// Every other command calls an agent: refuse TLS files it
 		// cannot use before it falls back to something else.
 		if _, err := clientTLS(); err != nil {
@@ -97,6 +98,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdReload(ctx, io, rest)
 	case "keyring":
 		err = cmdKeyring(ctx, io, rest)
+	case "version":
+		err = cmdVersion(ctx, io, rest)
 	default:
 		fmt.Fprintf(stderr, "gpagent: unknown command %q\n%s", cmd, usage)
 		return 2
