@@ -34,8 +34,12 @@ type Agent struct {
 	exec  *executor
 	lead  *leader
 	lease *lease
-	mesh  *membership.Membership
-	tls   *tlsConfigs // nil: plain TCP and HTTP
+	// fenceMu orders the fence watch's fencing and the executor's
+	// lifting of a fence (manageSync): a fence decided on an expired
+	// lease is never undone by an unfence decided on the valid one before.
+	fenceMu sync.Mutex
+	mesh    *membership.Membership
+	tls     *tlsConfigs // nil: plain TCP and HTTP
 	// reload: the file to re-read and the runtime config (reload.go).
 	reload reloadState
 	// counts: events counted for /metrics (metrics.go).
@@ -197,6 +201,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	serveErr := make(chan error, 1)
 	wg.Go(func() { a.lead.run(loopCtx) })
 	wg.Go(func() { a.exec.run(loopCtx) })
+	wg.Go(func() { a.watchFence(loopCtx) })
 	wg.Go(func() { a.runMesh(loopCtx) })
 	go func() { serveErr <- a.server.Serve(a.apiListener) }()
 

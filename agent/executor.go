@@ -84,6 +84,9 @@ type instanceState struct {
 	// recoveredJob: the recovery step of this job finished here; probes
 	// from then on are reported as made after it.
 	recoveredJob int
+	// fenced: the fence watch fenced this primary since the lease ran
+	// out; cleared when it is renewed.
+	fenced bool
 }
 
 func newExecutor(a *Agent) *executor {

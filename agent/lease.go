@@ -36,6 +36,8 @@ type lease struct {
 	path   string
 	bootID string
 	log    *slog.Logger
+	// renewedCh wakes the fence watch on each renewal, to reset its timer.
+	renewedCh chan struct{}
 }
 
 // leaseFile, in the agent's data dir, holds the boot id and the last
@@ -49,7 +51,7 @@ const leaseFile = "lease"
 // heard from. With no record at all (a first start) the lease starts now
 // (the agent's clock).
 func newLease(dataDir string, now time.Time, log *slog.Logger) *lease {
-	l := &lease{renewed: now, path: filepath.Join(dataDir, leaseFile), bootID: bootID(), log: log}
+	l := &lease{renewed: now, path: filepath.Join(dataDir, leaseFile), bootID: bootID(), log: log, renewedCh: make(chan struct{}, 1)}
 	b, err := os.ReadFile(l.path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -78,6 +80,10 @@ func (l *lease) renew(sent, now time.Time) {
 		return
 	}
 	l.renewed = sent
+	select {
+	case l.renewedCh <- struct{}{}:
+	default:
+	}
 	if l.path == "" {
 		return
 	}
@@ -119,6 +125,25 @@ func (l *lease) expired(now time.Time, d time.Duration) bool {
 	return topology.LeaseExpired(l.renewed, now, d)
 }
 
+// remaining is how long the lease has to run at now (0 or less: it ran
+// out). It ends just past renewed+d, where expired turns true.
+func (l *lease) remaining(now time.Time, d time.Duration) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.renewed.Add(d).Sub(now) + time.Nanosecond
+}
+
+// renewals delivers a value after a renewal (at most one pending).
+func (l *lease) renewals() <-chan struct{} { return l.renewedCh }
+
+// valid reports whether the lease holds at now: renewed within d and not
+// fenced. The health endpoints answer from it.
+func (l *lease) valid(now time.Time, d time.Duration) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return !l.fenced && !topology.LeaseExpired(l.renewed, now, d)
+}
+
 func (l *lease) setFenced(f bool) (changed bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -133,41 +158,17 @@ func (l *lease) isFenced() bool {
 	return l.fenced
 }
 
-// checkLease fences this host's primaries once the lease has run out,
-// and lifts the fence once it is renewed: then the topology decides
-// again, and manageSync restores synchronous_standby_names for a primary
-// that is still one (one demoted meanwhile is stopped instead).
+// checkLease, once per executor round, backs the fence watch up (it
+// fences what the watch may have missed: a primary the topology gave this
+// host after the lease ran out) and lifts the fence once the lease is
+// renewed: then the topology decides again, and manageSync restores
+// synchronous_standby_names for a primary that is still one.
 func (e *executor) checkLease(ctx context.Context, t *topology.Topology) {
-	if !e.a.lease.expired(e.a.clock.Now(), e.a.cfg.Lease) {
-		if e.a.lease.setFenced(false) {
-			// manageSync lifts the fence from each primary the topology
-			// still names; a demoted one is stopped instead.
-			e.log.Warn("lease renewed: fence lifted")
-		}
+	if e.a.lease.expired(e.a.clock.Now(), e.a.cfg.Lease) {
+		e.a.fenceNow(ctx)
 		return
 	}
-	if e.a.lease.setFenced(true) {
-		e.a.counts.fences.Add(1)
-		e.log.Error("no quorum for longer than the lease: fencing local primaries", "lease", e.a.cfg.Lease)
-	}
-	for _, s := range t.OnHost(e.a.cfg.Name) {
-		st := e.state(s.DBID)
-		e.mu.Lock()
-		h := st.health
-		e.mu.Unlock()
-		if h == nil || h.InRecovery || topology.SyncNamesInclude(h.SyncStandbyNames, fencedStandby) {
-			continue
-		}
-		inst := localInstance(s)
-		if err := e.a.drv.Fence(ctx, inst); err != nil {
-			e.log.Error("fence failed; stopping the instance instead", "dbid", s.DBID, "err", err)
-			sctx, cancel := context.WithTimeout(ctx, time.Second)
-			_ = e.a.drv.Stop(sctx, inst)
-			cancel()
-			continue
-		}
-		e.log.Warn("primary fenced: commits wait for a standby that does not exist, new transactions are read-only", "dbid", s.DBID, "content", s.Content)
-	}
+	e.a.liftFence()
 }
 
 // lostHosts returns the hosts the leader has not heard from for longer

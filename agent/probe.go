@@ -174,6 +174,14 @@ func (e *executor) manageSync(ctx context.Context, t *topology.Topology, p topol
 	if h == nil || h.InRecovery {
 		return
 	}
+	// Under the fence lock, and only on a lease valid now: the fence
+	// watch may have fenced this primary since the round decided to
+	// manage its sync, and nothing here may undo that.
+	e.a.fenceMu.Lock()
+	defer e.a.fenceMu.Unlock()
+	if !e.a.lease.valid(e.a.clock.Now(), e.a.cfg.Lease) {
+		return
+	}
 	// A primary the topology still names, on a host whose lease is
 	// valid: whatever fence an earlier cut left on it goes (a no-op that
 	// reads one small file when there is none).

@@ -82,6 +82,9 @@ type simCluster struct {
 
 	mu       sync.Mutex
 	isolated map[string]bool // by ip: cut off from the other hosts
+	// tweak changes every agent's parsed config (settings the config
+	// file does not offer, as the leader's lease margin).
+	tweak func(*Config)
 }
 
 // isolate cuts h off from every other host (all traffic kinds).
@@ -103,9 +106,14 @@ func (c *simCluster) heal() {
 // newSimCluster starts n agents on 127.0.0.2... The first bootstraps the
 // Raft cluster, the others join it by gossip. extra is added to every
 // agent's config.
-func newSimCluster(t *testing.T, n int, extra string) *simCluster {
+func newSimCluster(t *testing.T, n int, extra string, tweak ...func(*Config)) *simCluster {
 	t.Helper()
 	c := &simCluster{t: t, world: simpg.NewWorld(simpg.Options{}), net: simnet.New(), log: simLogger(t), isolated: map[string]bool{}}
+	c.tweak = func(cfg *Config) {
+		for _, f := range tweak {
+			f(cfg)
+		}
+	}
 	t.Cleanup(c.world.Close)
 	root := t.TempDir()
 	var join string
@@ -167,6 +175,7 @@ func (c *simCluster) start(h *simHost) {
 	if err != nil {
 		c.t.Fatalf("%s config: %v", h.name, err)
 	}
+	c.tweak(cfg)
 	a, err := NewWith(cfg, Deps{Logger: c.log, Driver: c.world.Host(h.name), Clock: h.clock, Network: c.net.Host(h.ip)})
 	if err != nil {
 		c.t.Fatalf("%s: %v", h.name, err)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/gpagent/gpagent/supervisor"
 )
@@ -266,6 +267,9 @@ func (h *Host) Fence(ctx context.Context, inst supervisor.Instance) error {
 	return h.reconfigure(ctx, inst, "fence", func(in *instance, applied bool) {
 		in.confReadOnly, in.confSyncNames = true, fenced
 		if applied {
+			if !in.readOnly || in.fencedAt.IsZero() {
+				in.fencedAt = time.Now()
+			}
 			in.readOnly, in.syncNames = true, fenced
 		}
 	})
@@ -286,7 +290,7 @@ func (h *Host) Unfence(ctx context.Context, inst supervisor.Instance) error {
 	return h.reconfigure(ctx, inst, "unfence", func(in *instance, applied bool) {
 		in.confReadOnly = false
 		if applied {
-			in.readOnly = false
+			in.readOnly, in.fencedAt = false, time.Time{}
 		}
 	})
 }

@@ -87,6 +87,7 @@ type instance struct {
 	released   uint64               // commits up to here need no more waiting (sync rep)
 	syncNames  []string             // synchronous_standby_names in effect
 	readOnly   bool                 // default_transaction_read_only in effect
+	fencedAt   time.Time            // when a fence last took effect (zero: unfenced since)
 
 	changed chan struct{} // closed and replaced on every change
 }

@@ -116,6 +116,10 @@ type State struct {
 	ReadOnly         bool
 	CheckpointLSN    uint64
 	CleanShutdown    bool
+	// FencedAt: when the running server last took a fence (commits wait,
+	// new transactions read-only), on the wall clock; zero if none since
+	// its last unfence.
+	FencedAt time.Time
 }
 
 // State reads the instance at address:port.
@@ -134,6 +138,7 @@ func (w *World) State(address string, port int) State {
 		Upstream: in.upKey, Streaming: in.connected != "",
 		SyncStandbyNames: slices.Clone(names), ReadOnly: ro,
 		CheckpointLSN: in.ckptLSN, CleanShutdown: in.shutdown == shutDown,
+		FencedAt: in.fencedAt,
 	}
 }
 
