@@ -34,9 +34,9 @@ type Agent struct {
 	exec  *executor
 	lead  *leader
 	lease *lease
-	// fenceMu orders the fence watch's fencing and the executor's
-	// lifting of a fence (manageSync): a fence decided on an expired
-	// lease is never undone by an unfence decided on the valid one before.
+	// fenceMu orders the fence watch's fencing and the lifting of the
+	// fence flag on a renewal (manageSync, which unfences an instance,
+	// checks the fence epoch instead of holding it: see there).
 	fenceMu sync.Mutex
 	mesh    *membership.Membership
 	tls     *tlsConfigs // nil: plain TCP and HTTP

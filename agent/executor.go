@@ -87,6 +87,8 @@ type instanceState struct {
 	// fenced: the fence watch fenced this primary since the lease ran
 	// out; cleared when it is renewed.
 	fenced bool
+	// syncing: a manageSync of this primary runs.
+	syncing bool
 }
 
 func newExecutor(a *Agent) *executor {
@@ -228,7 +230,7 @@ func (e *executor) ensure(ctx context.Context, t *topology.Topology, s topology.
 	case topology.StepWait:
 		e.setPhase(s.DBID, step.Phase, "")
 	case topology.StepManageSync:
-		e.manageSync(ctx, t, s)
+		e.startManageSync(ctx, t, s)
 	default:
 		e.runStep(ctx, s, st, step.Phase, e.stepAction(t.ClusterID, inst, st, step))
 	}

@@ -52,12 +52,16 @@ func (a *Agent) fenceNow(ctx context.Context) {
 	if !a.lease.expired(a.clock.Now(), a.cfg.Lease) {
 		return
 	}
+	e := a.exec
+	t := a.node.Topology()
+	if len(t.OnHost(a.cfg.Name)) == 0 {
+		// Nothing here to fence (a cluster still forming): no fence event.
+		return
+	}
 	if a.lease.setFenced(true) {
 		a.counts.fences.Add(1)
 		a.log.Error("no quorum for longer than the lease: fencing local primaries", "lease", a.cfg.Lease)
 	}
-	e := a.exec
-	t := a.node.Topology()
 	var wg sync.WaitGroup
 	for _, s := range t.OnHost(a.cfg.Name) {
 		if s.Role != topology.RolePrimary {

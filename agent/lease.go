@@ -36,6 +36,9 @@ type lease struct {
 	path   string
 	bootID string
 	log    *slog.Logger
+	// epoch counts the times the fence went up: an unfence started in
+	// one epoch and finished in another may have landed after a fence.
+	epoch uint64
 	// renewedCh wakes the fence watch on each renewal, to reset its timer.
 	renewedCh chan struct{}
 }
@@ -144,11 +147,21 @@ func (l *lease) valid(now time.Time, d time.Duration) bool {
 	return !l.fenced && !topology.LeaseExpired(l.renewed, now, d)
 }
 
+// validEpoch is valid, with the fence epoch it was read in.
+func (l *lease) validEpoch(now time.Time, d time.Duration) (uint64, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.epoch, !l.fenced && !topology.LeaseExpired(l.renewed, now, d)
+}
+
 func (l *lease) setFenced(f bool) (changed bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	changed = l.fenced != f
 	l.fenced = f
+	if changed && f {
+		l.epoch++
+	}
 	return changed
 }
 

@@ -313,6 +313,17 @@ func (h *Host) reconfigure(ctx context.Context, inst supervisor.Instance, what s
 		return fmt.Errorf("%s %s: no managed configuration in %s", what, inst, inst.DataDir)
 	}
 	set(in, false)
+	for in.stuckConf {
+		ch := in.changed
+		w.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			w.mu.Lock()
+			return fmt.Errorf("%s %s: reload not applied: %w", what, inst, ctx.Err())
+		}
+		w.mu.Lock()
+	}
 	if err := w.answer(ctx, in); err != nil {
 		return fmt.Errorf("%s %s: %w", what, inst, err)
 	}

@@ -78,6 +78,7 @@ type instance struct {
 	runGen     uint64 // raised at every start and stop: waiters of an earlier run give up
 	inRecovery bool
 	hung       bool
+	stuckConf  bool          // a configuration reload never completes (a stuck backend)
 	stalled    bool          // its replication link (as a standby) makes no progress
 	slowDisk   time.Duration // added to every flush
 	connected  string        // key of the upstream it streams from; "" if none
