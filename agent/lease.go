@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -49,18 +48,16 @@ type lease struct {
 const leaseFile = "lease"
 
 // newLease resumes the lease recorded in dataDir by an earlier run of the
-// agent on this boot. A record from an earlier boot, or one that cannot be
-// read, counts as expired: the primaries are fenced until the leader is
-// heard from. With no record at all (a first start) the lease starts now
-// (the agent's clock).
+// agent on this boot. No record (a first start, or a wiped data dir), a
+// record from an earlier boot, or one that cannot be read, is no lease:
+// the primaries are fenced until the leader is heard from. A missing file
+// must not grant a lease: an agent whose data dir was wiped may have been
+// cut off for longer than its lease when it restarts, and its mirrors
+// promoted meanwhile.
 func newLease(dataDir string, now time.Time, log *slog.Logger) *lease {
-	l := &lease{renewed: now, path: filepath.Join(dataDir, leaseFile), bootID: bootID(), log: log, renewedCh: make(chan struct{}, 1)}
+	l := &lease{path: filepath.Join(dataDir, leaseFile), bootID: bootID(), log: log, renewedCh: make(chan struct{}, 1)}
 	b, err := os.ReadFile(l.path)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		return l
-	case err != nil:
-		l.renewed = time.Time{}
+	if err != nil {
 		return l
 	}
 	id, at, ok := strings.Cut(strings.TrimSpace(string(b)), " ")
