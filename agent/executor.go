@@ -299,7 +299,9 @@ func (e *executor) stopAll(timeout time.Duration) {
 func (e *executor) report(ctx context.Context, reports []api.InstanceReport) {
 	sent := e.a.clock.Now()
 	if e.a.node.IsLeader() {
-		e.a.lead.accept(e.a.cfg.Name, reports)
+		// The leader's own lease is renewed by leading: it counts itself
+		// heard whatever version its round's reports were made on.
+		e.a.lead.accept(e.a.cfg.Name, reports, 0)
 		e.a.lease.renew(sent, e.a.clock.Now())
 		return
 	}

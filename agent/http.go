@@ -155,8 +155,11 @@ func (a *Agent) postReport(r *http.Request) (any, error) {
 	if !a.node.IsLeader() {
 		return nil, api.Errorf(api.CodeNotLeader, "agent %s is not the leader", a.cfg.Name)
 	}
-	a.lead.accept(rep.Agent, rep.Instances)
-	return &api.ReportAck{ConfigVersion: a.node.Topology().ConfigVersion}, nil
+	// One version for both: the agent renews its lease on this ack only
+	// if it has applied it, and the leader counts it heard only then.
+	v := a.node.Topology().ConfigVersion
+	a.lead.accept(rep.Agent, rep.Instances, v)
+	return &api.ReportAck{ConfigVersion: v}, nil
 }
 
 // requireLeader refuses a change unless this agent still leads, confirmed
