@@ -231,6 +231,9 @@ const (
 	ToolCopy    Tool = "copy" // CreateMirror's copy
 	ToolStart   Tool = "start"
 	ToolPromote Tool = "promote"
+	// ToolPromoteCrash: the postmaster crashes as pg_promote is called,
+	// before the promotion: it stays a standby.
+	ToolPromoteCrash Tool = "promote-crash"
 )
 
 // ErrInjected is the error of a step made to fail by FailNext.
