@@ -160,6 +160,16 @@ func NewWith(cfg *Config, deps Deps) (*Agent, error) {
 		if ccfg.Listener != nil {
 			ccfg.Listener.Close()
 		}
+		if errors.Is(err, consensus.ErrStateUnreadable) {
+			// The agent cannot run, and its postmasters would run on
+			// unsupervised: fence the primaries it last knew of first.
+			n, ferr := fenceRecordedPrimaries(cfg.DataDir, drv, log)
+			if ferr != nil {
+				return nil, fmt.Errorf("data_dir %s: %w; and the local primaries could not all be fenced: %w", cfg.DataDir, err, ferr)
+			}
+			return nil, fmt.Errorf("data_dir %s: %w; %d local primaries (from %s) fenced; move %s away to rejoin as a fresh member",
+				cfg.DataDir, err, n, instancesFile, filepath.Join(cfg.DataDir, "raft"))
+		}
 		return nil, fmt.Errorf("raft_addr %s: %w", cfg.RaftAddr, err)
 	}
 	a := &Agent{cfg: cfg, log: log, node: node, drv: drv, clock: clock, net: network, apiListener: ln, tls: tlsc}

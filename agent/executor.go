@@ -31,6 +31,8 @@ type executor struct {
 	// that recent.
 	leaderVersion uint64
 	caughtUp      bool
+	// instancesWritten: the config version instances.json holds.
+	instancesWritten uint64
 }
 
 // markCaughtUp records the leader's committed version.
@@ -182,6 +184,7 @@ func (e *executor) round(ctx context.Context) {
 	if len(mine) == 0 {
 		return
 	}
+	e.writeInstances(t)
 	// Nothing is done before this agent is known to have applied the
 	// leader's topology: after a restart, Raft replays the log from the
 	// last snapshot only once it hears from a leader, and until then the

@@ -32,6 +32,11 @@ import (
 // twice.
 var ErrNotLeader = errors.New("not the raft leader")
 
+// ErrStateUnreadable: the Raft state in the data dir cannot be read (a
+// corrupt log store or snapshot, an unreadable server id). The node
+// cannot start; its agent must not leave primaries writable meanwhile.
+var ErrStateUnreadable = errors.New("raft state unreadable")
+
 // Node is this agent's raft member and the committed topology it applies.
 type Node struct {
 	// existing: the node had raft state at open, or bootstrapped since.
@@ -93,7 +98,7 @@ func Open(cfg Config) (_ *Node, err error) {
 	store, err := raftboltdb.NewBoltStore(filepath.Join(dir, "raft.db"))
 	if err != nil {
 		_ = unlock()
-		return nil, fmt.Errorf("open consensus: log store: %w", err)
+		return nil, fmt.Errorf("open consensus: log store %s: %w: %w", filepath.Join(dir, "raft.db"), ErrStateUnreadable, err)
 	}
 	n, err := startRaft(cfg, rc, hlog, store, dir)
 	if err != nil {
@@ -125,12 +130,12 @@ func startRaft(cfg Config, rc *raft.Config, hlog hclog.Logger, store *raftboltdb
 	existing, err := raft.HasExistingState(store, store, snaps)
 	if err != nil {
 		_ = trans.Close()
-		return nil, fmt.Errorf("open consensus: read raft state: %w", err)
+		return nil, fmt.Errorf("open consensus: %w: %w", ErrStateUnreadable, err)
 	}
 	id, err := loadServerID(dir, cfg.NodeID, existing)
 	if err != nil {
 		_ = trans.Close()
-		return nil, fmt.Errorf("open consensus: %w", err)
+		return nil, fmt.Errorf("open consensus: %w: %w", ErrStateUnreadable, err)
 	}
 	rc.LocalID = raft.ServerID(id)
 	if cfg.Bootstrap && !existing {
@@ -161,7 +166,8 @@ func startRaft(cfg Config, rc *raft.Config, hlog hclog.Logger, store *raftboltdb
 	if n.raft, err = raft.NewRaft(rc, n.fsm, store, store, snaps, guard); err != nil {
 		close(n.stopGuard)
 		_ = trans.Close()
-		return nil, fmt.Errorf("open consensus: start raft: %w", err)
+		// NewRaft fails on state it cannot restore (snapshots, log).
+		return nil, fmt.Errorf("open consensus: start raft: %w: %w", ErrStateUnreadable, err)
 	}
 	guard.setConfig(func() raft.Configuration { return n.raft.GetConfiguration().Configuration() })
 	go n.forwardLeadership(notify)
