@@ -39,6 +39,10 @@ type scaleNodeSpec struct {
 	CtlIP  string            `json:"ctl_ip"`
 	Agents []scaleAgentSpec  `json:"agents"`
 	Extra  map[string]string `json:"extra,omitempty"` // config lines added to every agent
+	// Peers are the IPs of agents in other processes: a host this
+	// process cuts off is cut off from them too (simnet cuts only
+	// between hosts it knows).
+	Peers []string `json:"peers,omitempty"`
 }
 
 type scaleAgentSpec struct {
@@ -88,6 +92,9 @@ func cmdScaleNode(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	world := simpg.NewWorld(simpg.Options{})
 	defer world.Close()
 	snet := simnet.New()
+	for _, ip := range spec.Peers {
+		snet.Host(ip)
+	}
 
 	n := &scaleNode{world: world, net: snet, ips: map[string]string{}}
 	var wg sync.WaitGroup
