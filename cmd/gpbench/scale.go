@@ -475,6 +475,7 @@ func scaleIdle(ctx context.Context, o scaleOptions, r *sizeResult, cl *api.Clien
 			leaderPID = s.pid
 		}
 	}
+	fencesBefore, errBefore := sumFences(ctx, m)
 	before, err := cpuTicks(leaderPID)
 	start := time.Now()
 	if leaderPID == 0 || err != nil {
@@ -492,19 +493,18 @@ func scaleIdle(ctx context.Context, o scaleOptions, r *sizeResult, cl *api.Clien
 			r.LeaderCPUIdlePct = &pct
 		}
 	}
-	// Fences while nothing failed: every agent's counter.
-	var fences int64
-	for _, x := range m.Members {
-		v, err := scrapeCounter(ctx, x.APIAddr, "gpagent_fence_events_total")
-		if err != nil {
-			r.why("fenced_spuriously", fmt.Sprintf("%s: %v", x.Name, err))
-			fences = -1
-			break
-		}
-		fences += v
-	}
-	if fences >= 0 {
-		r.FencedSpuriously = &fences
+	// Fences while nothing failed: every agent's counter, over the idle
+	// window; those from the start up to in-sync are noted apart.
+	fencesAfter, err := sumFences(ctx, m)
+	switch {
+	case errBefore != nil:
+		r.why("fenced_spuriously", errBefore.Error())
+	case err != nil:
+		r.why("fenced_spuriously", err.Error())
+	default:
+		d := fencesAfter - fencesBefore
+		r.FencedSpuriously = &d
+		r.note("fenced_spuriously", fmt.Sprintf("fence events of all agents in the %s idle window; %d more from the start until every pair was in sync", o.idle, fencesBefore))
 	}
 	// Memory: the segment hosts share one process, so the figure per
 	// agent is that process's RSS over its agents (p50 = max); the
@@ -527,6 +527,19 @@ func scaleIdle(ctx context.Context, o scaleOptions, r *sizeResult, cl *api.Clien
 		}
 	}
 	r.ServerRSSMB = newP50Max(srv)
+}
+
+// sumFences adds up every agent's fence events.
+func sumFences(ctx context.Context, m *api.Members) (int64, error) {
+	var n int64
+	for _, x := range m.Members {
+		v, err := scrapeCounter(ctx, x.APIAddr, "gpagent_fence_events_total")
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", x.Name, err)
+		}
+		n += v
+	}
+	return n, nil
 }
 
 func getJSON(ctx context.Context, url string, out any) error {
