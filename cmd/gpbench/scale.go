@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -36,17 +37,37 @@ type scaleOptions struct {
 	gpagent      string
 	buildGpagent bool
 	keep         bool
+	octet        int // 127.octet.0.0/16 holds this run's agents
 }
 
-// Raft servers: separate processes on 127.2.0.1-3, hosting no segments
+// Raft servers: separate processes on 127.N.0.1-3 (N chosen per run), hosting no segments
 // (the coordinator runs on the first). Segment hosts: one child process,
-// on 127.2.1.1 onwards.
+// on 127.N.1.1 onwards.
 const scaleServers = 3
 
-func scaleServerIP(i int) string { return fmt.Sprintf("127.2.0.%d", i+1) }
+func scaleServerIP(o scaleOptions, i int) string { return fmt.Sprintf("127.%d.0.%d", o.octet, i+1) }
 
 // scaleHostIP is the IP of segment host i (0-based): 250 a /24.
-func scaleHostIP(i int) string { return fmt.Sprintf("127.2.%d.%d", 1+i/250, 1+i%250) }
+func scaleHostIP(o scaleOptions, i int) string {
+	return fmt.Sprintf("127.%d.%d.%d", o.octet, 1+i/250, 1+i%250)
+}
+
+// pickOctet chooses the second octet of this run's loopback addresses
+// (127.N.0.1 and on), one whose first server ports are free: two runs on
+// one machine (or a run and its test) do not collide on the fixed ports.
+func pickOctet() (int, error) {
+	start := 2 + rand.IntN(250)
+	for k := range 250 {
+		n := 2 + (start-2+k)%250
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.%d.0.1:%d", n, scaleAPIPort))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return n, nil
+	}
+	return 0, errors.New("no free 127.N.0.1 for the servers: the scale run needs the 127.0.0.0/8 loopback addresses")
+}
 
 func cmdScale(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("scale", flag.ContinueOnError)
@@ -76,9 +97,11 @@ func cmdScale(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintln(stderr, "gpbench scale: --trials and --primaries-per-host must be at least 1")
 		return errUsage
 	}
-	if os.Geteuid() != 0 && !loopbackAliasesWork() {
-		return errors.New("cannot bind 127.2.0.1: the scale run needs the 127.0.0.0/8 loopback addresses")
+	octet, err := pickOctet()
+	if err != nil {
+		return err
 	}
+	o.octet = octet
 	bin, cleanup, err := resolveGpagent(ctx, o.gpagent, o.buildGpagent, stderr)
 	defer cleanup()
 	if err != nil {
@@ -105,15 +128,6 @@ func cmdScale(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	fmt.Fprintln(stdout, string(b))
 	return nil
-}
-
-func loopbackAliasesWork() bool {
-	ln, err := net.Listen("tcp", net.JoinHostPort(scaleServerIP(0), "0"))
-	if err != nil {
-		return false
-	}
-	ln.Close()
-	return true
 }
 
 // sizeResult is one size's figures: the JSON line of the issue. A figure
@@ -329,11 +343,11 @@ func runScaleSize(ctx context.Context, o scaleOptions, self, bin string, n int, 
 	ctx, cancel := context.WithTimeout(ctx, o.sizeTimeout+time.Duration(4*o.trials)*o.trialTimeout+2*o.idle)
 	defer cancel()
 	t0 := time.Now()
-	seed := fmt.Sprintf("%s:%d", scaleServerIP(0), scaleGossipPort)
+	seed := fmt.Sprintf("%s:%d", scaleServerIP(o, 0), scaleGossipPort)
 	extra := map[string]string{"voters": "3"}
 	var servers []*scaleChild
 	for i := range scaleServers {
-		as := scaleAgentSpec{Name: fmt.Sprintf("srv%d", i+1), IP: scaleServerIP(i), Bootstrap: i == 0}
+		as := scaleAgentSpec{Name: fmt.Sprintf("srv%d", i+1), IP: scaleServerIP(o, i), Bootstrap: i == 0}
 		if i > 0 {
 			as.Join = []string{seed}
 		}
@@ -345,7 +359,7 @@ func runScaleSize(ctx context.Context, o scaleOptions, self, bin string, n int, 
 		children = append(children, c)
 		servers = append(servers, c)
 	}
-	cl := api.NewClient(fmt.Sprintf("%s:%d", scaleServerIP(0), scaleAPIPort))
+	cl := api.NewClient(fmt.Sprintf("%s:%d", scaleServerIP(o, 0), scaleAPIPort))
 	if err := waitFor(ctx, "the 3 servers in Raft", func() (bool, string) {
 		m, err := cl.Members(ctx)
 		if err != nil {
@@ -356,15 +370,15 @@ func runScaleSize(ctx context.Context, o scaleOptions, self, bin string, n int, 
 		r.unmeasured(err.Error())
 		return r
 	}
-	hs := scaleNodeSpec{CtlIP: scaleHostIP(0), Extra: extra}
+	hs := scaleNodeSpec{CtlIP: scaleHostIP(o, 0), Extra: extra}
 	for i := range scaleServers {
-		hs.Peers = append(hs.Peers, scaleServerIP(i))
+		hs.Peers = append(hs.Peers, scaleServerIP(o, i))
 	}
 	var hostNames []string
 	for i := range nhosts {
 		name := fmt.Sprintf("sdw%d", i+1)
 		hostNames = append(hostNames, name)
-		hs.Agents = append(hs.Agents, scaleAgentSpec{Name: name, IP: scaleHostIP(i), Join: []string{seed, fmt.Sprintf("%s:%d", scaleServerIP(1), scaleGossipPort)}})
+		hs.Agents = append(hs.Agents, scaleAgentSpec{Name: name, IP: scaleHostIP(o, i), Join: []string{seed, fmt.Sprintf("%s:%d", scaleServerIP(o, 1), scaleGossipPort)}})
 	}
 	hosts, err := startScaleChild(ctx, self, dir, "hosts", hs)
 	if err != nil {
@@ -384,12 +398,12 @@ func runScaleSize(ctx context.Context, o scaleOptions, self, bin string, n int, 
 	}
 	spec := topology.Spec{
 		SegPrefix:   "gpseg",
-		Coordinator: topology.CoordinatorSpec{Hostname: "srv1", Address: scaleServerIP(0), Port: 5000, DataDir: "/sim/coordinator"},
+		Coordinator: topology.CoordinatorSpec{Hostname: "srv1", Address: scaleServerIP(o, 0), Port: 5000, DataDir: "/sim/coordinator"},
 		Primary:     topology.PortDirs{PortBase: 6000},
 		Mirror:      &topology.MirrorSpec{PortDirs: topology.PortDirs{PortBase: 7000}, Placement: r.Placement},
 	}
 	for i, h := range hostNames {
-		spec.SegmentHosts = append(spec.SegmentHosts, topology.Host{Hostname: h, Address: scaleHostIP(i)})
+		spec.SegmentHosts = append(spec.SegmentHosts, topology.Host{Hostname: h, Address: scaleHostIP(o, i)})
 	}
 	for range o.perHost {
 		spec.Primary.DataDirs = append(spec.Primary.DataDirs, "/sim/primary")
@@ -608,7 +622,7 @@ func scaleState(ctx context.Context, o scaleOptions, r *sizeResult, bin string) 
 	for range o.trials {
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		cmd := exec.CommandContext(cctx, bin, "state", "--json")
-		cmd.Env = append(os.Environ(), fmt.Sprintf("GPAGENT_ADDR=%s:%d", scaleServerIP(1), scaleAPIPort))
+		cmd.Env = append(os.Environ(), fmt.Sprintf("GPAGENT_ADDR=%s:%d", scaleServerIP(o, 1), scaleAPIPort))
 		start := time.Now()
 		err := cmd.Run()
 		d := time.Since(start)
