@@ -88,6 +88,9 @@ type Topology struct {
 	Segments      []Segment      `json:"segments"`
 	History       []HistoryEntry `json:"history"`
 	SegPrefix     string         `json:"seg_prefix,omitempty"`
+	// Databases: the coordinator's databases that hold the gp catalog
+	// (from the spec's coordinator.databases); empty means [postgres].
+	Databases []string `json:"databases,omitempty"`
 	Mirrors       MirrorDefaults `json:"mirrors"`
 	// Paused stops automatic failover (gpagent pause).
 	Paused bool `json:"paused,omitempty"`
@@ -160,6 +163,7 @@ func (t *Topology) Clone() *Topology {
 	c.Switchovers = append([]Switchover(nil), t.Switchovers...)
 	c.Recoveries = append([]Recovery(nil), t.Recoveries...)
 	c.NoAutoRecover = append([]int(nil), t.NoAutoRecover...)
+	c.Databases = append([]string(nil), t.Databases...)
 	return &c
 }
 
@@ -242,4 +246,13 @@ func (t *Topology) MaxDBID() int {
 		}
 	}
 	return m
+}
+
+// CatalogDatabases are the coordinator's databases that hold the gp
+// catalog schema: the spec's list, or postgres.
+func (t *Topology) CatalogDatabases() []string {
+	if len(t.Databases) == 0 {
+		return []string{"postgres"}
+	}
+	return t.Databases
 }
