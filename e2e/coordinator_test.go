@@ -24,7 +24,12 @@ func TestCoordinator_ThreeHosts(t *testing.T) { coordinatorStory(t, startDemo(t)
 func coordinatorStory(t *testing.T, d *demo) {
 	cfg := d.config()
 	s := d.state()
-	coord, _ := pair(t, s, topology.CoordinatorContent)
+	var coord topology.Segment
+	for _, x := range s.Segments {
+		if x.Content == topology.CoordinatorContent && x.Role == topology.RolePrimary {
+			coord = x
+		}
+	}
 	dial := func() (*pgx.Conn, error) { return connect(cfg.SuperUser, cfg.SuperPassword, coord) }
 	ctx := context.Background()
 
