@@ -121,6 +121,7 @@ func (s Server) Options() map[string]string {
 		"target_session_attrs": "read-write",
 		"async_capable":        "true",
 		"connect_timeout":      "2",
+		"application_name":     topology.CoordinatorAppName,
 	}
 }
 

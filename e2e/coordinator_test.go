@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -100,10 +101,41 @@ func coordinatorStory(t *testing.T, d *demo) {
 
 	p0, m0 := pair(t, s, 0)
 	killPostmaster(t, p0)
+	killed := time.Now()
+	// From the moment the promotion is committed, new sessions: the
+	// mirror's agent runs pg_promote only once it sees the commit, so
+	// there is a short window in which the content has no writable
+	// instance and the coordinator's query fails. It is measured, not
+	// asserted: a new session must succeed once the promotion is done.
+	waitSegment(t, d, m0.DBID, "promotion committed", func(x topology.Segment) bool { return x.Role == topology.RolePrimary })
+	committed := time.Now()
+	var firstErr error
+	failures := 0
+	waitUntil(t, 30*time.Second, "a new coordinator session counts region after the promotion commit", func() (bool, string) {
+		c, err := dial()
+		if err == nil {
+			var n int
+			n, err = countRegion(c)
+			c.Close(ctx)
+			if err == nil && n != 5 {
+				t.Errorf("region through the coordinator after the promotion: %d rows, want 5", n)
+			}
+		}
+		if err != nil {
+			failures++
+			if firstErr == nil {
+				firstErr = err
+			}
+			return false, err.Error()
+		}
+		return true, ""
+	})
+	t.Logf("kill -9 to the promotion commit seen by state: %s; from there to the first new coordinator session that counted region: %s (%d failed sessions before, first error: %v)",
+		committed.Sub(killed).Round(time.Millisecond), time.Since(committed).Round(time.Millisecond), failures, firstErr)
 	waitFailedOver(t, d, p0, m0)
-	// The promotion has committed and the new primary answers: a new
-	// session counts right at once (no retry), and so does the session
-	// opened before the kill, without reconnecting.
+	// The new primary answers: a new session counts right at once (no
+	// retry), and so does the session opened before the kill, without
+	// reconnecting.
 	fresh, err := dial()
 	if err != nil {
 		t.Fatal(err)
@@ -135,5 +167,34 @@ func coordinatorStory(t *testing.T, d *demo) {
 	waitUntil(t, 30*time.Second, "region through the coordinator after the rebalance", func() (bool, string) {
 		n, err := countRegion(before)
 		return err == nil && n == 5, fmt.Sprintf("%d rows, %v", n, err)
+	})
+
+	t.Run("coordinator failover: the new coordinator's agent keeps the catalog", func(t *testing.T) {
+		d := d.in(t)
+		m := regexp.MustCompile(`initstandby -P (\d+)`).FindStringSubmatch(d.out.String())
+		if m == nil {
+			t.Fatalf("the demo's output names no standby port:\n%s", d.out)
+		}
+		d.mustGpagent("initstandby", "-P", m[1], "-a")
+		pc, mc := pair(t, d.state(), topology.CoordinatorContent)
+		waitSegment(t, d, mc.DBID, "the standby coordinator in sync", func(x topology.Segment) bool {
+			return x.Status == topology.StatusUp && x.Mode == topology.ModeSynced
+		})
+		catalogMatches(t, "with a standby coordinator")
+		killPostmaster(t, pc)
+		waitFailedOver(t, d, pc, mc)
+		coord = mc
+		catalogMatches(t, "on the new coordinator")
+		c, err := dial()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close(ctx)
+		if n, err := countRegion(c); err != nil || n != 5 {
+			t.Errorf("region through the new coordinator: %d rows, %v; want 5", n, err)
+		}
+		if _, err := c.Exec(ctx, "DELETE FROM gp.gp_configuration_history"); err == nil || !strings.Contains(err.Error(), "kept by gpagent") {
+			t.Errorf("a hand write on the new coordinator: %v, want refused", err)
+		}
 	})
 }

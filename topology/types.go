@@ -65,6 +65,13 @@ func (s Segment) String() string {
 // vouch for sync by it and the CLI that reports lag by it share one name.
 func AppName(dbid int) string { return fmt.Sprintf("gpdbid%d", dbid) }
 
+// CoordinatorAppName is the application_name of the coordinator's
+// postgres_fdw connections to the segments: the catalog sets it on every
+// foreign server, and fencing a primary ends the sessions that carry it,
+// so a coordinator session never goes on reading from a fenced primary
+// over a connection cached before the fence.
+const CoordinatorAppName = "gpagent_coordinator"
+
 // HistoryEntry is one row of gp_configuration_history.
 type HistoryEntry struct {
 	Time time.Time `json:"time"`
