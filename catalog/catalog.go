@@ -122,6 +122,11 @@ func (s Server) Options() map[string]string {
 		"async_capable":        "true",
 		"connect_timeout":      "2",
 		"application_name":     topology.CoordinatorAppName,
+		// A host cut off mid-query leaves a cached connection waiting on a
+		// socket that never answers: keepalives end it in about 4 s.
+		"keepalives_idle":     "2",
+		"keepalives_interval": "1",
+		"keepalives_count":    "2",
 	}
 }
 
