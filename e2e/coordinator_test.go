@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/gpagent/gpagent/api"
 	"github.com/gpagent/gpagent/topology"
 )
 
@@ -68,6 +69,27 @@ func coordinatorStory(t *testing.T, d *demo) {
 			return uint64(v) == st.ConfigVersion && sameSegments(got, want),
 				fmt.Sprintf("catalog version %d rows %+v; state version %d %+v", v, got, st.ConfigVersion, want)
 		})
+		// The lag: the last commit's time (the leader stamps it) to the
+		// catalog's write. Logged, and bounded loosely: timings are for
+		// the benchmark, but a catalog seconds behind is a bug.
+		var hist api.History
+		if err := jsonUnmarshal(d.mustGpagent("history", "--json"), &hist); err != nil || len(hist) == 0 {
+			t.Fatalf("history --json: %v", err)
+		}
+		c, err := dial()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close(ctx)
+		var synced time.Time
+		if err := c.QueryRow(ctx, "SELECT synced_at FROM gp.gp_catalog_version").Scan(&synced); err != nil {
+			t.Fatal(err)
+		}
+		lag := synced.Sub(hist[len(hist)-1].Time)
+		t.Logf("catalog %s: written %s after the last commit", what, lag.Round(time.Millisecond))
+		if lag > 5*time.Second {
+			t.Errorf("catalog %s: written %s after the last commit; want well within a second", what, lag.Round(time.Millisecond))
+		}
 	}
 	countRegion := func(c *pgx.Conn) (int, error) {
 		var n int
