@@ -54,7 +54,11 @@ func (a *Agent) runCatalog(ctx context.Context) {
 			closeAll()
 			continue
 		}
-		if mine, _ := a.isLocalActingPrimary(topology.CoordinatorContent); !mine {
+		// Not isLocalActingPrimary: it waits for a probe (every
+		// probe_interval) to see a promoted standby out of recovery;
+		// syncCatalogDB asks the server itself, so a new coordinator's
+		// catalog follows within ~100 ms of its promotion.
+		if p.Hostname != a.cfg.Name || p.Status != topology.StatusUp || a.lease.isFenced() {
 			closeAll()
 			continue
 		}
@@ -112,6 +116,13 @@ func (a *Agent) syncCatalogDB(ctx context.Context, sup *supervisor.Supervisor, p
 	}
 	if v == t.ConfigVersion {
 		return nil
+	}
+	var inRecovery bool
+	if err := c.QueryRow(qctx, `SELECT pg_is_in_recovery()`).Scan(&inRecovery); err != nil {
+		return fmt.Errorf("read pg_is_in_recovery: %w", err)
+	}
+	if inRecovery {
+		return nil // promoted in the topology, pg_promote not done yet
 	}
 	start := time.Now()
 	if err := catalog.Sync(qctx, c, t, login); err != nil {
