@@ -97,8 +97,8 @@ type Topology struct {
 	SegPrefix     string         `json:"seg_prefix,omitempty"`
 	// Databases: the coordinator's databases that hold the gp catalog
 	// (from the spec's coordinator.databases); empty means [postgres].
-	Databases []string `json:"databases,omitempty"`
-	Mirrors       MirrorDefaults `json:"mirrors"`
+	Databases []string       `json:"databases,omitempty"`
+	Mirrors   MirrorDefaults `json:"mirrors"`
 	// Paused stops automatic failover (gpagent pause).
 	Paused bool `json:"paused,omitempty"`
 	// Pending lists the dbids that are placed but not yet created (by init
