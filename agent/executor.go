@@ -182,6 +182,10 @@ func (e *executor) round(ctx context.Context) {
 	t := e.a.node.Topology()
 	mine := t.OnHost(e.a.cfg.Name)
 	if len(mine) == 0 {
+		// Nothing to probe, but the lease is renewed all the same: a
+		// missing lease file grants none, and the ready endpoint of a
+		// host with no instances yet answers from it too.
+		e.report(ctx, nil)
 		return
 	}
 	e.writeInstances(t)
