@@ -182,7 +182,7 @@ func (w *World) stop(in *instance) {
 			d.replyTime = time.Now()
 		}
 		w.recomputeSync(in)
-		in.shutdown, in.ckptLSN = shutDown, r.LSN
+		in.shutdown, in.ckptLSN = shutDown, r.Start // pg_controldata names the record by its start
 	}
 	w.down(in)
 }
