@@ -102,9 +102,10 @@ func (c *simCluster) heal() {
 
 // newSimCluster starts n agents on 127.0.0.2... The first bootstraps the
 // Raft cluster, the others join it by gossip. extra is added to every
-// agent's config.
+// agent's config; a timing it sets replaces simAgentTimings'.
 func newSimCluster(t *testing.T, n int, extra string) *simCluster {
 	t.Helper()
+	timings := simTimings(extra)
 	c := &simCluster{t: t, world: simpg.NewWorld(simpg.Options{}), net: simnet.New(), log: simLogger(t), isolated: map[string]bool{}}
 	t.Cleanup(c.world.Close)
 	root := t.TempDir()
@@ -125,7 +126,7 @@ gossip_addr: %s:0
 %s
 %s
 postgres: {superuser_password: a, replication_password: b}
-%s`, h.name, h.ip, h.dir, h.ip, h.ip, h.ip, start, simAgentTimings, extra)
+%s`, h.name, h.ip, h.dir, h.ip, h.ip, h.ip, start, timings, extra)
 		c.hosts = append(c.hosts, h)
 		c.start(h)
 		if i == 0 {
@@ -147,6 +148,19 @@ postgres: {superuser_password: a, replication_password: b}
 		return len(roles) == n, strings.Join(roles, " ")
 	})
 	return c
+}
+
+// simTimings is simAgentTimings without the keys extra sets (a key
+// twice is an error of the strict config parser).
+func simTimings(extra string) string {
+	var b strings.Builder
+	for line := range strings.Lines(simAgentTimings) {
+		key, _, _ := strings.Cut(line, ":")
+		if !strings.Contains("\n"+extra, "\n"+key+":") {
+			b.WriteString(line)
+		}
+	}
+	return b.String()
 }
 
 func simLogger(t *testing.T) *slog.Logger {
