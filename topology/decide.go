@@ -80,16 +80,42 @@ type Observation struct {
 // While t.Paused, failures are not acted on (no promotion, nothing marked
 // down); creation and sync bookkeeping go on.
 func Decide(t *Topology, obs map[int]Observation) []SegmentUpdate {
+	// One pass over the instances finds every content's primary and
+	// mirror: looking them up per content (t.Primary, t.Mirror) made each
+	// reconcile quadratic in the number of instances.
+	pairs := map[int]*contentPair{}
+	var contents []int
+	for _, s := range t.Segments {
+		cp := pairs[s.Content]
+		if cp == nil {
+			cp = &contentPair{}
+			pairs[s.Content] = cp
+			contents = append(contents, s.Content)
+		}
+		switch {
+		case s.Role == RolePrimary && !cp.hasP:
+			cp.p, cp.hasP = s, true
+		case s.Role == RoleMirror && !cp.hasM:
+			cp.m, cp.hasM = s, true
+		}
+	}
+	slices.Sort(contents)
 	var out []SegmentUpdate
-	for _, c := range t.Contents() {
-		out = append(out, decideContent(t, c, obs)...)
+	for _, c := range contents {
+		out = append(out, decideContent(t, c, *pairs[c], obs)...)
 	}
 	return out
 }
 
-func decideContent(t *Topology, c int, obs map[int]Observation) []SegmentUpdate {
-	p, hasP := t.Primary(c)
-	m, hasM := t.Mirror(c)
+// contentPair is a content's primary and mirror as t records them (the
+// first of each role, as t.Primary and t.Mirror return).
+type contentPair struct {
+	p, m       Segment
+	hasP, hasM bool
+}
+
+func decideContent(t *Topology, c int, cp contentPair, obs map[int]Observation) []SegmentUpdate {
+	p, hasP, m, hasM := cp.p, cp.hasP, cp.m, cp.hasM
 	var out []SegmentUpdate
 	if hasP {
 		if u, ok := primaryUp(t, p, obs); ok {
