@@ -34,6 +34,9 @@ replication_stall_timeout: 1s
 lease: 1500ms
 `
 
+// simProbeTimeout is probe_timeout in simAgentTimings.
+const simProbeTimeout = 150 * time.Millisecond
+
 // simWait is the deadline of every wait in these tests: generous, for a
 // loaded 2-core machine under the race detector.
 const simWait = 45 * time.Second
@@ -106,7 +109,11 @@ func (c *simCluster) heal() {
 func newSimCluster(t *testing.T, n int, extra string) *simCluster {
 	t.Helper()
 	timings := simTimings(extra)
-	c := &simCluster{t: t, world: simpg.NewWorld(simpg.Options{}), net: simnet.New(), log: simLogger(t), isolated: map[string]bool{}}
+	// The world's probe timeout is the agents' probe_timeout: a probe of
+	// a hung instance fails after it, as the supervisor's does (simpg's
+	// default of 2 s would make every hang test wait that long per probe).
+	world := simpg.NewWorld(simpg.Options{ProbeTimeout: simProbeTimeout})
+	c := &simCluster{t: t, world: world, net: simnet.New(), log: simLogger(t), isolated: map[string]bool{}}
 	t.Cleanup(c.world.Close)
 	root := t.TempDir()
 	var join string
