@@ -35,6 +35,8 @@ type Agent struct {
 	lead  *leader
 	lease *lease
 	mesh  *membership.Membership
+	// meshEvents receives gossip membership changes (openMesh).
+	meshEvents chan membership.Event
 	tls   *tlsConfigs // nil: plain TCP and HTTP
 	// reload: the file to re-read and the runtime config (reload.go).
 	reload reloadState

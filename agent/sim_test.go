@@ -281,3 +281,20 @@ func TestSimRestartedAgentSeesCrashAtOnce(t *testing.T) {
 		t.Errorf("the failover took %s after the crash: the restarted agent waited for a probe round (%s) instead of hearing the exit", took.Round(time.Millisecond), interval)
 	}
 }
+
+// TestSimJoinBecomesVoter: the leader adds an agent to the Raft
+// configuration when gossip sees it join, not at its next periodic voter
+// round, which this test sets to an hour.
+func TestSimJoinBecomesVoter(t *testing.T) {
+	c := newSimWorld(t)
+	c.voterRound = time.Hour
+	for range 3 {
+		c.addHost("")
+	}
+	roles := c.waitRaftMembers(3)
+	for name, role := range roles {
+		if role != "voter" && role != "leader" {
+			t.Errorf("%s is a Raft %s, want voter (voters: 3)", name, role)
+		}
+	}
+}
