@@ -37,7 +37,7 @@ type Agent struct {
 	mesh  *membership.Membership
 	// meshEvents receives gossip membership changes (openMesh).
 	meshEvents chan membership.Event
-	tls   *tlsConfigs // nil: plain TCP and HTTP
+	tls        *tlsConfigs // nil: plain TCP and HTTP
 	// reload: the file to re-read and the runtime config (reload.go).
 	reload reloadState
 	// counts: events counted for /metrics (metrics.go).
