@@ -211,6 +211,20 @@ func simLogger(t *testing.T) *slog.Logger {
 // and its running instances, which it adopts).
 func (c *simCluster) start(h *simHost) {
 	c.t.Helper()
+	if strings.Contains(h.cfgDoc, "bootstrap: true") && c.agent(h) != nil {
+		// A restart of the bootstrapping agent joins the others, as an
+		// operator's config lists them: its stop left the gossip pool,
+		// so the leader may have removed it from Raft, and only a gossip
+		// join brings it back (the others never contact a member that
+		// left).
+		var others []string
+		for _, o := range c.running() {
+			others = append(others, c.agent(o).mesh.LocalAddr())
+		}
+		if len(others) > 0 {
+			h.cfgDoc = strings.Replace(h.cfgDoc, "bootstrap: true", "join: ["+strings.Join(others, ", ")+"]", 1)
+		}
+	}
 	cfg, err := ParseConfig([]byte(h.cfgDoc))
 	if err != nil {
 		c.t.Fatalf("%s config: %v", h.name, err)
