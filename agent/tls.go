@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"net/http"
 	"os"
 	"sync/atomic"
 
@@ -91,7 +90,7 @@ func (a *Agent) peerClient(addr string) *api.Client {
 	if a.tls != nil {
 		tc = a.tls.client
 	}
-	c := api.NewClientDialer(addr, tc, a.net.DialContext)
+	c := api.NewClientDialer(addr, tc, a.net.DialContext).WithToken(a.cfg.Token)
 	if a.peers == nil {
 		a.peers = map[string]*api.Client{}
 	}
@@ -99,14 +98,3 @@ func (a *Agent) peerClient(addr string) *api.Client {
 	return c
 }
 
-// agentsOnly guards the routes only agents call (reports, preflight):
-// with TLS on, the caller must present a certificate of the cluster CA.
-func (a *Agent) agentsOnly(h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if a.tls != nil && (r.TLS == nil || len(r.TLS.VerifiedChains) == 0) {
-			writeError(w, api.Errorf(api.CodeInvalid, "%s is for agents: present a certificate of the cluster CA", r.URL.Path))
-			return
-		}
-		h(w, r)
-	}
-}
