@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -20,7 +21,14 @@ import (
 func startAgent(t *testing.T, name string, ca *testcerts.CA, extra string) *Agent {
 	t.Helper()
 	dir := t.TempDir()
-	caFile, certFile, keyFile := ca.WriteFiles(t, dir, ca.Issue(t, "127.0.0.1"))
+	caFile, certFile, keyFile := ca.WriteFiles(t, dir, ca.IssueCN(t, AgentCNPrefix+name, "127.0.0.1"))
+	if !strings.Contains(extra, "gossip_key_file") {
+		keyFile := filepath.Join(dir, "gossip.key")
+		if err := os.WriteFile(keyFile, []byte("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		extra += "gossip_key_file: " + keyFile + "\n"
+	}
 	doc := fmt.Sprintf(`name: %s
 address: 127.0.0.1
 data_dir: %s
@@ -89,7 +97,7 @@ func TestAgents_TLSMeshAndForwarding(t *testing.T) {
 	ca := testcerts.New(t)
 	a := startAgent(t, "a", ca, "bootstrap: true\n")
 	b := startAgent(t, "b", ca, fmt.Sprintf("join: [%s]\n", a.mesh.LocalAddr()))
-	operator := &tls.Config{RootCAs: ca.Pool, Certificates: []tls.Certificate{ca.Issue(t, "127.0.0.1")}, MinVersion: tls.VersionTLS12}
+	operator := &tls.Config{RootCAs: ca.Pool, Certificates: []tls.Certificate{ca.IssueCN(t, OperatorCNPrefix+"alice")}, MinVersion: tls.VersionTLS12}
 	cb := api.NewTLSClient(b.APIAddr(), operator)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -118,13 +126,13 @@ func TestAgents_TLSMeshAndForwarding(t *testing.T) {
 	t.Run("no client certificate: no reports", func(t *testing.T) {
 		anon := api.NewTLSClient(a.APIAddr(), &tls.Config{RootCAs: ca.Pool, MinVersion: tls.VersionTLS12})
 		_, err := anon.Report(context.Background(), api.Report{Agent: "x"})
-		if !errors.Is(err, api.ErrInvalid) {
+		if !errors.Is(err, api.ErrUnauthorized) {
 			t.Fatalf("report without a certificate: %v, want refused", err)
 		}
-		if _, err := anon.DataFiles(context.Background(), 1); !errors.Is(err, api.ErrInvalid) {
+		if _, err := anon.DataFiles(context.Background(), 1); !errors.Is(err, api.ErrUnauthorized) {
 			t.Fatalf("data files without a certificate: %v, want refused", err)
 		}
-		if _, err := anon.ReadDataFiles(context.Background(), 1, []api.FileRange{{Path: "global/pg_control", N: 8192}}); !errors.Is(err, api.ErrInvalid) {
+		if _, err := anon.ReadDataFiles(context.Background(), 1, []api.FileRange{{Path: "global/pg_control", N: 8192}}); !errors.Is(err, api.ErrUnauthorized) {
 			t.Fatalf("reading data files without a certificate: %v, want refused", err)
 		}
 		if _, err := anon.State(context.Background()); err != nil {

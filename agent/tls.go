@@ -3,6 +3,7 @@ package agent
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"os"
 	"sync/atomic"
@@ -46,6 +47,10 @@ func loadTLS(caFile, certFile, keyFile string) (*tlsConfigs, error) {
 	}
 	t.raft, t.server, t.client = base.Clone(), base.Clone(), base.Clone()
 	t.raft.ClientAuth = tls.RequireAndVerifyClientCert
+	// Raft and calls to other agents talk only to agents: an operator's
+	// certificate of the same CA is no Raft peer.
+	t.raft.VerifyPeerCertificate = onlyAgents
+	t.client.VerifyPeerCertificate = onlyAgents
 	t.server.ClientAuth = tls.VerifyClientCertIfGiven
 	return t, nil
 }
@@ -98,3 +103,15 @@ func (a *Agent) peerClient(addr string) *api.Client {
 	return c
 }
 
+
+// onlyAgents refuses a verified peer whose certificate is not an agent's
+// (CN agent.<host>).
+func onlyAgents(_ [][]byte, chains [][]*x509.Certificate) error {
+	if len(chains) == 0 || len(chains[0]) == 0 {
+		return errors.New("no verified certificate")
+	}
+	if p := certPrincipal(chains[0][0]); p.kind != kindAgent {
+		return fmt.Errorf("certificate %q is not an agent's (CN %s<host>)", chains[0][0].Subject.CommonName, AgentCNPrefix)
+	}
+	return nil
+}
