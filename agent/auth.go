@@ -201,9 +201,11 @@ func (m *guardedMux) handle(g guard, pattern string, h http.Handler) {
 	m.mux.Handle(pattern, m.a.require(g, h))
 }
 
-func (m *guardedMux) open(pattern string, h http.HandlerFunc)     { m.handle(guardOpen, pattern, h) }
-func (m *guardedMux) agent(pattern string, h http.HandlerFunc)    { m.handle(guardAgent, pattern, h) }
-func (m *guardedMux) operator(pattern string, h http.HandlerFunc) { m.handle(guardOperator, pattern, h) }
+func (m *guardedMux) open(pattern string, h http.HandlerFunc)  { m.handle(guardOpen, pattern, h) }
+func (m *guardedMux) agent(pattern string, h http.HandlerFunc) { m.handle(guardAgent, pattern, h) }
+func (m *guardedMux) operator(pattern string, h http.HandlerFunc) {
+	m.handle(guardOperator, pattern, h)
+}
 
 // require lets a request through only from a principal g allows: 401
 // without a credential, 403 with one of the wrong kind.

@@ -98,8 +98,8 @@ type Config struct {
 	Token string
 	// Insecure lets the agent start without TLS or a token, or without a
 	// gossip key: anyone who reaches it can then change the cluster.
-	Insecure bool
-	StopInstancesOnExit                bool
+	Insecure            bool
+	StopInstancesOnExit bool
 	// EnableDebug serves Go's profiles under /debug/pprof/ on the API
 	// address (off by default: they show the process's internals).
 	EnableDebug   bool

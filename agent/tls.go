@@ -103,7 +103,6 @@ func (a *Agent) peerClient(addr string) *api.Client {
 	return c
 }
 
-
 // onlyAgents refuses a verified peer whose certificate is not an agent's
 // (CN agent.<host>).
 func onlyAgents(_ [][]byte, chains [][]*x509.Certificate) error {
