@@ -9,6 +9,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -51,6 +53,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		return 0
+	}
+	// The clusters gpbench starts (gpagent demo, the netns cluster) take
+	// $GPAGENT_TOKEN as their cluster token, and the gpagent commands it
+	// runs send it: one secret for the run, made here unless given.
+	if os.Getenv("GPAGENT_TOKEN") == "" {
+		tok := make([]byte, 32)
+		_, _ = rand.Read(tok)
+		os.Setenv("GPAGENT_TOKEN", base64.StdEncoding.EncodeToString(tok))
 	}
 	var err error
 	switch cmd, rest := args[0], args[1:]; cmd {
