@@ -10,7 +10,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
 )
 
 // BenchmarkStateJSON measures `gpagent state --json` on the demo cluster
