@@ -181,8 +181,8 @@ func parseConfig(data []byte) (*Config, string, error) {
 		}
 		return nil, "", configError(data, err)
 	}
-	if fc.Postgres.SuperPasswordFile != "" || fc.Postgres.ReplicationPasswordFile != "" || fc.TokenFile != "" {
-		return nil, "", errors.New("postgres.*_password_file and token_file are read by LoadConfig only")
+	if fc.Postgres.SuperPasswordFile != "" || fc.Postgres.ReplicationPasswordFile != "" {
+		return nil, "", errors.New("postgres: *_password_file fields are read by LoadConfig only")
 	}
 	cfg, err := fc.validate()
 	return cfg, fc.GossipKeyFile, err
