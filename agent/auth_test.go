@@ -13,6 +13,7 @@ import (
 
 	"github.com/gpagent/gpagent/api"
 	"github.com/gpagent/gpagent/internal/testcerts"
+	"github.com/gpagent/gpagent/topology"
 )
 
 // TestRoutes_EveryChangeNeedsACredential walks every route the API
@@ -185,5 +186,41 @@ func TestCheckSecure(t *testing.T) {
 	// ParseConfig, as for gossip_key_file, leaves the file unread.
 	if cfg, err := ParseConfig([]byte("data_dir: /x\ntoken_file: /nonexistent\npostgres: {superuser_password: a, replication_password: b}\n")); err != nil || cfg.Token != "" {
 		t.Errorf("ParseConfig with a token_file: %v, token %q", err, cfg.Token)
+	}
+}
+
+// TestSim_PostedRecoverPlanIsPreflighted: a recovery plan posted with a
+// move is checked as the leader's own plan is: a move onto a host no
+// agent runs, or onto a port an instance there already listens on, is
+// refused and nothing is committed.
+func TestSim_PostedRecoverPlanIsPreflighted(t *testing.T) {
+	c := newSimCluster(t, 3, "")
+	c.initCluster(1)
+	p, m := simPair(t, c.state(), 0)
+	c.world.Crash(p.Address, p.Port)
+	c.waitPromoted(p, m)
+	s := c.state()
+	var other topology.Segment
+	for _, seg := range s.Segments {
+		if seg.Hostname != p.Hostname && seg.Content != p.Content {
+			other = seg
+		}
+	}
+	cl := c.client()
+	ctx := context.Background()
+	for name, loc := range map[string]topology.Location{
+		"unknown host":    {Hostname: "nohost", Address: "127.0.0.99", Port: 40000, DataDir: "/nowhere/gpseg0"},
+		"port of another": {Hostname: other.Hostname, Address: other.Address, Port: other.Port, DataDir: other.DataDir + "-moved"},
+	} {
+		plan := api.RecoverPlan{BaseVersion: s.ConfigVersion, Steps: []api.RecoverStep{{
+			Request: topology.RecoveryRequest{DBID: p.DBID, Kind: topology.RecoveryFull, Move: &loc},
+			Content: p.Content, From: p,
+		}}}
+		if _, err := cl.Recover(ctx, plan); err == nil {
+			t.Errorf("%s: a posted plan moving dbid %d to %+v was committed without a preflight", name, p.DBID, loc)
+		}
+		if now := c.state(); now.ConfigVersion != s.ConfigVersion {
+			t.Fatalf("%s: config version %d -> %d after a refused plan", name, s.ConfigVersion, now.ConfigVersion)
+		}
 	}
 }
