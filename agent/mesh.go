@@ -80,8 +80,22 @@ func (a *Agent) openMesh(transport memberlist.NodeAwareTransport) error {
 	if err != nil {
 		return fmt.Errorf("gossip_addr %s: %w", a.cfg.GossipAddr, err)
 	}
-	a.node.SetMinVersion(func() string { return minVersion(a.mesh.Members()) })
+	a.node.SetMinVersion(a.clusterMinVersion)
 	return nil
+}
+
+// clusterMinVersion is the lowest version among the agents of gossip and
+// of the Raft configuration (the upgrade gate's input); "" when unknown.
+func (a *Agent) clusterMinVersion() string {
+	servers, err := a.node.Servers()
+	if err != nil {
+		return "" // unknown: only the baseline is written
+	}
+	ids := make([]string, 0, len(servers))
+	for _, s := range servers {
+		ids = append(ids, s.ID)
+	}
+	return minVersion(a.mesh.Members(), a.cfg.Name, ids)
 }
 
 // advertisedAPI is the API address others reach this agent at.
