@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -123,6 +124,28 @@ func TestAgents_TLSMeshAndForwarding(t *testing.T) {
 		t.Fatalf("state through b (forwarded to the leader): %+v %v", s, err)
 	}
 
+	t.Run("a change through a follower carries the caller", func(t *testing.T) {
+		// b forwards to the leader a with its own agent certificate; a
+		// judges the operator (or the agent) b authenticated.
+		if _, err := cb.SetPaused(context.Background(), false); err != nil && !errors.Is(err, api.ErrNotInitialized) {
+			t.Fatalf("an operator's resume through follower b: %v", err)
+		}
+		asAgent := api.NewTLSClient(b.APIAddr(), &tls.Config{RootCAs: ca.Pool, Certificates: []tls.Certificate{ca.IssueCN(t, AgentCNPrefix+"b")}, MinVersion: tls.VersionTLS12})
+		if _, err := asAgent.SetPaused(context.Background(), true); !errors.Is(err, api.ErrForbidden) {
+			t.Fatalf("an agent's pause through follower b: %v, want forbidden", err)
+		}
+		req, _ := http.NewRequest(http.MethodPost, "https://"+b.APIAddr()+"/v1/pause", strings.NewReader("{}"))
+		req.Header.Set(principalHeader, "operator:mallory")
+		hc := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool, MinVersion: tls.VersionTLS12}}}
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("an anonymous caller naming itself in %s: %d, want 401", principalHeader, resp.StatusCode)
+		}
+	})
 	t.Run("no client certificate: no reports", func(t *testing.T) {
 		anon := api.NewTLSClient(a.APIAddr(), &tls.Config{RootCAs: ca.Pool, MinVersion: tls.VersionTLS12})
 		_, err := anon.Report(context.Background(), api.Report{Agent: "x"})
