@@ -201,6 +201,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	wg.Go(func() { a.lead.run(loopCtx) })
 	wg.Go(func() { a.exec.run(loopCtx) })
 	wg.Go(func() { a.runMesh(loopCtx) })
+	wg.Go(func() { a.runCatalog(loopCtx) })
 	go func() { serveErr <- a.server.Serve(a.apiListener) }()
 
 	var err error

@@ -40,6 +40,9 @@ func (a *Agent) routes() *guardedMux {
 	change("POST /v1/recover", a.postRecover)
 	change("POST /v1/rebalance", a.postRebalance)
 	read("GET /v1/conninfo/{content}", a.getConnInfo)
+	// Creates tables on every content: an operator's change.
+	change("POST /v1/tables", a.postTables)
+	read("GET /v1/tables", a.getTables)
 	// Served by every agent about itself.
 	mux.open("GET /v1/members", a.handle(a.getMembers))
 	mux.operator("POST /v1/reload", a.handle(a.postReload))
