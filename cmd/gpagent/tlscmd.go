@@ -134,9 +134,7 @@ func cmdTLSCertCreate(io cmdIO, args []string) error {
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
 		tmpl.DNSNames = []string{*host, "localhost"}
 		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
-		for _, d := range splitList(*dnsNames) {
-			tmpl.DNSNames = append(tmpl.DNSNames, d)
-		}
+		tmpl.DNSNames = append(tmpl.DNSNames, splitList(*dnsNames)...)
 		for _, s := range splitList(*ips) {
 			ip := net.ParseIP(s)
 			if ip == nil {
