@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -53,6 +54,11 @@ type Agent struct {
 	// The health report last gossiped, and when (mesh loop only).
 	healthSent   []byte
 	healthSentAt time.Time
+
+	// Dead members to dial again, with backoff (mesh.go's rejoinDead),
+	// and whether a dial is under way.
+	rejoin     rejoiner
+	rejoinBusy atomic.Bool
 }
 
 // APIAddrFile is written into the data dir with the API's bound address,

@@ -31,6 +31,9 @@ commands:
              cp -a
   rebalance  write unavailability, lost writes and split brain during
              gpagent recoverseg -r (switchover back to preferred roles)
+  scale      grow a cluster of simulated-instance agents (3 Raft server
+             processes, the segment hosts many to a process) and time host
+             loss, instance crash and gpagent state at each size
 
 Run 'gpbench <command> -h' for flags.
 `
@@ -70,6 +73,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdRecover(ctx, rest, stdout, stderr)
 	case "rebalance":
 		err = cmdRebalance(ctx, rest, stdout, stderr)
+	case "scale":
+		err = cmdScale(ctx, rest, stdout, stderr)
+	case "scale-node": // gpbench scale's child; not for people
+		err = cmdScaleNode(ctx, rest, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "gpbench: unknown command %q\n%s", cmd, usage)
 		return 2
