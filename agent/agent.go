@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -55,6 +56,11 @@ type Agent struct {
 	// The health report last gossiped, and when (mesh loop only).
 	healthSent   []byte
 	healthSentAt time.Time
+
+	// Dead members to dial again, with backoff (mesh.go's rejoinDead),
+	// and whether a dial is under way.
+	rejoin     rejoiner
+	rejoinBusy atomic.Bool
 }
 
 // APIAddrFile is written into the data dir with the API's bound address,
@@ -86,6 +92,9 @@ func NewWith(cfg *Config, deps Deps) (*Agent, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("agent", cfg.Name)
+	if err := checkSecure(cfg, log); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data_dir %s: %w", cfg.DataDir, err)
 	}

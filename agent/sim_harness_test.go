@@ -197,6 +197,12 @@ func simTimings(extra string) string {
 	return b.String()
 }
 
+// The sim cluster's token and gossip key.
+var (
+	simToken     = "sim-cluster-token"
+	simGossipKey = []byte("0123456789abcdef0123456789abcdef")
+)
+
 func simLogger(t *testing.T) *slog.Logger {
 	w := &testWriter{t: t}
 	t.Cleanup(w.close)
@@ -228,6 +234,14 @@ func (c *simCluster) start(h *simHost) {
 	cfg, err := ParseConfig([]byte(h.cfgDoc))
 	if err != nil {
 		c.t.Fatalf("%s config: %v", h.name, err)
+	}
+	// As the documented config runs: the API guarded by the cluster
+	// token, gossip encrypted (ParseConfig reads no *_file fields).
+	if cfg.Token == "" && !cfg.Insecure {
+		cfg.Token = simToken
+	}
+	if len(cfg.GossipKeys) == 0 && !cfg.Insecure {
+		cfg.GossipKeys = [][]byte{simGossipKey}
 	}
 	a, err := NewWith(cfg, Deps{Logger: c.log, Driver: c.world.Host(h.name), Clock: h.clock, Network: c.net.Host(h.ip)})
 	if err != nil {
@@ -309,7 +323,7 @@ func (c *simCluster) client() *api.Client {
 	defer c.mu.Unlock()
 	for _, h := range c.running() {
 		if !c.isolated[h.ip] {
-			return api.NewClient(c.agent(h).APIAddr())
+			return api.NewClient(c.agent(h).APIAddr()).WithToken(simToken)
 		}
 	}
 	c.t.Fatal("no agent runs")

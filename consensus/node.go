@@ -144,6 +144,7 @@ func startRaft(cfg Config, rc *raft.Config, hlog hclog.Logger, store *raftboltdb
 		stopForward:   make(chan struct{}),
 		forwardDone:   make(chan struct{}),
 	}
+	n.fsm.log = n.log
 	if n.raft, err = raft.NewRaft(rc, n.fsm, store, store, snaps, trans); err != nil {
 		_ = trans.Close()
 		return nil, fmt.Errorf("open consensus: start raft: %w", err)
