@@ -48,7 +48,7 @@ func TestSimNemesis(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the in-process nemesis takes tens of seconds")
 	}
-	first, n := uint64(1), 2
+	first, n := uint64(1), 3
 	seedSet := false
 	if v := os.Getenv("GPAGENT_NEMESIS_SEED"); v != "" {
 		s, err := strconv.ParseUint(v, 10, 64)
