@@ -36,7 +36,7 @@ type inst struct {
 	running, hung bool
 	hungAt        time.Time
 	inRecovery    bool
-	wal           []uint64 // commit ids; 0 is a checkpoint record; LSN = len
+	wal           []uint64 // record ids, unique in the world (commits, or ckptBit|n); LSN = len
 	tli           int
 	upstream      int // dbid it streams from (a standby)
 	syncTo        int // dbid in synchronous_standby_names, 0 for none
@@ -135,8 +135,9 @@ func newWorld(seed uint64, contents int) *world {
 			segs = append(segs, topology.Segment{DBID: dbid, Content: c, Role: r.role, PreferredRole: r.role, Mode: topology.ModeNotSynced,
 				Status: topology.StatusDown, Port: r.port, Hostname: r.h, Address: r.h, DataDir: fmt.Sprintf("/d/%d", dbid)})
 			ups = append(ups, topology.SegmentUpdate{DBID: dbid, Status: topology.StatusUp, Mode: topology.ModeSynced, Desc: "model: created, in sync"})
-			in := &inst{dbid: dbid, content: c, host: r.h, running: true, tli: 1, inRecovery: r.role == topology.RoleMirror, wal: []uint64{0}}
+			in := &inst{dbid: dbid, content: c, host: r.h, running: true, tli: 1, inRecovery: r.role == topology.RoleMirror, wal: []uint64{w.checkpointID()}}
 			if r.role == topology.RoleMirror {
+				in.wal = slices.Clone(w.insts[dbid-1].wal)
 				in.upstream = dbid - 1
 				w.insts[dbid-1].syncTo = dbid
 			}
@@ -200,14 +201,28 @@ func (w *world) streams(s *inst) bool {
 		return false
 	}
 	// Only a standby whose WAL is a prefix of its upstream's follows it
-	// (PostgreSQL refuses to stream across a diverged timeline).
-	return len(s.wal) <= len(u.wal) && slices.Equal(s.wal, u.wal[:len(s.wal)])
+	// (PostgreSQL refuses to stream across a diverged timeline). Record
+	// ids are unique and a WAL only grows at its end or is cut back to a
+	// prefix, so equal last records mean equal prefixes.
+	n := len(s.wal)
+	return n == 0 || n <= len(u.wal) && u.wal[n-1] == s.wal[n-1]
+}
+
+// ckptBit marks a checkpoint record's id.
+const ckptBit = 1 << 63
+
+func (w *world) checkpointID() uint64 {
+	w.nextID++
+	return w.nextID | ckptBit
 }
 
 func (w *world) replicate() {
 	for _, s := range w.insts {
 		if w.streams(s) {
-			s.wal = slices.Clone(w.insts[s.upstream].wal)
+			// A standby follows its upstream's timeline, as PostgreSQL's
+			// does: its WAL is that timeline's history.
+			u := w.insts[s.upstream]
+			s.wal, s.tli = append(s.wal, u.wal[len(s.wal):]...), u.tli
 		}
 	}
 }
@@ -232,7 +247,7 @@ func (w *world) write() {
 					w.indet++
 					break
 				}
-				m.wal = slices.Clone(in.wal)
+				m.wal = append(m.wal, in.wal[len(m.wal):]...)
 			}
 			w.acks = append(w.acks, Ack{Commit: id, Content: c, DBID: in.dbid, Timeline: in.tli, Time: w.ticks})
 			w.acked[c] = append(w.acked[c], id)
@@ -325,10 +340,10 @@ func (w *world) step(h *host, s topology.Segment, in *inst) {
 	case topology.StepRestartInPlace:
 		in.running, in.hung, in.inRecovery, in.upstream = true, false, false, 0
 	case topology.StepSwitchoverStop:
-		in.wal = append(in.wal, 0) // the shutdown checkpoint, sent to a streaming standby
+		in.wal = append(in.wal, w.checkpointID()) // the shutdown checkpoint, sent to a streaming standby
 		for _, d := range w.insts {
 			if d.upstream == in.dbid && w.streams(d) {
-				d.wal = slices.Clone(in.wal)
+				d.wal = append(d.wal, in.wal[len(d.wal):]...)
 			}
 		}
 		in.running, in.stoppedLSN = false, uint64(len(in.wal)-1)
@@ -348,7 +363,7 @@ func (w *world) step(h *host, s topology.Segment, in *inst) {
 		if st.Recovery.Kind == topology.RecoveryFull {
 			n = 0
 		}
-		in.wal = slices.Clone(u.wal[:n]) // rewind discards what the primary lacks
+		in.wal, in.tli = slices.Clone(u.wal[:n]), u.tli // rewind discards what the primary lacks
 		in.running, in.hung, in.inRecovery, in.upstream, in.syncTo, in.stoppedLSN = true, false, true, u.dbid, 0, 0
 		in.recoveredJob = st.Recovery.Job
 	case topology.StepFence:

@@ -3,7 +3,9 @@ package nemesis
 import (
 	"flag"
 	"os"
+	"runtime"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 )
@@ -50,8 +52,27 @@ func TestNemesisModel(t *testing.T) {
 	strict := os.Getenv("GPAGENT_NEMESIS_STRICT") == "1"
 	start := time.Now()
 	var acked, indet, faults, failures, stuck, stranded int
-	for seed := first; seed < first+uint64(n); seed++ {
-		r := Run(seed)
+	// Schedules are independent: run them on every CPU, then read the
+	// results in seed order.
+	results := make([]*Result, n)
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				results[i] = Run(first + uint64(i))
+			}
+		}()
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	for i, r := range results {
+		seed := first + uint64(i)
 		acked += r.Acked
 		indet += r.Indeterminate
 		faults += r.Faults
