@@ -29,6 +29,9 @@ commands:
              cp -a
   rebalance  write unavailability, lost writes and split brain during
              gpagent recoverseg -r (switchover back to preferred roles)
+  chaos      random faults for --minutes on a three-host cluster in network
+             namespaces (root), a writer on every content; report lost
+             acknowledged writes, split brain and stranded contents
 
 Run 'gpbench <command> -h' for flags.
 `
@@ -60,6 +63,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdRecover(ctx, rest, stdout, stderr)
 	case "rebalance":
 		err = cmdRebalance(ctx, rest, stdout, stderr)
+	case "chaos":
+		err = cmdChaos(ctx, rest, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "gpbench: unknown command %q\n%s", cmd, usage)
 		return 2
