@@ -254,7 +254,18 @@ func cmdChaos(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		kinds := []string{"kill9", "sigstop_postgres", "sigstop_agent", "host_kill", "host_cut", "leader_cut", "agent_restart", "operator"}
 		kind := kinds[rnd.IntN(len(kinds))]
 		host := nsHosts[rnd.IntN(len(nsHosts))]
-		seg := st.Segments[rnd.IntN(len(st.Segments))]
+		// Faults on instances hit one recorded up: a demoted one is
+		// already down until recoverseg.
+		var up []segment
+		for _, x := range st.Segments {
+			if x.Status == "u" {
+				up = append(up, x)
+			}
+		}
+		if len(up) == 0 {
+			up = st.Segments
+		}
+		seg := up[rnd.IntN(len(up))]
 		desc := kind
 		var undo func()
 		switch kind {
