@@ -93,6 +93,8 @@ func TestUsage(t *testing.T) {
 		{[]string{"failover", "--dsn", "host=a,b"}, 1, "--kill-cmd"},
 		{[]string{"failover", "--kill-cmd", "true"}, 1, "--dsn"},
 		{[]string{"failover", "--gpagent", "/nonexistent/gpagent", "--trials", "1"}, 1, "/nonexistent/gpagent"},
+		{[]string{"chaos", "--minutes", "0"}, 2, "--minutes must be positive"},
+		{[]string{"chaos", "--seed", "x"}, 2, "-seed"},
 	}
 	for _, tc := range cases {
 		var out, errOut bytes.Buffer
