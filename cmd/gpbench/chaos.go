@@ -394,7 +394,10 @@ func cmdChaos(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		res.Acked += len(w.acked)
 		res.Indeterminate += len(w.indet)
 		res.Failed += w.failed
-		res.SplitBrain += watchers[ct].splitBrain()
+		if n := watchers[ct].splitBrain(); n > 0 {
+			res.SplitBrain += n
+			fmt.Fprintf(stderr, "gpbench: content %d: SPLIT BRAIN: %s\n", ct, watchers[ct].splitDetail())
+		}
 		missing, err := missingIDs(ctx, w.cfg, w.acked)
 		if err != nil {
 			fmt.Fprintf(stderr, "gpbench: content %d: reading back: %v\n", ct, err)
@@ -458,4 +461,35 @@ func (c *nsCluster) startAgent(bin, host string) error {
 		c.agents = append(c.agents, a)
 	}
 	return err
+}
+
+// splitDetail names the polls at which two instances answered writable:
+// how many, the first and last, and which instances.
+func (w *watcher) splitDetail() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var first, last time.Time
+	n := 0
+	who := map[string]bool{}
+	for _, p := range w.polls {
+		if count(p.primary) < 2 {
+			continue
+		}
+		if n == 0 {
+			first = p.at
+		}
+		last = p.at
+		n++
+		for i, prim := range p.primary {
+			if prim {
+				who[w.instances[i].String()] = true
+			}
+		}
+	}
+	var names []string
+	for k := range who {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return fmt.Sprintf("%d polls from %s to %s: %s answered out of recovery and writable", n, first.Format("15:04:05.000"), last.Format("15:04:05.000"), strings.Join(names, " and "))
 }
