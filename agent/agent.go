@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -53,6 +54,11 @@ type Agent struct {
 	// The health report last gossiped, and when (mesh loop only).
 	healthSent   []byte
 	healthSentAt time.Time
+
+	// Dead members to dial again, with backoff (mesh.go's rejoinDead),
+	// and whether a dial is under way.
+	rejoin     rejoiner
+	rejoinBusy atomic.Bool
 }
 
 // APIAddrFile is written into the data dir with the API's bound address,
@@ -198,6 +204,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	wg.Go(func() { a.lead.run(loopCtx) })
 	wg.Go(func() { a.exec.run(loopCtx) })
 	wg.Go(func() { a.runMesh(loopCtx) })
+	wg.Go(func() { a.runCatalog(loopCtx) })
 	go func() { serveErr <- a.server.Serve(a.apiListener) }()
 
 	var err error

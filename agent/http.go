@@ -36,6 +36,9 @@ func (a *Agent) routes() http.Handler {
 	lead("POST /v1/recover", a.postRecover)
 	lead("POST /v1/rebalance", a.postRebalance)
 	lead("GET /v1/conninfo/{content}", a.getConnInfo)
+	// Changes the cluster: registered like the other change routes.
+	lead("POST /v1/tables", a.postTables)
+	lead("GET /v1/tables", a.getTables)
 	// Served by every agent about itself.
 	mux.HandleFunc("GET /v1/members", a.handle(a.getMembers))
 	mux.HandleFunc("POST /v1/reload", a.agentsOnly(a.handle(a.postReload)))

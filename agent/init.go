@@ -44,6 +44,7 @@ func (a *Agent) postInit(r *http.Request) (any, error) {
 		BaseVersion: t.ConfigVersion,
 		ClusterID:   clusterID,
 		SegPrefix:   req.Spec.SegPrefix,
+		Databases:   req.Spec.Coordinator.Databases,
 		Mirrors:     req.Spec.MirrorDefaults(),
 		Segments:    segs,
 	}

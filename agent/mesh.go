@@ -99,7 +99,7 @@ func (a *Agent) advertisedAPI() string {
 // runMesh joins the agents named in the config (retrying until one
 // answers), then every second spreads this agent's health and, while no
 // cluster exists yet, bootstraps one when bootstrap_expect agents see
-// each other.
+// each other; and it dials again at most one member held dead.
 func (a *Agent) runMesh(ctx context.Context) {
 	if len(a.cfg.Join) > 0 {
 		go func() {
@@ -113,14 +113,12 @@ func (a *Agent) runMesh(ctx context.Context) {
 	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	for n := 0; ; n++ {
+	for {
 		a.publishHealth()
 		if !a.node.HasState() && a.cfg.BootstrapExpect > 0 {
 			a.maybeBootstrap()
 		}
-		if n%3 == 0 {
-			a.rejoinDead(ctx)
-		}
+		a.rejoinDead(ctx)
 		select {
 		case <-ctx.Done():
 			return
@@ -239,24 +237,89 @@ func (a *Agent) knownHosts() []string {
 	return out
 }
 
-// rejoinDead contacts the members gossip holds dead: memberlist never
+// rejoinDead contacts one member gossip holds dead: memberlist never
 // probes a dead member again, so after a partition heals each side would
 // keep the other dead until a restart (Serf runs the same reconnect loop).
+// One member a round is enough to heal a partition (the push-pull with
+// it makes the others refute their death by gossip), and each member's
+// attempts back off: dialling every member ever seen dead every round,
+// for ever, is a thousand dials every 3 s in a large cluster that lost
+// hosts for good.
 func (a *Agent) rejoinDead(ctx context.Context) {
-	var addrs []string
+	if !a.rejoinBusy.CompareAndSwap(false, true) {
+		return // the last attempt is still dialling
+	}
+	var dead []membership.Member
 	for _, m := range a.mesh.Members() {
 		if m.Status == membership.StatusDead && m.Addr != "" {
-			addrs = append(addrs, m.Addr)
+			dead = append(dead, m)
 		}
 	}
-	if len(addrs) == 0 {
+	addr, ok := a.rejoin.pick(a.clock.Now(), dead)
+	if !ok {
+		a.rejoinBusy.Store(false)
 		return
 	}
 	go func() {
+		defer a.rejoinBusy.Store(false)
 		jctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
-		if n, err := a.mesh.Join(jctx, addrs); err == nil && n > 0 {
-			a.log.Info("rejoined members held dead", "contacted", n)
+		if n, err := a.mesh.Join(jctx, []string{addr}); err == nil && n > 0 {
+			a.log.Info("rejoined a member held dead", "addr", addr)
 		}
 	}()
+}
+
+// Backoff of the attempts to reach one member held dead: the first comes
+// at once, each later one waits twice as long, at most rejoinMaxWait.
+const (
+	rejoinMinWait = 3 * time.Second
+	rejoinMaxWait = 60 * time.Second
+)
+
+// rejoiner chooses which dead member to dial (mesh loop only).
+type rejoiner struct {
+	next map[string]rejoinState // by gossip address
+}
+
+type rejoinState struct {
+	at   time.Time     // not dialled again before
+	wait time.Duration // the wait after the next attempt
+}
+
+// pick returns the address of the dead member due soonest, if one is due
+// at now, and pushes that member's next attempt back. Members no longer
+// dead are forgotten, so one that dies again starts from the shortest wait.
+func (r *rejoiner) pick(now time.Time, dead []membership.Member) (string, bool) {
+	if r.next == nil {
+		r.next = map[string]rejoinState{}
+	}
+	still := make(map[string]bool, len(dead))
+	for _, m := range dead {
+		still[m.Addr] = true
+		if _, ok := r.next[m.Addr]; !ok {
+			r.next[m.Addr] = rejoinState{at: now, wait: rejoinMinWait}
+		}
+	}
+	best, found := "", false
+	for addr, st := range r.next {
+		if !still[addr] {
+			delete(r.next, addr)
+			continue
+		}
+		if st.at.After(now) {
+			continue
+		}
+		// Earliest due first; the address breaks ties so the choice
+		// does not depend on map order.
+		if !found || st.at.Before(r.next[best].at) || (st.at.Equal(r.next[best].at) && addr < best) {
+			best, found = addr, true
+		}
+	}
+	if !found {
+		return "", false
+	}
+	st := r.next[best]
+	r.next[best] = rejoinState{at: now.Add(st.wait), wait: min(2*st.wait, rejoinMaxWait)}
+	return best, true
 }

@@ -257,3 +257,15 @@ func (c *Client) Members(ctx context.Context) (*Members, error) {
 	var m Members
 	return &m, c.do(ctx, http.MethodGet, "/v1/members", nil, &m)
 }
+
+// CreateTable creates a distributed table (gpagent table create).
+func (c *Client) CreateTable(ctx context.Context, t Table) (TableCreated, error) {
+	var out TableCreated
+	return out, c.do(ctx, http.MethodPost, "/v1/tables", t, &out)
+}
+
+// Tables lists the distributed tables.
+func (c *Client) Tables(ctx context.Context) ([]Table, error) {
+	var out []Table
+	return out, c.do(ctx, http.MethodGet, "/v1/tables", nil, &out)
+}

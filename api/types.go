@@ -268,3 +268,18 @@ type FileRange struct {
 	Off  int64  `json:"off"`
 	N    int64  `json:"n"`
 }
+
+// Table is a distributed table (gpagent table create / list).
+type Table struct {
+	Name          string `json:"name"`
+	DistributedBy string `json:"distributed_by"`
+	DDL           string `json:"ddl"`
+}
+
+// TableCreated answers POST /v1/tables: Existed says the table was there
+// already and nothing changed.
+type TableCreated struct {
+	Table    Table `json:"table"`
+	Existed  bool  `json:"existed"`
+	Contents int   `json:"contents"`
+}

@@ -3,6 +3,8 @@ package supervisor
 import (
 	"context"
 	"fmt"
+
+	"github.com/gpagent/gpagent/topology"
 )
 
 // FencedStandby is a synchronous standby name no standby ever has: a
@@ -48,5 +50,27 @@ func (s *Supervisor) setFence(ctx context.Context, inst Instance, on bool) error
 	if err := s.reloadAndWait(ctx, inst, "default_transaction_read_only", want); err != nil {
 		return fmt.Errorf("fence %s: %w", inst, err)
 	}
+	if on {
+		if err := s.endCoordinatorSessions(ctx, inst); err != nil {
+			return fmt.Errorf("fence %s: %w", inst, err)
+		}
+	}
 	return nil
+}
+
+// endCoordinatorSessions ends the coordinator's postgres_fdw sessions on
+// a fenced primary. The coordinator caches one connection per foreign
+// server in each of its sessions; kept open, it would go on answering
+// reads from this primary after its mirror is promoted. Ended, the
+// coordinator reconnects, and libpq's target_session_attrs=read-write
+// skips this read-only server.
+func (s *Supervisor) endCoordinatorSessions(ctx context.Context, inst Instance) error {
+	conn, err := s.connect(ctx, inst.Address, inst.Port)
+	if err != nil {
+		return err
+	}
+	defer closeConn(conn)
+	_, err = conn.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+		WHERE application_name = $1 AND pid <> pg_backend_pid()`, topology.CoordinatorAppName)
+	return err
 }

@@ -54,6 +54,7 @@ type Command struct {
 	// CmdInit
 	ClusterID string         `json:"cluster_id,omitempty"`
 	SegPrefix string         `json:"seg_prefix,omitempty"`
+	Databases []string       `json:"databases,omitempty"`
 	Mirrors   MirrorDefaults `json:"mirrors,omitzero"`
 	// CmdInit and CmdAddMirrors: the instances to add.
 	Segments []Segment `json:"segments,omitempty"`
@@ -138,6 +139,7 @@ func applyInit(t *Topology, cmd Command) error {
 	}
 	t.ClusterID = cmd.ClusterID
 	t.SegPrefix = cmd.SegPrefix
+	t.Databases = slices.Clone(cmd.Databases)
 	t.Mirrors = cmd.Mirrors
 	t.Mirrors.DataDirs = append([]string(nil), cmd.Mirrors.DataDirs...)
 	for _, s := range cmd.Segments {

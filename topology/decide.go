@@ -80,16 +80,40 @@ type Observation struct {
 // While t.Paused, failures are not acted on (no promotion, nothing marked
 // down); creation and sync bookkeeping go on.
 func Decide(t *Topology, obs map[int]Observation) []SegmentUpdate {
+	// One pass builds each content's primary and mirror (the first of
+	// each role, as Primary and Mirror would return): looking them up per
+	// content scanned every segment once per content, contents x
+	// instances steps, about 10^8 at 8,000 contents on every report.
+	type pair struct {
+		p, m       Segment
+		hasP, hasM bool
+	}
+	byContent := make(map[int]*pair)
+	var contents []int
+	for _, s := range t.Segments {
+		pr, ok := byContent[s.Content]
+		if !ok {
+			pr = &pair{}
+			byContent[s.Content] = pr
+			contents = append(contents, s.Content)
+		}
+		switch {
+		case s.Role == RolePrimary && !pr.hasP:
+			pr.p, pr.hasP = s, true
+		case s.Role == RoleMirror && !pr.hasM:
+			pr.m, pr.hasM = s, true
+		}
+	}
+	slices.Sort(contents)
 	var out []SegmentUpdate
-	for _, c := range t.Contents() {
-		out = append(out, decideContent(t, c, obs)...)
+	for _, c := range contents {
+		pr := byContent[c]
+		out = append(out, decideContent(t, c, pr.p, pr.hasP, pr.m, pr.hasM, obs)...)
 	}
 	return out
 }
 
-func decideContent(t *Topology, c int, obs map[int]Observation) []SegmentUpdate {
-	p, hasP := t.Primary(c)
-	m, hasM := t.Mirror(c)
+func decideContent(t *Topology, c int, p Segment, hasP bool, m Segment, hasM bool, obs map[int]Observation) []SegmentUpdate {
 	var out []SegmentUpdate
 	if hasP {
 		if u, ok := primaryUp(t, p, obs); ok {

@@ -44,6 +44,9 @@ type CoordinatorSpec struct {
 	Address  string `yaml:"address" json:"address"`
 	Port     int    `yaml:"port" json:"port"`
 	DataDir  string `yaml:"datadir" json:"datadir"`
+	// Databases are the coordinator's databases that get the gp catalog
+	// schema (gp.gp_segment_configuration, ...); default [postgres].
+	Databases []string `yaml:"databases,omitempty" json:"databases,omitempty"`
 }
 
 // PortDirs gives, per host, the k-th instance port PortBase+k and parent

@@ -25,6 +25,12 @@ func (s *Spec) check() error {
 	); err != nil {
 		return err
 	}
+	for i, db := range c.Databases {
+		// The agent names them in connection strings: keep them plain.
+		if !segPrefixPattern.MatchString(db) {
+			return inputErrorf(fmt.Sprintf("coordinator.databases[%d]", i), "%q: use letters, digits, '_', '-' or '.'", db)
+		}
+	}
 	if err := s.checkHosts(); err != nil {
 		return err
 	}

@@ -65,6 +65,13 @@ func (s Segment) String() string {
 // vouch for sync by it and the CLI that reports lag by it share one name.
 func AppName(dbid int) string { return fmt.Sprintf("gpdbid%d", dbid) }
 
+// CoordinatorAppName is the application_name of the coordinator's
+// postgres_fdw connections to the segments: the catalog sets it on every
+// foreign server, and fencing a primary ends the sessions that carry it,
+// so a coordinator session never goes on reading from a fenced primary
+// over a connection cached before the fence.
+const CoordinatorAppName = "gpagent_coordinator"
+
 // HistoryEntry is one row of gp_configuration_history.
 type HistoryEntry struct {
 	Time time.Time `json:"time"`
@@ -88,7 +95,10 @@ type Topology struct {
 	Segments      []Segment      `json:"segments"`
 	History       []HistoryEntry `json:"history"`
 	SegPrefix     string         `json:"seg_prefix,omitempty"`
-	Mirrors       MirrorDefaults `json:"mirrors"`
+	// Databases: the coordinator's databases that hold the gp catalog
+	// (from the spec's coordinator.databases); empty means [postgres].
+	Databases []string       `json:"databases,omitempty"`
+	Mirrors   MirrorDefaults `json:"mirrors"`
 	// Paused stops automatic failover (gpagent pause).
 	Paused bool `json:"paused,omitempty"`
 	// Pending lists the dbids that are placed but not yet created (by init
@@ -160,6 +170,7 @@ func (t *Topology) Clone() *Topology {
 	c.Switchovers = append([]Switchover(nil), t.Switchovers...)
 	c.Recoveries = append([]Recovery(nil), t.Recoveries...)
 	c.NoAutoRecover = append([]int(nil), t.NoAutoRecover...)
+	c.Databases = append([]string(nil), t.Databases...)
 	return &c
 }
 
@@ -242,4 +253,13 @@ func (t *Topology) MaxDBID() int {
 		}
 	}
 	return m
+}
+
+// CatalogDatabases are the coordinator's databases that hold the gp
+// catalog schema: the spec's list, or postgres.
+func (t *Topology) CatalogDatabases() []string {
+	if len(t.Databases) == 0 {
+		return []string{"postgres"}
+	}
+	return t.Databases
 }

@@ -65,6 +65,10 @@ func cmdDemo(ctx context.Context, cio cmdIO, args []string) error {
 	if err := waitFor(ctx, cio.out, c, 10*time.Minute, dbids, allUp(dbids, true)); err != nil {
 		return err
 	}
+	if err := seedRegion(ctx, c, d.dir); err != nil {
+		return err
+	}
+	fmt.Fprintln(cio.out, "demo: table region created, distributed by r_regionkey (5 rows)")
 	envFile := filepath.Join(d.dir, "env")
 	env := fmt.Sprintf("export GPAGENT_ADDR=%s\nexport PGPASSFILE=%s\n", d.hosts[0].apiAddr, filepath.Join(d.dir, "pgpass"))
 	if err := os.WriteFile(envFile, []byte(env), 0o644); err != nil {

@@ -31,6 +31,7 @@ commands:
   recoverseg  recover failed instances as mirrors; -r rebalance (gprecoverseg)
   members     agents, their gossip status and Raft roles
   reload      make the agent at --addr re-read its config file (as SIGHUP)
+  table       create or list distributed tables (through the coordinator)
   keyring     list or rotate the gossip encryption keys of every agent
   version     print the version of this gpagent binary
 
@@ -98,6 +99,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdReload(ctx, io, rest)
 	case "keyring":
 		err = cmdKeyring(ctx, io, rest)
+	case "table":
+		err = cmdTable(ctx, io, rest)
 	case "version":
 		err = cmdVersion(ctx, io, rest)
 	default:

@@ -73,9 +73,18 @@ recoverseg -r -a, until every pair is in sync in its preferred role (a
 fresh cluster, with a warning, when that fails within --recover-timeout).
 Namespaces, links and agents are removed at exit, Ctrl-C included.
 
+With --coordinator (demo only) a third client reads the demo's region
+table through the coordinator (postgres_fdw partitions, one per content)
+on one session every --interval, reconnecting after an error; per trial
+it reports how long those reads failed after T0: T0 to the end of the
+first successful read started after the last failed one (0 when none
+failed), beside the content's own write unavailability.
+
 Per-trial lines go to stderr. The last line on stdout is one JSON object:
   {"fault":"kill","trials":N,"unavailable_ms":{"p50":..,"p90":..,"max":..},
    "lost_acked_writes":n,"split_brain_events":m}
+(with --coordinator also "coordinator_unavailable_ms":{...} and
+"coordinator_failed_reads")
 with whole milliseconds; p50 and p90 by nearest rank over the trials.
 
 Flags:
@@ -99,6 +108,7 @@ type failoverOptions struct {
 	resumeCmd      string
 	recoverCmd     string
 	recoverTimeout time.Duration
+	coordinator    bool
 }
 
 var demoFaults = []string{"kill", "hang", "host", "mirror", "partition"}
@@ -128,6 +138,7 @@ func cmdFailover(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.StringVar(&o.resumeCmd, "resume-cmd", "", "with --dsn: shell command run at the end of each trial (e.g. undo a SIGSTOP)")
 	fs.StringVar(&o.recoverCmd, "recover-cmd", "", "with --dsn: shell command run between trials (e.g. re-add the old primary)")
 	fs.DurationVar(&o.recoverTimeout, "recover-timeout", 5*time.Minute, "with --dsn: how long to wait for writes to work before a trial; with --fault partition: limit of the recovery between trials")
+	fs.BoolVar(&o.coordinator, "coordinator", false, "demo only: also read region through the coordinator (SELECT count(*) every --interval on one session, reconnecting after an error) and report how long those queries failed after the fault")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
@@ -167,6 +178,9 @@ func (o *failoverOptions) check() error {
 		}
 		return nil
 	}
+	if o.coordinator {
+		return errors.New("--coordinator goes with the demo, not --dsn")
+	}
 	if o.killCmd == "" {
 		return errors.New("--dsn needs --kill-cmd")
 	}
@@ -189,6 +203,8 @@ type trialSetup struct {
 	// anySession: writes count as back on the session open at the fault
 	// too (a mirror's loss leaves the primary and its sessions in place).
 	anySession bool
+	// coordCfg, if set: the coordinator, read under load (--coordinator).
+	coordCfg *pgx.ConnConfig
 }
 
 // target is a cluster to run trials on.
@@ -278,6 +294,11 @@ func runTrial(ctx context.Context, o failoverOptions, ts *trialSetup, ids *atomi
 	var wg sync.WaitGroup
 	wg.Go(func() { w.run(wctx) })
 	wg.Go(func() { wa.run(wctx) })
+	var cr *coordReader
+	if ts.coordCfg != nil {
+		cr = &coordReader{cfg: ts.coordCfg, interval: o.interval, opTimeout: o.opTimeout}
+		wg.Go(func() { cr.run(wctx) })
+	}
 	stop := func() { stopWork(); wg.Wait() }
 	defer stop()
 
@@ -347,6 +368,13 @@ func runTrial(ctx context.Context, o failoverOptions, ts *trialSetup, ids *atomi
 	res.oldAcks = w.oldSessionAcks(t0)
 	res.splitBrain = wa.splitBrain()
 	res.promoted = wa.promotedAfter(t0)
+	if cr != nil {
+		d, failed, ok := cr.unavailable(t0)
+		if !ok {
+			d = o.timeout
+		}
+		res.coord = &coordResult{unavailable: d, failed: failed, timedOut: !ok}
+	}
 	vctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	missing, err := missingIDs(vctx, ts.cfg, acked)
@@ -437,6 +465,11 @@ func (t *demoTarget) setupOn(ctx context.Context, st *clusterState, content int)
 		cfg:       cfg,
 		instances: insts,
 		keep:      func() { t.keepDir(d) },
+	}
+	if t.o.coordinator {
+		if ts.coordCfg, _, err = contentTarget(ctx, d, st, -1); err != nil {
+			return nil, err
+		}
 	}
 	switch t.o.fault {
 	case "kill":

@@ -32,6 +32,9 @@ commands:
   chaos      random faults for --minutes on a three-host cluster in network
              namespaces (root), a writer on every content; report lost
              acknowledged writes, split brain and stranded contents
+  scale      grow a cluster of simulated-instance agents (3 Raft server
+             processes, the segment hosts many to a process) and time host
+             loss, instance crash and gpagent state at each size
 
 Run 'gpbench <command> -h' for flags.
 `
@@ -65,6 +68,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdRebalance(ctx, rest, stdout, stderr)
 	case "chaos":
 		err = cmdChaos(ctx, rest, stdout, stderr)
+	case "scale":
+		err = cmdScale(ctx, rest, stdout, stderr)
+	case "scale-node": // gpbench scale's child; not for people
+		err = cmdScaleNode(ctx, rest, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "gpbench: unknown command %q\n%s", cmd, usage)
 		return 2

@@ -95,6 +95,11 @@ func TestUsage(t *testing.T) {
 		{[]string{"failover", "--gpagent", "/nonexistent/gpagent", "--trials", "1"}, 1, "/nonexistent/gpagent"},
 		{[]string{"chaos", "--minutes", "0"}, 2, "--minutes must be positive"},
 		{[]string{"chaos", "--seed", "x"}, 2, "-seed"},
+		{[]string{"scale", "--agents", "10,x"}, 2, "--agents"},
+		{[]string{"scale", "--agents", "4"}, 2, "--agents"},
+		{[]string{"scale", "--trials", "0"}, 2, "--trials"},
+		{[]string{"scale-node"}, 2, "--spec"},
+		{[]string{"scale-node", "--spec", "/nonexistent/spec.json"}, 1, "/nonexistent/spec.json"},
 	}
 	for _, tc := range cases {
 		var out, errOut bytes.Buffer
@@ -116,6 +121,11 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	// gpbench scale starts its children from its own executable: in the
+	// tests, this binary, which then runs the child's mode.
+	if len(os.Args) > 1 && os.Args[1] == "scale-node" {
+		os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+	}
 	// A race-built gpagent sleeps GORACE's atexit_sleep_ms (1 s by
 	// default) before it exits: every CLI call of the tests would cost
 	// that second, and a time measured around one would be off by it.

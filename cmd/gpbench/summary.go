@@ -30,6 +30,14 @@ type trialResult struct {
 	splitBrain int
 	verifyErr  error
 	lastErr    string
+	// coord: failover --coordinator's reads through the coordinator.
+	coord *coordResult
+}
+
+type coordResult struct {
+	unavailable time.Duration
+	failed      int
+	timedOut    bool
 }
 
 // line is the per-trial progress line.
@@ -62,6 +70,13 @@ func (r trialResult) line(i, n int, fault string) string {
 		fmt.Fprintf(&b, "; %d acknowledged after the fault by the session opened before it", r.oldAcks)
 	}
 	b.WriteString(")")
+	if c := r.coord; c != nil {
+		if c.timedOut {
+			fmt.Fprintf(&b, "; coordinator: reads did not come back (%d failed)", c.failed)
+		} else {
+			fmt.Fprintf(&b, "; coordinator: reads failed for %d ms (%d failed)", ms(c.unavailable), c.failed)
+		}
+	}
 	return b.String()
 }
 
@@ -79,6 +94,10 @@ type summary struct {
 	UnavailableMS    percentiles `json:"unavailable_ms"`
 	LostAckedWrites  int         `json:"lost_acked_writes"`
 	SplitBrainEvents int         `json:"split_brain_events"`
+	// CoordinatorUnavailableMS: with --coordinator, how long reads
+	// through the coordinator failed after the fault.
+	CoordinatorUnavailableMS *percentiles `json:"coordinator_unavailable_ms,omitempty"`
+	CoordinatorFailedReads   int          `json:"coordinator_failed_reads,omitempty"`
 }
 
 func summarize(fault string, results []trialResult) summary {
@@ -90,6 +109,16 @@ func summarize(fault string, results []trialResult) summary {
 		s.SplitBrainEvents += r.splitBrain
 	}
 	s.UnavailableMS = percentiles{P50: nearestRank(values, 50), P90: nearestRank(values, 90), Max: nearestRank(values, 100)}
+	var coord []int64
+	for _, r := range results {
+		if r.coord != nil {
+			coord = append(coord, ms(r.coord.unavailable))
+			s.CoordinatorFailedReads += r.coord.failed
+		}
+	}
+	if len(coord) > 0 {
+		s.CoordinatorUnavailableMS = &percentiles{P50: nearestRank(coord, 50), P90: nearestRank(coord, 90), Max: nearestRank(coord, 100)}
+	}
 	return s
 }
 

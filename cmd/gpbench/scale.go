@@ -1,0 +1,856 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/gpagent/gpagent/api"
+	"github.com/gpagent/gpagent/topology"
+)
+
+// scaleOptions are gpbench scale's flags.
+type scaleOptions struct {
+	agents       []int
+	trials       int
+	perHost      int
+	idle         time.Duration
+	sizeTimeout  time.Duration
+	trialTimeout time.Duration
+	gpagent      string
+	buildGpagent bool
+	keep         bool
+	octet        int // 127.octet.0.0/16 holds this run's agents
+}
+
+// Raft servers: separate processes on 127.N.0.1-3 (N chosen per run), hosting no segments
+// (the coordinator runs on the first). Segment hosts: one child process,
+// on 127.N.1.1 onwards.
+const scaleServers = 3
+
+func scaleServerIP(o scaleOptions, i int) string { return fmt.Sprintf("127.%d.0.%d", o.octet, i+1) }
+
+// scaleHostIP is the IP of segment host i (0-based): 250 a /24.
+func scaleHostIP(o scaleOptions, i int) string {
+	return fmt.Sprintf("127.%d.%d.%d", o.octet, 1+i/250, 1+i%250)
+}
+
+// pickOctet chooses the second octet of this run's loopback addresses
+// (127.N.0.1 and on), one whose first server ports are free: two runs on
+// one machine (or a run and its test) do not collide on the fixed ports.
+func pickOctet() (int, error) {
+	start := 2 + rand.IntN(250)
+	for k := range 250 {
+		n := 2 + (start-2+k)%250
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.%d.0.1:%d", n, scaleAPIPort))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return n, nil
+	}
+	return 0, errors.New("no free 127.N.0.1 for the servers: the scale run needs the 127.0.0.0/8 loopback addresses")
+}
+
+func cmdScale(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("scale", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o scaleOptions
+	agents := fs.String("agents", "10,30", "comma-separated cluster sizes to run, in agents (3 of them Raft servers without segments)")
+	fs.IntVar(&o.trials, "trials", 3, "trials of each fault (instance crash, host loss) and of gpagent state, per size")
+	fs.IntVar(&o.perHost, "primaries-per-host", 8, "primaries (and mirrors) per segment host")
+	fs.DurationVar(&o.idle, "idle", 10*time.Second, "idle window in which the leader's CPU and spurious fences are measured")
+	fs.DurationVar(&o.sizeTimeout, "size-timeout", 4*time.Minute, "how long one size may take to come up with every pair in sync; a size that does not is reported as never reached")
+	fs.DurationVar(&o.trialTimeout, "trial-timeout", time.Minute, "limit of one fault's failover")
+	fs.StringVar(&o.gpagent, "gpagent", "", "gpagent binary for the state timing (default: next to gpbench, else in PATH)")
+	fs.BoolVar(&o.buildGpagent, "build-gpagent", false, "go build ./cmd/gpagent into a temporary folder for the state timing")
+	fs.BoolVar(&o.keep, "keep", false, "keep each size's folder (agent logs, Raft data)")
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	for _, f := range strings.Split(*agents, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < scaleServers+2 {
+			fmt.Fprintf(stderr, "gpbench scale: --agents: %q is not a size of at least %d agents\n", f, scaleServers+2)
+			return errUsage
+		}
+		o.agents = append(o.agents, n)
+	}
+	if o.trials < 1 || o.perHost < 1 {
+		fmt.Fprintln(stderr, "gpbench scale: --trials and --primaries-per-host must be at least 1")
+		return errUsage
+	}
+	octet, err := pickOctet()
+	if err != nil {
+		return err
+	}
+	o.octet = octet
+	bin, cleanup, err := resolveGpagent(ctx, o.gpagent, o.buildGpagent, stderr)
+	defer cleanup()
+	if err != nil {
+		fmt.Fprintf(stderr, "gpbench scale: no gpagent binary (%v): gpagent state will not be timed\n", err)
+		bin = ""
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	var results []sizeResult
+	for _, n := range o.agents {
+		fmt.Fprintf(stderr, "gpbench scale: %d agents\n", n)
+		r := runScaleSize(ctx, o, self, bin, n, stderr)
+		results = append(results, r)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	fmt.Fprint(stdout, scaleTable(results))
+	b, err := json.Marshal(results[len(results)-1])
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, string(b))
+	return nil
+}
+
+// sizeResult is one size's figures: the JSON line of the issue. A figure
+// the run could not measure is null and Reasons says why.
+type sizeResult struct {
+	Agents           int      `json:"agents"`
+	Contents         int      `json:"contents"`
+	Trials           int      `json:"trials"`
+	Placement        string   `json:"placement"`
+	InSyncMS         *int64   `json:"in_sync_ms"`
+	HostLossMS       *p50Max  `json:"host_loss_ms"`
+	KillMS           *p50Max  `json:"kill_ms"`
+	RaftEntriesPerHL *maxOnly `json:"raft_entries_per_host_loss"`
+	FencedSpuriously *int64   `json:"fenced_spuriously"`
+	StateMS          *p50Max  `json:"state_ms"`
+	LeaderCPUIdlePct *float64 `json:"leader_cpu_idle_pct"`
+	AgentRSSMB       *p50Max  `json:"agent_rss_mb"`
+	ServerRSSMB      *p50Max  `json:"server_rss_mb"`
+	SnapshotBytes    *int64   `json:"snapshot_bytes"`
+	// Reasons says why a figure is null; Notes how one was measured
+	// where the name alone could mislead.
+	Reasons map[string]string `json:"reasons,omitempty"`
+	Notes   map[string]string `json:"notes,omitempty"`
+}
+
+func (r *sizeResult) note(field, text string) {
+	if r.Notes == nil {
+		r.Notes = map[string]string{}
+	}
+	r.Notes[field] = text
+}
+
+type p50Max struct {
+	P50 int64 `json:"p50"`
+	Max int64 `json:"max"`
+}
+
+type maxOnly struct {
+	Max int64 `json:"max"`
+}
+
+func newP50Max(v []int64) *p50Max {
+	if len(v) == 0 {
+		return nil
+	}
+	return &p50Max{P50: nearestRank(v, 50), Max: nearestRank(v, 100)}
+}
+
+func (r *sizeResult) why(field, reason string) {
+	if r.Reasons == nil {
+		r.Reasons = map[string]string{}
+	}
+	if _, ok := r.Reasons[field]; !ok {
+		r.Reasons[field] = reason
+	}
+}
+
+// unmeasured names every null figure with the reason given.
+func (r *sizeResult) unmeasured(reason string) {
+	for _, f := range []string{"in_sync_ms", "host_loss_ms", "kill_ms", "raft_entries_per_host_loss", "fenced_spuriously", "state_ms", "leader_cpu_idle_pct", "agent_rss_mb", "server_rss_mb", "snapshot_bytes"} {
+		if r.isNull(f) {
+			r.why(f, reason)
+		}
+	}
+}
+
+func (r *sizeResult) isNull(field string) bool {
+	b, _ := json.Marshal(r)
+	var m map[string]any
+	_ = json.Unmarshal(b, &m)
+	return m[field] == nil
+}
+
+// scaleChild is one scale-node process.
+type scaleChild struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	ctl   string
+	pid   int
+}
+
+func startScaleChild(ctx context.Context, self, dir, name string, spec scaleNodeSpec) (*scaleChild, error) {
+	spec.Dir = filepath.Join(dir, name)
+	if err := os.MkdirAll(spec.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	b, _ := json.Marshal(spec)
+	specFile := filepath.Join(spec.Dir, "spec.json")
+	if err := os.WriteFile(specFile, b, 0o644); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(self, "scale-node", "--spec", specFile)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	errf, err := os.Create(filepath.Join(spec.Dir, "stderr"))
+	if err != nil {
+		return nil, err
+	}
+	defer errf.Close()
+	cmd.Stderr = errf
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	c := &scaleChild{cmd: cmd, stdin: stdin, pid: cmd.Process.Pid}
+	line := make(chan string, 1)
+	go func() {
+		s := bufio.NewScanner(out)
+		if s.Scan() {
+			line <- s.Text()
+		}
+		close(line)
+		_, _ = io.Copy(io.Discard, out)
+	}()
+	select {
+	case l, ok := <-line:
+		addr, found := strings.CutPrefix(l, "ctl ")
+		if !ok || !found {
+			c.stop()
+			b, _ := os.ReadFile(filepath.Join(spec.Dir, "stderr"))
+			return nil, fmt.Errorf("scale-node %s did not start: %s", name, oneLine(lastLines(string(b), 3)))
+		}
+		c.ctl = addr
+	case <-time.After(2 * time.Minute):
+		c.stop()
+		return nil, fmt.Errorf("scale-node %s did not start within 2m", name)
+	case <-ctx.Done():
+		c.stop()
+		return nil, ctx.Err()
+	}
+	return c, nil
+}
+
+// stop closes the child's stdin (it stops its agents and exits), then
+// kills its process group if it has not exited within 10 s.
+func (c *scaleChild) stop() {
+	_ = c.stdin.Close()
+	done := make(chan struct{})
+	go func() { _ = c.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = syscall.Kill(-c.pid, syscall.SIGKILL)
+		<-done
+	}
+}
+
+func (c *scaleChild) post(ctx context.Context, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+c.ctl+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("control %s: %s: %s", path, resp.Status, bytes.TrimSpace(b))
+	}
+	return nil
+}
+
+// cpuTicks is the process's user+system time, in clock ticks.
+func cpuTicks(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name, which is in parentheses.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: short", pid)
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	s, _ := strconv.ParseInt(f[12], 10, 64)
+	return u + s, nil
+}
+
+// clockTicks is USER_HZ, 100 on every Linux this runs on.
+const clockTicks = 100
+
+func runScaleSize(ctx context.Context, o scaleOptions, self, bin string, n int, log io.Writer) (r sizeResult) {
+	nhosts := n - scaleServers
+	r = sizeResult{Agents: n, Contents: nhosts * o.perHost, Trials: o.trials, Placement: "spread"}
+	if nhosts <= o.perHost {
+		// Spread needs more segment hosts than primaries per host.
+		r.Placement = "group"
+	}
+	dir, err := os.MkdirTemp("", fmt.Sprintf("gpbench-scale-%d-", n))
+	if err != nil {
+		r.unmeasured(err.Error())
+		return r
+	}
+	var children []*scaleChild
+	defer func() {
+		for _, c := range children {
+			c.stop()
+		}
+		if o.keep {
+			fmt.Fprintf(log, "gpbench scale: kept %s\n", dir)
+		} else {
+			os.RemoveAll(dir)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(ctx, o.sizeTimeout+time.Duration(4*o.trials)*o.trialTimeout+2*o.idle)
+	defer cancel()
+	t0 := time.Now()
+	seed := fmt.Sprintf("%s:%d", scaleServerIP(o, 0), scaleGossipPort)
+	extra := map[string]string{"voters": "3"}
+	var servers []*scaleChild
+	for i := range scaleServers {
+		as := scaleAgentSpec{Name: fmt.Sprintf("srv%d", i+1), IP: scaleServerIP(o, i), Bootstrap: i == 0}
+		if i > 0 {
+			as.Join = []string{seed}
+		}
+		c, err := startScaleChild(ctx, self, dir, as.Name, scaleNodeSpec{CtlIP: as.IP, Agents: []scaleAgentSpec{as}, Extra: extra})
+		if err != nil {
+			r.unmeasured(err.Error())
+			return r
+		}
+		children = append(children, c)
+		servers = append(servers, c)
+	}
+	cl := api.NewClient(fmt.Sprintf("%s:%d", scaleServerIP(o, 0), scaleAPIPort))
+	if err := waitFor(ctx, "the 3 servers in Raft", func() (bool, string) {
+		m, err := cl.Members(ctx)
+		if err != nil {
+			return false, err.Error()
+		}
+		return raftMembers(m) >= scaleServers && m.Leader != "", fmt.Sprint(raftMembers(m))
+	}); err != nil {
+		r.unmeasured(err.Error())
+		return r
+	}
+	hs := scaleNodeSpec{CtlIP: scaleHostIP(o, 0), Extra: extra}
+	for i := range scaleServers {
+		hs.Peers = append(hs.Peers, scaleServerIP(o, i))
+	}
+	var hostNames []string
+	for i := range nhosts {
+		name := fmt.Sprintf("sdw%d", i+1)
+		hostNames = append(hostNames, name)
+		hs.Agents = append(hs.Agents, scaleAgentSpec{Name: name, IP: scaleHostIP(o, i), Join: []string{seed, fmt.Sprintf("%s:%d", scaleServerIP(o, 1), scaleGossipPort)}})
+	}
+	hosts, err := startScaleChild(ctx, self, dir, "hosts", hs)
+	if err != nil {
+		r.unmeasured(err.Error())
+		return r
+	}
+	children = append(children, hosts)
+	if err := waitFor(ctx, fmt.Sprintf("all %d agents in Raft", n), func() (bool, string) {
+		m, err := cl.Members(ctx)
+		if err != nil {
+			return false, err.Error()
+		}
+		return raftMembers(m) == n, fmt.Sprint(raftMembers(m))
+	}); err != nil {
+		r.unmeasured(err.Error())
+		return r
+	}
+	spec := topology.Spec{
+		SegPrefix:   "gpseg",
+		Coordinator: topology.CoordinatorSpec{Hostname: "srv1", Address: scaleServerIP(o, 0), Port: 5000, DataDir: "/sim/coordinator"},
+		Primary:     topology.PortDirs{PortBase: 6000},
+		Mirror:      &topology.MirrorSpec{PortDirs: topology.PortDirs{PortBase: 7000}, Placement: r.Placement},
+	}
+	for i, h := range hostNames {
+		spec.SegmentHosts = append(spec.SegmentHosts, topology.Host{Hostname: h, Address: scaleHostIP(o, i)})
+	}
+	for range o.perHost {
+		spec.Primary.DataDirs = append(spec.Primary.DataDirs, "/sim/primary")
+		spec.Mirror.DataDirs = append(spec.Mirror.DataDirs, "/sim/mirror")
+	}
+	initStart := time.Now()
+	if _, err := cl.Init(ctx, api.InitRequest{Spec: spec}); err != nil {
+		r.unmeasured("init: " + err.Error())
+		return r
+	}
+	inSyncCtx, cancelInSync := context.WithDeadline(ctx, t0.Add(o.sizeTimeout))
+	err = waitFor(inSyncCtx, "every pair up and in sync", func() (bool, string) {
+		s, err := cl.State(ctx)
+		if err != nil {
+			return false, err.Error()
+		}
+		bad := 0
+		for _, seg := range s.Segments {
+			if seg.Content >= 0 && (seg.Status != topology.StatusUp || seg.Mode != topology.ModeSynced) {
+				bad++
+			}
+		}
+		return len(s.Segments) > 0 && bad == 0, fmt.Sprintf("%d instances not up and in sync", bad)
+	})
+	cancelInSync()
+	if err != nil {
+		r.unmeasured(fmt.Sprintf("never reached every pair in sync within --size-timeout %s: %v", o.sizeTimeout, err))
+		return r
+	}
+	v := time.Since(initStart).Milliseconds()
+	r.InSyncMS = &v
+	fmt.Fprintf(log, "gpbench scale: %d agents up and in sync %s after init (%s after start)\n", n, time.Since(initStart).Round(time.Millisecond), time.Since(t0).Round(time.Second))
+
+	// Idle: the leader's CPU and spurious fences.
+	scaleIdle(ctx, o, &r, cl, servers, hosts)
+	// Snapshot: the largest on the servers' disks.
+	scaleSnapshot(&r, dir)
+	// gpagent state --json end to end.
+	scaleState(ctx, o, &r, bin)
+	// Faults.
+	scaleKills(ctx, o, &r, cl, hosts, log)
+	scaleHostLoss(ctx, o, &r, cl, hosts, log)
+	r.unmeasured("not measured (see the run's stderr)")
+	return r
+}
+
+func raftMembers(m *api.Members) int {
+	k := 0
+	for _, x := range m.Members {
+		if x.RaftRole != "" && x.RaftRole != "none" && x.Status == "alive" {
+			k++
+		}
+	}
+	return k
+}
+
+// waitFor polls cond every 200 ms until it holds or ctx ends.
+func waitFor(ctx context.Context, what string, cond func() (bool, string)) error {
+	last := ""
+	for {
+		ok, why := cond()
+		if ok {
+			return nil
+		}
+		last = why
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: not reached (%s)", what, last)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func scaleIdle(ctx context.Context, o scaleOptions, r *sizeResult, cl *api.Client, servers []*scaleChild, hosts *scaleChild) {
+	m, err := cl.Members(ctx)
+	if err != nil {
+		r.why("leader_cpu_idle_pct", err.Error())
+		return
+	}
+	var leaderPID int
+	for i, s := range servers {
+		if m.Leader == fmt.Sprintf("srv%d", i+1) {
+			leaderPID = s.pid
+		}
+	}
+	fencesBefore, errBefore := sumFences(ctx, m)
+	before, err := cpuTicks(leaderPID)
+	start := time.Now()
+	if leaderPID == 0 || err != nil {
+		r.why("leader_cpu_idle_pct", fmt.Sprintf("the leader %s is not a server process", m.Leader))
+	}
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(o.idle):
+	}
+	if leaderPID != 0 {
+		if after, err := cpuTicks(leaderPID); err == nil {
+			pct := float64(after-before) / clockTicks / time.Since(start).Seconds() * 100
+			pct = float64(int64(pct*10+0.5)) / 10
+			r.LeaderCPUIdlePct = &pct
+		}
+	}
+	// Fences while nothing failed: every agent's counter, over the idle
+	// window; those from the start up to in-sync are noted apart.
+	fencesAfter, err := sumFences(ctx, m)
+	switch {
+	case errBefore != nil:
+		r.why("fenced_spuriously", errBefore.Error())
+	case err != nil:
+		r.why("fenced_spuriously", err.Error())
+	default:
+		d := fencesAfter - fencesBefore
+		r.FencedSpuriously = &d
+		r.note("fenced_spuriously", fmt.Sprintf("fence events of all agents in the %s idle window; %d more from the start until every pair was in sync", o.idle, fencesBefore))
+	}
+	// Memory: the segment hosts share one process, so the figure per
+	// agent is that process's RSS over its agents (p50 = max); the
+	// servers each have their own.
+	var rss struct {
+		RSSKB  int64 `json:"rss_kb"`
+		Agents int64 `json:"agents"`
+	}
+	if err := getJSON(ctx, "http://"+hosts.ctl+"/rss", &rss); err == nil && rss.Agents > 0 {
+		per := rss.RSSKB / rss.Agents / 1024
+		r.AgentRSSMB = &p50Max{P50: per, Max: per}
+		r.note("agent_rss_mb", fmt.Sprintf("%d segment-host agents share one process of %d MB; the figure is its RSS over them (p50 = max)", rss.Agents, rss.RSSKB/1024))
+	} else {
+		r.why("agent_rss_mb", fmt.Sprint(err))
+	}
+	var srv []int64
+	for _, s := range servers {
+		if kb, err := rssKB(s.pid); err == nil {
+			srv = append(srv, kb/1024)
+		}
+	}
+	r.ServerRSSMB = newP50Max(srv)
+}
+
+// sumFences adds up every agent's fence events.
+func sumFences(ctx context.Context, m *api.Members) (int64, error) {
+	var n int64
+	for _, x := range m.Members {
+		v, err := scrapeCounter(ctx, x.APIAddr, "gpagent_fence_events_total")
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", x.Name, err)
+		}
+		n += v
+	}
+	return n, nil
+}
+
+func getJSON(ctx context.Context, url string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// scrapeCounter reads one unlabelled metric from an agent's /metrics.
+func scrapeCounter(ctx context.Context, apiAddr, name string) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+apiAddr+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+			return int64(f), err
+		}
+	}
+	return 0, fmt.Errorf("/metrics has no %s", name)
+}
+
+func scaleSnapshot(r *sizeResult, dir string) {
+	var most int64 = -1
+	_ = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && d.Name() == "state.bin" && strings.HasPrefix(filepath.Base(filepath.Dir(filepath.Dir(filepath.Dir(path)))), "srv") {
+			if fi, err := d.Info(); err == nil && fi.Size() > most {
+				most = fi.Size()
+			}
+		}
+		return nil
+	})
+	if most < 0 {
+		r.why("snapshot_bytes", "no Raft snapshot was taken during the run (fewer entries than the snapshot threshold)")
+		return
+	}
+	r.SnapshotBytes = &most
+}
+
+func scaleState(ctx context.Context, o scaleOptions, r *sizeResult, bin string) {
+	if bin == "" {
+		r.why("state_ms", "no gpagent binary (--gpagent or --build-gpagent)")
+		return
+	}
+	var v []int64
+	for range o.trials {
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		cmd := exec.CommandContext(cctx, bin, "state", "--json")
+		cmd.Env = append(os.Environ(), fmt.Sprintf("GPAGENT_ADDR=%s:%d", scaleServerIP(o, 1), scaleAPIPort))
+		start := time.Now()
+		err := cmd.Run()
+		d := time.Since(start)
+		cancel()
+		if err != nil {
+			r.why("state_ms", "gpagent state --json: "+err.Error())
+			return
+		}
+		v = append(v, ms(d))
+	}
+	r.StateMS = newP50Max(v)
+}
+
+// promotedAt is when the leader committed the promotion of mirror dbid m
+// (its history row), or false.
+func promotedAt(h api.History, m int, after time.Time) (time.Time, bool) {
+	for i := len(h) - 1; i >= 0; i-- {
+		e := h[i]
+		if e.DBID == m && strings.Contains(e.Desc, "promoted") && !e.Time.Before(after.Add(-time.Second)) {
+			return e.Time, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// pairOK: a content whose primary is up and in sync with its mirror, up,
+// on hosts not lost.
+func pairOK(s *api.State, c int, lost map[string]bool) (p, m topology.Segment, ok bool) {
+	var hasP, hasM bool
+	for _, seg := range s.Segments {
+		if seg.Content != c {
+			continue
+		}
+		if seg.Role == topology.RolePrimary {
+			p, hasP = seg, true
+		} else {
+			m, hasM = seg, true
+		}
+	}
+	ok = hasP && hasM && p.Status == topology.StatusUp && m.Status == topology.StatusUp &&
+		p.Mode == topology.ModeSynced && m.Mode == topology.ModeSynced && !lost[p.Hostname] && !lost[m.Hostname]
+	return p, m, ok
+}
+
+func scaleKills(ctx context.Context, o scaleOptions, r *sizeResult, cl *api.Client, hosts *scaleChild, log io.Writer) {
+	var v, prop []int64
+	used := map[string]bool{}
+	for trial := range o.trials {
+		s, err := cl.State(ctx)
+		if err != nil {
+			r.why("kill_ms", err.Error())
+			break
+		}
+		// A content from the end, on hosts no trial touched yet (the
+		// host-loss trials take hosts from the front).
+		var p, m topology.Segment
+		found := false
+		for c := r.Contents - 1; c >= 0 && !found; c-- {
+			if p, m, found = pairOK(s, c, nil); found && (used[p.Hostname] || used[m.Hostname]) {
+				found = false
+			}
+		}
+		if !found {
+			r.why("kill_ms", "no in-sync pair left to crash")
+			break
+		}
+		used[p.Hostname], used[m.Hostname] = true, true
+		t0 := time.Now()
+		if err := hosts.post(ctx, fmt.Sprintf("/crash?addr=%s&port=%d", p.Address, p.Port)); err != nil {
+			r.why("kill_ms", err.Error())
+			break
+		}
+		seen, stamped, err := waitPromoted(ctx, o, cl, []int{m.DBID}, t0)
+		if err != nil {
+			r.why("kill_ms", fmt.Sprintf("trial %d: %v", trial+1, err))
+			break
+		}
+		d := seen.Sub(t0)
+		fmt.Fprintf(log, "gpbench scale: %d agents: kill trial %d: content %d dbid %d crashed, mirror dbid %d promotion seen committed after %s (proposed by the leader after %s)\n", r.Agents, trial+1, p.Content, p.DBID, m.DBID, d.Round(time.Millisecond), stamped.Sub(t0).Round(time.Millisecond))
+		v = append(v, ms(d))
+		prop = append(prop, ms(stamped.Sub(t0)))
+	}
+	r.KillMS = newP50Max(v)
+	if len(prop) > 0 {
+		r.note("kill_ms", fmt.Sprintf("from the crash until the parent saw the promotion in the committed history (polled every 10 ms); the leader proposed it after p50 %d ms", nearestRank(prop, 50)))
+	}
+}
+
+// waitPromoted waits until every mirror of dbids is recorded primary in
+// the committed history, polled through the API every 10 ms. It returns
+// when the parent first saw the last promotion committed (an upper bound
+// of the commit: the poll's period and one request late) and the time the
+// leader stamped on it (when it proposed the entry, before replication).
+func waitPromoted(ctx context.Context, o scaleOptions, cl *api.Client, dbids []int, t0 time.Time) (seen, stamped time.Time, err error) {
+	ctx, cancel := context.WithTimeout(ctx, o.trialTimeout)
+	defer cancel()
+	last := ""
+	for {
+		h, err := cl.History(ctx)
+		if err == nil {
+			stamped = time.Time{}
+			done := true
+			for _, m := range dbids {
+				at, ok := promotedAt(h, m, t0)
+				if !ok {
+					done, last = false, fmt.Sprintf("dbid %d not promoted", m)
+					break
+				}
+				if at.After(stamped) {
+					stamped = at
+				}
+			}
+			if done {
+				return time.Now(), stamped, nil
+			}
+		} else {
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return time.Time{}, time.Time{}, fmt.Errorf("the promotion committed: not reached (%s)", last)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+func scaleHostLoss(ctx context.Context, o scaleOptions, r *sizeResult, cl *api.Client, hosts *scaleChild, log io.Writer) {
+	var v, entries, prop []int64
+	lost := map[string]bool{}
+	for trial := range o.trials {
+		s, err := cl.State(ctx)
+		if err != nil {
+			r.why("host_loss_ms", err.Error())
+			break
+		}
+		// A host whose every primary is in sync with a mirror on a host
+		// still alive, holding perHost primaries.
+		byHost := map[string][]int{}
+		bad := map[string]bool{}
+		for c := range r.Contents {
+			p, m, ok := pairOK(s, c, lost)
+			if !ok {
+				bad[p.Hostname] = true
+				continue
+			}
+			byHost[p.Hostname] = append(byHost[p.Hostname], m.DBID)
+		}
+		var names []string
+		for h, ms := range byHost {
+			if !bad[h] && !lost[h] && len(ms) == o.perHost {
+				names = append(names, h)
+			}
+		}
+		if len(names) == 0 {
+			r.why("host_loss_ms", "no host left whose every primary is in sync")
+			break
+		}
+		slices.SortFunc(names, func(a, b string) int { return scaleHostNum(a) - scaleHostNum(b) })
+		h := names[0]
+		lost[h] = true
+		v0 := s.ConfigVersion
+		t0 := time.Now()
+		if err := hosts.post(ctx, "/kill-host?name="+h); err != nil {
+			r.why("host_loss_ms", err.Error())
+			break
+		}
+		seen, stamped, err := waitPromoted(ctx, o, cl, byHost[h], t0)
+		if err != nil {
+			r.why("host_loss_ms", fmt.Sprintf("trial %d: %v", trial+1, err))
+			break
+		}
+		d := seen.Sub(t0)
+		prop = append(prop, ms(stamped.Sub(t0)))
+		s2, err := cl.State(ctx)
+		if err == nil {
+			entries = append(entries, int64(s2.ConfigVersion-v0))
+		}
+		fmt.Fprintf(log, "gpbench scale: %d agents: host-loss trial %d: %s lost, its %d mirrors promoted after %s\n", r.Agents, trial+1, h, len(byHost[h]), d.Round(time.Millisecond))
+		v = append(v, ms(d))
+	}
+	r.HostLossMS = newP50Max(v)
+	if len(prop) > 0 {
+		r.note("host_loss_ms", fmt.Sprintf("from the host's loss (its instances crashed, its agent cut off) until the parent saw the last of its mirrors promoted in the committed history (polled every 10 ms); the leader proposed it after p50 %d ms", nearestRank(prop, 50)))
+	}
+	if len(entries) > 0 {
+		r.RaftEntriesPerHL = &maxOnly{Max: slices.Max(entries)}
+		r.note("raft_entries_per_host_loss", "config versions from before the kill to the state read after the last promotion; entries committed meanwhile for other reasons are counted too")
+	}
+}
+
+func scaleHostNum(name string) int {
+	n, _ := strconv.Atoi(strings.TrimPrefix(name, "sdw"))
+	return n
+}
+
+func fmtOpt(p *p50Max) string {
+	if p == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%d/%d", p.P50, p.Max)
+}
+
+// scaleTable is the growth table, one row a size.
+func scaleTable(rs []sizeResult) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-7s %-9s %-9s %-10s %-14s %-12s %-8s %-12s %-9s %-10s %-9s\n",
+		"agents", "contents", "placement", "in_sync_s", "host_loss_ms", "kill_ms", "entries", "state_ms", "cpu_idle%", "agent_rss", "fenced")
+	for _, r := range rs {
+		insync, entries, cpu, fenced := "never", "-", "-", "-"
+		if r.InSyncMS != nil {
+			insync = fmt.Sprintf("%.1f", float64(*r.InSyncMS)/1000)
+		}
+		if r.RaftEntriesPerHL != nil {
+			entries = fmt.Sprint(r.RaftEntriesPerHL.Max)
+		}
+		if r.LeaderCPUIdlePct != nil {
+			cpu = fmt.Sprintf("%.1f", *r.LeaderCPUIdlePct)
+		}
+		if r.FencedSpuriously != nil {
+			fenced = fmt.Sprint(*r.FencedSpuriously)
+		}
+		rss := "-"
+		if r.AgentRSSMB != nil {
+			rss = fmt.Sprintf("%d MB", r.AgentRSSMB.Max)
+		}
+		fmt.Fprintf(&b, "%-7d %-9d %-9s %-10s %-14s %-12s %-8s %-12s %-9s %-10s %-9s\n",
+			r.Agents, r.Contents, r.Placement, insync, fmtOpt(r.HostLossMS), fmtOpt(r.KillMS), entries, fmtOpt(r.StateMS), cpu, rss, fenced)
+	}
+	b.WriteString("(ms as p50/max; in_sync_s from init to every pair in sync; entries: Raft entries per host loss, max)\n")
+	return b.String()
+}
