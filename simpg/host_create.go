@@ -100,7 +100,7 @@ func (h *Host) InitPrimary(ctx context.Context, clusterID string, inst superviso
 	w.nextTLI = max(w.nextTLI, 1)
 	in.tli = 1
 	r := w.appendRecord(in, KindCheckpoint, 0)
-	in.flushN, in.ckptLSN = 1, r.Start
+	in.flushN, in.ckptLSN = 1, r.LSN
 	return h.startLocked(inst)
 }
 

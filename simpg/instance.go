@@ -5,14 +5,10 @@ import (
 	"time"
 )
 
-// Record is one WAL record. Start is where it begins, the position
-// PostgreSQL names a record by (pg_controldata's "Latest checkpoint
-// location" is its checkpoint record's start); LSN is the position just
-// past it, the position a standby must have flushed for the record to be
-// safe there.
+// Record is one WAL record. LSN is the position just past it, the
+// position a standby must have flushed for the record to be safe there.
 type Record struct {
 	ID     uint64 // unique in the World: equal IDs are the same record
-	Start  uint64
 	LSN    uint64
 	Commit uint64 // the commit id of a transaction's commit record; 0 otherwise
 	Kind   RecordKind
@@ -122,11 +118,10 @@ func (in *instance) insertLSN() uint64 {
 // appendRecord adds a record after the last one.
 func (w *World) appendRecord(in *instance, kind RecordKind, commit uint64) Record {
 	w.nextRecord++
-	start := in.insertLSN()
+	r := Record{ID: w.nextRecord, LSN: in.insertLSN() + recordSize, Commit: commit, Kind: kind}
 	if len(in.wal) == 0 {
-		start = walStart - recordSize
+		r.LSN = walStart
 	}
-	r := Record{ID: w.nextRecord, Start: start, LSN: start + recordSize, Commit: commit, Kind: kind}
 	in.wal = append(in.wal, r)
 	return r
 }
@@ -142,13 +137,11 @@ func commonPrefix(a, b []Record) int {
 	return n
 }
 
-// lastCheckpoint is where the last checkpoint record in wal[:n] starts,
-// as the control file records it: a standby that has flushed past it
-// (flush LSN > the location) holds the whole record.
+// lastCheckpoint is the LSN of the last checkpoint record in wal[:n].
 func lastCheckpoint(wal []Record, n int) uint64 {
 	for i := n - 1; i >= 0; i-- {
 		if wal[i].Kind == KindCheckpoint {
-			return wal[i].Start
+			return wal[i].LSN
 		}
 	}
 	return 0

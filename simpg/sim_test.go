@@ -261,11 +261,11 @@ func TestSimSwitchover(t *testing.T) {
 	if err != nil || !clean {
 		t.Fatalf("CheckpointLSN after a clean stop: %X clean=%v err=%v", lsn, clean, err)
 	}
-	// The agent promotes once the mirror is past the checkpoint's
-	// location (topology.Decide: to.LSN > from.StoppedLSN): the location
-	// is where the record starts, as pg_controldata reports it.
+	// As in PostgreSQL, the checkpoint location is where its record
+	// starts, so a mirror that got the record is strictly past it: the
+	// switchover rule promotes on LSN > StoppedLSN.
 	if st := w.State(p.mirr.Address, p.mirr.Port); st.FlushLSN <= lsn {
-		t.Fatalf("mirror flushed %X, not past the shutdown checkpoint at %X", st.FlushLSN, lsn)
+		t.Fatalf("mirror flushed %X, not past the shutdown checkpoint %X", st.FlushLSN, lsn)
 	}
 	select {
 	case dbid := <-p.h1.Exits():

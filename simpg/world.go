@@ -40,6 +40,7 @@ type World struct {
 	nextRecord uint64
 	nextCommit uint64
 	nextTLI    int // the highest timeline yet
+	acks       []Ack
 	closed     chan struct{}
 	closeOnce  sync.Once
 
@@ -182,7 +183,7 @@ func (w *World) stop(in *instance) {
 			d.replyTime = time.Now()
 		}
 		w.recomputeSync(in)
-		in.shutdown, in.ckptLSN = shutDown, r.Start // pg_controldata names the record by its start
+		in.shutdown, in.ckptLSN = shutDown, r.LSN
 	}
 	w.down(in)
 }
