@@ -40,7 +40,9 @@ type Agent struct {
 	// checks the fence epoch instead of holding it: see there).
 	fenceMu sync.Mutex
 	mesh    *membership.Membership
-	tls     *tlsConfigs // nil: plain TCP and HTTP
+	// meshEvents receives gossip membership changes (openMesh).
+	meshEvents chan membership.Event
+	tls        *tlsConfigs // nil: plain TCP and HTTP
 	// reload: the file to re-read and the runtime config (reload.go).
 	reload reloadState
 	// counts: events counted for /metrics (metrics.go).
@@ -94,6 +96,9 @@ func NewWith(cfg *Config, deps Deps) (*Agent, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("agent", cfg.Name)
+	if err := checkSecure(cfg, log); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data_dir %s: %w", cfg.DataDir, err)
 	}

@@ -16,13 +16,13 @@ import (
 // otherwise.
 
 // healthRoute registers h for GET (which also serves HEAD) and OPTIONS.
-func healthRoute(mux *http.ServeMux, path string, h http.HandlerFunc) {
+func healthRoute(mux *guardedMux, path string, h http.HandlerFunc) {
 	wrapped := func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", "GET, HEAD, OPTIONS")
 		h(w, r)
 	}
-	mux.HandleFunc("GET "+path, wrapped)
-	mux.HandleFunc("OPTIONS "+path, wrapped)
+	mux.open("GET "+path, wrapped)
+	mux.open("OPTIONS "+path, wrapped)
 }
 
 func writeHealth(w http.ResponseWriter, ok bool, body map[string]any) {

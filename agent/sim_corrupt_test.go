@@ -47,7 +47,12 @@ func TestSimCorruptRaftDirFences(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.tweak(cfg)
+	if cfg.Token == "" && !cfg.Insecure {
+		cfg.Token = simToken
+	}
+	if len(cfg.GossipKeys) == 0 && !cfg.Insecure {
+		cfg.GossipKeys = [][]byte{simGossipKey}
+	}
 	a, err := NewWith(cfg, Deps{Logger: c.log, Driver: c.world.Host(host.name), Clock: host.clock, Network: c.net.Host(host.ip)})
 	if err == nil {
 		a.node.Close()

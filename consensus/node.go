@@ -162,6 +162,7 @@ func startRaft(cfg Config, rc *raft.Config, hlog hclog.Logger, store *raftboltdb
 		stopForward:   make(chan struct{}),
 		forwardDone:   make(chan struct{}),
 	}
+	n.fsm.log = n.log
 	guard := guardVotes(trans, rc.LocalID, n.stopGuard)
 	if n.raft, err = raft.NewRaft(rc, n.fsm, store, store, snaps, guard); err != nil {
 		close(n.stopGuard)

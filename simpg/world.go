@@ -40,6 +40,7 @@ type World struct {
 	nextRecord uint64
 	nextCommit uint64
 	nextTLI    int // the highest timeline yet
+	acks       []Ack
 	closed     chan struct{}
 	closeOnce  sync.Once
 
