@@ -85,7 +85,7 @@ func (w SwitchoverWatch) Overdue(t *Topology, obs map[int]Observation, now time.
 				Desc: fmt.Sprintf("content %d: switchover abandoned: mirror dbid %d did not replay past the primary's shutdown checkpoint (lsn %d; mirror at %d) within %s; primary dbid %d, stopped cleanly with every commit, restarts in place as primary",
 					sw.Content, m.DBID, from.StoppedLSN, last.LSN, bound, p.DBID)},
 			SegmentUpdate{DBID: m.DBID, Mode: ModeNotSynced,
-				Desc: fmt.Sprintf("content %d: switchover abandoned; dbid %d stays mirror, not in sync", sw.Content, m.DBID)},
+				Desc: fmt.Sprintf("content %d: dbid %d stays mirror, not in sync (switchover abandoned)", sw.Content, m.DBID)},
 		)
 	}
 	for sw := range w {
