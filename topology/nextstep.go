@@ -26,7 +26,7 @@ const (
 	StepRejoin
 	// StepRecover: Step.Recovery's rewind or copy from Step.Upstream.
 	StepRecover
-	// StepFence: stop a demoted primary still running.
+	// StepFence: kill a demoted primary still running.
 	StepFence
 	// StepManageSync: keep a running primary's synchronous_standby_names
 	// in line with the topology.
@@ -157,7 +157,7 @@ func NextStep(t *Topology, s Segment, v LocalView) Step {
 		}
 		return Step{Kind: StepRecover, Phase: recoveringPhase(rec.Kind), Upstream: p, Recovery: rec}
 	case s.Role == RoleMirror && s.Status == StatusDown && !pending && !t.IsRejoining(s.DBID) && !recovering(t, s.DBID) && v.Running && (!v.HealthKnown || !v.InRecovery):
-		// A demoted primary still running (hung, or cut off): fence it.
+		// A demoted primary still running (hung, or cut off): kill it.
 		// Its mirror was promoted; it must take no more connections.
 		return Step{Kind: StepFence, Phase: PhaseFencing}
 	case s.Role == RolePrimary && s.Status == StatusUp && v.Running && !v.Fenced:
