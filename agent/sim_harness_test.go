@@ -34,6 +34,11 @@ replication_stall_timeout: 1s
 lease: 1500ms
 `
 
+// simProbeTimeout is the agents' probe_timeout, which the simulated
+// driver applies to a probe of a hung server as the supervisor does
+// (supervisor.Config.ProbeTimeout is the agent's probe_timeout).
+const simProbeTimeout = 150 * time.Millisecond
+
 // simWait is the deadline of every wait in these tests: generous, for a
 // loaded 2-core machine under the race detector.
 const simWait = 45 * time.Second
@@ -105,7 +110,7 @@ func (c *simCluster) heal() {
 // agent's config.
 func newSimCluster(t *testing.T, n int, extra string) *simCluster {
 	t.Helper()
-	c := &simCluster{t: t, world: simpg.NewWorld(simpg.Options{}), net: simnet.New(), log: simLogger(t), isolated: map[string]bool{}}
+	c := &simCluster{t: t, world: simpg.NewWorld(simpg.Options{ProbeTimeout: simProbeTimeout}), net: simnet.New(), log: simLogger(t), isolated: map[string]bool{}}
 	t.Cleanup(c.world.Close)
 	root := t.TempDir()
 	var join string
