@@ -111,7 +111,7 @@ type LocalView struct {
 // standby after it crashed before its promotion, on a host that holds
 // its lease); an instance t names
 // mirror is never started as a primary (rule 7: a demoted primary
-// rejoins only by a rejoin, a rewind or a copy) and is stopped while it
+// rejoins only by a rejoin, a rewind or a copy) and is killed while it
 // runs as one (fenced); a mirror streams only from the primary t names
 // (its Upstream); a recovery runs only while t has it active.
 func NextStep(t *Topology, s Segment, v LocalView) Step {
