@@ -106,3 +106,41 @@ func TestSimRestartedAgentWithoutJoinListRejoins(t *testing.T) {
 		<-time.After(200 * time.Millisecond)
 	}
 }
+
+// TestSimLeftAgentRemovedAfterRemoveLeftAfter: an agent stopped for good
+// stays a Raft member until remove_left_after has passed, then the leader
+// removes it (and the others stop dialling it).
+func TestSimLeftAgentRemovedAfterRemoveLeftAfter(t *testing.T) {
+	const after = 3 * time.Second
+	c := newSimCluster(t, 3, "remove_left_after: "+after.String()+"\n")
+	lead := c.waitLeader()
+	var gone *simHost
+	for _, h := range c.hosts {
+		if h != lead {
+			gone = h
+			break
+		}
+	}
+	stopped := time.Now()
+	c.stop(gone)
+	var removedAt time.Time
+	c.waitUntil(gone.name+" removed from Raft", func() (bool, string) {
+		l := c.waitLeader()
+		servers, err := c.agent(l).node.Servers()
+		if err != nil {
+			return false, err.Error()
+		}
+		var ids []string
+		for _, s := range servers {
+			ids = append(ids, s.ID)
+			if s.ID == gone.name {
+				return false, strings.Join(ids, " ")
+			}
+		}
+		removedAt = time.Now()
+		return true, ""
+	})
+	if d := removedAt.Sub(stopped); d < after {
+		t.Fatalf("%s removed %s after it left, before remove_left_after (%s)", gone.name, d.Round(time.Millisecond), after)
+	}
+}
