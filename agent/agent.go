@@ -36,7 +36,9 @@ type Agent struct {
 	lead  *leader
 	lease *lease
 	mesh  *membership.Membership
-	tls   *tlsConfigs // nil: plain TCP and HTTP
+	// meshEvents receives gossip membership changes (openMesh).
+	meshEvents chan membership.Event
+	tls        *tlsConfigs // nil: plain TCP and HTTP
 	// reload: the file to re-read and the runtime config (reload.go).
 	reload reloadState
 	// counts: events counted for /metrics (metrics.go).

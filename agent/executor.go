@@ -125,7 +125,7 @@ func (e *executor) run(ctx context.Context) {
 		case <-e.wake:
 		case dbid := <-e.a.drv.Exits():
 			e.log.Warn("postmaster exited", "dbid", dbid)
-		case <-time.After(next):
+		case <-e.a.clock.After(next):
 		}
 	}
 }
@@ -345,7 +345,7 @@ func (e *executor) readStoppedLSN(ctx context.Context, st *instanceState, inst s
 // recoveryStep returns the step that recovers inst as a mirror of up:
 // pg_rewind of its own data, or a fresh base backup into a cleared dir.
 func (e *executor) recoveryStep(clusterID string, inst supervisor.Instance, rec topology.Recovery, up supervisor.Upstream, st *instanceState) func(context.Context) error {
-	started := time.Now()
+	started := e.a.clock.Now()
 	progress := func(step string) func(done, total int64) {
 		return func(done, total int64) {
 			e.mu.Lock()

@@ -68,6 +68,7 @@ func (a *Agent) openMesh(transport memberlist.NodeAwareTransport) error {
 	if err != nil {
 		return err
 	}
+	a.meshEvents = make(chan membership.Event, 64)
 	a.mesh, err = membership.New(membership.Config{
 		Name:      a.cfg.Name,
 		BindAddr:  host,
@@ -76,6 +77,7 @@ func (a *Agent) openMesh(transport memberlist.NodeAwareTransport) error {
 		Keys:      startGossipKeys(a.cfg, a.log),
 		Logger:    a.log,
 		Transport: transport,
+		Events:    a.meshEvents,
 	})
 	if err != nil {
 		return fmt.Errorf("gossip_addr %s: %w", a.cfg.GossipAddr, err)
@@ -137,6 +139,7 @@ func (a *Agent) runMesh(ctx context.Context) {
 			a.log.Info("joined the gossip pool", "contacted", n)
 		}()
 	}
+	go a.forwardMeshEvents(ctx)
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
@@ -151,6 +154,24 @@ func (a *Agent) runMesh(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		}
+	}
+}
+
+// forwardMeshEvents wakes the leader loop on a member's join, leave or
+// failure, so that it changes the Raft configuration at once; the
+// leader acts on the current members, so a coalesced hint loses nothing.
+// Health and metadata updates are not membership changes.
+func (a *Agent) forwardMeshEvents(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev := <-a.meshEvents:
+			switch ev.Kind {
+			case membership.EventJoin, membership.EventLeave, membership.EventFailed:
+				a.lead.membersChanged()
+			}
 		}
 	}
 }

@@ -20,13 +20,14 @@ func (e *executor) probe(ctx context.Context, t *topology.Topology, s topology.S
 	st := e.state(s.DBID)
 	r := api.InstanceReport{DBID: s.DBID, Host: e.a.cfg.Name, Seen: e.a.clock.Now().UTC(), ConfigVersion: t.ConfigVersion}
 
-	pid := e.a.drv.PID(inst)
-	if pid == 0 {
-		// After an agent restart the postmasters are still running: adopt
-		// them, so their exit is seen at once, without restarting them.
-		if p, ok, err := e.a.drv.Adopt(inst); err == nil && ok {
-			pid = p
-		}
+	// Adopt every running postmaster, not only when PID finds none: PID
+	// reads postmaster.pid and so finds the postmasters an earlier agent
+	// left running, but only an adopted one's exit is delivered on
+	// Exits. Without it, a restarted agent would see a crash only at its
+	// next probe round. Adopting a tracked postmaster is a lookup.
+	pid, ok, err := e.a.drv.Adopt(inst)
+	if err != nil || !ok {
+		pid = e.a.drv.PID(inst)
 	}
 	r.PID = pid
 	// One snapshot of the step's state: a switchover's stop and its

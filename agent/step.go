@@ -49,7 +49,7 @@ func (e *executor) stepAction(clusterID string, inst supervisor.Instance, st *in
 	case topology.StepCreateMirror:
 		up := e.a.copyUpstream(step.Upstream)
 		return func(ctx context.Context) error {
-			started := time.Now()
+			started := e.a.clock.Now()
 			return e.a.drv.CreateMirror(ctx, clusterID, inst, up, func(done, total int64) {
 				e.mu.Lock()
 				st.progress = &api.Progress{Step: copyStep(up), Done: done, Total: total, Started: started}

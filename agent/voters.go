@@ -15,6 +15,11 @@ import (
 // churn the Raft configuration.
 const deadVoterGrace = 15 * time.Second
 
+// voterRound is how often the leader compares the Raft configuration with
+// gossip besides the gossip events that wake it (a join, a leave, a
+// failure): it repairs a dropped event and counts down deadVoterGrace.
+const voterRound = 2 * time.Second
+
 // manageVoters keeps the Raft configuration in line with gossip: alive
 // agents join (as voters up to the target, then as nonvoters), a voter
 // dead or left for deadVoterGrace is replaced by a healthy nonvoter, and
