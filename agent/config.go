@@ -267,6 +267,9 @@ func (fc fileConfig) validate() (*Config, error) {
 		c.ReplicationStallTimeout = DefaultReplicationStall
 	}
 	switch {
+	case strings.Contains(c.Name, "#"):
+		// '#' separates the name from the random part of the Raft server id.
+		return nil, fmt.Errorf("name: %q contains '#'", c.Name)
 	case c.DataDir == "":
 		return nil, errors.New("data_dir: required")
 	case !filepath.IsAbs(c.DataDir):

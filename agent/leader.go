@@ -55,11 +55,19 @@ func newLeader(a *Agent) *leader {
 	return &leader{a: a, log: a.log.With("component", "leader"), reports: map[int]received{}, deadSince: map[string]time.Time{}, deadVoterGrace: deadVoterGrace, voterRound: voterRound, wake: make(chan struct{}, 1), members: make(chan struct{}, 1)}
 }
 
-// accept stores reports from an agent and wakes the reconcile loop.
-func (l *leader) accept(agent string, reports []api.InstanceReport) {
+// accept stores reports from an agent and wakes the reconcile loop. The
+// agent counts as heard only if the acknowledgement of these reports, at
+// committed, renews its lease (topology.RenewsLease).
+func (l *leader) accept(agent string, reports []api.InstanceReport, committed uint64) {
 	now := l.a.clock.Now()
+	applied := committed
+	for _, r := range reports {
+		applied = min(applied, r.ConfigVersion)
+	}
 	l.mu.Lock()
-	l.heard = l.heard.Heard(agent, now)
+	if topology.RenewsLease(applied, committed) {
+		l.heard = l.heard.Heard(agent, now)
+	}
 	for _, r := range reports {
 		l.reports[r.DBID] = received{report: r, at: now}
 	}

@@ -73,7 +73,7 @@ func (a *Agent) openMesh(transport memberlist.NodeAwareTransport) error {
 		Name:      a.cfg.Name,
 		BindAddr:  host,
 		BindPort:  port,
-		Meta:      membership.Meta{Name: a.cfg.Name, APIAddr: a.advertisedAPI(), RaftAddr: a.node.Addr(), Version: Version},
+		Meta:      membership.Meta{Name: a.cfg.Name, APIAddr: a.advertisedAPI(), RaftAddr: a.node.Addr(), Version: Version, RaftID: a.node.ID()},
 		Keys:      startGossipKeys(a.cfg, a.log),
 		Logger:    a.log,
 		Transport: transport,
@@ -232,7 +232,7 @@ func (a *Agent) maybeBootstrap() {
 	}
 	var voters []consensus.Server
 	for _, m := range alive {
-		voters = append(voters, consensus.Server{ID: m.Name, Address: m.Meta.RaftAddr})
+		voters = append(voters, consensus.Server{ID: raftID(m), Address: m.Meta.RaftAddr})
 	}
 	if err := a.node.BootstrapCluster(voters); err != nil {
 		a.log.Error("bootstrap failed", "err", err)
@@ -400,7 +400,7 @@ func (a *Agent) raftNames() map[string]bool {
 		return out
 	}
 	for _, s := range servers {
-		out[s.ID] = true
+		out[s.Name] = true
 	}
 	return out
 }

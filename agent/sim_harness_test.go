@@ -85,6 +85,9 @@ type simCluster struct {
 
 	mu       sync.Mutex
 	isolated map[string]bool // by ip: cut off from the other hosts
+	// tweak changes every agent's parsed config (settings the config
+	// file does not offer, as the leader's lease margin).
+	tweak func(*Config)
 
 	root, join string // the hosts' dirs' parent; the first agent's gossip address
 	// voterRound, when set, replaces the leaders' periodic voter round.
@@ -109,10 +112,16 @@ func (c *simCluster) heal() {
 
 // newSimCluster starts n agents on 127.0.0.2... The first bootstraps the
 // Raft cluster, the others join it by gossip. extra is added to every
-// agent's config; a timing it sets replaces simAgentTimings'.
-func newSimCluster(t *testing.T, n int, extra string) *simCluster {
+// agent's config; a timing it sets replaces simAgentTimings'. tweak
+// changes every agent's parsed config.
+func newSimCluster(t *testing.T, n int, extra string, tweak ...func(*Config)) *simCluster {
 	t.Helper()
 	c := newSimWorld(t)
+	c.tweak = func(cfg *Config) {
+		for _, f := range tweak {
+			f(cfg)
+		}
+	}
 	for range n {
 		c.addHost(extra)
 	}
@@ -234,6 +243,9 @@ func (c *simCluster) start(h *simHost) {
 	cfg, err := ParseConfig([]byte(h.cfgDoc))
 	if err != nil {
 		c.t.Fatalf("%s config: %v", h.name, err)
+	}
+	if c.tweak != nil {
+		c.tweak(cfg)
 	}
 	// As the documented config runs: the API guarded by the cluster
 	// token, gossip encrypted (ParseConfig reads no *_file fields).

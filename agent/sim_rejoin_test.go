@@ -54,7 +54,7 @@ func TestSimRestartedAgentWithoutJoinListRejoins(t *testing.T) {
 		}
 		inRaft := false
 		for _, s := range servers {
-			inRaft = inRaft || s.ID == h.name
+			inRaft = inRaft || s.Name == h.name
 		}
 		m, _ := la.mesh.Member(h.name)
 		return inRaft && m.Status == membership.StatusAlive, fmt.Sprintf("leader %s: in raft %v, gossip %s", lead.name, inRaft, m.Status)
@@ -97,7 +97,7 @@ func TestSimRestartedAgentWithoutJoinListRejoins(t *testing.T) {
 		if err == nil {
 			found := false
 			for _, s := range servers {
-				found = found || s.ID == h.name
+				found = found || s.Name == h.name
 			}
 			if !found {
 				t.Fatalf("leader %s removed %s from Raft after it rejoined", lead.name, h.name)
@@ -133,7 +133,7 @@ func TestSimLeftAgentRemovedAfterRemoveLeftAfter(t *testing.T) {
 		var ids []string
 		for _, s := range servers {
 			ids = append(ids, s.ID)
-			if s.ID == gone.name {
+			if s.Name == gone.name {
 				return false, strings.Join(ids, " ")
 			}
 		}

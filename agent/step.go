@@ -36,7 +36,7 @@ func (e *executor) localView(st *instanceState, inst supervisor.Instance) topolo
 		return v
 	}
 	v.Running = e.a.drv.PID(inst) != 0
-	v.Fenced = e.a.lease.isFenced()
+	v.Fenced = !e.a.lease.valid(e.a.clock.Now(), e.a.cfg.Lease)
 	return v
 }
 

@@ -32,6 +32,10 @@ func (h *Host) Promote(ctx context.Context, inst supervisor.Instance) error {
 	if !in.inRecovery {
 		return nil
 	}
+	if err := w.injected(in, ToolPromoteCrash); err != nil {
+		w.crash(in)
+		return fmt.Errorf("promote %s: %w", inst, err)
+	}
 	if err := w.injected(in, ToolPromote); err != nil {
 		return fmt.Errorf("promote %s: %w", inst, err)
 	}
