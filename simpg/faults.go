@@ -54,6 +54,15 @@ func (w *World) SlowDisk(address string, port int, d time.Duration) {
 	w.setFlag(address, port, func(in *instance) { in.slowDisk = d })
 }
 
+// SlowProbes makes every probe of every instance take d before it
+// answers, as a real probe's connection and queries take time on a
+// loaded host (bounded by the probe's context); 0 restores it.
+func (w *World) SlowProbes(d time.Duration) {
+	w.mu.Lock()
+	w.probeDelay = d
+	w.mu.Unlock()
+}
+
 // KillHost crashes every instance of the host name and stops its driver:
 // every call of it fails with ErrHostDown from now on. World.Host(name)
 // afterwards is the host back from a reboot, its instances stopped.

@@ -135,6 +135,16 @@ func (h *Host) Adopt(inst supervisor.Instance) (pid int, ok bool, err error) {
 func (h *Host) Probe(ctx context.Context, inst supervisor.Instance) (supervisor.Health, error) {
 	w := h.w
 	w.mu.Lock()
+	delay := w.probeDelay
+	w.mu.Unlock()
+	if delay > 0 {
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return supervisor.Health{}, fmt.Errorf("probe %s: no answer: %w", inst, ctx.Err())
+		}
+	}
+	w.mu.Lock()
 	defer w.mu.Unlock()
 	if h.dead {
 		return supervisor.Health{}, ErrHostDown

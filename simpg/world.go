@@ -39,7 +39,8 @@ type World struct {
 	nextPID    int
 	nextRecord uint64
 	nextCommit uint64
-	nextTLI    int // the highest timeline yet
+	nextTLI    int           // the highest timeline yet
+	probeDelay time.Duration // SlowProbes
 	acks       []Ack
 	closed     chan struct{}
 	closeOnce  sync.Once
