@@ -324,9 +324,14 @@ func (e *executor) report(ctx context.Context, reports []api.InstanceReport) {
 		return
 	}
 	e.markCaughtUp(ack.ConfigVersion)
-	if e.a.node.Topology().ConfigVersion < ack.ConfigVersion {
-		// Behind the leader (just back from a cut): act on the current
-		// topology first; the next report renews the lease.
+	renew := ack.RenewVersion
+	if renew == 0 {
+		renew = ack.ConfigVersion // a leader from before renew versions
+	}
+	// The leader's comparison, on the version the reports were made on:
+	// far behind the leader (just back from a cut, or Raft stalled), act
+	// on the current topology first; the next report renews the lease.
+	if !topology.RenewsLease(reportedVersion(reports, e.a.node.Topology().ConfigVersion), renew) {
 		return
 	}
 	e.a.lease.renew(sent, e.a.clock.Now())
