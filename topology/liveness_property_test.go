@@ -135,3 +135,67 @@ func TestWithLostHosts_Property(t *testing.T) {
 		}
 	})
 }
+
+// TestCommitTimes_Property drives a term's record through random commits
+// (some late: an older version, or a time before the latest) and queries,
+// and checks it against a model that keeps every commit: the renew
+// version at now is the newest version seen at or before now-lag (the
+// first one when none is that old). So an agent whose reports are made on
+// a version committed up to lag ago renews its lease, and one stuck on a
+// version the leader committed past more than lag ago does not. No step
+// changes the record it stepped from.
+func TestCommitTimes_Property(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		lag := time.Duration(rapid.IntRange(1, 3000).Draw(rt, "lagMs")) * time.Millisecond
+		c := NewCommitTimes(lag)
+		now := t0
+		type seen struct {
+			v  uint64
+			at time.Time
+		}
+		var model []seen
+		var v uint64
+		for i := range rapid.IntRange(1, 80).Draw(rt, "steps") {
+			now = now.Add(time.Duration(rapid.IntRange(0, int(lag/time.Millisecond)).Draw(rt, fmt.Sprintf("advanceMs%d", i))) * time.Millisecond)
+			if rapid.Bool().Draw(rt, fmt.Sprintf("commit%d", i)) {
+				cv := v + uint64(rapid.IntRange(0, 3).Draw(rt, fmt.Sprintf("versionStep%d", i)))
+				// Seen a little before now: the ack's time was read before
+				// another ack recorded a newer version.
+				at := now.Add(-time.Duration(rapid.IntRange(0, 300).Draw(rt, fmt.Sprintf("earlyMs%d", i))) * time.Millisecond)
+				prev := slices.Clone(c.seen)
+				before := c
+				c = c.Committed(cv, at)
+				if !reflect.DeepEqual(before.seen, prev) {
+					rt.Fatalf("step %d: Committed changed the record it stepped from", i)
+				}
+				if cv > v || len(model) == 0 {
+					if n := len(model); n > 0 && at.Before(model[n-1].at) {
+						at = model[n-1].at
+					}
+					if len(model) == 0 || cv > model[len(model)-1].v {
+						model = append(model, seen{cv, at})
+					}
+					v = cv
+				}
+			}
+			if len(model) > 0 && now.Before(model[len(model)-1].at) {
+				continue // queries come at or after the latest commit's time
+			}
+			want := uint64(0)
+			if len(model) > 0 {
+				want = model[0].v
+			}
+			for _, s := range model {
+				if !s.at.After(now.Add(-lag)) {
+					want = s.v
+				}
+			}
+			if got := c.RenewVersion(now); got != want {
+				rt.Fatalf("step %d: renew version %d at %s, want %d (model %v)", i, got, now.Sub(t0), want, model)
+			}
+			if len(c.seen) > 0 && c.seen[0].at.After(now.Add(-lag)) && c.seen[0].version != model[0].v {
+				rt.Fatalf("step %d: an entry still needed was dropped: %v, model %v", i, c.seen, model)
+			}
+		}
+	})
+}
