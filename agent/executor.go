@@ -203,11 +203,17 @@ func (e *executor) round(ctx context.Context) {
 	e.last = reports
 	e.mu.Unlock()
 	e.report(ctx, reports)
+	// The rest of the round acts on the topology as it is now: the
+	// report's acknowledgement renews the lease only once the topology
+	// acted on is at least the leader's version (checkLease), and the
+	// local replica has often applied the entries the leader committed
+	// during the report's round trip by now.
+	t = e.a.node.Topology()
 	e.checkLease(ctx, t)
-	if !acting {
+	if !e.caughtUpWith(t) {
 		return
 	}
-	for _, s := range mine {
+	for _, s := range t.OnHost(e.a.cfg.Name) {
 		e.ensure(ctx, t, s)
 	}
 }
@@ -310,12 +316,12 @@ func (e *executor) report(ctx context.Context, reports []api.InstanceReport) {
 		return
 	}
 	e.markCaughtUp(ack.ConfigVersion)
-	if e.a.node.Topology().ConfigVersion < ack.ConfigVersion {
-		// Behind the leader (just back from a cut): act on the current
-		// topology first; the next report renews the lease.
-		return
-	}
-	e.a.lease.renew(sent, e.a.clock.Now())
+	// The acknowledgement renews the lease once this agent acts on a
+	// topology at least as recent as the leader's now (checkLease): back
+	// from a cut, it must not lift the fence of a primary demoted
+	// meanwhile. While the leader commits faster than a report's round
+	// trip, that is an entry or two later, not the next report.
+	e.a.lease.acked(sent, ack.ConfigVersion)
 }
 
 func lsnString(lsn uint64) string {
