@@ -175,6 +175,12 @@ func (e *executor) round(ctx context.Context) {
 	t := e.a.node.Topology()
 	mine := t.OnHost(e.a.cfg.Name)
 	if len(mine) == 0 {
+		// Nothing to probe, but the lease is kept: an agent whose host
+		// gets instances (at init, an expand) must not start them with
+		// a lease that ran out while it had none, fencing them until
+		// its first report is acknowledged.
+		e.report(ctx, nil)
+		e.a.lease.applyAcked(e.a.node.Topology().ConfigVersion, e.a.clock.Now())
 		return
 	}
 	// Nothing is done before this agent is known to have applied the
