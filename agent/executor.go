@@ -314,7 +314,12 @@ func (e *executor) report(ctx context.Context, reports []api.InstanceReport) {
 	if !ok {
 		return
 	}
-	rctx, cancel := context.WithTimeout(ctx, e.a.cfg.ProbeTimeout)
+	// An acknowledgement renews from the report's send time however
+	// late it comes, so waiting longer than a probe is safe: a leader
+	// (or this process) slowed by a burst of commits still renews the
+	// lease with an answer that takes a second, where a probe_timeout
+	// deadline dropped it and fenced the host.
+	rctx, cancel := context.WithTimeout(ctx, reportTimeout(e.a.cfg.ProbeTimeout, e.a.cfg.Lease))
 	defer cancel()
 	ack, err := e.a.peerClient(addr).Report(rctx, api.Report{Agent: e.a.cfg.Name, Instances: reports})
 	if err != nil {
@@ -328,6 +333,12 @@ func (e *executor) report(ctx context.Context, reports []api.InstanceReport) {
 	// meanwhile. While the leader commits faster than a report's round
 	// trip, that is an entry or two later, not the next report.
 	e.a.lease.acked(sent, ack.ConfigVersion)
+}
+
+// reportTimeout is how long a report waits for the leader's answer:
+// half the lease, and never less than a probe.
+func reportTimeout(probe, lease time.Duration) time.Duration {
+	return max(probe, lease/2)
 }
 
 func lsnString(lsn uint64) string {
