@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -20,7 +22,14 @@ import (
 func startAgent(t *testing.T, name string, ca *testcerts.CA, extra string) *Agent {
 	t.Helper()
 	dir := t.TempDir()
-	caFile, certFile, keyFile := ca.WriteFiles(t, dir, ca.Issue(t, "127.0.0.1"))
+	caFile, certFile, keyFile := ca.WriteFiles(t, dir, ca.IssueCN(t, AgentCNPrefix+name, "127.0.0.1"))
+	if !strings.Contains(extra, "gossip_key_file") {
+		keyFile := filepath.Join(dir, "gossip.key")
+		if err := os.WriteFile(keyFile, []byte("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		extra += "gossip_key_file: " + keyFile + "\n"
+	}
 	doc := fmt.Sprintf(`name: %s
 address: 127.0.0.1
 data_dir: %s
@@ -89,7 +98,7 @@ func TestAgents_TLSMeshAndForwarding(t *testing.T) {
 	ca := testcerts.New(t)
 	a := startAgent(t, "a", ca, "bootstrap: true\n")
 	b := startAgent(t, "b", ca, fmt.Sprintf("join: [%s]\n", a.mesh.LocalAddr()))
-	operator := &tls.Config{RootCAs: ca.Pool, Certificates: []tls.Certificate{ca.Issue(t, "127.0.0.1")}, MinVersion: tls.VersionTLS12}
+	operator := &tls.Config{RootCAs: ca.Pool, Certificates: []tls.Certificate{ca.IssueCN(t, OperatorCNPrefix+"alice")}, MinVersion: tls.VersionTLS12}
 	cb := api.NewTLSClient(b.APIAddr(), operator)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -115,16 +124,38 @@ func TestAgents_TLSMeshAndForwarding(t *testing.T) {
 		t.Fatalf("state through b (forwarded to the leader): %+v %v", s, err)
 	}
 
+	t.Run("a change through a follower carries the caller", func(t *testing.T) {
+		// b forwards to the leader a with its own agent certificate; a
+		// judges the operator (or the agent) b authenticated.
+		if _, err := cb.SetPaused(context.Background(), false); err != nil && !errors.Is(err, api.ErrNotInitialized) {
+			t.Fatalf("an operator's resume through follower b: %v", err)
+		}
+		asAgent := api.NewTLSClient(b.APIAddr(), &tls.Config{RootCAs: ca.Pool, Certificates: []tls.Certificate{ca.IssueCN(t, AgentCNPrefix+"b")}, MinVersion: tls.VersionTLS12})
+		if _, err := asAgent.SetPaused(context.Background(), true); !errors.Is(err, api.ErrForbidden) {
+			t.Fatalf("an agent's pause through follower b: %v, want forbidden", err)
+		}
+		req, _ := http.NewRequest(http.MethodPost, "https://"+b.APIAddr()+"/v1/pause", strings.NewReader("{}"))
+		req.Header.Set(principalHeader, "operator:mallory")
+		hc := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool, MinVersion: tls.VersionTLS12}}}
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("an anonymous caller naming itself in %s: %d, want 401", principalHeader, resp.StatusCode)
+		}
+	})
 	t.Run("no client certificate: no reports", func(t *testing.T) {
 		anon := api.NewTLSClient(a.APIAddr(), &tls.Config{RootCAs: ca.Pool, MinVersion: tls.VersionTLS12})
 		_, err := anon.Report(context.Background(), api.Report{Agent: "x"})
-		if !errors.Is(err, api.ErrInvalid) {
+		if !errors.Is(err, api.ErrUnauthorized) {
 			t.Fatalf("report without a certificate: %v, want refused", err)
 		}
-		if _, err := anon.DataFiles(context.Background(), 1); !errors.Is(err, api.ErrInvalid) {
+		if _, err := anon.DataFiles(context.Background(), 1); !errors.Is(err, api.ErrUnauthorized) {
 			t.Fatalf("data files without a certificate: %v, want refused", err)
 		}
-		if _, err := anon.ReadDataFiles(context.Background(), 1, []api.FileRange{{Path: "global/pg_control", N: 8192}}); !errors.Is(err, api.ErrInvalid) {
+		if _, err := anon.ReadDataFiles(context.Background(), 1, []api.FileRange{{Path: "global/pg_control", N: 8192}}); !errors.Is(err, api.ErrUnauthorized) {
 			t.Fatalf("reading data files without a certificate: %v, want refused", err)
 		}
 		if _, err := anon.State(context.Background()); err != nil {
@@ -180,9 +211,9 @@ func TestAgents_DeadVoterReplaced(t *testing.T) {
 			return out
 		}
 		for _, s := range servers {
-			out[s.ID] = "nonvoter"
+			out[s.Name] = "nonvoter"
 			if s.Voter {
-				out[s.ID] = "voter"
+				out[s.Name] = "voter"
 			}
 		}
 		return out

@@ -33,6 +33,8 @@ type fileConfig struct {
 	Join                []string       `yaml:"join"`
 	GossipKeyFile       string         `yaml:"gossip_key_file"`
 	TLS                 tlsFileConfig  `yaml:"tls"`
+	TokenFile           string         `yaml:"token_file"`
+	Insecure            bool           `yaml:"insecure"`
 	StopInstancesOnExit bool           `yaml:"stop_instances_on_exit"`
 	EnableDebug         bool           `yaml:"enable_debug"`
 	ProbeInterval       time.Duration  `yaml:"probe_interval"`
@@ -44,6 +46,8 @@ type fileConfig struct {
 	LogLevel            string         `yaml:"log_level"`
 	LogFormat           string         `yaml:"log_format"`
 	Postgres            postgresConfig `yaml:"postgres"`
+	// token is read from TokenFile (configsource.go); never inline.
+	token string `yaml:"-"`
 }
 
 // tlsFileConfig turns on TLS for Raft and the HTTP API (mutual between
@@ -89,7 +93,13 @@ type Config struct {
 	GossipKeyFile string
 	// TLS files; all three or none.
 	TLSCAFile, TLSCertFile, TLSKeyFile string
-	StopInstancesOnExit                bool
+	// Token is the cluster's shared secret (token_file): a bearer token
+	// that passes every guard of the API (auth.go). "" without one.
+	Token string
+	// Insecure lets the agent start without TLS or a token, or without a
+	// gossip key: anyone who reaches it can then change the cluster.
+	Insecure            bool
+	StopInstancesOnExit bool
 	// EnableDebug serves Go's profiles under /debug/pprof/ on the API
 	// address (off by default: they show the process's internals).
 	EnableDebug   bool
@@ -193,6 +203,8 @@ func (fc fileConfig) validate() (*Config, error) {
 		TLSCAFile:           fc.TLS.CAFile,
 		TLSCertFile:         fc.TLS.CertFile,
 		TLSKeyFile:          fc.TLS.KeyFile,
+		Token:               fc.token,
+		Insecure:            fc.Insecure,
 		StopInstancesOnExit: fc.StopInstancesOnExit,
 		EnableDebug:         fc.EnableDebug,
 		ProbeInterval:       fc.ProbeInterval,
@@ -241,6 +253,9 @@ func (fc fileConfig) validate() (*Config, error) {
 		c.ReplicationStallTimeout = DefaultReplicationStall
 	}
 	switch {
+	case strings.Contains(c.Name, "#"):
+		// '#' separates the name from the random part of the Raft server id.
+		return nil, fmt.Errorf("name: %q contains '#'", c.Name)
 	case c.DataDir == "":
 		return nil, errors.New("data_dir: required")
 	case !filepath.IsAbs(c.DataDir):
@@ -315,6 +330,27 @@ func parseLevel(s string) (slog.Level, error) {
 		return slog.LevelError, nil
 	}
 	return 0, fmt.Errorf("log_level: %q is not debug, info, warn or error", s)
+}
+
+// checkSecure refuses a config that would let anyone who reaches the agent
+// change the cluster: the API needs TLS or a token, gossip a key. With
+// insecure: true the agent starts anyway, after one warning line.
+func checkSecure(c *Config, log *slog.Logger) error {
+	var missing []string
+	if c.TLSCAFile == "" && c.Token == "" {
+		missing = append(missing, "no credential guards the API (give tls: ca_file, cert_file, key_file, or token_file)")
+	}
+	if len(c.GossipKeys) == 0 {
+		missing = append(missing, "gossip is not encrypted (give gossip_key_file)")
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	if !c.Insecure {
+		return fmt.Errorf("%s; gpagent keygen and gpagent tls make them, or set insecure: true to run open to anyone who reaches this host", strings.Join(missing, "; "))
+	}
+	log.Warn("insecure: true: anyone who reaches this agent can change the cluster: " + strings.Join(missing, "; "))
+	return nil
 }
 
 // cleanYAMLError turns yaml.v3's multi-line type errors into one line.

@@ -149,6 +149,7 @@ type secretFile struct {
 func secretFiles(one, merged *fileConfig) []secretFile {
 	return []secretFile{
 		{"gossip_key_file", &one.GossipKeyFile, &merged.GossipKeyFile, nil, ""},
+		{"token_file", &one.TokenFile, &merged.TokenFile, &merged.token, "token"},
 		{"postgres.superuser_password_file", &one.Postgres.SuperPasswordFile, &merged.Postgres.SuperPasswordFile, &merged.Postgres.SuperPassword, "postgres.superuser_password"},
 		{"postgres.replication_password_file", &one.Postgres.ReplicationPasswordFile, &merged.Postgres.ReplicationPasswordFile, &merged.Postgres.ReplicationPassword, "postgres.replication_password"},
 	}

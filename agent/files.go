@@ -21,18 +21,17 @@ import (
 // instances on this host that gpagent made are served, and only what
 // their listing names; with TLS on, only to agents.
 
-// dataAccess guards the data file routes, which give away every row and
-// the password verifiers: with TLS on, only agents (a certificate of the
-// cluster CA); without, at least only callers from the address of an
-// agent of the mesh.
+// dataAccess adds to the agent guard of the data file routes, which give
+// away every row and the password verifiers: without TLS, the token
+// holder must also call from the address of an agent of the mesh.
 func (a *Agent) dataAccess(h http.HandlerFunc) http.HandlerFunc {
-	return a.agentsOnly(func(w http.ResponseWriter, r *http.Request) {
+	return func(w http.ResponseWriter, r *http.Request) {
 		if a.tls == nil && !a.fromMember(r.RemoteAddr) {
-			writeError(w, api.Errorf(api.CodeInvalid, "%s is for agents: %s is not the address of one", r.URL.Path, r.RemoteAddr))
+			writeError(w, api.Errorf(api.CodeForbidden, "%s is for agents: %s is not the address of one", r.URL.Path, r.RemoteAddr))
 			return
 		}
 		h(w, r)
-	})
+	}
 }
 
 // fromMember reports whether remote (host:port) is the address of this

@@ -53,6 +53,15 @@ func (a *Agent) leaderOnly(h http.HandlerFunc) http.HandlerFunc {
 			Rewrite: func(pr *httputil.ProxyRequest) {
 				pr.SetURL(target)
 				pr.Out.Header.Set(forwardedHeader, a.cfg.Name)
+				// The leader authenticates this agent (its certificate,
+				// or the token) and takes the caller from here.
+				pr.Out.Header.Del(principalHeader)
+				if p := principalOf(r.Context()); p.kind != kindNone {
+					pr.Out.Header.Set(principalHeader, p.String())
+				}
+				if a.cfg.Token != "" {
+					pr.Out.Header.Set(api.TokenHeader, "Bearer "+a.cfg.Token)
+				}
 			},
 			ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
 				writeError(w, api.Errorf(api.CodeNotLeader, "agent %s: forward to the leader at %s: %v", a.cfg.Name, addr, err))

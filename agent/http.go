@@ -15,52 +15,59 @@ import (
 	"github.com/gpagent/gpagent/topology"
 )
 
-// routes is the one route table of the API.
-func (a *Agent) routes() http.Handler {
-	mux := http.NewServeMux()
+// routes is the one route table of the API. Each route says who may call
+// it (auth.go): reads are open, the routes agents call on each other need
+// an agent, every other change an operator.
+func (a *Agent) routes() *guardedMux {
+	mux := newGuardedMux(a)
 	// Served by the leader: leaderOnly forwards them there from any other
 	// agent, and answers a GET from this agent's own copy while no leader
-	// is known (state then says it may be stale).
-	lead := func(pattern string, h handlerFunc) { mux.HandleFunc(pattern, a.leaderOnly(a.handle(h))) }
-	lead("GET /v1/state", a.getState)
-	lead("GET /v1/history", a.getHistory)
-	lead("POST /v1/init", a.postInit)
-	lead("POST /v1/addmirrors/plan", a.postMirrorPlan)
-	lead("POST /v1/addmirrors", a.postAddMirrors)
-	mux.HandleFunc("POST /v1/report", a.agentsOnly(a.leaderOnly(a.handle(a.postReport))))
-	lead("POST /v1/pause", a.postPause)
-	lead("POST /v1/resume", a.postResume)
-	lead("POST /v1/switchover", a.postSwitchover)
-	lead("POST /v1/initstandby", a.postInitStandby)
-	lead("POST /v1/recover/plan", a.postRecoverPlan)
-	lead("POST /v1/recover", a.postRecover)
-	lead("POST /v1/rebalance", a.postRebalance)
-	lead("GET /v1/conninfo/{content}", a.getConnInfo)
-	// Changes the cluster: registered like the other change routes.
-	lead("POST /v1/tables", a.postTables)
-	lead("GET /v1/tables", a.getTables)
+	// is known (state then says it may be stale). The guard runs first,
+	// on the agent the caller reached; the forward carries the principal.
+	read := func(pattern string, h handlerFunc) { mux.open(pattern, a.leaderOnly(a.handle(h))) }
+	change := func(pattern string, h handlerFunc) { mux.operator(pattern, a.leaderOnly(a.handle(h))) }
+	read("GET /v1/state", a.getState)
+	read("GET /v1/history", a.getHistory)
+	change("POST /v1/init", a.postInit)
+	change("POST /v1/addmirrors/plan", a.postMirrorPlan)
+	change("POST /v1/addmirrors", a.postAddMirrors)
+	mux.agent("POST /v1/report", a.leaderOnly(a.handle(a.postReport)))
+	change("POST /v1/pause", a.postPause)
+	change("POST /v1/resume", a.postResume)
+	change("POST /v1/switchover", a.postSwitchover)
+	change("POST /v1/initstandby", a.postInitStandby)
+	change("POST /v1/recover/plan", a.postRecoverPlan)
+	change("POST /v1/recover", a.postRecover)
+	change("POST /v1/rebalance", a.postRebalance)
+	read("GET /v1/conninfo/{content}", a.getConnInfo)
+	// Creates tables on every content: an operator's change.
+	change("POST /v1/tables", a.postTables)
+	read("GET /v1/tables", a.getTables)
 	// Served by every agent about itself.
-	mux.HandleFunc("GET /v1/members", a.handle(a.getMembers))
-	mux.HandleFunc("POST /v1/reload", a.agentsOnly(a.handle(a.postReload)))
-	mux.HandleFunc("GET /v1/keyring", a.handle(a.getKeyring))
-	mux.HandleFunc("POST /v1/keyring", a.handle(a.postKeyring))
-	mux.HandleFunc("GET /v1/local/keyring", a.handle(a.getLocalKeyring))
-	mux.HandleFunc("POST /v1/local/keyring", a.agentsOnly(a.handle(a.postLocalKeyring)))
-	mux.HandleFunc("POST /v1/local/preflight", a.agentsOnly(a.handle(a.postLocalPreflight)))
-	mux.Handle("GET /metrics", a.metricsHandler())
+	mux.open("GET /v1/members", a.handle(a.getMembers))
+	mux.operator("POST /v1/reload", a.handle(a.postReload))
+	mux.open("GET /v1/keyring", a.handle(a.getKeyring))
+	mux.operator("POST /v1/keyring", a.handle(a.postKeyring))
+	mux.open("GET /v1/local/keyring", a.handle(a.getLocalKeyring))
+	mux.agent("POST /v1/local/keyring", a.handle(a.postLocalKeyring))
+	mux.agent("POST /v1/local/preflight", a.handle(a.postLocalPreflight))
+	mux.open("GET /metrics", a.metricsHandler().ServeHTTP)
 	healthRoute(mux, "/v1/health/live", a.getLive)
 	healthRoute(mux, "/v1/health/ready", a.getReady)
 	healthRoute(mux, "/v1/health/primary/{content}", a.getPrimaryHealth)
 	healthRoute(mux, "/v1/health/mirror/{content}", a.getMirrorHealth)
-	mux.HandleFunc("GET /v1/local/files/{dbid}", a.dataAccess(a.handle(a.getDataFiles)))
-	mux.HandleFunc("POST /v1/local/files/{dbid}/read", writeDeadline(defaultServerTimeouts.dataWrite, a.dataAccess(a.postReadDataFiles)))
+	// The data files give away every row and the password verifiers:
+	// agents only, though the listing is a GET.
+	mux.agent("GET /v1/local/files/{dbid}", a.dataAccess(a.handle(a.getDataFiles)))
+	mux.agent("POST /v1/local/files/{dbid}/read", writeDeadline(defaultServerTimeouts.dataWrite, a.dataAccess(a.postReadDataFiles)))
 	if a.cfg.EnableDebug {
-		// Profiles and traces run as long as ?seconds= asks.
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("/debug/pprof/profile", writeDeadline(0, pprof.Profile))
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", writeDeadline(0, pprof.Trace))
+		// Profiles and traces run as long as ?seconds= asks, and show
+		// the process's internals: operators only.
+		mux.operator("/debug/pprof/", pprof.Index)
+		mux.operator("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.operator("/debug/pprof/profile", writeDeadline(0, pprof.Profile))
+		mux.operator("/debug/pprof/symbol", pprof.Symbol)
+		mux.operator("/debug/pprof/trace", writeDeadline(0, pprof.Trace))
 	}
 	return mux
 }
@@ -158,8 +165,14 @@ func (a *Agent) postReport(r *http.Request) (any, error) {
 	if !a.node.IsLeader() {
 		return nil, api.Errorf(api.CodeNotLeader, "agent %s is not the leader", a.cfg.Name)
 	}
-	a.lead.accept(rep.Agent, rep.Instances)
-	return &api.ReportAck{ConfigVersion: a.node.Topology().ConfigVersion}, nil
+	if err := checkReporter(principalOf(r.Context()), rep.Agent); err != nil {
+		return nil, err
+	}
+	// One version for both: the agent renews its lease on this ack only
+	// if it has applied it, and the leader counts it heard only then.
+	v := a.node.Topology().ConfigVersion
+	a.lead.accept(rep.Agent, a.ownInstances(rep.Agent, rep.Instances), v)
+	return &api.ReportAck{ConfigVersion: v}, nil
 }
 
 // requireLeader refuses a change unless this agent still leads, confirmed

@@ -43,7 +43,7 @@ func TestAgent_KeyringRotation(t *testing.T) {
 	b := startAgent(t, "b", ca, fmt.Sprintf("gossip_key_file: %s\njoin: [%s]\n", bKeys, a.mesh.LocalAddr()))
 	waitKeyring(t, a, "both agents in gossip", func(k *api.Keyring) bool { return len(k.Agents) == 2 })
 
-	cli := api.NewTLSClient(a.APIAddr(), &tls.Config{RootCAs: ca.Pool, MinVersion: tls.VersionTLS12})
+	cli := api.NewTLSClient(a.APIAddr(), &tls.Config{RootCAs: ca.Pool, Certificates: []tls.Certificate{ca.IssueCN(t, OperatorCNPrefix+"alice")}, MinVersion: tls.VersionTLS12})
 	ctx := context.Background()
 	fp := membership.KeyFingerprint
 	change := func(op string, key []byte) (*api.Keyring, error) {

@@ -25,10 +25,21 @@ type leader struct {
 	// clock. A new term starts a new table: it cannot know what the
 	// previous leader heard (Nomad's heartbeat.go).
 	heard topology.LastHeard
+	// unproven: per agent, the arrival times of reports made on an older
+	// version than this leader's at the time, each counted heard once a
+	// later report shows that version applied.
+	unproven map[string]*topology.PendingRenewals
 	// deadSince: when the leader first saw a voter dead in gossip.
 	deadSince map[string]time.Time
 	// deadVoterGrace: deadVoterGrace, shorter in tests.
 	deadVoterGrace time.Duration
+	// voterRound: voterRound, longer in a test that checks a join is
+	// acted on at once.
+	voterRound time.Duration
+	// members is a hint that gossip saw a member join, leave or fail:
+	// the Raft configuration may need a change (a joining agent becomes
+	// a voter at once, not at the next voter round).
+	members chan struct{}
 	// wake is a hint that a report arrived; a full reconcile also runs on
 	// a ticker, so a dropped hint costs at most one tick.
 	wake chan struct{}
@@ -45,20 +56,49 @@ type received struct {
 }
 
 func newLeader(a *Agent) *leader {
-	return &leader{a: a, log: a.log.With("component", "leader"), reports: map[int]received{}, deadSince: map[string]time.Time{}, deadVoterGrace: deadVoterGrace, wake: make(chan struct{}, 1)}
+	return &leader{a: a, log: a.log.With("component", "leader"), reports: map[int]received{}, unproven: map[string]*topology.PendingRenewals{}, deadSince: map[string]time.Time{}, deadVoterGrace: deadVoterGrace, voterRound: voterRound, wake: make(chan struct{}, 1), members: make(chan struct{}, 1)}
 }
 
-// accept stores reports from an agent and wakes the reconcile loop.
-func (l *leader) accept(agent string, reports []api.InstanceReport) {
+// accept stores reports from an agent and wakes the reconcile loop. The
+// agent counts as heard only if the acknowledgement of these reports, at
+// committed, renews its lease (topology.RenewsLease).
+func (l *leader) accept(agent string, reports []api.InstanceReport, committed uint64) {
 	now := l.a.clock.Now()
+	applied := committed
+	for _, r := range reports {
+		applied = min(applied, r.ConfigVersion)
+	}
 	l.mu.Lock()
-	l.heard = l.heard.Heard(agent, now)
+	// A report on an older version than this leader's is not dropped:
+	// it counts as heard at its arrival once a later report of the same
+	// agent shows that version applied (topology.PendingRenewals, the
+	// agent's rule mirrored). Dropping it lost every host while the
+	// leader committed faster than a report's round trip (gpbench scale,
+	// 50 agents at start-up); a follower whose Raft stalls still never
+	// shows the version, and is lost after lease plus margin.
+	p := l.unproven[agent]
+	if p == nil {
+		p = &topology.PendingRenewals{}
+		l.unproven[agent] = p
+	}
+	p.Acked(now, committed)
+	if at, ok := p.Applied(applied); ok {
+		l.heard = l.heard.Heard(agent, at)
+	}
 	for _, r := range reports {
 		l.reports[r.DBID] = received{report: r, at: now}
 	}
 	l.mu.Unlock()
 	select {
 	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+// membersChanged hints that gossip membership changed; it never blocks.
+func (l *leader) membersChanged() {
+	select {
+	case l.members <- struct{}{}:
 	default:
 	}
 }
@@ -132,6 +172,7 @@ func (l *leader) lead(ctx context.Context) {
 	defer l.log.Info("no longer leading")
 	l.mu.Lock()
 	l.heard = topology.NewLastHeard(l.a.clock.Now())
+	l.unproven = map[string]*topology.PendingRenewals{}
 	clear(l.deadSince)
 	l.mu.Unlock()
 	if err := l.a.node.Barrier(ctx); err != nil {
@@ -145,8 +186,11 @@ func (l *leader) lead(ctx context.Context) {
 	defer l.ready.Store(false)
 	tick := time.NewTicker(l.a.live().ProbeInterval)
 	defer tick.Stop()
-	voters := time.NewTicker(2 * time.Second)
+	voters := time.NewTicker(l.voterRound)
 	defer voters.Stop()
+	// Members that joined before this term began (a hint sent while
+	// another agent led) are added now.
+	l.manageVoters(ctx)
 	for {
 		l.reconcile(ctx)
 		select {
@@ -154,6 +198,8 @@ func (l *leader) lead(ctx context.Context) {
 			return
 		case <-l.wake:
 		case <-tick.C:
+		case <-l.members:
+			l.manageVoters(ctx)
 		case <-voters.C:
 			l.manageVoters(ctx)
 		}

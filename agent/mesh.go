@@ -68,20 +68,36 @@ func (a *Agent) openMesh(transport memberlist.NodeAwareTransport) error {
 	if err != nil {
 		return err
 	}
+	a.meshEvents = make(chan membership.Event, 64)
 	a.mesh, err = membership.New(membership.Config{
 		Name:      a.cfg.Name,
 		BindAddr:  host,
 		BindPort:  port,
-		Meta:      membership.Meta{Name: a.cfg.Name, APIAddr: a.advertisedAPI(), RaftAddr: a.node.Addr(), Version: Version},
+		Meta:      membership.Meta{Name: a.cfg.Name, APIAddr: a.advertisedAPI(), RaftAddr: a.node.Addr(), Version: Version, RaftID: a.node.ID()},
 		Keys:      startGossipKeys(a.cfg, a.log),
 		Logger:    a.log,
 		Transport: transport,
+		Events:    a.meshEvents,
 	})
 	if err != nil {
 		return fmt.Errorf("gossip_addr %s: %w", a.cfg.GossipAddr, err)
 	}
-	a.node.SetMinVersion(func() string { return minVersion(a.mesh.Members()) })
+	a.node.SetMinVersion(a.clusterMinVersion)
 	return nil
+}
+
+// clusterMinVersion is the lowest version among the agents of gossip and
+// of the Raft configuration (the upgrade gate's input); "" when unknown.
+func (a *Agent) clusterMinVersion() string {
+	servers, err := a.node.Servers()
+	if err != nil {
+		return "" // unknown: only the baseline is written
+	}
+	ids := make([]string, 0, len(servers))
+	for _, s := range servers {
+		ids = append(ids, s.ID)
+	}
+	return minVersion(a.mesh.Members(), a.cfg.Name, ids)
 }
 
 // advertisedAPI is the API address others reach this agent at.
@@ -111,6 +127,7 @@ func (a *Agent) runMesh(ctx context.Context) {
 			a.log.Info("joined the gossip pool", "contacted", n)
 		}()
 	}
+	go a.forwardMeshEvents(ctx)
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
@@ -123,6 +140,24 @@ func (a *Agent) runMesh(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		}
+	}
+}
+
+// forwardMeshEvents wakes the leader loop on a member's join, leave or
+// failure, so that it changes the Raft configuration at once; the
+// leader acts on the current members, so a coalesced hint loses nothing.
+// Health and metadata updates are not membership changes.
+func (a *Agent) forwardMeshEvents(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev := <-a.meshEvents:
+			switch ev.Kind {
+			case membership.EventJoin, membership.EventLeave, membership.EventFailed:
+				a.lead.membersChanged()
+			}
 		}
 	}
 }
@@ -183,7 +218,7 @@ func (a *Agent) maybeBootstrap() {
 	}
 	var voters []consensus.Server
 	for _, m := range alive {
-		voters = append(voters, consensus.Server{ID: m.Name, Address: m.Meta.RaftAddr})
+		voters = append(voters, consensus.Server{ID: raftID(m), Address: m.Meta.RaftAddr})
 	}
 	if err := a.node.BootstrapCluster(voters); err != nil {
 		a.log.Error("bootstrap failed", "err", err)

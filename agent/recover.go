@@ -39,19 +39,17 @@ func (a *Agent) postRecoverPlan(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, api.Errorf(api.CodeInvalid, "%v", err)
 	}
-	var moved []topology.Segment
 	for _, q := range reqs {
 		s, _ := t.Segment(q.DBID)
 		p, _ := t.Primary(s.Content)
 		step := api.RecoverStep{Request: q, Content: s.Content, From: s, Source: p}
 		if q.Move != nil {
-			s.Hostname, s.Address, s.Port, s.DataDir = q.Move.Hostname, q.Move.Address, q.Move.Port, q.Move.DataDir
-			step.To = &s
-			moved = append(moved, s)
+			to := movedTo(s, q.Move)
+			step.To = &to
 		}
 		plan.Steps = append(plan.Steps, step)
 	}
-	if err := a.preflightMoves(t.ClusterID, moved); err != nil {
+	if err := a.preflightMoves(t, reqs); err != nil {
 		return nil, err
 	}
 	return plan, nil
@@ -74,6 +72,12 @@ func (a *Agent) postRecover(r *http.Request) (any, error) {
 	for _, s := range plan.Steps {
 		cmd.Recover = append(cmd.Recover, s.Request)
 	}
+	// A posted plan is the caller's: its moves get the same preflight as
+	// one this leader computes, judged from the requests themselves (not
+	// the plan's To, which the caller could have written apart from them).
+	if err := a.preflightMoves(t, cmd.Recover); err != nil {
+		return nil, err
+	}
 	next, err := a.node.Apply(r.Context(), cmd)
 	if err != nil {
 		return nil, err
@@ -84,11 +88,28 @@ func (a *Agent) postRecover(r *http.Request) (any, error) {
 
 // preflightMoves checks that instances recovered onto a new place can be
 // created there.
-func (a *Agent) preflightMoves(clusterID string, moved []topology.Segment) error {
+func (a *Agent) preflightMoves(t *topology.Topology, reqs []topology.RecoveryRequest) error {
+	var moved []topology.Segment
+	for _, q := range reqs {
+		if q.Move == nil {
+			continue
+		}
+		s, ok := t.Segment(q.DBID)
+		if !ok {
+			return api.Errorf(api.CodeInvalid, "recover: no instance with dbid %d", q.DBID)
+		}
+		moved = append(moved, movedTo(s, q.Move))
+	}
 	if len(moved) == 0 {
 		return nil
 	}
-	return a.preflight(clusterID, moved)
+	return a.preflight(t.ClusterID, moved)
+}
+
+// movedTo is s placed at loc.
+func movedTo(s topology.Segment, loc *topology.Location) topology.Segment {
+	s.Hostname, s.Address, s.Port, s.DataDir = loc.Hostname, loc.Address, loc.Port, loc.DataDir
+	return s
 }
 
 // runningJob returns the recovery job in progress, 0 if none.

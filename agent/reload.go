@@ -158,6 +158,8 @@ var reloadFields = []reloadField{
 	{"voters", eq(func(c *Config) any { return c.Voters }), nil},
 	{"join", func(a, b *Config) bool { return slices.Equal(a.Join, b.Join) }, nil},
 	{"tls.ca_file", eq(func(c *Config) any { return c.TLSCAFile }), nil},
+	{"token_file", eq(func(c *Config) any { return c.Token }), nil},
+	{"insecure", eq(func(c *Config) any { return c.Insecure }), nil},
 	{"stop_instances_on_exit", eq(func(c *Config) any { return c.StopInstancesOnExit }), nil},
 	{"enable_debug", eq(func(c *Config) any { return c.EnableDebug }), nil},
 	{"postgres.bin_dir", eq(func(c *Config) any { return c.BinDir }), nil},

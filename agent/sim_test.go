@@ -253,3 +253,48 @@ func TestSimRestartEveryAgent(t *testing.T) {
 	c.waitPromoted(p, m)
 	w.check()
 }
+
+// TestSimRestartedAgentSeesCrashAtOnce: an agent restarted while its
+// instances ran on adopts every postmaster it finds, so the crash of one
+// wakes it at once, not at its next probe round. The probe interval is
+// long here, so that only the exit notice can explain a prompt failover.
+func TestSimRestartedAgentSeesCrashAtOnce(t *testing.T) {
+	const interval = 60 * time.Second
+	c := newSimCluster(t, 3, "probe_interval: 60s\nlease: 180s\n")
+	c.initCluster(1)
+	host, p, m := c.primaryOffLeader()
+	c.stop(host)
+	restarted := time.Now()
+	c.start(host)
+	c.waitUntil("the restarted agent reported its primary", func() (bool, string) {
+		for _, r := range c.state().Instances {
+			if r.DBID == p.DBID {
+				return r.Seen.After(restarted) && r.Up, fmt.Sprintf("%+v", r)
+			}
+		}
+		return false, "no report"
+	})
+	t0 := time.Now()
+	c.world.Crash(p.Address, p.Port)
+	c.waitPromoted(p, m)
+	if took := time.Since(t0); took > interval/3 {
+		t.Errorf("the failover took %s after the crash: the restarted agent waited for a probe round (%s) instead of hearing the exit", took.Round(time.Millisecond), interval)
+	}
+}
+
+// TestSimJoinBecomesVoter: the leader adds an agent to the Raft
+// configuration when gossip sees it join, not at its next periodic voter
+// round, which this test sets to an hour.
+func TestSimJoinBecomesVoter(t *testing.T) {
+	c := newSimWorld(t)
+	c.voterRound = time.Hour
+	for range 3 {
+		c.addHost("")
+	}
+	roles := c.waitRaftMembers(3)
+	for name, role := range roles {
+		if role != "voter" && role != "leader" {
+			t.Errorf("%s is a Raft %s, want voter (voters: 3)", name, role)
+		}
+	}
+}

@@ -36,7 +36,7 @@ func (e *executor) localView(st *instanceState, inst supervisor.Instance) topolo
 		return v
 	}
 	v.Running = e.a.drv.PID(inst) != 0
-	v.Fenced = e.a.lease.isFenced()
+	v.Fenced = !e.a.lease.valid(e.a.clock.Now(), e.a.cfg.Lease)
 	return v
 }
 
@@ -49,7 +49,7 @@ func (e *executor) stepAction(clusterID string, inst supervisor.Instance, st *in
 	case topology.StepCreateMirror:
 		up := e.a.copyUpstream(step.Upstream)
 		return func(ctx context.Context) error {
-			started := time.Now()
+			started := e.a.clock.Now()
 			return e.a.drv.CreateMirror(ctx, clusterID, inst, up, func(done, total int64) {
 				e.mu.Lock()
 				st.progress = &api.Progress{Step: copyStep(up), Done: done, Total: total, Started: started}

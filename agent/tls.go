@@ -3,8 +3,8 @@ package agent
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"sync/atomic"
 
@@ -47,6 +47,10 @@ func loadTLS(caFile, certFile, keyFile string) (*tlsConfigs, error) {
 	}
 	t.raft, t.server, t.client = base.Clone(), base.Clone(), base.Clone()
 	t.raft.ClientAuth = tls.RequireAndVerifyClientCert
+	// Raft and calls to other agents talk only to agents: an operator's
+	// certificate of the same CA is no Raft peer.
+	t.raft.VerifyPeerCertificate = onlyAgents
+	t.client.VerifyPeerCertificate = onlyAgents
 	t.server.ClientAuth = tls.VerifyClientCertIfGiven
 	return t, nil
 }
@@ -91,7 +95,7 @@ func (a *Agent) peerClient(addr string) *api.Client {
 	if a.tls != nil {
 		tc = a.tls.client
 	}
-	c := api.NewClientDialer(addr, tc, a.net.DialContext)
+	c := api.NewClientDialer(addr, tc, a.net.DialContext).WithToken(a.cfg.Token)
 	if a.peers == nil {
 		a.peers = map[string]*api.Client{}
 	}
@@ -99,14 +103,14 @@ func (a *Agent) peerClient(addr string) *api.Client {
 	return c
 }
 
-// agentsOnly guards the routes only agents call (reports, preflight):
-// with TLS on, the caller must present a certificate of the cluster CA.
-func (a *Agent) agentsOnly(h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if a.tls != nil && (r.TLS == nil || len(r.TLS.VerifiedChains) == 0) {
-			writeError(w, api.Errorf(api.CodeInvalid, "%s is for agents: present a certificate of the cluster CA", r.URL.Path))
-			return
-		}
-		h(w, r)
+// onlyAgents refuses a verified peer whose certificate is not an agent's
+// (CN agent.<host>).
+func onlyAgents(_ [][]byte, chains [][]*x509.Certificate) error {
+	if len(chains) == 0 || len(chains[0]) == 0 {
+		return errors.New("no verified certificate")
 	}
+	if p := certPrincipal(chains[0][0]); p.kind != kindAgent {
+		return fmt.Errorf("certificate %q is not an agent's (CN %s<host>)", chains[0][0].Subject.CommonName, AgentCNPrefix)
+	}
+	return nil
 }

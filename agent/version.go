@@ -11,7 +11,22 @@ import (
 // ones count, as they may come back on their old version. A member whose
 // version does not parse is the lowest (the gate then allows only what
 // the baseline introduced).
-func minVersion(members []membership.Member) string {
+func minVersion(members []membership.Member, self string, raftServers []string) string {
+	// A Raft server that gossip does not know (never seen, or its entry
+	// gone) may run any version, the oldest included: it counts as
+	// unknown, which lets only the baseline through. It applies every
+	// entry the leader writes, gossip or not.
+	known := map[string]bool{self: true}
+	for _, m := range members {
+		if m.Status != membership.StatusLeft {
+			known[m.Name] = true
+		}
+	}
+	for _, id := range raftServers {
+		if !known[id] {
+			return ""
+		}
+	}
 	lowest, seen := Version, false
 	for _, m := range members {
 		if m.Status == membership.StatusLeft {

@@ -52,6 +52,31 @@ func NewClientDialer(addr string, cfg *tls.Config, dial func(ctx context.Context
 	return &Client{base: strings.TrimRight(base, "/"), http: &http.Client{Timeout: 60 * time.Second, Transport: tr}}
 }
 
+// TokenHeader carries the cluster token: "Authorization: Bearer <token>".
+const TokenHeader = "Authorization"
+
+// WithToken makes every request of c carry token as a bearer credential
+// (the cluster's shared secret; "" sends none). It returns c.
+func (c *Client) WithToken(token string) *Client {
+	if token == "" {
+		return c
+	}
+	c.http.Transport = &tokenTransport{next: c.http.Transport, token: token}
+	return c
+}
+
+// tokenTransport adds the bearer token to each request it sends.
+type tokenTransport struct {
+	next  http.RoundTripper
+	token string
+}
+
+func (t *tokenTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set(TokenHeader, "Bearer "+t.token)
+	return t.next.RoundTrip(r)
+}
+
 // Addr is the base URL the client talks to.
 func (c *Client) Addr() string { return c.base }
 

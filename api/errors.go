@@ -18,6 +18,8 @@ const (
 	CodeNotInitialized Code = "not_initialized" // no cluster yet
 	CodeUnavailable    Code = "unavailable"     // the agent cannot serve this now (no quorum, shutting down)
 	CodeNotFound       Code = "not_found"       // no such file or instance here
+	CodeUnauthorized   Code = "unauthorized"    // no credential, or one the agent does not accept
+	CodeForbidden      Code = "forbidden"       // a valid credential of the wrong kind for this route
 	CodeInternal       Code = "internal"
 )
 
@@ -47,6 +49,8 @@ var (
 	ErrNotInitialized = &Error{Code: CodeNotInitialized}
 	ErrUnavailable    = &Error{Code: CodeUnavailable}
 	ErrNotFound       = &Error{Code: CodeNotFound}
+	ErrUnauthorized   = &Error{Code: CodeUnauthorized}
+	ErrForbidden      = &Error{Code: CodeForbidden}
 )
 
 // Errorf builds an API error with a code.
@@ -65,6 +69,10 @@ func (c Code) HTTPStatus() int {
 		return http.StatusNotFound
 	case CodeNotLeader, CodeUnavailable:
 		return http.StatusServiceUnavailable
+	case CodeUnauthorized:
+		return http.StatusUnauthorized
+	case CodeForbidden:
+		return http.StatusForbidden
 	}
 	return http.StatusInternalServerError
 }

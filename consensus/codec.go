@@ -44,8 +44,8 @@ func encodeCommand(cmd topology.Command) ([]byte, error) {
 }
 
 // decodeCommand is the inverse of encodeCommand. It never panics, whatever
-// the bytes (FuzzDecodeCommand holds it to that); the FSM turns
-// errBadCommand into a panic, see decodeEntry.
+// the bytes (FuzzDecodeCommand holds it to that); the FSM refuses an
+// entry it cannot decode, see decodeEntry.
 //
 // What a newer agent may add is tolerated, so that a rolling upgrade does
 // not stop the agents still on the old version: a JSON field this version
@@ -86,18 +86,17 @@ func decodeCommandV1(typ topology.CommandType, payload []byte) (topology.Command
 	return cmd, nil
 }
 
-// decodeEntry is decodeCommand for the FSM. An entry of an unknown command
-// type comes back as an error, which Apply returns as the entry's response
-// (rejected the same way on every replica of this version, nothing
-// changed). An entry that does not decode at all is the same bytes on
-// every replica, so every replica would fail the same way: carrying on
-// would skip an entry of the totally ordered history (rule 6), so the
-// replica stops here instead.
+// decodeEntry is decodeCommand for the FSM. It never panics: an entry
+// it cannot read (a command type, a format or a field's JSON type of a
+// newer gpagent, or bytes that are not a command at all) comes back as an
+// error, which Apply returns as the entry's response: refused, nothing
+// changed. Every replica of this version holds the same bytes and refuses
+// them alike, so they keep one history (rule 6); the upgrade gate
+// (versions.go) keeps a newer leader from writing such an entry while an
+// older agent is a member. A panic here would stop every agent of the
+// older version at once, the whole cluster in a rolling upgrade.
 func decodeEntry(index uint64, b []byte) (topology.Command, error) {
 	cmd, err := decodeCommand(b)
-	if errors.Is(err, errBadCommand) {
-		panic(fmt.Sprintf("consensus: raft entry %d: %v", index, err))
-	}
 	if err != nil {
 		return topology.Command{}, fmt.Errorf("raft entry %d: %w", index, err)
 	}

@@ -73,8 +73,8 @@ func TestCodec_DecodeRejects(t *testing.T) {
 }
 
 // TestCodec_NewerAgent: what a newer agent may write decodes without
-// errBadCommand, so that no older replica panics: an unknown field is
-// ignored, an unknown type is errUnknownCommand.
+// errBadCommand: an unknown field is ignored, an unknown type is
+// errUnknownCommand.
 func TestCodec_NewerAgent(t *testing.T) {
 	init := byte(topology.CmdInit)
 	cmd, err := decodeCommand(append([]byte{init, 1}, `{"type":1,"colour":"red"}`...))
@@ -87,8 +87,7 @@ func TestCodec_NewerAgent(t *testing.T) {
 	}
 }
 
-// FuzzDecodeCommand holds decodeCommand to never panicking (the FSM, not
-// the decoder, decides to panic), and checks that whatever it accepts
+// FuzzDecodeCommand holds decodeCommand to never panicking, and checks that whatever it accepts
 // encodes to a stable form.
 func FuzzDecodeCommand(f *testing.F) {
 	for _, cmd := range []topology.Command{initCommand(), addMirrorsCommand(1), failoverCommand(2), pausedCommand(3, true)} {

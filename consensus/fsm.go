@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"io"
+	"log/slog"
 	"sync/atomic"
 
 	"github.com/hashicorp/raft"
@@ -23,12 +24,14 @@ type fsm struct {
 	// changes is signalled, coalescing and without blocking, after every
 	// applied change and restore.
 	changes chan struct{}
+	// log reports refused entries (nil: discarded).
+	log *slog.Logger
 }
 
 var _ raft.FSM = (*fsm)(nil)
 
 func newFSM() *fsm {
-	f := &fsm{changes: make(chan struct{}, 1)}
+	f := &fsm{changes: make(chan struct{}, 1), log: slog.New(slog.DiscardHandler)}
 	f.state.Store(&topology.Topology{})
 	return f
 }
@@ -39,12 +42,13 @@ func (f *fsm) current() *topology.Topology { return f.state.Load() }
 // Apply applies one committed entry. The response is the new
 // *topology.Topology, or the error with which topology.Apply rejected the
 // command (stale base version, invalid change) or with which decodeEntry
-// rejected a command type this version does not know; a rejected command
-// changes nothing and signals nothing. An entry that does not decode
-// panics (see decodeEntry).
+// refused an entry it cannot read (a newer gpagent's, or not a command);
+// a rejected command changes nothing and signals nothing, and no entry
+// makes Apply panic.
 func (f *fsm) Apply(l *raft.Log) any {
 	cmd, err := decodeEntry(l.Index, l.Data)
 	if err != nil {
+		f.log.Error("raft entry refused: this agent cannot read it (written by a newer gpagent?); the topology is unchanged", "index", l.Index, "err", err)
 		return err
 	}
 	next, err := topology.Apply(f.state.Load(), cmd)

@@ -193,25 +193,41 @@ func TestFSM_RejectedCommandChangesNothing(t *testing.T) {
 	}
 }
 
-func TestFSM_UndecodableEntryPanics(t *testing.T) {
+// TestFSM_UndecodableEntryRefused: an entry the FSM cannot read (an
+// unknown format of a newer agent, a field's JSON type it changed, or no
+// command at all) is refused with an error naming the entry, and changes
+// nothing; Apply never panics, which would stop every agent of this
+// version at once.
+func TestFSM_UndecodableEntryRefused(t *testing.T) {
 	cases := map[string][]byte{
-		"empty":          nil,
-		"unknown format": {byte(topology.CmdInit), 9, '{', '}'},
-		"garbage json":   {byte(topology.CmdInit), 1, 'x'},
+		"empty":              nil,
+		"unknown format":     {byte(topology.CmdInit), 9, '{', '}'},
+		"garbage json":       {byte(topology.CmdInit), 1, 'x'},
+		"field of new type":  append([]byte{byte(topology.CmdSetPaused), 1}, `{"type":4,"base_version":1,"paused":"yes"}`...),
+		"type byte disagree": append([]byte{byte(topology.CmdSetPaused), 1}, `{"type":1}`...),
 	}
 	for name, data := range cases {
 		t.Run(name, func(t *testing.T) {
 			f := newFSM()
-			defer func() {
-				r := recover()
-				if r == nil {
-					t.Fatal("Apply of an undecodable entry did not panic")
-				}
-				if !strings.Contains(r.(string), "raft entry 7") {
-					t.Fatalf("panic %q does not name the entry", r)
-				}
+			mustApply(t, f, 1, initCommand())
+			before := f.current()
+			drainChanges(f)
+			var resp any
+			func() {
+				defer func() {
+					if r := recover(); r != nil {
+						t.Fatalf("Apply panicked: %v", r)
+					}
+				}()
+				resp = f.Apply(&raft.Log{Index: 7, Type: raft.LogCommand, Data: data})
 			}()
-			f.Apply(&raft.Log{Index: 7, Type: raft.LogCommand, Data: data})
+			err, ok := resp.(error)
+			if !ok || !strings.Contains(err.Error(), "raft entry 7") {
+				t.Fatalf("response %T %v: want an error naming the entry", resp, resp)
+			}
+			if f.current() != before || signalled(f) {
+				t.Fatal("a refused entry changed the state")
+			}
 		})
 	}
 }

@@ -44,7 +44,7 @@ var commandTypeSince = map[topology.CommandType]string{
 // updates). TestCommandFieldSince_CoversEveryField keeps it complete.
 var commandFieldSince = map[string]string{
 	"type": "0.1.0", "base_version": "0.1.0", "time": "0.1.0",
-	"cluster_id": "0.1.0", "seg_prefix": "0.1.0",
+	"cluster_id": "0.1.0", "seg_prefix": "0.1.0", "databases": "0.1.0",
 	"mirrors": "0.1.0", "mirrors.port_base": "0.1.0", "mirrors.datadirs": "0.1.0", "mirrors.placement": "0.1.0",
 	"segments": "0.1.0", "segments[].dbid": "0.1.0", "segments[].content": "0.1.0",
 	"segments[].role": "0.1.0", "segments[].preferred_role": "0.1.0", "segments[].mode": "0.1.0",

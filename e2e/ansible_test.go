@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,6 +44,9 @@ func TestAnsible_PlaybookAndConfigs(t *testing.T) {
 		if err != nil {
 			t.Errorf("%s: the rendered config is refused: %v", name, err)
 			continue
+		}
+		if !strings.Contains(string(data), "\ntoken_file: /etc/gpagent/token\n") || !strings.Contains(string(data), "\ngossip_key_file: ") {
+			t.Errorf("%s: the rendered config names no token_file or gossip_key_file:\n%s", name, data)
 		}
 		if cfg.Name != name || cfg.Address != addr || cfg.APIAddr != addr+":7070" || cfg.RaftAddr != addr+":7071" {
 			t.Errorf("%s: name %s address %s api %s raft %s", name, cfg.Name, cfg.Address, cfg.APIAddr, cfg.RaftAddr)

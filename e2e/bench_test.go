@@ -10,8 +10,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/gpagent/gpagent/api"
 )
 
 // BenchmarkStateJSON measures `gpagent state --json` on the demo cluster
@@ -22,7 +20,7 @@ func BenchmarkStateJSON(b *testing.B) {
 	const runs = 30
 	cli := make([]time.Duration, 0, runs)
 	call := make([]time.Duration, 0, runs)
-	c := api.NewClient(d.addr)
+	c := newClient(d.addr)
 	for b.Loop() {
 		cli, call = cli[:0], call[:0]
 		for range runs {

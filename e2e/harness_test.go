@@ -48,9 +48,21 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "build gpagent:", err)
 		os.Exit(1)
 	}
+	// Every cluster the tests start (gpagent demo, the netns cluster)
+	// takes $GPAGENT_TOKEN as its cluster token, and the gpagent commands
+	// the tests run send it, as an operator's shell would.
+	if os.Getenv("GPAGENT_TOKEN") == "" {
+		os.Setenv("GPAGENT_TOKEN", "e2e-token-"+strconv.Itoa(os.Getpid()))
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// newClient is an API client of the agent at addr with the tests'
+// cluster token.
+func newClient(addr string) *api.Client {
+	return api.NewClient(addr).WithToken(os.Getenv("GPAGENT_TOKEN"))
 }
 
 // demo is a running `gpagent demo` process and its folder.

@@ -27,7 +27,7 @@ func TestJobs_SurviveLeaderLoss(t *testing.T) {
 	killLeaderWhen := func(t *testing.T, what string, cond func(api.State) bool) {
 		t.Helper()
 		var leader string
-		c := api.NewClient(d.addr)
+		c := newClient(d.addr)
 		deadline := time.Now().Add(30 * time.Second)
 		for {
 			s, err := c.State(context.Background())

@@ -247,7 +247,7 @@ func (c *netnsCluster) view(host string) *demo {
 	return &demo{t: c.t, dir: c.dir, addr: c.host(host).api()}
 }
 
-func (c *netnsCluster) client(host string) *api.Client { return api.NewClient(c.host(host).api()) }
+func (c *netnsCluster) client(host string) *api.Client { return newClient(c.host(host).api()) }
 
 // stateOf asks one host's API for the state, with a bound.
 func (c *netnsCluster) stateOf(host string, timeout time.Duration) (*api.State, error) {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/gpagent/gpagent/supervisor"
 )
@@ -266,6 +267,9 @@ func (h *Host) Fence(ctx context.Context, inst supervisor.Instance) error {
 	return h.reconfigure(ctx, inst, "fence", func(in *instance, applied bool) {
 		in.confReadOnly, in.confSyncNames = true, fenced
 		if applied {
+			if !in.readOnly || in.fencedAt.IsZero() {
+				in.fencedAt = time.Now()
+			}
 			in.readOnly, in.syncNames = true, fenced
 		}
 	})
@@ -286,7 +290,7 @@ func (h *Host) Unfence(ctx context.Context, inst supervisor.Instance) error {
 	return h.reconfigure(ctx, inst, "unfence", func(in *instance, applied bool) {
 		in.confReadOnly = false
 		if applied {
-			in.readOnly = false
+			in.readOnly, in.fencedAt = false, time.Time{}
 		}
 	})
 }
@@ -309,6 +313,17 @@ func (h *Host) reconfigure(ctx context.Context, inst supervisor.Instance, what s
 		return fmt.Errorf("%s %s: no managed configuration in %s", what, inst, inst.DataDir)
 	}
 	set(in, false)
+	for in.stuckConf {
+		ch := in.changed
+		w.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			w.mu.Lock()
+			return fmt.Errorf("%s %s: reload not applied: %w", what, inst, ctx.Err())
+		}
+		w.mu.Lock()
+	}
 	if err := w.answer(ctx, in); err != nil {
 		return fmt.Errorf("%s %s: %w", what, inst, err)
 	}

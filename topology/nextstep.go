@@ -107,7 +107,9 @@ type LocalView struct {
 //
 // The cases are tried in order, the first that holds wins. They uphold:
 // an instance is created from nothing only while pending; only an
-// instance t names primary and up is promoted; an instance t names
+// instance t names primary is promoted (up, or down and back as a
+// standby after it crashed before its promotion, on a host that holds
+// its lease); an instance t names
 // mirror is never started as a primary (rule 7: a demoted primary
 // rejoins only by a rejoin, a rewind or a copy) and is stopped while it
 // runs as one (fenced); a mirror streams only from the primary t names
@@ -128,6 +130,14 @@ func NextStep(t *Topology, s Segment, v LocalView) Step {
 		return Step{Kind: StepCreateMirror, Phase: PhaseBuilding, Upstream: p}
 	case s.Role == RolePrimary && s.Status == StatusUp && v.Running && v.HealthKnown && v.InRecovery:
 		// The leader promoted this mirror.
+		return Step{Kind: StepPromote, Phase: PhasePromoting}
+	case s.Role == RolePrimary && s.Status == StatusDown && !pending && v.Running && v.HealthKnown && v.InRecovery && !v.Fenced:
+		// A mirror the topology promoted that crashed before pg_promote,
+		// then recorded down and restarted in place: it runs as a standby.
+		// It was in sync when promoted (rule 2) and took no write since,
+		// and the old primary is demoted: promote it, or the content stays
+		// with no primary (rule 8). Not on a fenced host, whose view may be
+		// stale. The leader records it up once it answers as a primary.
 		return Step{Kind: StepPromote, Phase: PhasePromoting}
 	case s.Role == RolePrimary && s.Status == StatusDown && !pending && (!v.Running || v.Hung):
 		// Double fault: this primary holds the only complete copy of its

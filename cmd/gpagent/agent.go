@@ -119,10 +119,9 @@ func client(addr string) *api.Client {
 		// Not plain HTTP when TLS was asked for: this fails loudly.
 		cfg = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
-	if cfg == nil {
-		return api.NewClient(addr)
-	}
-	return api.NewTLSClient(addr, cfg)
+	// The cluster token, for an agent guarded by token_file: sent as a
+	// bearer credential with every request.
+	return api.NewTLSClient(addr, cfg).WithToken(os.Getenv("GPAGENT_TOKEN"))
 }
 
 // clientTLS reads the CLI's TLS files from the environment: with

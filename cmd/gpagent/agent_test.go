@@ -73,6 +73,20 @@ func waitLog(t *testing.T, log *lockedBuffer, exited <-chan error, want string) 
 
 // TestAgent_SIGHUPReloads: a real agent process survives SIGHUP, applies a
 // changed log level, and refuses a bad config whole, keeping its own.
+// secretFiles writes a cluster token and a gossip key into dir, as
+// gpagent keygen makes them, and returns the config lines naming them:
+// an agent refuses to start without them.
+func secretFiles(t *testing.T, dir string) string {
+	t.Helper()
+	token, key := filepath.Join(dir, "token"), filepath.Join(dir, "gossip.key")
+	for _, f := range []string{token, key} {
+		if err := os.WriteFile(f, []byte("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return fmt.Sprintf("token_file: %s\ngossip_key_file: %s\n", token, key)
+}
+
 func TestAgent_SIGHUPReloads(t *testing.T) {
 	dir := t.TempDir()
 	base := fmt.Sprintf(`name: hup
@@ -83,7 +97,7 @@ raft_addr: 127.0.0.1:0
 gossip_addr: 127.0.0.1:0
 bootstrap: true
 postgres: {superuser_password: a, replication_password: b}
-`, filepath.Join(dir, "data"))
+`, filepath.Join(dir, "data")) + secretFiles(t, dir)
 	path := filepath.Join(dir, "agent.yaml")
 	write := func(doc string) {
 		t.Helper()
@@ -146,6 +160,7 @@ postgres: {superuser_password: a, replication_password: b}
 	// gpagent reload: the level is still warn, so it changes now; the
 	// API address needs a restart.
 	write(strings.Replace(base, "api_addr: 127.0.0.1:0", "api_addr: 127.0.0.1:7999", 1) + "log_level: info\n")
+	t.Setenv("GPAGENT_TOKEN", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=") // secretFiles' token
 	code, stdout, stderr := runCLI(t, "", "reload", "--addr", strings.TrimSpace(string(addr)))
 	if code != 0 || !strings.Contains(stdout, "applied: log_level\n") || !strings.Contains(stdout, "restart (left as they were): api_addr") {
 		t.Fatalf("gpagent reload: exit %d, stdout %q, stderr %q", code, stdout, stderr)

@@ -52,7 +52,7 @@ func cmdDemo(ctx context.Context, cio cmdIO, args []string) error {
 			go p.keepRunning(ctx)
 		}
 	}
-	c := api.NewClient(d.hosts[0].apiAddr)
+	c := api.NewClient(d.hosts[0].apiAddr).WithToken(d.token)
 	if err := waitMesh(ctx, c, len(d.hosts), 60*time.Second); err != nil {
 		return fmt.Errorf("agents did not form a cluster (see %s/*/agent.log): %w", d.dir, err)
 	}
@@ -70,15 +70,17 @@ func cmdDemo(ctx context.Context, cio cmdIO, args []string) error {
 	}
 	fmt.Fprintln(cio.out, "demo: table region created, distributed by r_regionkey (5 rows)")
 	envFile := filepath.Join(d.dir, "env")
-	env := fmt.Sprintf("export GPAGENT_ADDR=%s\nexport PGPASSFILE=%s\n", d.hosts[0].apiAddr, filepath.Join(d.dir, "pgpass"))
-	if err := os.WriteFile(envFile, []byte(env), 0o644); err != nil {
+	// The env file holds the cluster token: readable by its owner only.
+	env := fmt.Sprintf("export GPAGENT_ADDR=%s\nexport PGPASSFILE=%s\nexport GPAGENT_TOKEN=%s\n", d.hosts[0].apiAddr, filepath.Join(d.dir, "pgpass"), d.token)
+	if err := os.WriteFile(envFile, []byte(env), 0o600); err != nil {
 		return err
 	}
 	fmt.Fprintf(cio.out, `
 demo cluster is up. Agent API: http://%[1]s (any agent's API will do)
 
 In another terminal:
-  . %[2]s
+  . %[2]s   # sets GPAGENT_ADDR, and GPAGENT_TOKEN: the cluster token
+            # (%[3]s/token) the CLI sends; a change without it gets 401
   gpagent state            # summary (gpstate)
   gpagent state -s         # every instance
   gpagent members          # agents, gossip status, Raft roles

@@ -27,6 +27,8 @@ type demoFiles struct {
 	spec  *topology.Spec
 	// standbyPort is free for gpagent initstandby -P.
 	standbyPort int
+	// token is the cluster token of the agents' token_file (DIR/token).
+	token string
 }
 
 // demoHost is one simulated host: an agent bound to its own loopback
@@ -114,6 +116,19 @@ func writeDemo(dir string, n int, autoRecover bool) error {
 	if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
 		return err
 	}
+	// The cluster token guards the agents' API (token_file): $GPAGENT_TOKEN
+	// when set, so a shell or a test that set it already can drive the
+	// demo, else a new random one.
+	token := os.Getenv("GPAGENT_TOKEN")
+	if token == "" {
+		tk := make([]byte, 32)
+		_, _ = rand.Read(tk)
+		token = base64.StdEncoding.EncodeToString(tk)
+	}
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+		return err
+	}
 	superPW, replPW := randomHex(), randomHex()
 	var join []string
 	for _, a := range addrs {
@@ -136,6 +151,7 @@ api_addr: %s
 raft_addr: %s
 gossip_addr: %s
 gossip_key_file: %s
+token_file: %s
 %s
 # The demo takes its instances down when it stops; a production agent
 # leaves them running across its own restarts.
@@ -149,7 +165,7 @@ postgres:
   wal_keep_size: 512MB
 `, name, name, addrs[i], filepath.Join(hdir, "agent"),
 			net.JoinHostPort(addrs[i], strconv.Itoa(ports[0])), net.JoinHostPort(addrs[i], strconv.Itoa(ports[1])),
-			net.JoinHostPort(addrs[i], strconv.Itoa(ports[2])), keyFile, start, autoRecoverWord(autoRecover), superPW, replPW)
+			net.JoinHostPort(addrs[i], strconv.Itoa(ports[2])), keyFile, tokenFile, start, autoRecoverWord(autoRecover), superPW, replPW)
 		if err := os.WriteFile(filepath.Join(hdir, "agent.yaml"), []byte(cfg), 0o600); err != nil {
 			return err
 		}
@@ -192,6 +208,11 @@ func loadDemo(dir string) (*demoFiles, error) {
 		return nil, err
 	}
 	d := &demoFiles{dir: dir, spec: spec}
+	tok, err := os.ReadFile(filepath.Join(dir, "token"))
+	if err != nil {
+		return nil, fmt.Errorf("--dir %s: the cluster token: %w (a demo folder of an older gpagent: start a new one)", dir, err)
+	}
+	d.token = strings.TrimSpace(string(tok))
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err

@@ -34,11 +34,15 @@ commands:
   table       create or list distributed tables (through the coordinator)
   keyring     list or rotate the gossip encryption keys of every agent
   version     print the version of this gpagent binary
+  tls         make the cluster CA and agent or operator certificates (tls ca create, tls cert create)
+  keygen      print a new random gossip key or cluster token
 
 Subcommands other than agent, demo and version talk to the agent at --addr, or
 $GPAGENT_ADDR (default 127.0.0.1:7070); over HTTPS when $GPAGENT_CACERT
 names the cluster CA, presenting $GPAGENT_CLIENT_CERT and
-$GPAGENT_CLIENT_KEY when set. Run 'gpagent <command> -h' for flags.
+$GPAGENT_CLIENT_KEY when set (an operator certificate: gpagent tls cert create
+--operator NAME), or else sending $GPAGENT_TOKEN, the cluster token of the
+agents' token_file. Run 'gpagent <command> -h' for flags.
 `
 
 // errUsage marks an error already explained by the flag package.
@@ -59,7 +63,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	io := cmdIO{in: stdin, out: stdout, err: stderr}
-	if args[0] != "agent" && args[0] != "demo" && args[0] != "version" {
+	if args[0] != "agent" && args[0] != "demo" && args[0] != "version" && args[0] != "tls" && args[0] != "keygen" {
 		// Every other command calls an agent: refuse TLS files it
 		// cannot use before it falls back to something else.
 		if _, err := clientTLS(); err != nil {
@@ -103,6 +107,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdTable(ctx, io, rest)
 	case "version":
 		err = cmdVersion(ctx, io, rest)
+	case "tls":
+		err = cmdTLS(io, rest)
+	case "keygen":
+		err = cmdKeygen(io, rest)
 	default:
 		fmt.Fprintf(stderr, "gpagent: unknown command %q\n%s", cmd, usage)
 		return 2

@@ -33,7 +33,7 @@ gossip_addr: 127.0.0.1:0
 bootstrap: true
 log_level: warn
 postgres: {superuser_password: a, replication_password: b}
-`, filepath.Join(dir, "data"))
+`, filepath.Join(dir, "data")) + secretFiles(t, dir)
 	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -70,6 +70,7 @@ type demo struct {
 	waitErr  error
 	addr     string
 	passfile string
+	token    string // GPAGENT_TOKEN of the env file
 }
 
 // findGpagent: --gpagent, else gpagent next to this executable, else in PATH.
@@ -174,6 +175,9 @@ func (d *demo) readEnv(path string) bool {
 		if v, ok := strings.CutPrefix(line, "export GPAGENT_ADDR="); ok {
 			d.addr = v
 		}
+		if v, ok := strings.CutPrefix(line, "export GPAGENT_TOKEN="); ok {
+			d.token = v
+		}
 		if v, ok := strings.CutPrefix(line, "export PGPASSFILE="); ok {
 			d.passfile = v
 		}
@@ -233,6 +237,9 @@ func (d *demo) gpagentWithin(ctx context.Context, timeout time.Duration, args ..
 	defer cancel()
 	cmd := exec.CommandContext(ctx, d.bin, args...)
 	cmd.Env = append(os.Environ(), "GPAGENT_ADDR="+d.addr)
+	if d.token != "" {
+		cmd.Env = append(cmd.Env, "GPAGENT_TOKEN="+d.token)
+	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

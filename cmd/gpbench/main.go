@@ -9,6 +9,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -29,6 +31,9 @@ commands:
              cp -a
   rebalance  write unavailability, lost writes and split brain during
              gpagent recoverseg -r (switchover back to preferred roles)
+  chaos      random faults for --minutes on a three-host cluster in network
+             namespaces (root), a writer on every content; report lost
+             acknowledged writes, split brain and stranded contents
   scale      grow a cluster of simulated-instance agents (3 Raft server
              processes, the segment hosts many to a process) and time host
              loss, instance crash and gpagent state at each size
@@ -55,6 +60,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
+	// The clusters gpbench starts (gpagent demo, the netns cluster) take
+	// $GPAGENT_TOKEN as their cluster token, and the gpagent commands it
+	// runs send it: one secret for the run, made here unless given.
+	if os.Getenv("GPAGENT_TOKEN") == "" {
+		tok := make([]byte, 32)
+		_, _ = rand.Read(tok)
+		os.Setenv("GPAGENT_TOKEN", base64.StdEncoding.EncodeToString(tok))
+	}
 	var err error
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "failover":
@@ -63,6 +76,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdRecover(ctx, rest, stdout, stderr)
 	case "rebalance":
 		err = cmdRebalance(ctx, rest, stdout, stderr)
+	case "chaos":
+		err = cmdChaos(ctx, rest, stdout, stderr)
 	case "scale":
 		err = cmdScale(ctx, rest, stdout, stderr)
 	case "scale-node": // gpbench scale's child; not for people

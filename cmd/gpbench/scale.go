@@ -359,7 +359,7 @@ func runScaleSize(ctx context.Context, o scaleOptions, self, bin string, n int, 
 		children = append(children, c)
 		servers = append(servers, c)
 	}
-	cl := api.NewClient(fmt.Sprintf("%s:%d", scaleServerIP(o, 0), scaleAPIPort))
+	cl := api.NewClient(fmt.Sprintf("%s:%d", scaleServerIP(o, 0), scaleAPIPort)).WithToken(os.Getenv("GPAGENT_TOKEN"))
 	if err := waitFor(ctx, "the 3 servers in Raft", func() (bool, string) {
 		m, err := cl.Members(ctx)
 		if err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -122,6 +123,12 @@ postgres: {superuser_password: a, replication_password: b}
 		if err != nil {
 			return fmt.Errorf("agent %s config: %w", as.Name, err)
 		}
+		// As a documented config runs: the run's token (gpbench sets
+		// $GPAGENT_TOKEN, the children inherit it) guards the API, and a
+		// gossip key derived from it encrypts gossip in every process.
+		cfg.Token = os.Getenv("GPAGENT_TOKEN")
+		key := sha256.Sum256([]byte("gpbench gossip key: " + cfg.Token))
+		cfg.GossipKeys = [][]byte{key[:]}
 		a, err := agent.NewWith(cfg, agent.Deps{Logger: log.With("agent", as.Name), Driver: world.Host(as.Name), Network: snet.Host(as.IP)})
 		if err != nil {
 			return fmt.Errorf("agent %s: %w", as.Name, err)

@@ -41,6 +41,9 @@ type Cluster struct {
 	SuperPassword string
 	Spec          string // DIR/cluster.yaml, for gpagent init
 	PassFile      string // DIR/pgpass, libpq's password file
+	// Token is the cluster token of the agents' token_file (DIR/token):
+	// $GPAGENT_TOKEN when set, else a new random one.
+	Token string
 }
 
 // HostDir is DIR/<host>: agent.yaml, agent.log, agent.pid, agent/ (the
@@ -72,6 +75,14 @@ func WriteCluster(dir string, n *Network) (*Cluster, error) {
 	if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
 		return nil, err
 	}
+	c.Token = os.Getenv("GPAGENT_TOKEN")
+	if c.Token == "" {
+		c.Token = randomSecret()
+	}
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte(c.Token+"\n"), 0o600); err != nil {
+		return nil, err
+	}
 	replPW := randomSecret()
 	var join []string
 	for _, h := range n.Hosts {
@@ -90,6 +101,7 @@ api_addr: %[3]s:%[5]d
 raft_addr: %[3]s:%[6]d
 gossip_addr: %[3]s:%[7]d
 gossip_key_file: %[8]s
+token_file: %[14]s
 bootstrap_expect: %[9]d
 join: [%[10]s]
 stop_instances_on_exit: true
@@ -100,7 +112,7 @@ postgres:
   replication_password: %[13]s
   wal_keep_size: 256MB
 `, h.Name, h.NS, h.Addr, filepath.Join(hdir, "agent"), APIPort, RaftPort, GossipPort,
-			keyFile, len(n.Hosts), strings.Join(join, ", "), SuperUser, c.SuperPassword, replPW)
+			keyFile, len(n.Hosts), strings.Join(join, ", "), SuperUser, c.SuperPassword, replPW, tokenFile)
 		if err := os.WriteFile(filepath.Join(hdir, "agent.yaml"), []byte(cfg), 0o600); err != nil {
 			return nil, err
 		}

@@ -52,15 +52,23 @@ func New(t testing.TB) *CA {
 	return ca
 }
 
-// Issue signs a server-and-client certificate for the given IPs.
+// Issue signs a server-and-client certificate for the given IPs, named
+// as an agent's (CN agent.test).
 func (ca *CA) Issue(t testing.TB, ips ...string) tls.Certificate {
+	t.Helper()
+	return ca.IssueCN(t, "agent.test", ips...)
+}
+
+// IssueCN is Issue with the given common name: agent.<host> or
+// operator.<name> for gpagent's two kinds of principal.
+func (ca *CA) IssueCN(t testing.TB, cn string, ips ...string) tls.Certificate {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(ca.serial.Add(1)), Subject: pkix.Name{CommonName: "gpagent"},
+		SerialNumber: big.NewInt(ca.serial.Add(1)), Subject: pkix.Name{CommonName: cn},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		KeyUsage:    x509.KeyUsageDigitalSignature,
