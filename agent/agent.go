@@ -65,6 +65,8 @@ type Agent struct {
 	// and whether a dial is under way.
 	rejoin     rejoiner
 	rejoinBusy atomic.Bool
+	// The gossip peers last written to PeersFile (mesh loop only).
+	peersSaved []string
 }
 
 // APIAddrFile is written into the data dir with the API's bound address,

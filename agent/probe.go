@@ -99,6 +99,9 @@ func (e *executor) probe(ctx context.Context, t *topology.Topology, s topology.S
 			SwitchoverSource: isSwitchoverSource(t, s),
 		}.Failed()
 		e.setHealth(st, nil)
+		if r.Failed && !busy && s.Role == topology.RolePrimary {
+			e.killHung(ctx, inst, &r)
+		}
 		return r
 	}
 	e.mu.Lock()
@@ -133,6 +136,32 @@ func (e *executor) probe(ctx context.Context, t *topology.Topology, s topology.S
 		}
 	}
 	return r
+}
+
+// hungKillTimeout bounds the wait for a killed instance's processes to
+// exit (the SIGKILLs themselves are sent at once).
+const hungKillTimeout = 10 * time.Second
+
+// killHung kills a primary that runs but has failed probe_retries probes
+// in a row, before r reports it failed: an instance reported failed must
+// not accept a write (DESIGN safety rule 1). Reported failed, it lets the
+// leader promote its mirror; left running, a frozen postmaster that is
+// thawed, or its backends that never stopped (a SIGSTOP of the postmaster
+// alone leaves them serving their sessions), would go on committing
+// beside the promoted mirror. When the kill fails the instance is not
+// reported failed: no failover is better than two writable primaries.
+func (e *executor) killHung(ctx context.Context, inst supervisor.Instance, r *api.InstanceReport) {
+	kctx, cancel := context.WithTimeout(ctx, hungKillTimeout)
+	defer cancel()
+	e.log.Warn("primary hung: killing it before reporting it failed", "dbid", inst.DBID, "pid", r.PID, "err", r.Error)
+	if err := e.a.drv.Kill(kctx, inst); err != nil {
+		e.log.Error("kill of a hung primary failed: not reported failed", "dbid", inst.DBID, "err", err)
+		r.Failed = false
+		r.Error = fmt.Sprintf("hung, and the kill failed: %v", err)
+		return
+	}
+	r.PID = 0
+	r.Error = "killed: " + r.Error
 }
 
 // replicationHealth is what the sync and stall rules read of a probe.

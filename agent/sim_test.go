@@ -2,11 +2,13 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/gpagent/gpagent/api"
+	"github.com/gpagent/gpagent/simpg"
 	"github.com/gpagent/gpagent/topology"
 )
 
@@ -131,6 +133,63 @@ func TestSimHangPrimary(t *testing.T) {
 	c.waitPromoted(p, m)
 	w.waitAckedAfter(t0, "writes on the promoted mirror")
 	w.check()
+}
+
+// TestSimHungPrimaryNeverWritesAfterPromotion is issue 12's split brain:
+// a primary frozen (every process stopped, as by SIGSTOP) is failed over;
+// thawed after its mirror's promotion, it must not acknowledge a single
+// commit, not even to a session that set synchronous_commit = local (for
+// which its synchronous_standby_names is no guard) and that was already
+// waiting on it when it froze.
+func TestSimHungPrimaryNeverWritesAfterPromotion(t *testing.T) {
+	c := newSimCluster(t, 3, "")
+	c.initCluster(1)
+	p, m := simPair(t, c.state(), 0)
+	old := addrOf(p)
+	ctx, cancel := context.WithTimeout(context.Background(), simWait)
+	defer cancel()
+	if _, _, err := c.world.CommitLocal(ctx, p.Address, p.Port); err != nil {
+		t.Fatalf("commit on the primary %s before the hang: %v", p, err)
+	}
+	from := len(c.world.Acks(0))
+	c.world.Hang(p.Address, p.Port)
+	// A session already open on the old primary: its commit waits while
+	// the server is frozen.
+	pending := make(chan error, 1)
+	go func() {
+		_, _, err := c.world.CommitLocal(ctx, p.Address, p.Port)
+		pending <- err
+	}()
+	c.waitPromoted(p, m)
+	c.world.Resume(p.Address, p.Port)
+	// New sessions after the thaw, for as long as a graceful stop of the
+	// demoted primary could take (bounded in count and time).
+	deadline := time.Now().Add(3 * time.Second)
+	for i := 0; i < 200 && time.Now().Before(deadline); i++ {
+		cctx, ccancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		_, _, err := c.world.CommitLocal(cctx, p.Address, p.Port)
+		ccancel()
+		if errors.Is(err, simpg.ErrNotRunning) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	select {
+	case err := <-pending:
+		if err == nil {
+			t.Errorf("the session open on the frozen primary %s committed after its mirror's promotion", p)
+		}
+	case <-ctx.Done():
+		t.Fatalf("the commit waiting on the frozen primary %s never ended", p)
+	}
+	for _, a := range c.world.Acks(from) {
+		if a.Instance == old {
+			t.Errorf("the old primary %s acknowledged commit %d (timeline %d) after it froze and its mirror %s was promoted", p, a.Commit, a.Timeline, m)
+		}
+	}
+	if st := c.world.State(p.Address, p.Port); st.Running && !st.InRecovery {
+		t.Errorf("the old primary %s still runs as a primary after its mirror's promotion: %+v", p, st)
+	}
 }
 
 func TestSimKillMirror(t *testing.T) {

@@ -21,10 +21,14 @@ const deadVoterGrace = 15 * time.Second
 const voterRound = 2 * time.Second
 
 // manageVoters keeps the Raft configuration in line with gossip: alive
-// agents join (as voters up to the target, then as nonvoters), agents
-// that left are removed, and a voter dead for deadVoterGrace is replaced
-// by a healthy nonvoter. The voter count never tracks the host count
-// (Consul and Nomad keep 3 to 5 voting servers).
+// agents join (as voters up to the target, then as nonvoters), a voter
+// dead or left for deadVoterGrace is replaced by a healthy nonvoter, and
+// an agent that left is removed once it has been gone remove_left_after.
+// A graceful leave is what every stop sends, a restart's included: taken
+// as a removal at once, it put a restarted agent out of the cluster, and
+// one with nobody to join (the bootstrap agent) stayed out and fenced.
+// The voter count never tracks the host count (Consul and Nomad keep 3 to
+// 5 voting servers).
 func (l *leader) manageVoters(ctx context.Context) {
 	a := l.a
 	servers, err := a.node.Servers()
@@ -47,12 +51,6 @@ func (l *leader) manageVoters(ctx context.Context) {
 	for _, m := range members {
 		s, known := inRaft[m.Name]
 		switch {
-		case m.Status == membership.StatusLeft && known && m.Name != a.cfg.Name:
-			l.changeServers(ctx, "remove (left)", s.ID, func() error { return a.node.RemoveServer(ctx, s.ID) })
-			if s.Voter {
-				voters--
-			}
-			delete(l.deadSince, m.Name)
 		case m.Status == membership.StatusAlive && known && m.Meta.RaftAddr != "" && m.Meta.RaftID != "" && s.ID != m.Meta.RaftID && m.Name != a.cfg.Name:
 			// The agent's Raft identity changed: its data dir was wiped,
 			// and the log the old member held is gone. The old member
@@ -64,6 +62,27 @@ func (l *leader) manageVoters(ctx context.Context) {
 			}
 			l.changeServers(ctx, "add nonvoter (identity changed)", m.Meta.RaftID, func() error { return a.node.AddNonvoter(ctx, m.Meta.RaftID, m.Meta.RaftAddr) })
 			delete(l.deadSince, m.Name)
+		case m.Status == membership.StatusLeft && known && m.Name != a.cfg.Name:
+			since, seen := l.deadSince[m.Name]
+			if !seen {
+				l.deadSince[m.Name] = now
+				continue
+			}
+			if now.Sub(since) >= a.live().RemoveLeftAfter {
+				l.changeServers(ctx, "remove (left over "+a.live().RemoveLeftAfter.String()+" ago)", s.ID, func() error { return a.node.RemoveServer(ctx, s.ID) })
+				if s.Voter {
+					voters--
+				}
+				delete(l.deadSince, m.Name)
+				continue
+			}
+			if !s.Voter {
+				continue
+			}
+			// A voter that left (for a restart or for good) is
+			// replaced after deadVoterGrace as a dead one is: the
+			// quorum must not wait on it.
+			fallthrough
 		case m.Status == membership.StatusDead && known && s.Voter:
 			since, seen := l.deadSince[m.Name]
 			if !seen {

@@ -27,6 +27,19 @@ var (
 // standbys, the call waits until the synchronous standby has flushed it.
 // It returns the commit id and the commit's LSN once acknowledged.
 func (w *World) Commit(ctx context.Context, address string, port int) (id, lsn uint64, err error) {
+	return w.commit(ctx, address, port, true)
+}
+
+// CommitLocal is Commit as with synchronous_commit = local (or off): the
+// commit is acknowledged once flushed locally, whatever
+// synchronous_standby_names says. A client may set that for its own
+// session; only an instance that cannot write at all keeps it from
+// committing beside a promoted mirror.
+func (w *World) CommitLocal(ctx context.Context, address string, port int) (id, lsn uint64, err error) {
+	return w.commit(ctx, address, port, false)
+}
+
+func (w *World) commit(ctx context.Context, address string, port int, syncRep bool) (id, lsn uint64, err error) {
 	w.mu.Lock()
 	in := w.get(address, port)
 	for in.running && in.hung {
@@ -70,7 +83,7 @@ func (w *World) Commit(ctx context.Context, address string, port int) (id, lsn u
 	}
 	in.flushN = max(in.flushN, n)
 	in.bump()
-	if len(in.syncNames) == 0 {
+	if !syncRep || len(in.syncNames) == 0 {
 		w.acked(in, id)
 		return id, r.LSN, nil
 	}

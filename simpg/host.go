@@ -244,6 +244,30 @@ func (h *Host) stopLocked(ctx context.Context, inst supervisor.Instance) {
 	w.stop(in)
 }
 
+// Kill ends inst at once, hung or not, as the supervisor's Kill does
+// with SIGKILL to every process of the data directory (which works on a
+// stopped process): a crash, which the next start recovers. It takes no
+// per-instance lock, so it lands while another operation waits on the hung
+// server. Its exit is not reported on Exits.
+func (h *Host) Kill(ctx context.Context, inst supervisor.Instance) error {
+	if err := validate(inst); err != nil {
+		return err
+	}
+	w := h.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if h.dead {
+		return ErrHostDown
+	}
+	in, ours := w.at(inst)
+	if !ours || !in.running {
+		return nil
+	}
+	delete(h.tracked, in.key)
+	w.crash(in)
+	return nil
+}
+
 // SetSyncStandby sets synchronous_standby_names of the running inst
 // (kept across restarts, as gpagent.conf keeps it).
 func (h *Host) SetSyncStandby(ctx context.Context, inst supervisor.Instance, appNames []string) error {

@@ -26,7 +26,7 @@ const (
 	StepRejoin
 	// StepRecover: Step.Recovery's rewind or copy from Step.Upstream.
 	StepRecover
-	// StepFence: stop a demoted primary still running.
+	// StepFence: kill a demoted primary still running.
 	StepFence
 	// StepManageSync: keep a running primary's synchronous_standby_names
 	// in line with the topology.
@@ -111,7 +111,7 @@ type LocalView struct {
 // standby after it crashed before its promotion, on a host that holds
 // its lease); an instance t names
 // mirror is never started as a primary (rule 7: a demoted primary
-// rejoins only by a rejoin, a rewind or a copy) and is stopped while it
+// rejoins only by a rejoin, a rewind or a copy) and is killed while it
 // runs as one (fenced); a mirror streams only from the primary t names
 // (its Upstream); a recovery runs only while t has it active.
 func NextStep(t *Topology, s Segment, v LocalView) Step {
@@ -167,7 +167,7 @@ func NextStep(t *Topology, s Segment, v LocalView) Step {
 		}
 		return Step{Kind: StepRecover, Phase: recoveringPhase(rec.Kind), Upstream: p, Recovery: rec}
 	case s.Role == RoleMirror && s.Status == StatusDown && !pending && !t.IsRejoining(s.DBID) && !recovering(t, s.DBID) && v.Running && (!v.HealthKnown || !v.InRecovery):
-		// A demoted primary still running (hung, or cut off): fence it.
+		// A demoted primary still running (hung, or cut off): kill it.
 		// Its mirror was promoted; it must take no more connections.
 		return Step{Kind: StepFence, Phase: PhaseFencing}
 	case s.Role == RolePrimary && s.Status == StatusUp && v.Running && !v.Fenced:
