@@ -168,12 +168,11 @@ func (a *Agent) postReport(r *http.Request) (any, error) {
 	if err := checkReporter(principalOf(r.Context()), rep.Agent); err != nil {
 		return nil, err
 	}
-	// One renew version for both: the agent renews its lease on this ack
-	// only if its reports were made on it or later, and the leader counts
-	// it heard only then.
+	// One version for both: the agent renews its lease on this ack only
+	// if it has applied it, and the leader counts it heard only then.
 	v := a.node.Topology().ConfigVersion
-	renew := a.lead.accept(rep.Agent, a.ownInstances(rep.Agent, rep.Instances), v)
-	return &api.ReportAck{ConfigVersion: v, RenewVersion: renew}, nil
+	a.lead.accept(rep.Agent, a.ownInstances(rep.Agent, rep.Instances), v)
+	return &api.ReportAck{ConfigVersion: v}, nil
 }
 
 // requireLeader refuses a change unless this agent still leads, confirmed

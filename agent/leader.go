@@ -25,11 +25,10 @@ type leader struct {
 	// clock. A new term starts a new table: it cannot know what the
 	// previous leader heard (Nomad's heartbeat.go).
 	heard topology.LastHeard
-	// commits: when this term saw each config version committed, which
-	// sets the version a report must have been made on to renew a lease
-	// (topology.CommitTimes: a lag of lease/3 behind the latest). The
-	// zero value, before a term starts, has no lag: the committed version.
-	commits topology.CommitTimes
+	// unproven: per agent, the arrival times of reports made on an older
+	// version than this leader's at the time, each counted heard once a
+	// later report shows that version applied.
+	unproven map[string]*topology.PendingRenewals
 	// deadSince: when the leader first saw a voter dead in gossip.
 	deadSince map[string]time.Time
 	// deadVoterGrace: deadVoterGrace, shorter in tests.
@@ -60,32 +59,35 @@ type received struct {
 	at     time.Time // the receiver's clock (monotonic, never another host's)
 }
 
-// renewLag is how far behind the committed version a report may be made
-// and still renew a lease (topology.CommitTimes): a third of the lease,
-// well above a report's round trip plus its apply, and short enough that
-// a follower that stopped applying is lost soon after it stopped.
-func renewLag(lease time.Duration) time.Duration { return lease / 3 }
-
 func newLeader(a *Agent) *leader {
-	return &leader{a: a, log: a.log.With("component", "leader"), reports: map[int]received{}, deadSince: map[string]time.Time{}, deadVoterGrace: deadVoterGrace, voterRound: voterRound, wake: make(chan struct{}, 1), members: make(chan struct{}, 1)}
+	return &leader{a: a, log: a.log.With("component", "leader"), reports: map[int]received{}, unproven: map[string]*topology.PendingRenewals{}, deadSince: map[string]time.Time{}, deadVoterGrace: deadVoterGrace, voterRound: voterRound, wake: make(chan struct{}, 1), members: make(chan struct{}, 1)}
 }
 
-// accept stores reports from an agent and wakes the reconcile loop. It
-// returns the version the reports must have been made on to renew the
-// agent's lease, which the ack carries: the agent renews on the same
-// comparison (topology.RenewsLease), so the leader counts it heard exactly
-// when its lease is renewed. committed is the leader's committed version
-// at the ack; 0 (the leader's own reports: leading renews its lease)
-// requires nothing.
-func (l *leader) accept(agent string, reports []api.InstanceReport, committed uint64) (renew uint64) {
+// accept stores reports from an agent and wakes the reconcile loop. The
+// agent counts as heard only if the acknowledgement of these reports, at
+// committed, renews its lease (topology.RenewsLease).
+func (l *leader) accept(agent string, reports []api.InstanceReport, committed uint64) {
 	now := l.a.clock.Now()
-	l.mu.Lock()
-	if committed > 0 {
-		l.commits = l.commits.Committed(committed, now)
-		renew = l.commits.RenewVersion(now)
+	applied := committed
+	for _, r := range reports {
+		applied = min(applied, r.ConfigVersion)
 	}
-	if topology.RenewsLease(reportedVersion(reports, committed), renew) {
-		l.heard = l.heard.Heard(agent, now)
+	l.mu.Lock()
+	// A report on an older version than this leader's is not dropped:
+	// it counts as heard at its arrival once a later report of the same
+	// agent shows that version applied (topology.PendingRenewals, the
+	// agent's rule mirrored). Dropping it lost every host while the
+	// leader committed faster than a report's round trip (gpbench scale,
+	// 50 agents at start-up); a follower whose Raft stalls still never
+	// shows the version, and is lost after lease plus margin.
+	p := l.unproven[agent]
+	if p == nil {
+		p = &topology.PendingRenewals{}
+		l.unproven[agent] = p
+	}
+	p.Acked(now, committed)
+	if at, ok := p.Applied(applied); ok {
+		l.heard = l.heard.Heard(agent, at)
 	}
 	for _, r := range reports {
 		l.reports[r.DBID] = received{report: r, at: now}
@@ -95,19 +97,6 @@ func (l *leader) accept(agent string, reports []api.InstanceReport, committed ui
 	case l.wake <- struct{}{}:
 	default:
 	}
-	return renew
-}
-
-// reportedVersion is the config version reports were made on: the oldest
-// of theirs, or current when there are none.
-func reportedVersion(reports []api.InstanceReport, current uint64) uint64 {
-	v := current
-	for i, r := range reports {
-		if i == 0 || r.ConfigVersion < v {
-			v = r.ConfigVersion
-		}
-	}
-	return v
 }
 
 // membersChanged hints that gossip membership changed; it never blocks.
@@ -187,7 +176,7 @@ func (l *leader) lead(ctx context.Context) {
 	defer l.log.Info("no longer leading")
 	l.mu.Lock()
 	l.heard = topology.NewLastHeard(l.a.clock.Now())
-	l.commits = topology.NewCommitTimes(renewLag(l.a.cfg.Lease))
+	l.unproven = map[string]*topology.PendingRenewals{}
 	clear(l.deadSince)
 	l.mu.Unlock()
 	l.switchovers = topology.SwitchoverWatch{}
@@ -196,13 +185,8 @@ func (l *leader) lead(ctx context.Context) {
 		return
 	}
 	// Every committed entry is applied here now: this agent's own
-	// executor may act on its topology. The term's commit times start
-	// from it: nothing older needs a time.
-	v := l.a.node.Topology().ConfigVersion
-	l.a.exec.markCaughtUp(v)
-	l.mu.Lock()
-	l.commits = l.commits.Committed(v, l.a.clock.Now())
-	l.mu.Unlock()
+	// executor may act on its topology.
+	l.a.exec.markCaughtUp(l.a.node.Topology().ConfigVersion)
 	l.ready.Store(true)
 	defer l.ready.Store(false)
 	tick := time.NewTicker(l.a.live().ProbeInterval)

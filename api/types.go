@@ -114,15 +114,11 @@ type Report struct {
 }
 
 // ReportAck is the leader's answer to a report: the config version it has
-// committed, and the one the reports must have been made on to renew the
-// reporting agent's lease (a version committed a fraction of the lease
-// ago: an agent that applies a moment late keeps its lease under a burst
-// of commits, one that stopped applying loses it). The leader counts the
-// agent heard on the same comparison. A leader that sends no renew
-// version requires the committed one.
+// committed. The reporting agent renews its lease only once it has
+// applied that version itself, so it never lifts a fence while acting on
+// a topology older than the leader's.
 type ReportAck struct {
 	ConfigVersion uint64 `json:"config_version"`
-	RenewVersion  uint64 `json:"renew_version,omitempty"`
 }
 
 // InitRequest is the body of POST /v1/init.

@@ -134,92 +134,62 @@ func WithLostHosts(t *Topology, obs map[int]Observation, lost map[string]bool) m
 	return out
 }
 
-// RenewsLease reports whether a report made on config version applied,
-// acknowledged with renew (CommitTimes.RenewVersion at the ack), renews
-// its agent's lease. The agent renews on the same comparison, with the
-// renew version the ack carries, so the leader counts it heard exactly
-// when its lease is renewed. A follower whose Raft is stalled (its Raft
-// port cut, its disk full) while its reports still get through stops
-// renewing once the leader commits past it, and is lost after lease plus
-// margin, as its fenced primaries are, rather than heard for ever with
-// no writable primary.
-func RenewsLease(applied, renew uint64) bool { return applied >= renew }
-
-// CommitTimes is the leader's record, for one term, of when it saw each
-// config version committed, on its own monotonic clock. It decides what
-// an acknowledged report must have applied to renew a lease: the version
-// committed lag ago, not the one committed now. Requiring the latest
-// version would take the lease of a healthy agent whenever the cluster
-// commits faster than a report's round trip plus its apply (a rebalance
-// of many contents, a burst of operator commands): it would never catch
-// up, fence its primaries and have its mirrors promoted, a failover storm
-// caused by the commit rate alone. An agent that applies with a lag under
-// lag keeps its lease; one that stopped applying loses it lag after the
-// leader commits past it, then is lost lease plus margin later.
-// A CommitTimes is never changed in place: its methods return the next
-// record, so a value handed out stays what it was.
-type CommitTimes struct {
-	lag time.Duration
-	// seen holds versions and times both increasing: the newest version
-	// seen at or before now-lag, then every later one.
-	seen []commitSeen
+// PendingRenewals holds the leader's acknowledgements of an agent's
+// reports that may not renew its lease yet: each renews the lease from
+// the moment its report was sent, but only once the agent's own copy of
+// the topology is at least the version the leader had committed when it
+// acknowledged (a primary demoted meanwhile must not get its fence
+// lifted by a stale topology). Holding them, rather than dropping each
+// one whose version the agent has not applied yet, keeps an agent's
+// lease alive while the leader commits faster than a report round trip:
+// there the agent is always an entry or two behind at the moment the
+// acknowledgement arrives, yet applies that entry milliseconds later.
+type PendingRenewals struct {
+	acks []pendingAck
 }
 
-type commitSeen struct {
+type pendingAck struct {
+	sent    time.Time
 	version uint64
-	at      time.Time
 }
 
-// NewCommitTimes is an empty record for a term, with the lag an applied
-// version may have behind the committed one (a fraction of the lease).
-func NewCommitTimes(lag time.Duration) CommitTimes {
-	return CommitTimes{lag: lag}
+// maxPendingRenewals bounds the acknowledgements held; when full the
+// oldest goes (a newer one renews further anyway, once applied).
+const maxPendingRenewals = 16
+
+// Acked records an acknowledgement of a report sent at sent, by a leader
+// at config version version.
+func (p *PendingRenewals) Acked(sent time.Time, version uint64) {
+	if len(p.acks) == maxPendingRenewals {
+		p.acks = append(p.acks[:0], p.acks[1:]...)
+	}
+	p.acks = append(p.acks, pendingAck{sent: sent, version: version})
 }
 
-// Committed returns the record with version seen committed at at. A
-// version no newer than the latest recorded changes nothing (a report
-// acknowledged concurrently may come in late). A time before the latest
-// recorded one is taken as that one: times stay ordered, and a version
-// is never taken as committed earlier than one before it. Entries no
-// longer needed to answer RenewVersion at at or later are dropped.
-func (c CommitTimes) Committed(version uint64, at time.Time) CommitTimes {
-	if n := len(c.seen); n > 0 {
-		last := c.seen[n-1]
-		if version <= last.version {
-			return c
+// Applied returns the latest send time of the acknowledgements whose
+// version is at most applied, the version of the topology the agent
+// acts on, and forgets them; ok is false when none is.
+func (p *PendingRenewals) Applied(applied uint64) (renewed time.Time, ok bool) {
+	keep := p.acks[:0]
+	for _, a := range p.acks {
+		if a.version > applied {
+			keep = append(keep, a)
+			continue
 		}
-		at = maxTime(at, last.at)
-	}
-	// Keep the newest entry at or before at-lag (the answer from now on)
-	// and every later one.
-	keep := 0
-	for i, s := range c.seen {
-		if !s.at.After(at.Add(-c.lag)) {
-			keep = i
+		if !ok || a.sent.After(renewed) {
+			renewed, ok = a.sent, true
 		}
 	}
-	next := CommitTimes{lag: c.lag, seen: make([]commitSeen, 0, len(c.seen)-keep+1)}
-	next.seen = append(next.seen, c.seen[keep:]...)
-	next.seen = append(next.seen, commitSeen{version: version, at: at})
-	return next
+	p.acks = keep
+	return renewed, ok
 }
 
-// RenewVersion is the version a report acknowledged at now must have been
-// made on to renew its agent's lease: the newest version seen committed
-// at or before now-lag. When nothing recorded is that old (the term began
-// less than lag ago) it is the oldest version recorded: when that one was
-// committed is not known, so nothing older can be shown to be enough.
-// An empty record requires nothing (0).
-func (c CommitTimes) RenewVersion(now time.Time) uint64 {
-	if len(c.seen) == 0 {
-		return 0
-	}
-	v := c.seen[0].version
-	for _, s := range c.seen {
-		if s.at.After(now.Add(-c.lag)) {
-			break
-		}
-		v = s.version
-	}
-	return v
-}
+// RenewsLease reports whether a report made on config version applied,
+// acknowledged by a leader that has committed version committed, renews
+// its agent's lease. An agent renews only once it has applied what the
+// leader acknowledges (it must act on the current topology first); so the
+// leader counts the agent heard only then. A follower whose Raft is
+// stalled (its Raft port cut, its disk full) while its reports still get
+// through is then lost after lease plus margin, as its fenced primaries
+// are, rather than heard for ever with no writable primary.
+func RenewsLease(applied, committed uint64) bool { return applied >= committed }

@@ -191,64 +191,48 @@ func TestTopology_Hosts(t *testing.T) {
 	}
 }
 
-// TestCommitTimes_RenewVersion: a report must have been made on the
-// version committed lag ago; before anything that old is known (the term
-// just began), on the oldest version recorded.
-func TestCommitTimes_RenewVersion(t *testing.T) {
-	ms := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Millisecond) }
-	c := NewCommitTimes(time.Second)
-	if got := c.RenewVersion(ms(0)); got != 0 {
-		t.Fatalf("empty record: renew version %d, want 0", got)
+// An acknowledgement renews the lease only once the agent acts on a
+// topology at least as recent as the leader's when it acknowledged,
+// and then from when its report was sent.
+func TestPendingRenewals_WaitForTheLeadersVersion(t *testing.T) {
+	var p PendingRenewals
+	p.Acked(ts(0), 5)
+	if _, ok := p.Applied(4); ok {
+		t.Fatal("renewed while the agent still acts on version 4, the leader had 5")
 	}
-	c = c.Committed(5, ms(0)).Committed(6, ms(400)).Committed(7, ms(800)).Committed(8, ms(1300))
-	for _, tc := range []struct {
-		now  int
-		want uint64
-	}{
-		{0, 5},    // the term's first version: nothing older is known
-		{999, 5},  // nothing is a second old yet
-		{1000, 5}, // 5 is exactly a second old
-		{1399, 5},
-		{1400, 6}, // 6 is a second old: a report on 5 no longer renews
-		{1800, 7},
-		{2299, 7},
-		{2300, 8},
-		{9000, 8}, // no commit since: the latest
-	} {
-		if got := c.RenewVersion(ms(tc.now)); got != tc.want {
-			t.Errorf("at %d ms: renew version %d, want %d", tc.now, got, tc.want)
-		}
+	got, ok := p.Applied(5)
+	if !ok || !got.Equal(ts(0)) {
+		t.Fatalf("Applied(5) = %v, %v; want the send time %v", got, ok, ts(0))
+	}
+	if _, ok := p.Applied(9); ok {
+		t.Fatal("an acknowledgement renewed twice")
 	}
 }
 
-// TestCommitTimes_Committed: a version no newer than the latest changes
-// nothing; a time before the latest is taken as the latest; a step does
-// not change the record it stepped from; old entries are dropped.
-func TestCommitTimes_Committed(t *testing.T) {
-	ms := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Millisecond) }
-	c := NewCommitTimes(time.Second).Committed(5, ms(0)).Committed(7, ms(500))
-	if got := c.Committed(6, ms(600)); !reflect.DeepEqual(got, c) {
-		t.Fatalf("an older version changed the record: %+v, was %+v", got, c)
+// The leader commits faster than a report's round trip: every
+// acknowledgement names a version the agent applies only after it
+// arrives. Each still renews once applied; none is lost behind a newer
+// one still pending.
+func TestPendingRenewals_LeaderAhead(t *testing.T) {
+	var p PendingRenewals
+	p.Acked(ts(0), 10)
+	p.Acked(ts(time.Second), 12)
+	got, ok := p.Applied(11)
+	if !ok || !got.Equal(ts(0)) {
+		t.Fatalf("Applied(11) = %v, %v; want the first report's send time", got, ok)
 	}
-	// 8 seen "at 100 ms", before 7 was: taken as seen at 500 ms.
-	late := c.Committed(8, ms(100))
-	if got := late.RenewVersion(ms(1499)); got != 5 {
-		t.Fatalf("renew version %d at 1499 ms, want 5", got)
+	got, ok = p.Applied(12)
+	if !ok || !got.Equal(ts(time.Second)) {
+		t.Fatalf("Applied(12) = %v, %v; want the second report's send time", got, ok)
 	}
-	if got := late.RenewVersion(ms(1500)); got != 8 {
-		t.Fatalf("renew version %d at 1500 ms, want 8 (7 and 8 both taken as seen at 500 ms)", got)
+	for i := range 2 * maxPendingRenewals {
+		p.Acked(ts(time.Duration(i)*time.Second), 100+uint64(i))
 	}
-	if len(c.seen) != 2 {
-		t.Fatalf("the step changed the record it stepped from: %+v", c)
+	if len(p.acks) > maxPendingRenewals {
+		t.Fatalf("%d acknowledgements held, bound %d", len(p.acks), maxPendingRenewals)
 	}
-	long := NewCommitTimes(time.Second)
-	for i := range 1000 {
-		long = long.Committed(uint64(i+1), ms(100*i))
-	}
-	if n := len(long.seen); n > 12 {
-		t.Fatalf("%d entries kept for a lag of 10 commits", n)
-	}
-	if got := long.RenewVersion(ms(100 * 999)); got != 990 {
-		t.Fatalf("renew version %d after pruning, want 990", got)
+	got, ok = p.Applied(1000)
+	if want := ts(time.Duration(2*maxPendingRenewals-1) * time.Second); !ok || !got.Equal(want) {
+		t.Fatalf("Applied(1000) = %v, %v; want the newest %v", got, ok, want)
 	}
 }
