@@ -188,7 +188,6 @@ func (e *executor) round(ctx context.Context) {
 		// instances (init, expand) must not start them on a lease that
 		// ran out while it had none.
 		e.report(ctx, nil)
-		e.a.lease.applyAcked(e.a.node.Topology().ConfigVersion, e.a.clock.Now())
 		return
 	}
 	e.writeInstances(t)
@@ -218,13 +217,11 @@ func (e *executor) round(ctx context.Context) {
 	e.last = reports
 	e.mu.Unlock()
 	e.report(ctx, reports)
-	// The rest of the round acts on the topology as it is now: the
-	// report's acknowledgement renews the lease only once the topology
-	// acted on is at least the leader's version (checkLease), and the
-	// local replica has often applied the entries the leader committed
-	// during the report's round trip by now.
+	// The rest of the round acts on the topology as it is now: the local
+	// replica has often applied the entries the leader committed during
+	// the report's round trip by now.
 	t = e.a.node.Topology()
-	e.checkLease(ctx, t)
+	e.checkLease(ctx)
 	if !e.caughtUpWith(t) {
 		return
 	}
@@ -338,12 +335,30 @@ func (e *executor) report(ctx context.Context, reports []api.InstanceReport) {
 		return
 	}
 	e.markCaughtUp(ack.ConfigVersion)
-	// The acknowledgement renews the lease once this agent acts on a
-	// topology at least as recent as the leader's now (checkLease): back
-	// from a cut, it must not lift the fence of a primary demoted
-	// meanwhile. While the leader commits faster than a report's round
-	// trip, that is an entry or two later, not the next report.
-	e.a.lease.acked(sent, ack.ConfigVersion)
+	e.acknowledged(sent, reports, ack.ConfigVersion)
+}
+
+// acknowledged records the leader's acknowledgement, at its committed
+// version, of reports sent at sent, and renews the lease with every
+// acknowledgement held whose version these reports were made on: the
+// leader's own rule on receiving them (leader.accept), so the lease is
+// renewed only from a report the leader counts heard. Back from a cut,
+// an agent must not lift the fence of a primary demoted meanwhile; while
+// the leader commits faster than a report's round trip, a report is
+// proved by the next one, made an entry or two later.
+//
+// The proof is what the reports were made on, not the topology applied
+// since: that renewed the lease on a proof the leader never received
+// (the next report lost in a cut), so the lease ran up to a probe
+// interval past the leader's count of the host lost, more than the lease
+// margin when probe_interval > lease/3 (TestLease_NeverOutlivesTheLeadersCount).
+func (e *executor) acknowledged(sent time.Time, reports []api.InstanceReport, committed uint64) {
+	applied := committed
+	for _, r := range reports {
+		applied = min(applied, r.ConfigVersion)
+	}
+	e.a.lease.acked(sent, committed)
+	e.a.lease.applyAcked(applied, e.a.clock.Now())
 }
 
 // reportTimeout is how long a report waits for the leader's answer:

@@ -22,10 +22,10 @@ const fenceTimeout = time.Second
 // read the same lease state, so they turn at the same moment.
 func (a *Agent) watchFence(ctx context.Context) {
 	for {
-		// An acknowledgement waiting for this replica to apply the
-		// leader's version renews now if it has (the round applies them
-		// too, but only once a round).
-		a.lease.applyAcked(a.node.Topology().ConfigVersion, a.clock.Now())
+		// No acknowledgement is applied here on the local topology: only
+		// a report the leader has seen made on its version renews
+		// (executor.acknowledged), or the lease would outlive the
+		// leader's count of this host.
 		wait := a.lease.remaining(a.clock.Now(), a.cfg.Lease)
 		if wait > 0 && a.lease.isFenced() {
 			a.liftFence()

@@ -104,7 +104,7 @@ func (l *lease) renew(sent, now time.Time) {
 
 // acked records the leader's acknowledgement, at config version
 // version, of a report sent at sent; applyAcked renews the lease with it
-// once the local topology has reached that version.
+// once a report made on that version is acknowledged.
 func (l *lease) acked(sent time.Time, version uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -112,7 +112,7 @@ func (l *lease) acked(sent time.Time, version uint64) {
 }
 
 // applyAcked renews the lease with the acknowledgements whose version is
-// at most applied, the config version of the topology the agent acts on.
+// at most applied, the version acknowledged reports were made on.
 func (l *lease) applyAcked(applied uint64, now time.Time) {
 	l.mu.Lock()
 	sent, ok := l.pending.Applied(applied)
@@ -196,8 +196,7 @@ func (l *lease) isFenced() bool {
 // host after the lease ran out) and lifts the fence once the lease is
 // renewed: then the topology decides again, and manageSync restores
 // synchronous_standby_names for a primary that is still one.
-func (e *executor) checkLease(ctx context.Context, t *topology.Topology) {
-	e.a.lease.applyAcked(t.ConfigVersion, e.a.clock.Now())
+func (e *executor) checkLease(ctx context.Context) {
 	if e.a.lease.expired(e.a.clock.Now(), e.a.cfg.Lease) {
 		e.a.fenceNow(ctx)
 		return
