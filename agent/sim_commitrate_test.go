@@ -14,12 +14,12 @@ import (
 // TestSimFrequentCommitsKeepLeases: a leader that commits faster than a
 // report's round trip plus its apply (a rebalance or recovery of many
 // contents, a burst of operator commands) must not take the leases of
-// healthy agents that apply every entry a moment late. Before the fix, a
-// report renewed a lease only if it was made on the version the leader
-// had committed when it acknowledged it; with a commit every 100 ms the
-// agents never caught up for lease plus margin: they fenced their
-// primaries and the leader counted their hosts lost and promoted their
-// mirrors, a failover storm caused by nothing but the commit rate. The
+// healthy agents that apply every entry a moment late. With the rule
+// that a report renews only if made on the version the leader had
+// committed when it acknowledged it, a commit every ~60 ms (143 in 9 s)
+// got two healthy hosts counted lost and a mirror promoted, a failover
+// storm caused by nothing but the commit rate; a report now renews once
+// a later one shows that version applied (topology.PendingRenewals). The
 // probes here take half of probe_timeout: with instant probes (the
 // simulated default) a report is acknowledged within a few milliseconds
 // of its round's start, and even a commit every 27 ms did not starve the
