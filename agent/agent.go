@@ -125,7 +125,7 @@ func NewWith(cfg *Config, deps Deps) (*Agent, error) {
 	var tlsc *tlsConfigs
 	var err error
 	if cfg.TLSCAFile != "" {
-		if tlsc, err = loadTLS(cfg.TLSCAFile, cfg.TLSCertFile, cfg.TLSKeyFile); err != nil {
+		if tlsc, err = loadTLS(cfg.Name, cfg.TLSCAFile, cfg.TLSCertFile, cfg.TLSKeyFile); err != nil {
 			return nil, err
 		}
 	}
