@@ -154,6 +154,10 @@ func NewWith(cfg *Config, deps Deps) (*Agent, error) {
 	if tlsc != nil {
 		ccfg.TLS = tlsc.raft
 		ln = tls.NewListener(ln, tlsc.server)
+	} else if cfg.Token != "" {
+		// Without TLS, Raft peers prove they hold the cluster token
+		// (consensus/secret.go): the port takes no one else.
+		ccfg.Secret = []byte(cfg.Token)
 	}
 	// Before Raft and gossip start: they emit through go-metrics' global.
 	if _, err := goMetricsSink(); err != nil {
