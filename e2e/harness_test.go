@@ -168,18 +168,24 @@ func startDemo(t testing.TB, args ...string) *demo {
 		if err != nil {
 			return false, lastLines(d.out.String(), 5)
 		}
-		d.env = nil
-		for _, line := range strings.Split(string(b), "\n") {
-			if kv, ok := strings.CutPrefix(line, "export "); ok {
-				d.env = append(d.env, strings.TrimSpace(kv))
-			}
-			if v, ok := strings.CutPrefix(line, "export GPAGENT_ADDR="); ok {
-				d.addr = strings.TrimSpace(v)
-			}
-		}
+		d.loadEnv(b)
 		return d.addr != "", string(b)
 	})
 	return d
+}
+
+// loadEnv takes what the demo's env file exports: the address, and
+// the TLS files of the shell that sources it.
+func (d *demo) loadEnv(b []byte) {
+	d.env = nil
+	for _, line := range strings.Split(string(b), "\n") {
+		if kv, ok := strings.CutPrefix(line, "export "); ok {
+			d.env = append(d.env, strings.TrimSpace(kv))
+		}
+		if v, ok := strings.CutPrefix(line, "export GPAGENT_ADDR="); ok {
+			d.addr = strings.TrimSpace(v)
+		}
+	}
 }
 
 func (d *demo) stop() {
