@@ -35,8 +35,14 @@ type Agent struct {
 	exec  *executor
 	lead  *leader
 	lease *lease
-	mesh  *membership.Membership
-	tls   *tlsConfigs // nil: plain TCP and HTTP
+	// fenceMu orders the fence watch's fencing and the lifting of the
+	// fence flag on a renewal (manageSync, which unfences an instance,
+	// checks the fence epoch instead of holding it: see there).
+	fenceMu sync.Mutex
+	mesh    *membership.Membership
+	// meshEvents receives gossip membership changes (openMesh).
+	meshEvents chan membership.Event
+	tls        *tlsConfigs // nil: plain TCP and HTTP
 	// reload: the file to re-read and the runtime config (reload.go).
 	reload reloadState
 	// counts: events counted for /metrics (metrics.go).
@@ -59,6 +65,8 @@ type Agent struct {
 	// and whether a dial is under way.
 	rejoin     rejoiner
 	rejoinBusy atomic.Bool
+	// The gossip peers last written to PeersFile (mesh loop only).
+	peersSaved []string
 }
 
 // APIAddrFile is written into the data dir with the API's bound address,
@@ -169,6 +177,16 @@ func NewWith(cfg *Config, deps Deps) (*Agent, error) {
 		if ccfg.Listener != nil {
 			ccfg.Listener.Close()
 		}
+		if errors.Is(err, consensus.ErrStateUnreadable) {
+			// The agent cannot run, and its postmasters would run on
+			// unsupervised: fence the primaries it last knew of first.
+			n, ferr := fenceRecordedPrimaries(cfg.DataDir, drv, log)
+			if ferr != nil {
+				return nil, fmt.Errorf("data_dir %s: %w; and the local primaries could not all be fenced: %w", cfg.DataDir, err, ferr)
+			}
+			return nil, fmt.Errorf("data_dir %s: %w; %d local primaries (from %s) fenced; move %s away to rejoin as a fresh member",
+				cfg.DataDir, err, n, instancesFile, filepath.Join(cfg.DataDir, "raft"))
+		}
 		return nil, fmt.Errorf("raft_addr %s: %w", cfg.RaftAddr, err)
 	}
 	a := &Agent{cfg: cfg, log: log, node: node, drv: drv, clock: clock, net: network, apiListener: ln, tls: tlsc}
@@ -210,6 +228,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	serveErr := make(chan error, 1)
 	wg.Go(func() { a.lead.run(loopCtx) })
 	wg.Go(func() { a.exec.run(loopCtx) })
+	wg.Go(func() { a.watchFence(loopCtx) })
 	wg.Go(func() { a.runMesh(loopCtx) })
 	wg.Go(func() { a.runCatalog(loopCtx) })
 	go func() { serveErr <- a.server.Serve(a.apiListener) }()

@@ -211,9 +211,9 @@ func TestAgents_DeadVoterReplaced(t *testing.T) {
 			return out
 		}
 		for _, s := range servers {
-			out[s.ID] = "nonvoter"
+			out[s.Name] = "nonvoter"
 			if s.Voter {
-				out[s.ID] = "voter"
+				out[s.Name] = "voter"
 			}
 		}
 		return out

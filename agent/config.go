@@ -29,6 +29,7 @@ type fileConfig struct {
 	Bootstrap           bool           `yaml:"bootstrap"`
 	BootstrapExpect     int            `yaml:"bootstrap_expect"`
 	Voters              int            `yaml:"voters"`
+	RemoveLeftAfter     time.Duration  `yaml:"remove_left_after"`
 	GossipAddr          string         `yaml:"gossip_addr"`
 	Join                []string       `yaml:"join"`
 	GossipKeyFile       string         `yaml:"gossip_key_file"`
@@ -109,6 +110,10 @@ type Config struct {
 	// ReplicationStallTimeout: a mirror whose replication makes no
 	// progress this long is treated as lost, so commits do not hang.
 	ReplicationStallTimeout time.Duration
+	// RemoveLeftAfter: the leader removes from Raft an agent that left
+	// gossip (a graceful stop) only once it has been gone this long; a
+	// restart must not take it out of the cluster.
+	RemoveLeftAfter time.Duration
 	// Lease: how long this agent keeps its primaries writable without
 	// reaching the leader (safety rule 5); LeaseMargin is what the leader
 	// adds before promoting on a lost host, for clock rate drift.
@@ -150,6 +155,11 @@ const (
 	DefaultLease = 3 * time.Second
 	// DefaultVoters: three voters survive the loss of one host.
 	DefaultVoters = 3
+	// DefaultRemoveLeftAfter: longer than any restart, a host reboot
+	// included; an agent taken away for good stops counting as a Raft
+	// member after it (a voter is replaced by a healthy nonvoter sooner,
+	// as a dead one is).
+	DefaultRemoveLeftAfter = time.Hour
 )
 
 // The log formats: key=value text, or one JSON object a line.
@@ -198,6 +208,7 @@ func (fc fileConfig) validate() (*Config, error) {
 		Bootstrap:           fc.Bootstrap,
 		BootstrapExpect:     fc.BootstrapExpect,
 		Voters:              fc.Voters,
+		RemoveLeftAfter:     fc.RemoveLeftAfter,
 		GossipAddr:          fc.GossipAddr,
 		Join:                fc.Join,
 		TLSCAFile:           fc.TLS.CAFile,
@@ -231,6 +242,9 @@ func (fc fileConfig) validate() (*Config, error) {
 	if c.Voters == 0 {
 		c.Voters = DefaultVoters
 	}
+	if c.RemoveLeftAfter == 0 {
+		c.RemoveLeftAfter = DefaultRemoveLeftAfter
+	}
 	if c.GossipAddr == "" {
 		c.GossipAddr = net.JoinHostPort(c.Address, "7946")
 	}
@@ -253,6 +267,9 @@ func (fc fileConfig) validate() (*Config, error) {
 		c.ReplicationStallTimeout = DefaultReplicationStall
 	}
 	switch {
+	case strings.Contains(c.Name, "#"):
+		// '#' separates the name from the random part of the Raft server id.
+		return nil, fmt.Errorf("name: %q contains '#'", c.Name)
 	case c.DataDir == "":
 		return nil, errors.New("data_dir: required")
 	case !filepath.IsAbs(c.DataDir):
@@ -263,6 +280,8 @@ func (fc fileConfig) validate() (*Config, error) {
 		return nil, fmt.Errorf("probe_timeout: %s is negative", c.ProbeTimeout)
 	case c.Lease < 0:
 		return nil, fmt.Errorf("lease: %s is negative", c.Lease)
+	case c.RemoveLeftAfter < 0:
+		return nil, fmt.Errorf("remove_left_after: %s is negative", c.RemoveLeftAfter)
 	case c.Lease < 2*c.ProbeInterval:
 		return nil, fmt.Errorf("lease: %s is shorter than two probe_interval (%s): reports renew it", c.Lease, c.ProbeInterval)
 	case c.ReplicationStallTimeout < 0:

@@ -30,6 +30,9 @@ func TestParseConfig_Defaults(t *testing.T) {
 	if cfg.ProbeInterval != time.Second || cfg.ProbeTimeout != 500*time.Millisecond || cfg.ProbeRetries != 3 {
 		t.Errorf("probe settings %s %s %d, want 1s 500ms 3", cfg.ProbeInterval, cfg.ProbeTimeout, cfg.ProbeRetries)
 	}
+	if cfg.RemoveLeftAfter != time.Hour {
+		t.Errorf("remove_left_after %s, want 1h: a restart must never remove an agent", cfg.RemoveLeftAfter)
+	}
 	if cfg.SuperUser != "gpadmin" || cfg.ReplUser != "replicator" {
 		t.Errorf("users %q %q, want gpadmin replicator", cfg.SuperUser, cfg.ReplUser)
 	}
@@ -51,6 +54,7 @@ func TestParseConfig_Errors(t *testing.T) {
 		{"bad log level", goodConfig + "log_level: loud\n", "log_level"},
 		{"not yaml", "name: [", "did not find"},
 		{"bad log format", goodConfig + "log_format: xml\n", "log_format"},
+		{"negative remove_left_after", goodConfig + "remove_left_after: -1s\n", "remove_left_after"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -28,6 +28,11 @@ type Driver interface {
 	Start(ctx context.Context, inst supervisor.Instance) error
 	Stop(ctx context.Context, inst supervisor.Instance) error
 	Promote(ctx context.Context, inst supervisor.Instance) error
+	// Kill ends inst at once, with no shutdown, even hung or stopped
+	// (SIGSTOP): its postmaster and every process of its data directory
+	// are killed, and it returns once they are gone. It takes no
+	// per-instance lock. Its exit is not reported on Exits.
+	Kill(ctx context.Context, inst supervisor.Instance) error
 	// Rejoin starts a cleanly stopped primary as a standby of up.
 	Rejoin(ctx context.Context, inst supervisor.Instance, up supervisor.Upstream) error
 	// CheckpointLSN reads a stopped instance's last checkpoint and

@@ -31,6 +31,8 @@ type executor struct {
 	// that recent.
 	leaderVersion uint64
 	caughtUp      bool
+	// instancesWritten: the config version instances.json holds.
+	instancesWritten uint64
 }
 
 // markCaughtUp records the leader's committed version.
@@ -84,6 +86,11 @@ type instanceState struct {
 	// recoveredJob: the recovery step of this job finished here; probes
 	// from then on are reported as made after it.
 	recoveredJob int
+	// fenced: the fence watch fenced this primary since the lease ran
+	// out; cleared when it is renewed.
+	fenced bool
+	// syncing: a manageSync of this primary runs.
+	syncing bool
 }
 
 func newExecutor(a *Agent) *executor {
@@ -125,7 +132,7 @@ func (e *executor) run(ctx context.Context) {
 		case <-e.wake:
 		case dbid := <-e.a.drv.Exits():
 			e.log.Warn("postmaster exited", "dbid", dbid)
-		case <-time.After(next):
+		case <-e.a.clock.After(next):
 		}
 	}
 }
@@ -175,8 +182,13 @@ func (e *executor) round(ctx context.Context) {
 	t := e.a.node.Topology()
 	mine := t.OnHost(e.a.cfg.Name)
 	if len(mine) == 0 {
+		// Nothing to probe, but the lease is renewed all the same: a
+		// missing lease file grants none, and the ready endpoint of a
+		// host with no instances yet answers from it too.
+		e.report(ctx, nil)
 		return
 	}
+	e.writeInstances(t)
 	// Nothing is done before this agent is known to have applied the
 	// leader's topology: after a restart, Raft replays the log from the
 	// last snapshot only once it hears from a leader, and until then the
@@ -225,7 +237,7 @@ func (e *executor) ensure(ctx context.Context, t *topology.Topology, s topology.
 	case topology.StepWait:
 		e.setPhase(s.DBID, step.Phase, "")
 	case topology.StepManageSync:
-		e.manageSync(ctx, t, s)
+		e.startManageSync(ctx, t, s)
 	default:
 		e.runStep(ctx, s, st, step.Phase, e.stepAction(t.ClusterID, inst, st, step))
 	}
@@ -294,7 +306,9 @@ func (e *executor) stopAll(timeout time.Duration) {
 func (e *executor) report(ctx context.Context, reports []api.InstanceReport) {
 	sent := e.a.clock.Now()
 	if e.a.node.IsLeader() {
-		e.a.lead.accept(e.a.cfg.Name, reports)
+		// The leader's own lease is renewed by leading: it counts itself
+		// heard whatever version its round's reports were made on.
+		e.a.lead.accept(e.a.cfg.Name, reports, 0)
 		e.a.lease.renew(sent, e.a.clock.Now())
 		return
 	}
@@ -345,7 +359,7 @@ func (e *executor) readStoppedLSN(ctx context.Context, st *instanceState, inst s
 // recoveryStep returns the step that recovers inst as a mirror of up:
 // pg_rewind of its own data, or a fresh base backup into a cleared dir.
 func (e *executor) recoveryStep(clusterID string, inst supervisor.Instance, rec topology.Recovery, up supervisor.Upstream, st *instanceState) func(context.Context) error {
-	started := time.Now()
+	started := e.a.clock.Now()
 	progress := func(step string) func(done, total int64) {
 		return func(done, total int64) {
 			e.mu.Lock()

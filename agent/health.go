@@ -48,7 +48,7 @@ func (a *Agent) getReady(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case !a.exec.caughtUpWith(t):
 		why = "this agent has not applied the leader's topology yet"
-	case a.lease.isFenced() || a.lease.expired(a.clock.Now(), a.cfg.Lease):
+	case !a.lease.valid(a.clock.Now(), a.cfg.Lease):
 		why = "this agent has not reached the leader within its lease"
 	}
 	if why != "" {
@@ -79,7 +79,7 @@ func (a *Agent) getMirrorHealth(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if a.lease.isFenced() {
+	if !a.lease.valid(a.clock.Now(), a.cfg.Lease) {
 		writeHealth(w, false, map[string]any{"mirror": false, "reason": "this agent has no quorum: its view may be stale"})
 		return
 	}

@@ -168,8 +168,11 @@ func (a *Agent) postReport(r *http.Request) (any, error) {
 	if err := checkReporter(principalOf(r.Context()), rep.Agent); err != nil {
 		return nil, err
 	}
-	a.lead.accept(rep.Agent, a.ownInstances(rep.Agent, rep.Instances))
-	return &api.ReportAck{ConfigVersion: a.node.Topology().ConfigVersion}, nil
+	// One version for both: the agent renews its lease on this ack only
+	// if it has applied it, and the leader counts it heard only then.
+	v := a.node.Topology().ConfigVersion
+	a.lead.accept(rep.Agent, a.ownInstances(rep.Agent, rep.Instances), v)
+	return &api.ReportAck{ConfigVersion: v}, nil
 }
 
 // requireLeader refuses a change unless this agent still leads, confirmed

@@ -29,6 +29,13 @@ type leader struct {
 	deadSince map[string]time.Time
 	// deadVoterGrace: deadVoterGrace, shorter in tests.
 	deadVoterGrace time.Duration
+	// voterRound: voterRound, longer in a test that checks a join is
+	// acted on at once.
+	voterRound time.Duration
+	// members is a hint that gossip saw a member join, leave or fail:
+	// the Raft configuration may need a change (a joining agent becomes
+	// a voter at once, not at the next voter round).
+	members chan struct{}
 	// wake is a hint that a report arrived; a full reconcile also runs on
 	// a ticker, so a dropped hint costs at most one tick.
 	wake chan struct{}
@@ -45,20 +52,36 @@ type received struct {
 }
 
 func newLeader(a *Agent) *leader {
-	return &leader{a: a, log: a.log.With("component", "leader"), reports: map[int]received{}, deadSince: map[string]time.Time{}, deadVoterGrace: deadVoterGrace, wake: make(chan struct{}, 1)}
+	return &leader{a: a, log: a.log.With("component", "leader"), reports: map[int]received{}, deadSince: map[string]time.Time{}, deadVoterGrace: deadVoterGrace, voterRound: voterRound, wake: make(chan struct{}, 1), members: make(chan struct{}, 1)}
 }
 
-// accept stores reports from an agent and wakes the reconcile loop.
-func (l *leader) accept(agent string, reports []api.InstanceReport) {
+// accept stores reports from an agent and wakes the reconcile loop. The
+// agent counts as heard only if the acknowledgement of these reports, at
+// committed, renews its lease (topology.RenewsLease).
+func (l *leader) accept(agent string, reports []api.InstanceReport, committed uint64) {
 	now := l.a.clock.Now()
+	applied := committed
+	for _, r := range reports {
+		applied = min(applied, r.ConfigVersion)
+	}
 	l.mu.Lock()
-	l.heard = l.heard.Heard(agent, now)
+	if topology.RenewsLease(applied, committed) {
+		l.heard = l.heard.Heard(agent, now)
+	}
 	for _, r := range reports {
 		l.reports[r.DBID] = received{report: r, at: now}
 	}
 	l.mu.Unlock()
 	select {
 	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+// membersChanged hints that gossip membership changed; it never blocks.
+func (l *leader) membersChanged() {
+	select {
+	case l.members <- struct{}{}:
 	default:
 	}
 }
@@ -145,8 +168,11 @@ func (l *leader) lead(ctx context.Context) {
 	defer l.ready.Store(false)
 	tick := time.NewTicker(l.a.live().ProbeInterval)
 	defer tick.Stop()
-	voters := time.NewTicker(2 * time.Second)
+	voters := time.NewTicker(l.voterRound)
 	defer voters.Stop()
+	// Members that joined before this term began (a hint sent while
+	// another agent led) are added now.
+	l.manageVoters(ctx)
 	for {
 		l.reconcile(ctx)
 		select {
@@ -154,6 +180,8 @@ func (l *leader) lead(ctx context.Context) {
 			return
 		case <-l.wake:
 		case <-tick.C:
+		case <-l.members:
+			l.manageVoters(ctx)
 		case <-voters.C:
 			l.manageVoters(ctx)
 		}

@@ -30,7 +30,7 @@ func TestLeader_LostHostsAndStaleReportsOnTheAgentClock(t *testing.T) {
 		t.Fatalf("lost at the term's start: %v", lost)
 	}
 	clock.advance(3 * time.Second)
-	l.accept("h1", []api.InstanceReport{{DBID: 2, Up: true}})
+	l.accept("h1", []api.InstanceReport{{DBID: 2, Up: true}}, 0)
 	clock.advance(time.Second)
 	if lost := l.lostHosts(topo, clock.Now()); len(lost) != 0 {
 		t.Fatalf("lost after exactly lease+margin: %v", lost)
@@ -44,5 +44,38 @@ func TestLeader_LostHostsAndStaleReportsOnTheAgentClock(t *testing.T) {
 	}
 	if obs := l.observations(clock.Now(), 2*time.Second); !obs[2].Up {
 		t.Fatalf("a fresh report was dropped: %v", obs)
+	}
+}
+
+// TestLeader_HeardOnlyWithLease: reports made on a config version older
+// than the leader's committed one do not renew the sender's lease (it must
+// apply the topology first), so they do not count the host heard: a
+// follower whose Raft is stalled while its API is open is lost after
+// lease plus margin, not heard for ever with its primaries fenced.
+func TestLeader_HeardOnlyWithLease(t *testing.T) {
+	clock := newJumpClock()
+	a := &Agent{
+		cfg:   &Config{Lease: 3 * time.Second, LeaseMargin: time.Second},
+		log:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+		clock: clock,
+	}
+	l := newLeader(a)
+	l.heard = topology.NewLastHeard(clock.Now())
+	topo := &topology.Topology{ConfigVersion: 7, Segments: []topology.Segment{
+		{DBID: 2, Content: 0, Role: topology.RolePrimary, Hostname: "h1"},
+		{DBID: 3, Content: 0, Role: topology.RoleMirror, Hostname: "h2"},
+	}}
+	l.lostHosts(topo, clock.Now()) // as the reconcile loop does from the term's start
+	for range 5 {
+		clock.advance(time.Second)
+		l.accept("h1", []api.InstanceReport{{DBID: 2, Up: true, ConfigVersion: 6}}, 7) // stalled at 6
+		l.accept("h2", []api.InstanceReport{{DBID: 3, Up: true, ConfigVersion: 7}}, 7)
+	}
+	lost := l.lostHosts(topo, clock.Now())
+	if !lost["h1"] || lost["h2"] {
+		t.Fatalf("lost %v, want h1 (its reports lag the committed version: no lease) and not h2", lost)
+	}
+	if !topology.RenewsLease(7, 7) || !topology.RenewsLease(8, 7) || topology.RenewsLease(6, 7) {
+		t.Fatal("RenewsLease: a report renews the lease exactly when made on the committed version or later")
 	}
 }

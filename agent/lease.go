@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -36,6 +35,11 @@ type lease struct {
 	path   string
 	bootID string
 	log    *slog.Logger
+	// epoch counts the times the fence went up: an unfence started in
+	// one epoch and finished in another may have landed after a fence.
+	epoch uint64
+	// renewedCh wakes the fence watch on each renewal, to reset its timer.
+	renewedCh chan struct{}
 }
 
 // leaseFile, in the agent's data dir, holds the boot id and the last
@@ -44,18 +48,16 @@ type lease struct {
 const leaseFile = "lease"
 
 // newLease resumes the lease recorded in dataDir by an earlier run of the
-// agent on this boot. A record from an earlier boot, or one that cannot be
-// read, counts as expired: the primaries are fenced until the leader is
-// heard from. With no record at all (a first start) the lease starts now
-// (the agent's clock).
+// agent on this boot. No record (a first start, or a wiped data dir), a
+// record from an earlier boot, or one that cannot be read, is no lease:
+// the primaries are fenced until the leader is heard from. A missing file
+// must not grant a lease: an agent whose data dir was wiped may have been
+// cut off for longer than its lease when it restarts, and its mirrors
+// promoted meanwhile.
 func newLease(dataDir string, now time.Time, log *slog.Logger) *lease {
-	l := &lease{renewed: now, path: filepath.Join(dataDir, leaseFile), bootID: bootID(), log: log}
+	l := &lease{path: filepath.Join(dataDir, leaseFile), bootID: bootID(), log: log, renewedCh: make(chan struct{}, 1)}
 	b, err := os.ReadFile(l.path)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		return l
-	case err != nil:
-		l.renewed = time.Time{}
+	if err != nil {
 		return l
 	}
 	id, at, ok := strings.Cut(strings.TrimSpace(string(b)), " ")
@@ -78,6 +80,10 @@ func (l *lease) renew(sent, now time.Time) {
 		return
 	}
 	l.renewed = sent
+	select {
+	case l.renewedCh <- struct{}{}:
+	default:
+	}
 	if l.path == "" {
 		return
 	}
@@ -119,11 +125,40 @@ func (l *lease) expired(now time.Time, d time.Duration) bool {
 	return topology.LeaseExpired(l.renewed, now, d)
 }
 
+// remaining is how long the lease has to run at now (0 or less: it ran
+// out). It ends just past renewed+d, where expired turns true.
+func (l *lease) remaining(now time.Time, d time.Duration) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.renewed.Add(d).Sub(now) + time.Nanosecond
+}
+
+// renewals delivers a value after a renewal (at most one pending).
+func (l *lease) renewals() <-chan struct{} { return l.renewedCh }
+
+// valid reports whether the lease holds at now: renewed within d and not
+// fenced. The health endpoints answer from it.
+func (l *lease) valid(now time.Time, d time.Duration) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return !l.fenced && !topology.LeaseExpired(l.renewed, now, d)
+}
+
+// validEpoch is valid, with the fence epoch it was read in.
+func (l *lease) validEpoch(now time.Time, d time.Duration) (uint64, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.epoch, !l.fenced && !topology.LeaseExpired(l.renewed, now, d)
+}
+
 func (l *lease) setFenced(f bool) (changed bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	changed = l.fenced != f
 	l.fenced = f
+	if changed && f {
+		l.epoch++
+	}
 	return changed
 }
 
@@ -133,41 +168,17 @@ func (l *lease) isFenced() bool {
 	return l.fenced
 }
 
-// checkLease fences this host's primaries once the lease has run out,
-// and lifts the fence once it is renewed: then the topology decides
-// again, and manageSync restores synchronous_standby_names for a primary
-// that is still one (one demoted meanwhile is stopped instead).
+// checkLease, once per executor round, backs the fence watch up (it
+// fences what the watch may have missed: a primary the topology gave this
+// host after the lease ran out) and lifts the fence once the lease is
+// renewed: then the topology decides again, and manageSync restores
+// synchronous_standby_names for a primary that is still one.
 func (e *executor) checkLease(ctx context.Context, t *topology.Topology) {
-	if !e.a.lease.expired(e.a.clock.Now(), e.a.cfg.Lease) {
-		if e.a.lease.setFenced(false) {
-			// manageSync lifts the fence from each primary the topology
-			// still names; a demoted one is stopped instead.
-			e.log.Warn("lease renewed: fence lifted")
-		}
+	if e.a.lease.expired(e.a.clock.Now(), e.a.cfg.Lease) {
+		e.a.fenceNow(ctx)
 		return
 	}
-	if e.a.lease.setFenced(true) {
-		e.a.counts.fences.Add(1)
-		e.log.Error("no quorum for longer than the lease: fencing local primaries", "lease", e.a.cfg.Lease)
-	}
-	for _, s := range t.OnHost(e.a.cfg.Name) {
-		st := e.state(s.DBID)
-		e.mu.Lock()
-		h := st.health
-		e.mu.Unlock()
-		if h == nil || h.InRecovery || topology.SyncNamesInclude(h.SyncStandbyNames, fencedStandby) {
-			continue
-		}
-		inst := localInstance(s)
-		if err := e.a.drv.Fence(ctx, inst); err != nil {
-			e.log.Error("fence failed; stopping the instance instead", "dbid", s.DBID, "err", err)
-			sctx, cancel := context.WithTimeout(ctx, time.Second)
-			_ = e.a.drv.Stop(sctx, inst)
-			cancel()
-			continue
-		}
-		e.log.Warn("primary fenced: commits wait for a standby that does not exist, new transactions are read-only", "dbid", s.DBID, "content", s.Content)
-	}
+	e.a.liftFence()
 }
 
 // lostHosts returns the hosts the leader has not heard from for longer

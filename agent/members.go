@@ -11,6 +11,8 @@ import (
 // instances the topology places on it.
 func (a *Agent) getMembers(r *http.Request) (any, error) {
 	servers, _ := a.node.Servers()
+	// By Raft server id: the member an agent was before its data dir
+	// was wiped has its name, not its id.
 	role := map[string]string{}
 	for _, s := range servers {
 		switch {
@@ -27,7 +29,7 @@ func (a *Agent) getMembers(r *http.Request) (any, error) {
 	out.Leader, _ = a.node.Leader()
 	for _, m := range a.mesh.Members() {
 		am := api.Member{Name: m.Name, Gossip: m.Addr, Status: string(m.Status), APIAddr: m.Meta.APIAddr,
-			RaftAddr: m.Meta.RaftAddr, Version: m.Meta.Version, RaftRole: role[m.Name], Instances: []int{}}
+			RaftAddr: m.Meta.RaftAddr, Version: m.Meta.Version, RaftRole: role[raftID(m)], Instances: []int{}}
 		if am.RaftRole == "" {
 			am.RaftRole = "none"
 		}

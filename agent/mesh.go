@@ -68,14 +68,16 @@ func (a *Agent) openMesh(transport memberlist.NodeAwareTransport) error {
 	if err != nil {
 		return err
 	}
+	a.meshEvents = make(chan membership.Event, 64)
 	a.mesh, err = membership.New(membership.Config{
 		Name:      a.cfg.Name,
 		BindAddr:  host,
 		BindPort:  port,
-		Meta:      membership.Meta{Name: a.cfg.Name, APIAddr: a.advertisedAPI(), RaftAddr: a.node.Addr(), Version: Version},
+		Meta:      membership.Meta{Name: a.cfg.Name, APIAddr: a.advertisedAPI(), RaftAddr: a.node.Addr(), Version: Version, RaftID: a.node.ID()},
 		Keys:      startGossipKeys(a.cfg, a.log),
 		Logger:    a.log,
 		Transport: transport,
+		Events:    a.meshEvents,
 	})
 	if err != nil {
 		return fmt.Errorf("gossip_addr %s: %w", a.cfg.GossipAddr, err)
@@ -110,21 +112,34 @@ func (a *Agent) advertisedAPI() string {
 	return net.JoinHostPort(host, port)
 }
 
-// runMesh joins the agents named in the config (retrying until one
-// answers), then every second spreads this agent's health and, while no
-// cluster exists yet, bootstraps one when bootstrap_expect agents see
-// each other; and it dials again at most one member held dead.
+// runMesh joins the agents named in the config and, on a restart with
+// Raft state, the peers it saw last (retrying until one answers), then
+// every second spreads this agent's health and, while no cluster exists
+// yet, bootstraps one when bootstrap_expect agents see each other; and it
+// dials again at most one member held dead or left.
 func (a *Agent) runMesh(ctx context.Context) {
-	if len(a.cfg.Join) > 0 {
+	join := slices.Clone(a.cfg.Join)
+	if a.node.HasState() {
+		// A restart: the others hold this agent left (a graceful stop)
+		// or dead, and may not dial it soon; the bootstrap agent often
+		// has no join list at all.
+		for _, p := range a.savedPeers() {
+			if !slices.Contains(join, p) && p != a.mesh.LocalAddr() {
+				join = append(join, p)
+			}
+		}
+	}
+	if len(join) > 0 {
 		go func() {
-			n, err := a.mesh.Join(ctx, a.cfg.Join)
+			n, err := a.mesh.Join(ctx, join)
 			if err != nil && ctx.Err() == nil {
-				a.log.Error("gossip join failed", "join", a.cfg.Join, "err", err)
+				a.log.Error("gossip join failed", "join", join, "err", err)
 				return
 			}
 			a.log.Info("joined the gossip pool", "contacted", n)
 		}()
 	}
+	go a.forwardMeshEvents(ctx)
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
@@ -132,11 +147,31 @@ func (a *Agent) runMesh(ctx context.Context) {
 		if !a.node.HasState() && a.cfg.BootstrapExpect > 0 {
 			a.maybeBootstrap()
 		}
-		a.rejoinDead(ctx)
+		members := a.mesh.Members()
+		a.savePeers(members)
+		a.rejoinDead(ctx, members)
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		}
+	}
+}
+
+// forwardMeshEvents wakes the leader loop on a member's join, leave or
+// failure, so that it changes the Raft configuration at once; the
+// leader acts on the current members, so a coalesced hint loses nothing.
+// Health and metadata updates are not membership changes.
+func (a *Agent) forwardMeshEvents(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev := <-a.meshEvents:
+			switch ev.Kind {
+			case membership.EventJoin, membership.EventLeave, membership.EventFailed:
+				a.lead.membersChanged()
+			}
 		}
 	}
 }
@@ -197,7 +232,7 @@ func (a *Agent) maybeBootstrap() {
 	}
 	var voters []consensus.Server
 	for _, m := range alive {
-		voters = append(voters, consensus.Server{ID: m.Name, Address: m.Meta.RaftAddr})
+		voters = append(voters, consensus.Server{ID: raftID(m), Address: m.Meta.RaftAddr})
 	}
 	if err := a.node.BootstrapCluster(voters); err != nil {
 		a.log.Error("bootstrap failed", "err", err)
@@ -259,14 +294,32 @@ func (a *Agent) knownHosts() []string {
 // attempts back off: dialling every member ever seen dead every round,
 // for ever, is a thousand dials every 3 s in a large cluster that lost
 // hosts for good.
-func (a *Agent) rejoinDead(ctx context.Context) {
+//
+// A member that left gracefully is dialled too while it is still in the
+// Raft configuration: a left agent is one that stopped, most often to be
+// restarted (systemd restart, an upgrade), and one restarted with no join
+// list and no saved peers has nobody else to find the cluster through.
+// One removed from Raft (gone for good) is left alone.
+func (a *Agent) rejoinDead(ctx context.Context, members []membership.Member) {
 	if !a.rejoinBusy.CompareAndSwap(false, true) {
 		return // the last attempt is still dialling
 	}
+	var inRaft map[string]bool // read only when someone left
 	var dead []membership.Member
-	for _, m := range a.mesh.Members() {
-		if m.Status == membership.StatusDead && m.Addr != "" {
+	for _, m := range members {
+		if m.Addr == "" || m.Name == a.cfg.Name {
+			continue
+		}
+		switch m.Status {
+		case membership.StatusDead:
 			dead = append(dead, m)
+		case membership.StatusLeft:
+			if inRaft == nil {
+				inRaft = a.raftNames()
+			}
+			if inRaft[m.Name] {
+				dead = append(dead, m)
+			}
 		}
 	}
 	addr, ok := a.rejoin.pick(a.clock.Now(), dead)
@@ -279,7 +332,7 @@ func (a *Agent) rejoinDead(ctx context.Context) {
 		jctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		if n, err := a.mesh.Join(jctx, []string{addr}); err == nil && n > 0 {
-			a.log.Info("rejoined a member held dead", "addr", addr)
+			a.log.Info("rejoined a member held dead or left", "addr", addr)
 		}
 	}()
 }
@@ -336,4 +389,18 @@ func (r *rejoiner) pick(now time.Time, dead []membership.Member) (string, bool) 
 	st := r.next[best]
 	r.next[best] = rejoinState{at: now.Add(st.wait), wait: min(2*st.wait, rejoinMaxWait)}
 	return best, true
+}
+
+// raftNames is the set of agent names in this agent's copy of the Raft
+// configuration (empty if it has none).
+func (a *Agent) raftNames() map[string]bool {
+	out := map[string]bool{}
+	servers, err := a.node.Servers()
+	if err != nil {
+		return out
+	}
+	for _, s := range servers {
+		out[s.Name] = true
+	}
+	return out
 }

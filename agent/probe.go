@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/gpagent/gpagent/api"
 	"github.com/gpagent/gpagent/supervisor"
@@ -20,13 +21,14 @@ func (e *executor) probe(ctx context.Context, t *topology.Topology, s topology.S
 	st := e.state(s.DBID)
 	r := api.InstanceReport{DBID: s.DBID, Host: e.a.cfg.Name, Seen: e.a.clock.Now().UTC(), ConfigVersion: t.ConfigVersion}
 
-	pid := e.a.drv.PID(inst)
-	if pid == 0 {
-		// After an agent restart the postmasters are still running: adopt
-		// them, so their exit is seen at once, without restarting them.
-		if p, ok, err := e.a.drv.Adopt(inst); err == nil && ok {
-			pid = p
-		}
+	// Adopt every running postmaster, not only when PID finds none: PID
+	// reads postmaster.pid and so finds the postmasters an earlier agent
+	// left running, but only an adopted one's exit is delivered on
+	// Exits. Without it, a restarted agent would see a crash only at its
+	// next probe round. Adopting a tracked postmaster is a lookup.
+	pid, ok, err := e.a.drv.Adopt(inst)
+	if err != nil || !ok {
+		pid = e.a.drv.PID(inst)
 	}
 	r.PID = pid
 	// One snapshot of the step's state: a switchover's stop and its
@@ -97,6 +99,9 @@ func (e *executor) probe(ctx context.Context, t *topology.Topology, s topology.S
 			SwitchoverSource: isSwitchoverSource(t, s),
 		}.Failed()
 		e.setHealth(st, nil)
+		if r.Failed && !busy && s.Role == topology.RolePrimary {
+			e.killHung(ctx, inst, &r)
+		}
 		return r
 	}
 	e.mu.Lock()
@@ -133,6 +138,32 @@ func (e *executor) probe(ctx context.Context, t *topology.Topology, s topology.S
 	return r
 }
 
+// hungKillTimeout bounds the wait for a killed instance's processes to
+// exit (the SIGKILLs themselves are sent at once).
+const hungKillTimeout = 10 * time.Second
+
+// killHung kills a primary that runs but has failed probe_retries probes
+// in a row, before r reports it failed: an instance reported failed must
+// not accept a write (DESIGN safety rule 1). Reported failed, it lets the
+// leader promote its mirror; left running, a frozen postmaster that is
+// thawed, or its backends that never stopped (a SIGSTOP of the postmaster
+// alone leaves them serving their sessions), would go on committing
+// beside the promoted mirror. When the kill fails the instance is not
+// reported failed: no failover is better than two writable primaries.
+func (e *executor) killHung(ctx context.Context, inst supervisor.Instance, r *api.InstanceReport) {
+	kctx, cancel := context.WithTimeout(ctx, hungKillTimeout)
+	defer cancel()
+	e.log.Warn("primary hung: killing it before reporting it failed", "dbid", inst.DBID, "pid", r.PID, "err", r.Error)
+	if err := e.a.drv.Kill(kctx, inst); err != nil {
+		e.log.Error("kill of a hung primary failed: not reported failed", "dbid", inst.DBID, "err", err)
+		r.Failed = false
+		r.Error = fmt.Sprintf("hung, and the kill failed: %v", err)
+		return
+	}
+	r.PID = 0
+	r.Error = "killed: " + r.Error
+}
+
 // replicationHealth is what the sync and stall rules read of a probe.
 func replicationHealth(h supervisor.Health) topology.ReplicationHealth {
 	rows := make([]topology.ReplicaRow, len(h.Replication))
@@ -163,6 +194,39 @@ func (e *executor) watchMirror(st *instanceState, h supervisor.Health, m topolog
 	return synced, stalled
 }
 
+// startManageSync runs manageSync for primary p in the background, with
+// a deadline, at most one at a time per instance: a reload that hangs on
+// one stuck backend must not hold up the round, and with it the probes,
+// reports, lease and fence of every other instance on the host.
+func (e *executor) startManageSync(ctx context.Context, t *topology.Topology, p topology.Segment) {
+	st := e.state(p.DBID)
+	e.mu.Lock()
+	if st.syncing {
+		e.mu.Unlock()
+		return
+	}
+	st.syncing = true
+	e.mu.Unlock()
+	go func() {
+		defer func() {
+			e.mu.Lock()
+			st.syncing = false
+			e.mu.Unlock()
+		}()
+		sctx, cancel := context.WithTimeout(ctx, e.syncTimeout())
+		defer cancel()
+		e.manageSync(sctx, t, p)
+	}()
+}
+
+// syncTimeout bounds one sync switch (write the config, reload, see it
+// applied): as long as the probes take to declare a hung server failed,
+// and at least a second.
+func (e *executor) syncTimeout() time.Duration {
+	c := e.a.live()
+	return max(time.Duration(c.ProbeRetries)*c.ProbeTimeout, time.Second)
+}
+
 // manageSync keeps a primary's synchronous_standby_names in line with the
 // committed topology (safety rule 3): on for a mirror recorded up once it
 // has nearly caught up, off only once the mirror is recorded down.
@@ -174,6 +238,19 @@ func (e *executor) manageSync(ctx context.Context, t *topology.Topology, p topol
 	if h == nil || h.InRecovery {
 		return
 	}
+	// Only on a lease valid now; and if the fence watch fenced the host
+	// while this ran, its fence may have landed before the unfence or the
+	// switch below (both rewrite what the fence set): fence again.
+	epoch, ok := e.a.lease.validEpoch(e.a.clock.Now(), e.a.cfg.Lease)
+	if !ok {
+		return
+	}
+	defer func() {
+		if ep, ok := e.a.lease.validEpoch(e.a.clock.Now(), e.a.cfg.Lease); !ok || ep != epoch {
+			// Past this call's own deadline, maybe: the fence has its own.
+			e.a.fenceOne(context.WithoutCancel(ctx), p, st)
+		}
+	}()
 	// A primary the topology still names, on a host whose lease is
 	// valid: whatever fence an earlier cut left on it goes (a no-op that
 	// reads one small file when there is none).

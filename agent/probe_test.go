@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gpagent/gpagent/api"
 	"github.com/gpagent/gpagent/supervisor"
 	"github.com/gpagent/gpagent/topology"
 )
@@ -23,6 +24,26 @@ type probeDriver struct {
 	pid    int
 	health supervisor.Health
 	err    error
+	// kills counts Kill calls; killErr is what Kill returns (on success
+	// the postmaster is gone: pid 0).
+	kills   int
+	killErr error
+}
+
+func (d *probeDriver) Kill(context.Context, supervisor.Instance) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.kills++
+	if d.killErr == nil {
+		d.pid = 0
+	}
+	return d.killErr
+}
+
+func (d *probeDriver) killCount() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.kills
 }
 
 func (d *probeDriver) PID(supervisor.Instance) int {
@@ -86,7 +107,22 @@ func TestProbe_HungAfterRetries(t *testing.T) {
 		if want := i < 3; e.retrying() != want {
 			t.Fatalf("after %d failed probes: retrying = %v, want %v", i, e.retrying(), want)
 		}
+		// Killed with the report that says failed, not before: a primary
+		// reported failed must be unable to write (issue 12).
+		want := 0
+		if i == 3 {
+			want = 1
+		}
+		if drv.killCount() != want {
+			t.Fatalf("after %d failed probes: %d kills, want %d", i, drv.killCount(), want)
+		}
 	}
+	if r := e.probe(context.Background(), topo, p); !r.Failed || r.PID != 0 {
+		t.Fatalf("the killed primary is reported %+v, want failed and no pid", r)
+	}
+	drv.mu.Lock()
+	drv.pid = 100 // started again
+	drv.mu.Unlock()
 	drv.set(primaryHealth(100, 100), nil)
 	if r := e.probe(context.Background(), topo, p); r.Failed || !r.Up {
 		t.Fatalf("an answering primary is reported %+v", r)
@@ -94,6 +130,30 @@ func TestProbe_HungAfterRetries(t *testing.T) {
 	drv.set(supervisor.Health{}, errors.New("timeout"))
 	if r := e.probe(context.Background(), topo, p); r.Failed {
 		t.Fatal("the failure count survived an answered probe")
+	}
+}
+
+// A hung primary that cannot be killed is not reported failed: no
+// failover beats two writable primaries. A hung mirror is not killed (it
+// cannot write).
+func TestProbe_HungKillFails(t *testing.T) {
+	e, drv, _, topo := probeFixture(t)
+	p, m := topo.Segments[0], topo.Segments[1]
+	m.Hostname = "h1"
+	drv.set(supervisor.Health{}, errors.New("timeout"))
+	drv.killErr = errors.New("still exiting")
+	var r api.InstanceReport
+	for range 3 {
+		r = e.probe(context.Background(), topo, p)
+	}
+	if r.Failed || drv.killCount() != 1 {
+		t.Fatalf("a hung primary whose kill failed: %+v after %d kills; want not failed, 1 kill", r, drv.killCount())
+	}
+	for range 3 {
+		r = e.probe(context.Background(), topo, m)
+	}
+	if !r.Failed || drv.killCount() != 1 {
+		t.Fatalf("a hung mirror: %+v after %d kills; want failed, not killed", r, drv.killCount())
 	}
 }
 

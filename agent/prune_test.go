@@ -11,7 +11,7 @@ import (
 
 func TestLeader_PruneReports(t *testing.T) {
 	l := newLeader(&Agent{log: slog.New(slog.DiscardHandler), clock: SystemClock{}})
-	l.accept("sdw1", []api.InstanceReport{{DBID: 2}, {DBID: 3}, {DBID: 9}})
+	l.accept("sdw1", []api.InstanceReport{{DBID: 2}, {DBID: 3}, {DBID: 9}}, 0)
 	top := &topology.Topology{Segments: []topology.Segment{{DBID: 1}, {DBID: 2}, {DBID: 3}}}
 	l.pruneReports(top)
 	var got []int

@@ -144,6 +144,7 @@ var reloadFields = []reloadField{
 	{"probe_retries", eq(func(c *Config) any { return c.ProbeRetries }), func(d, s *Config) { d.ProbeRetries = s.ProbeRetries }},
 	{"replication_stall_timeout", eq(func(c *Config) any { return c.ReplicationStallTimeout }), func(d, s *Config) { d.ReplicationStallTimeout = s.ReplicationStallTimeout }},
 	{"auto_recover", eq(func(c *Config) any { return c.AutoRecover }), func(d, s *Config) { d.AutoRecover = s.AutoRecover }},
+	{"remove_left_after", eq(func(c *Config) any { return c.RemoveLeftAfter }), func(d, s *Config) { d.RemoveLeftAfter = s.RemoveLeftAfter }},
 	{"probe_timeout", eq(func(c *Config) any { return c.ProbeTimeout }), nil},
 	{"lease", eq(func(c *Config) any { return c.Lease }), nil},
 	{"log_format", eq(func(c *Config) any { return c.LogFormat }), nil},

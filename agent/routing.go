@@ -34,7 +34,7 @@ func (a *Agent) isLocalActingPrimary(content int) (bool, string) {
 	t := a.node.Topology()
 	p, ok := t.Primary(content)
 	switch {
-	case a.lease.isFenced():
+	case !a.lease.valid(a.clock.Now(), a.cfg.Lease):
 		return false, "this agent has no quorum: its primaries are fenced"
 	case !ok:
 		return false, fmt.Sprintf("content %d has no primary", content)

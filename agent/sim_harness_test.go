@@ -34,6 +34,9 @@ replication_stall_timeout: 1s
 lease: 1500ms
 `
 
+// simProbeTimeout is probe_timeout in simAgentTimings.
+const simProbeTimeout = 150 * time.Millisecond
+
 // simWait is the deadline of every wait in these tests: generous, for a
 // loaded 2-core machine under the race detector.
 const simWait = 45 * time.Second
@@ -82,6 +85,13 @@ type simCluster struct {
 
 	mu       sync.Mutex
 	isolated map[string]bool // by ip: cut off from the other hosts
+	// tweak changes every agent's parsed config (settings the config
+	// file does not offer, as the leader's lease margin).
+	tweak func(*Config)
+
+	root, join string // the hosts' dirs' parent; the first agent's gossip address
+	// voterRound, when set, replaces the leaders' periodic voter round.
+	voterRound time.Duration
 }
 
 // isolate cuts h off from every other host (all traffic kinds).
@@ -102,21 +112,46 @@ func (c *simCluster) heal() {
 
 // newSimCluster starts n agents on 127.0.0.2... The first bootstraps the
 // Raft cluster, the others join it by gossip. extra is added to every
-// agent's config.
-func newSimCluster(t *testing.T, n int, extra string) *simCluster {
+// agent's config; a timing it sets replaces simAgentTimings'. tweak
+// changes every agent's parsed config.
+func newSimCluster(t *testing.T, n int, extra string, tweak ...func(*Config)) *simCluster {
 	t.Helper()
-	c := &simCluster{t: t, world: simpg.NewWorld(simpg.Options{}), net: simnet.New(), log: simLogger(t), isolated: map[string]bool{}}
-	t.Cleanup(c.world.Close)
-	root := t.TempDir()
-	var join string
-	for i := range n {
-		h := &simHost{name: fmt.Sprintf("sdw%d", i+1), ip: fmt.Sprintf("127.0.0.%d", i+2), clock: &skewClock{}}
-		h.dir = filepath.Join(root, h.name)
-		start := "bootstrap: true"
-		if i > 0 {
-			start = "join: [" + join + "]"
+	c := newSimWorld(t)
+	c.tweak = func(cfg *Config) {
+		for _, f := range tweak {
+			f(cfg)
 		}
-		h.cfgDoc = fmt.Sprintf(`name: %s
+	}
+	for range n {
+		c.addHost(extra)
+	}
+	c.waitRaftMembers(n)
+	return c
+}
+
+// newSimWorld returns a simulated cluster with no host yet.
+func newSimWorld(t *testing.T) *simCluster {
+	// The world's probe timeout is the agents' probe_timeout: a probe of
+	// a hung instance fails after it, as the supervisor's does (simpg's
+	// default of 2 s would make every hang test wait that long per probe).
+	world := simpg.NewWorld(simpg.Options{ProbeTimeout: simProbeTimeout})
+	c := &simCluster{t: t, world: world, net: simnet.New(), log: simLogger(t), isolated: map[string]bool{}, root: t.TempDir()}
+	t.Cleanup(c.world.Close)
+	return c
+}
+
+// addHost starts one more agent, on the next 127.0.0.x: the first
+// bootstraps the Raft cluster, the others join the first by gossip.
+func (c *simCluster) addHost(extra string) *simHost {
+	c.t.Helper()
+	i := len(c.hosts)
+	h := &simHost{name: fmt.Sprintf("sdw%d", i+1), ip: fmt.Sprintf("127.0.0.%d", i+2), clock: &skewClock{}}
+	h.dir = filepath.Join(c.root, h.name)
+	start := "bootstrap: true"
+	if i > 0 {
+		start = "join: [" + c.join + "]"
+	}
+	h.cfgDoc = fmt.Sprintf(`name: %s
 address: %s
 data_dir: %s
 api_addr: %s:0
@@ -125,28 +160,50 @@ gossip_addr: %s:0
 %s
 %s
 postgres: {superuser_password: a, replication_password: b}
-%s`, h.name, h.ip, h.dir, h.ip, h.ip, h.ip, start, simAgentTimings, extra)
-		c.hosts = append(c.hosts, h)
-		c.start(h)
-		if i == 0 {
-			join = c.agent(h).mesh.LocalAddr()
-			c.waitLeader()
-		}
+%s`, h.name, h.ip, h.dir, h.ip, h.ip, h.ip, start, simTimings(extra), extra)
+	c.hosts = append(c.hosts, h)
+	c.start(h)
+	if i == 0 {
+		c.join = c.agent(h).mesh.LocalAddr()
+		c.waitLeader()
 	}
-	c.waitUntil("every agent a member of the Raft cluster", func() (bool, string) {
+	return h
+}
+
+// waitRaftMembers waits until n agents are in the Raft configuration and
+// returns their roles by name.
+func (c *simCluster) waitRaftMembers(n int) map[string]string {
+	c.t.Helper()
+	roles := map[string]string{}
+	c.waitUntil(fmt.Sprintf("%d agents members of the Raft cluster", n), func() (bool, string) {
 		m, err := c.client().Members(context.Background())
 		if err != nil {
 			return false, err.Error()
 		}
-		var roles []string
+		clear(roles)
+		var seen []string
 		for _, x := range m.Members {
 			if x.RaftRole != "" && x.RaftRole != "none" {
-				roles = append(roles, x.Name+"="+x.RaftRole)
+				roles[x.Name] = x.RaftRole
+				seen = append(seen, x.Name+"="+x.RaftRole)
 			}
 		}
-		return len(roles) == n, strings.Join(roles, " ")
+		return len(roles) == n, strings.Join(seen, " ")
 	})
-	return c
+	return roles
+}
+
+// simTimings is simAgentTimings without the keys extra sets (a key
+// twice is an error of the strict config parser).
+func simTimings(extra string) string {
+	var b strings.Builder
+	for line := range strings.Lines(simAgentTimings) {
+		key, _, _ := strings.Cut(line, ":")
+		if !strings.Contains("\n"+extra, "\n"+key+":") {
+			b.WriteString(line)
+		}
+	}
+	return b.String()
 }
 
 // The sim cluster's token and gossip key.
@@ -169,9 +226,26 @@ func simLogger(t *testing.T) *slog.Logger {
 // and its running instances, which it adopts).
 func (c *simCluster) start(h *simHost) {
 	c.t.Helper()
+	if strings.Contains(h.cfgDoc, "bootstrap: true") && c.agent(h) != nil {
+		// A restart of the bootstrapping agent joins the others, as an
+		// operator's config lists them: its stop left the gossip pool,
+		// so the leader may have removed it from Raft, and only a gossip
+		// join brings it back (the others never contact a member that
+		// left).
+		var others []string
+		for _, o := range c.running() {
+			others = append(others, c.agent(o).mesh.LocalAddr())
+		}
+		if len(others) > 0 {
+			h.cfgDoc = strings.Replace(h.cfgDoc, "bootstrap: true", "join: ["+strings.Join(others, ", ")+"]", 1)
+		}
+	}
 	cfg, err := ParseConfig([]byte(h.cfgDoc))
 	if err != nil {
 		c.t.Fatalf("%s config: %v", h.name, err)
+	}
+	if c.tweak != nil {
+		c.tweak(cfg)
 	}
 	// As the documented config runs: the API guarded by the cluster
 	// token, gossip encrypted (ParseConfig reads no *_file fields).
@@ -184,6 +258,9 @@ func (c *simCluster) start(h *simHost) {
 	a, err := NewWith(cfg, Deps{Logger: c.log, Driver: c.world.Host(h.name), Clock: h.clock, Network: c.net.Host(h.ip)})
 	if err != nil {
 		c.t.Fatalf("%s: %v", h.name, err)
+	}
+	if c.voterRound > 0 {
+		a.lead.voterRound = c.voterRound
 	}
 	// A restart binds the same ports: the others know this agent by
 	// them (Raft's configuration, gossip, the leader's API address).

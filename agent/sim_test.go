@@ -2,11 +2,13 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/gpagent/gpagent/api"
+	"github.com/gpagent/gpagent/simpg"
 	"github.com/gpagent/gpagent/topology"
 )
 
@@ -133,6 +135,63 @@ func TestSimHangPrimary(t *testing.T) {
 	w.check()
 }
 
+// TestSimHungPrimaryNeverWritesAfterPromotion is issue 12's split brain:
+// a primary frozen (every process stopped, as by SIGSTOP) is failed over;
+// thawed after its mirror's promotion, it must not acknowledge a single
+// commit, not even to a session that set synchronous_commit = local (for
+// which its synchronous_standby_names is no guard) and that was already
+// waiting on it when it froze.
+func TestSimHungPrimaryNeverWritesAfterPromotion(t *testing.T) {
+	c := newSimCluster(t, 3, "")
+	c.initCluster(1)
+	p, m := simPair(t, c.state(), 0)
+	old := addrOf(p)
+	ctx, cancel := context.WithTimeout(context.Background(), simWait)
+	defer cancel()
+	if _, _, err := c.world.CommitLocal(ctx, p.Address, p.Port); err != nil {
+		t.Fatalf("commit on the primary %s before the hang: %v", p, err)
+	}
+	from := len(c.world.Acks(0))
+	c.world.Hang(p.Address, p.Port)
+	// A session already open on the old primary: its commit waits while
+	// the server is frozen.
+	pending := make(chan error, 1)
+	go func() {
+		_, _, err := c.world.CommitLocal(ctx, p.Address, p.Port)
+		pending <- err
+	}()
+	c.waitPromoted(p, m)
+	c.world.Resume(p.Address, p.Port)
+	// New sessions after the thaw, for as long as a graceful stop of the
+	// demoted primary could take (bounded in count and time).
+	deadline := time.Now().Add(3 * time.Second)
+	for i := 0; i < 200 && time.Now().Before(deadline); i++ {
+		cctx, ccancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		_, _, err := c.world.CommitLocal(cctx, p.Address, p.Port)
+		ccancel()
+		if errors.Is(err, simpg.ErrNotRunning) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	select {
+	case err := <-pending:
+		if err == nil {
+			t.Errorf("the session open on the frozen primary %s committed after its mirror's promotion", p)
+		}
+	case <-ctx.Done():
+		t.Fatalf("the commit waiting on the frozen primary %s never ended", p)
+	}
+	for _, a := range c.world.Acks(from) {
+		if a.Instance == old {
+			t.Errorf("the old primary %s acknowledged commit %d (timeline %d) after it froze and its mirror %s was promoted", p, a.Commit, a.Timeline, m)
+		}
+	}
+	if st := c.world.State(p.Address, p.Port); st.Running && !st.InRecovery {
+		t.Errorf("the old primary %s still runs as a primary after its mirror's promotion: %+v", p, st)
+	}
+}
+
 func TestSimKillMirror(t *testing.T) {
 	c := newSimCluster(t, 3, "")
 	c.initCluster(1)
@@ -252,4 +311,49 @@ func TestSimRestartEveryAgent(t *testing.T) {
 	c.world.Crash(p.Address, p.Port)
 	c.waitPromoted(p, m)
 	w.check()
+}
+
+// TestSimRestartedAgentSeesCrashAtOnce: an agent restarted while its
+// instances ran on adopts every postmaster it finds, so the crash of one
+// wakes it at once, not at its next probe round. The probe interval is
+// long here, so that only the exit notice can explain a prompt failover.
+func TestSimRestartedAgentSeesCrashAtOnce(t *testing.T) {
+	const interval = 60 * time.Second
+	c := newSimCluster(t, 3, "probe_interval: 60s\nlease: 180s\n")
+	c.initCluster(1)
+	host, p, m := c.primaryOffLeader()
+	c.stop(host)
+	restarted := time.Now()
+	c.start(host)
+	c.waitUntil("the restarted agent reported its primary", func() (bool, string) {
+		for _, r := range c.state().Instances {
+			if r.DBID == p.DBID {
+				return r.Seen.After(restarted) && r.Up, fmt.Sprintf("%+v", r)
+			}
+		}
+		return false, "no report"
+	})
+	t0 := time.Now()
+	c.world.Crash(p.Address, p.Port)
+	c.waitPromoted(p, m)
+	if took := time.Since(t0); took > interval/3 {
+		t.Errorf("the failover took %s after the crash: the restarted agent waited for a probe round (%s) instead of hearing the exit", took.Round(time.Millisecond), interval)
+	}
+}
+
+// TestSimJoinBecomesVoter: the leader adds an agent to the Raft
+// configuration when gossip sees it join, not at its next periodic voter
+// round, which this test sets to an hour.
+func TestSimJoinBecomesVoter(t *testing.T) {
+	c := newSimWorld(t)
+	c.voterRound = time.Hour
+	for range 3 {
+		c.addHost("")
+	}
+	roles := c.waitRaftMembers(3)
+	for name, role := range roles {
+		if role != "voter" && role != "leader" {
+			t.Errorf("%s is a Raft %s, want voter (voters: 3)", name, role)
+		}
+	}
 }

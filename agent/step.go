@@ -36,7 +36,7 @@ func (e *executor) localView(st *instanceState, inst supervisor.Instance) topolo
 		return v
 	}
 	v.Running = e.a.drv.PID(inst) != 0
-	v.Fenced = e.a.lease.isFenced()
+	v.Fenced = !e.a.lease.valid(e.a.clock.Now(), e.a.cfg.Lease)
 	return v
 }
 
@@ -49,7 +49,7 @@ func (e *executor) stepAction(clusterID string, inst supervisor.Instance, st *in
 	case topology.StepCreateMirror:
 		up := e.a.copyUpstream(step.Upstream)
 		return func(ctx context.Context) error {
-			started := time.Now()
+			started := e.a.clock.Now()
 			return e.a.drv.CreateMirror(ctx, clusterID, inst, up, func(done, total int64) {
 				e.mu.Lock()
 				st.progress = &api.Progress{Step: copyStep(up), Done: done, Total: total, Started: started}
@@ -91,10 +91,17 @@ func (e *executor) stepAction(clusterID string, inst supervisor.Instance, st *in
 		}
 		return e.recoveryStep(clusterID, inst, step.Recovery, up, st)
 	case topology.StepFence:
+		// A demoted primary still running as one: killed at once, not
+		// stopped. A fast shutdown would let its sessions go on
+		// committing until it completes, and a frozen (SIGSTOPped)
+		// postmaster acts on no shutdown signal until thawed, when it
+		// would be writable beside the promoted mirror. Its data is
+		// rewound or copied before it runs again (rule 7), so a clean
+		// shutdown buys nothing.
 		return func(ctx context.Context) error {
-			fctx, cancel := context.WithTimeout(ctx, time.Second)
+			fctx, cancel := context.WithTimeout(ctx, hungKillTimeout)
 			defer cancel()
-			return e.a.drv.Stop(fctx, inst)
+			return e.a.drv.Kill(fctx, inst)
 		}
 	}
 	return func(context.Context) error { return fmt.Errorf("dbid %d: no action for step %v", inst.DBID, step.Kind) }

@@ -131,7 +131,7 @@ func TestNode_ThreeNodeCluster(t *testing.T) {
 		// towards the quorum from the moment it is added.
 		for _, id := range []string{"n2", "n3"} {
 			c.onLeader(t, "add voter "+id, func(ctx context.Context, n *Node) error {
-				return n.AddVoter(ctx, id, c[id].Addr())
+				return n.AddVoter(ctx, c[id].ID(), c[id].Addr())
 			})
 			waitFor(t, waitTimeout, id+" restored the snapshot", func() (bool, string) {
 				return c[id].Topology().ConfigVersion == 1, c.describe()
@@ -144,7 +144,7 @@ func TestNode_ThreeNodeCluster(t *testing.T) {
 			}
 			leaders := 0
 			for _, s := range servers {
-				if m, ok := c[s.ID]; !ok || !s.Voter || s.Address != m.Addr() {
+				if m, ok := c[s.Name]; !ok || s.ID != m.ID() || !s.Voter || s.Address != m.Addr() {
 					return fmt.Errorf("server %+v", s)
 				}
 				if s.Leader {
@@ -198,6 +198,7 @@ func TestNode_ThreeNodeCluster(t *testing.T) {
 				oldID = id
 			}
 		}
+		oldRaftID := old.ID()
 		if err := old.Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -218,11 +219,11 @@ func TestNode_ThreeNodeCluster(t *testing.T) {
 
 		t.Run("membership changes", func(t *testing.T) {
 			c.onLeader(t, "remove "+oldID, func(ctx context.Context, n *Node) error {
-				return n.RemoveServer(ctx, oldID)
+				return n.RemoveServer(ctx, oldRaftID)
 			})
 			n4 := openNode(t, "n4", t.TempDir(), false, nil)
 			c.onLeader(t, "add nonvoter n4", func(ctx context.Context, n *Node) error {
-				return n.AddNonvoter(ctx, "n4", n4.Addr())
+				return n.AddNonvoter(ctx, n4.ID(), n4.Addr())
 			})
 			waitVersion(t, n4, "n4", 3)
 			c.onLeader(t, "list servers", func(ctx context.Context, n *Node) error {
@@ -232,7 +233,7 @@ func TestNode_ThreeNodeCluster(t *testing.T) {
 				}
 				voters := map[string]bool{}
 				for _, s := range servers {
-					voters[s.ID] = s.Voter
+					voters[s.Name] = s.Voter
 				}
 				for id := range c {
 					if !voters[id] {

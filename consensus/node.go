@@ -32,15 +32,24 @@ import (
 // twice.
 var ErrNotLeader = errors.New("not the raft leader")
 
+// ErrStateUnreadable: the Raft state in the data dir cannot be read (a
+// corrupt log store or snapshot, an unreadable server id). The node
+// cannot start; its agent must not leave primaries writable meanwhile.
+var ErrStateUnreadable = errors.New("raft state unreadable")
+
 // Node is this agent's raft member and the committed topology it applies.
 type Node struct {
 	// existing: the node had raft state at open, or bootstrapped since.
 	existing bool
-	log      *slog.Logger
-	raft     *raft.Raft
-	fsm      *fsm
-	trans    *raft.NetworkTransport
-	store    *raftboltdb.BoltStore
+	// id is the Raft server id (name#random, see identity.go); name the
+	// agent's name, which is what users see.
+	id, name  string
+	stopGuard chan struct{}
+	log       *slog.Logger
+	raft      *raft.Raft
+	fsm       *fsm
+	trans     *raft.NetworkTransport
+	store     *raftboltdb.BoltStore
 
 	// cfg: the timing settings, for the role-dependent reloads.
 	cfg           Config
@@ -89,7 +98,7 @@ func Open(cfg Config) (_ *Node, err error) {
 	store, err := raftboltdb.NewBoltStore(filepath.Join(dir, "raft.db"))
 	if err != nil {
 		_ = unlock()
-		return nil, fmt.Errorf("open consensus: log store: %w", err)
+		return nil, fmt.Errorf("open consensus: log store %s: %w: %w", filepath.Join(dir, "raft.db"), ErrStateUnreadable, err)
 	}
 	n, err := startRaft(cfg, rc, hlog, store, dir)
 	if err != nil {
@@ -121,8 +130,14 @@ func startRaft(cfg Config, rc *raft.Config, hlog hclog.Logger, store *raftboltdb
 	existing, err := raft.HasExistingState(store, store, snaps)
 	if err != nil {
 		_ = trans.Close()
-		return nil, fmt.Errorf("open consensus: read raft state: %w", err)
+		return nil, fmt.Errorf("open consensus: %w: %w", ErrStateUnreadable, err)
 	}
+	id, err := loadServerID(dir, cfg.NodeID, existing)
+	if err != nil {
+		_ = trans.Close()
+		return nil, fmt.Errorf("open consensus: %w: %w", ErrStateUnreadable, err)
+	}
+	rc.LocalID = raft.ServerID(id)
 	if cfg.Bootstrap && !existing {
 		boot := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: rc.LocalID, Address: trans.LocalAddr()}}}
 		if err := raft.BootstrapCluster(rc, store, store, snaps, trans, boot); err != nil {
@@ -134,6 +149,9 @@ func startRaft(cfg Config, rc *raft.Config, hlog hclog.Logger, store *raftboltdb
 	notify := make(chan bool, 1)
 	rc.NotifyCh = notify
 	n := &Node{
+		id:            id,
+		name:          cfg.NodeID,
+		stopGuard:     make(chan struct{}),
 		existing:      existing || (cfg.Bootstrap && !existing),
 		log:           cfg.Logger.With("component", "consensus"),
 		fsm:           newFSM(),
@@ -145,12 +163,16 @@ func startRaft(cfg Config, rc *raft.Config, hlog hclog.Logger, store *raftboltdb
 		forwardDone:   make(chan struct{}),
 	}
 	n.fsm.log = n.log
-	if n.raft, err = raft.NewRaft(rc, n.fsm, store, store, snaps, trans); err != nil {
+	guard := guardVotes(trans, rc.LocalID, n.stopGuard)
+	if n.raft, err = raft.NewRaft(rc, n.fsm, store, store, snaps, guard); err != nil {
+		close(n.stopGuard)
 		_ = trans.Close()
-		return nil, fmt.Errorf("open consensus: start raft: %w", err)
+		// NewRaft fails on state it cannot restore (snapshots, log).
+		return nil, fmt.Errorf("open consensus: start raft: %w: %w", ErrStateUnreadable, err)
 	}
+	guard.setConfig(func() raft.Configuration { return n.raft.GetConfiguration().Configuration() })
 	go n.forwardLeadership(notify)
-	n.log.Info("raft started", "node_id", cfg.NodeID, "addr", trans.LocalAddr(),
+	n.log.Info("raft started", "node_id", cfg.NodeID, "server_id", id, "addr", trans.LocalAddr(),
 		"existing_state", existing, "bootstrapped", cfg.Bootstrap && !existing)
 	return n, nil
 }
@@ -167,6 +189,7 @@ func (n *Node) Close() error {
 		}
 		close(n.stopForward)
 		<-n.forwardDone
+		close(n.stopGuard)
 		if err := n.store.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close raft log store: %w", err))
 		}
@@ -240,12 +263,16 @@ func (n *Node) SetMinVersion(fn func() string) { n.minVersion.Store(&fn) }
 // that must not be stale go through VerifyLeader.
 func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
 
-// Leader returns the id and raft address of the leader this node knows
-// of, or empty strings.
-func (n *Node) Leader() (id string, addr string) {
+// Leader returns the agent name and raft address of the leader this node
+// knows of, or empty strings.
+func (n *Node) Leader() (name string, addr string) {
 	a, i := n.raft.LeaderWithID()
-	return string(i), string(a)
+	return AgentName(string(i)), string(a)
 }
+
+// ID is this member's Raft server id (name#random): gossip carries it,
+// so the leader adds this member under it and sees when it changed.
+func (n *Node) ID() string { return n.id }
 
 // VerifyLeader confirms with a quorum that this node is still the leader,
 // so that an answer it gives is not from a deposed leader.

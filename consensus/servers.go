@@ -10,7 +10,8 @@ import (
 
 // Server is one member of the raft configuration.
 type Server struct {
-	ID      string
+	ID      string // Raft server id, name#random
+	Name    string // the agent's name
 	Address string
 	Voter   bool
 	Leader  bool
@@ -61,6 +62,7 @@ func (n *Node) Servers() ([]Server, error) {
 	for _, s := range f.Configuration().Servers {
 		out = append(out, Server{
 			ID:      string(s.ID),
+			Name:    AgentName(string(s.ID)),
 			Address: string(s.Address),
 			Voter:   s.Suffrage == raft.Voter,
 			Leader:  leader != "" && s.ID == leader,

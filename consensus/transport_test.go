@@ -124,7 +124,7 @@ func TestNode_TransportHooks(t *testing.T) {
 			waitLeading(t, c["n1"])
 			for _, id := range []string{"n2", "n3"} {
 				c.onLeader(t, "add voter "+id, func(ctx context.Context, n *Node) error {
-					return n.AddVoter(ctx, id, c[id].Addr())
+					return n.AddVoter(ctx, c[id].ID(), c[id].Addr())
 				})
 			}
 			c.applyVersion(t, 1, func(uint64) topology.Command { return initCommand() })

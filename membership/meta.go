@@ -24,6 +24,10 @@ type Meta struct {
 	APIAddr  string `json:"api"`  // host:port of the agent's HTTP API
 	RaftAddr string `json:"raft"` // host:port of its Raft transport
 	Version  string `json:"ver"`
+	// RaftID is the agent's Raft server id (name#random): a new one
+	// means the agent's data dir was wiped, and the leader replaces the
+	// member it was by a fresh one.
+	RaftID string `json:"rid,omitempty"`
 }
 
 // encodeMeta is the metadata as memberlist will carry it.

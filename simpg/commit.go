@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -26,6 +27,19 @@ var (
 // standbys, the call waits until the synchronous standby has flushed it.
 // It returns the commit id and the commit's LSN once acknowledged.
 func (w *World) Commit(ctx context.Context, address string, port int) (id, lsn uint64, err error) {
+	return w.commit(ctx, address, port, true)
+}
+
+// CommitLocal is Commit as with synchronous_commit = local (or off): the
+// commit is acknowledged once flushed locally, whatever
+// synchronous_standby_names says. A client may set that for its own
+// session; only an instance that cannot write at all keeps it from
+// committing beside a promoted mirror.
+func (w *World) CommitLocal(ctx context.Context, address string, port int) (id, lsn uint64, err error) {
+	return w.commit(ctx, address, port, false)
+}
+
+func (w *World) commit(ctx context.Context, address string, port int, syncRep bool) (id, lsn uint64, err error) {
 	w.mu.Lock()
 	in := w.get(address, port)
 	for in.running && in.hung {
@@ -69,7 +83,8 @@ func (w *World) Commit(ctx context.Context, address string, port int) (id, lsn u
 	}
 	in.flushN = max(in.flushN, n)
 	in.bump()
-	if len(in.syncNames) == 0 {
+	if !syncRep || len(in.syncNames) == 0 {
+		w.acked(in, id)
 		return id, r.LSN, nil
 	}
 	for in.released < r.LSN {
@@ -89,7 +104,37 @@ func (w *World) Commit(ctx context.Context, address string, port int) (id, lsn u
 			return lost("server closed the connection")
 		}
 	}
+	w.acked(in, id)
 	return id, r.LSN, nil
+}
+
+// Ack is one commit acknowledged to its client: by which instance, on
+// which timeline, in the order the World acknowledged them. A checker
+// finds two writable primaries of one content as an acknowledgement on a
+// timeline older than one already acknowledged on.
+type Ack struct {
+	Seq      int // position in the World's acknowledgement order, from 0
+	Commit   uint64
+	Instance string // address:port
+	DBID     int
+	Timeline int
+	At       time.Time
+}
+
+// acked records an acknowledgement; w.mu is held, so Seq is the true
+// order of acknowledgements across instances.
+func (w *World) acked(in *instance, id uint64) {
+	w.acks = append(w.acks, Ack{Seq: len(w.acks), Commit: id, Instance: in.key, DBID: in.dbid, Timeline: in.tli, At: time.Now()})
+}
+
+// Acks returns the acknowledgements from position from on, in order.
+func (w *World) Acks(from int) []Ack {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if from >= len(w.acks) {
+		return nil
+	}
+	return slices.Clone(w.acks[from:])
 }
 
 // Has reports whether the instance at address:port holds commit id

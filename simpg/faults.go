@@ -23,6 +23,19 @@ func (w *World) Resume(address string, port int) {
 	w.setFlag(address, port, func(in *instance) { in.hung = false })
 }
 
+// StickConfig makes every configuration change of the instance at
+// address:port (sync standby switch, fence, unfence) hang until its
+// caller gives up or UnstickConfig: one stuck backend, while the server
+// still answers probes and commits.
+func (w *World) StickConfig(address string, port int) {
+	w.setFlag(address, port, func(in *instance) { in.stuckConf = true })
+}
+
+// UnstickConfig lets configuration changes through again.
+func (w *World) UnstickConfig(address string, port int) {
+	w.setFlag(address, port, func(in *instance) { in.stuckConf = false })
+}
+
 // StallLink stalls the replication link of the standby at address:port:
 // its pg_stat_replication row on the primary stays "streaming" but its
 // flush position stops moving.

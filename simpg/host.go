@@ -7,6 +7,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/gpagent/gpagent/supervisor"
 )
@@ -243,6 +244,30 @@ func (h *Host) stopLocked(ctx context.Context, inst supervisor.Instance) {
 	w.stop(in)
 }
 
+// Kill ends inst at once, hung or not, as the supervisor's Kill does
+// with SIGKILL to every process of the data directory (which works on a
+// stopped process): a crash, which the next start recovers. It takes no
+// per-instance lock, so it lands while another operation waits on the hung
+// server. Its exit is not reported on Exits.
+func (h *Host) Kill(ctx context.Context, inst supervisor.Instance) error {
+	if err := validate(inst); err != nil {
+		return err
+	}
+	w := h.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if h.dead {
+		return ErrHostDown
+	}
+	in, ours := w.at(inst)
+	if !ours || !in.running {
+		return nil
+	}
+	delete(h.tracked, in.key)
+	w.crash(in)
+	return nil
+}
+
 // SetSyncStandby sets synchronous_standby_names of the running inst
 // (kept across restarts, as gpagent.conf keeps it).
 func (h *Host) SetSyncStandby(ctx context.Context, inst supervisor.Instance, appNames []string) error {
@@ -266,6 +291,9 @@ func (h *Host) Fence(ctx context.Context, inst supervisor.Instance) error {
 	return h.reconfigure(ctx, inst, "fence", func(in *instance, applied bool) {
 		in.confReadOnly, in.confSyncNames = true, fenced
 		if applied {
+			if !in.readOnly || in.fencedAt.IsZero() {
+				in.fencedAt = time.Now()
+			}
 			in.readOnly, in.syncNames = true, fenced
 		}
 	})
@@ -286,7 +314,7 @@ func (h *Host) Unfence(ctx context.Context, inst supervisor.Instance) error {
 	return h.reconfigure(ctx, inst, "unfence", func(in *instance, applied bool) {
 		in.confReadOnly = false
 		if applied {
-			in.readOnly = false
+			in.readOnly, in.fencedAt = false, time.Time{}
 		}
 	})
 }
@@ -309,6 +337,17 @@ func (h *Host) reconfigure(ctx context.Context, inst supervisor.Instance, what s
 		return fmt.Errorf("%s %s: no managed configuration in %s", what, inst, inst.DataDir)
 	}
 	set(in, false)
+	for in.stuckConf {
+		ch := in.changed
+		w.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			w.mu.Lock()
+			return fmt.Errorf("%s %s: reload not applied: %w", what, inst, ctx.Err())
+		}
+		w.mu.Lock()
+	}
 	if err := w.answer(ctx, in); err != nil {
 		return fmt.Errorf("%s %s: %w", what, inst, err)
 	}

@@ -32,6 +32,10 @@ func (h *Host) Promote(ctx context.Context, inst supervisor.Instance) error {
 	if !in.inRecovery {
 		return nil
 	}
+	if err := w.injected(in, ToolPromoteCrash); err != nil {
+		w.crash(in)
+		return fmt.Errorf("promote %s: %w", inst, err)
+	}
 	if err := w.injected(in, ToolPromote); err != nil {
 		return fmt.Errorf("promote %s: %w", inst, err)
 	}
@@ -88,7 +92,15 @@ func (h *Host) CheckpointLSN(ctx context.Context, inst supervisor.Instance) (lsn
 	if !ours || in.dir != dirOurs {
 		return 0, false, fmt.Errorf("pg_controldata %s: no control file", inst.DataDir)
 	}
-	return in.ckptLSN, !in.running && in.shutdown == shutDown, nil
+	// pg_controldata's "Latest checkpoint location" is where the
+	// checkpoint record starts; a standby that replayed it reports a
+	// position past it (its end). ckptLSN is the record's end, as every
+	// Record.LSN is.
+	lsn = in.ckptLSN
+	if lsn >= walStart+recordSize {
+		lsn -= recordSize
+	}
+	return lsn, !in.running && in.shutdown == shutDown, nil
 }
 
 // Rejoin starts the stopped instance inst as a standby of up, from the

@@ -78,6 +78,7 @@ type instance struct {
 	runGen     uint64 // raised at every start and stop: waiters of an earlier run give up
 	inRecovery bool
 	hung       bool
+	stuckConf  bool          // a configuration reload never completes (a stuck backend)
 	stalled    bool          // its replication link (as a standby) makes no progress
 	slowDisk   time.Duration // added to every flush
 	connected  string        // key of the upstream it streams from; "" if none
@@ -87,6 +88,7 @@ type instance struct {
 	released   uint64               // commits up to here need no more waiting (sync rep)
 	syncNames  []string             // synchronous_standby_names in effect
 	readOnly   bool                 // default_transaction_read_only in effect
+	fencedAt   time.Time            // when a fence last took effect (zero: unfenced since)
 
 	changed chan struct{} // closed and replaced on every change
 }

@@ -21,7 +21,7 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// target is one side of TestSimAgreesWithPostgres: a primary and a mirror
+// target is one side of TestAgreesWithPostgres: a primary and a mirror
 // driven through agent.Driver, and a client of them.
 type target struct {
 	drv        agent.Driver
@@ -45,13 +45,13 @@ type outcome struct {
 	MissingAfterPromotion    []int64
 }
 
-// TestSimAgreesWithPostgres runs one scenario on real PostgreSQL (through
+// TestAgreesWithPostgres runs one scenario on real PostgreSQL (through
 // the supervisor) and on simpg: a commit on a primary whose
 // synchronous_standby_names names its stopped mirror does not return
 // before a deadline, and returns once the mirror is back; after the
 // primary is killed and the mirror promoted, the mirror holds every
 // acknowledged row. Both must observe the same.
-func TestSimAgreesWithPostgres(t *testing.T) {
+func TestAgreesWithPostgres(t *testing.T) {
 	real := realTarget(t)
 	sim := simTarget(t)
 	got := map[string]outcome{}
@@ -271,4 +271,93 @@ func freePort(t *testing.T) int {
 	}
 	t.Fatal("no free port found")
 	return 0
+}
+
+// stopOutcome is what a clean stop of a primary with a streaming mirror
+// looks like through agent.Driver: it must be the same for real
+// PostgreSQL and simpg, since the agent's switchover rests on it.
+type stopOutcome struct {
+	Clean bool // pg_controldata: "shut down"
+	// MirrorPastCheckpoint: the mirror's replay position is past the
+	// checkpoint location (topology.Decide promotes on to.LSN >
+	// from.StoppedLSN).
+	MirrorPastCheckpoint bool
+	// CheckpointLastRecord: the mirror stopped within one record of the
+	// checkpoint location: the shutdown checkpoint is the last record it
+	// received, and the location is the record's start, not its end.
+	CheckpointLastRecord bool
+}
+
+// TestAgreesWithPostgres_CleanStop stops a primary cleanly while its
+// mirror streams: the mirror receives everything up to and including the
+// shutdown checkpoint, and the checkpoint location the stopped primary
+// reports (pg_controldata's "Latest checkpoint location", the start of
+// the record) is just before the mirror's position, on real PostgreSQL
+// and on simpg alike.
+func TestAgreesWithPostgres_CleanStop(t *testing.T) {
+	got := map[string]stopOutcome{}
+	for name, tg := range map[string]target{"postgres": realTarget(t), "simpg": simTarget(t)} {
+		got[name] = runCleanStop(t, name, tg)
+		t.Logf("%s: %+v", name, got[name])
+	}
+	want := stopOutcome{Clean: true, MirrorPastCheckpoint: true, CheckpointLastRecord: true}
+	for name, o := range got {
+		if o != want {
+			t.Errorf("%s: %+v, want %+v", name, o, want)
+		}
+	}
+}
+
+func runCleanStop(t *testing.T, name string, tg target) (o stopOutcome) {
+	t.Helper()
+	ctx := ctxT(t, 60*time.Second)
+	d := tg.drv
+	if err := d.InitPrimary(ctx, cluster, tg.prim); err != nil {
+		t.Fatalf("%s: InitPrimary: %v", name, err)
+	}
+	if err := tg.prepare(ctx); err != nil {
+		t.Fatalf("%s: prepare: %v", name, err)
+	}
+	up := supervisor.Upstream{Address: tg.prim.Address, Port: tg.prim.Port}
+	if err := d.CreateMirror(ctx, cluster, tg.mirr, up, nil); err != nil {
+		t.Fatalf("%s: CreateMirror: %v", name, err)
+	}
+	waitFor(t, 20*time.Second, name+": mirror streaming", func() (bool, string) {
+		h, err := d.Probe(context.Background(), tg.prim)
+		r := replica(h, tg.mirr.DBID)
+		return err == nil && (r == "streaming/async" || r == "streaming/sync"), fmt.Sprintf("%+v %v", h.Replication, err)
+	})
+	for k := range int64(5) {
+		if err := tg.commit(ctx, k); err != nil {
+			t.Fatalf("%s: commit %d: %v", name, k, err)
+		}
+	}
+	if err := d.Stop(ctx, tg.prim); err != nil {
+		t.Fatalf("%s: stop primary: %v", name, err)
+	}
+	ckpt, clean, err := d.CheckpointLSN(ctx, tg.prim)
+	if err != nil {
+		t.Fatalf("%s: CheckpointLSN: %v", name, err)
+	}
+	o.Clean = clean
+	// The mirror replays what it received; wait for the replay to settle
+	// past the checkpoint, as the agent's leader waits for it.
+	var mirror uint64
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		h, err := d.Probe(ctx, tg.mirr)
+		if err == nil {
+			mirror = h.CurrentLSN
+		}
+		if mirror > ckpt || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("%s: checkpoint location %X, mirror replayed to %X", name, ckpt, mirror)
+	o.MirrorPastCheckpoint = mirror > ckpt
+	// A shutdown checkpoint record is some hundred bytes; the next
+	// commit's would be further on.
+	o.CheckpointLastRecord = mirror > ckpt && mirror-ckpt < 512
+	return o
 }

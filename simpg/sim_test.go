@@ -261,8 +261,11 @@ func TestSimSwitchover(t *testing.T) {
 	if err != nil || !clean {
 		t.Fatalf("CheckpointLSN after a clean stop: %X clean=%v err=%v", lsn, clean, err)
 	}
-	if st := w.State(p.mirr.Address, p.mirr.Port); st.FlushLSN < lsn {
-		t.Fatalf("mirror flushed %X, before the shutdown checkpoint %X", st.FlushLSN, lsn)
+	// As in PostgreSQL, the checkpoint location is where its record
+	// starts, so a mirror that got the record is strictly past it: the
+	// switchover rule promotes on LSN > StoppedLSN.
+	if st := w.State(p.mirr.Address, p.mirr.Port); st.FlushLSN <= lsn {
+		t.Fatalf("mirror flushed %X, not past the shutdown checkpoint %X", st.FlushLSN, lsn)
 	}
 	select {
 	case dbid := <-p.h1.Exits():

@@ -40,6 +40,7 @@ type World struct {
 	nextRecord uint64
 	nextCommit uint64
 	nextTLI    int // the highest timeline yet
+	acks       []Ack
 	closed     chan struct{}
 	closeOnce  sync.Once
 
@@ -116,6 +117,10 @@ type State struct {
 	ReadOnly         bool
 	CheckpointLSN    uint64
 	CleanShutdown    bool
+	// FencedAt: when the running server last took a fence (commits wait,
+	// new transactions read-only), on the wall clock; zero if none since
+	// its last unfence.
+	FencedAt time.Time
 }
 
 // State reads the instance at address:port.
@@ -134,6 +139,7 @@ func (w *World) State(address string, port int) State {
 		Upstream: in.upKey, Streaming: in.connected != "",
 		SyncStandbyNames: slices.Clone(names), ReadOnly: ro,
 		CheckpointLSN: in.ckptLSN, CleanShutdown: in.shutdown == shutDown,
+		FencedAt: in.fencedAt,
 	}
 }
 
@@ -226,6 +232,9 @@ const (
 	ToolCopy    Tool = "copy" // CreateMirror's copy
 	ToolStart   Tool = "start"
 	ToolPromote Tool = "promote"
+	// ToolPromoteCrash: the postmaster crashes as pg_promote is called,
+	// before the promotion: it stays a standby.
+	ToolPromoteCrash Tool = "promote-crash"
 )
 
 // ErrInjected is the error of a step made to fail by FailNext.

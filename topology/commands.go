@@ -122,9 +122,20 @@ func Apply(t *Topology, cmd Command) (*Topology, error) {
 	if err := Validate(next); err != nil {
 		return nil, err
 	}
+	if n := len(next.History) - MaxHistory; n > 0 {
+		// The oldest rows go: a copy, so the array does not keep them.
+		next.History = append([]HistoryEntry(nil), next.History[n:]...)
+	}
 	next.ConfigVersion++
 	return next, nil
 }
+
+// MaxHistory is how many history rows the topology keeps, the newest.
+// Without a bound the history grows for ever, in every snapshot and in
+// the copy every Apply makes; a thousand rows cover far more than an
+// operator looks back at. Rows are only ever appended and dropped from
+// the front, the same way on every replica (Apply is pure).
+const MaxHistory = 1000
 
 func (t *Topology) record(at time.Time, dbid int, desc string) {
 	t.History = append(t.History, HistoryEntry{Time: at, DBID: dbid, Desc: desc})

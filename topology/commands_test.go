@@ -299,3 +299,27 @@ func TestApply_RejectsStale(t *testing.T) {
 		t.Fatalf("err = %v, want ErrStale", err)
 	}
 }
+
+// TestApply_HistoryBounded: the history keeps the newest MaxHistory rows,
+// in order, however many commands are applied (issue 12, hole 9).
+func TestApply_HistoryBounded(t *testing.T) {
+	topo := &Topology{}
+	const n = MaxHistory + 250
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := range n {
+		next, err := Apply(topo, Command{Type: CmdSetPaused, BaseVersion: topo.ConfigVersion, Paused: i%2 == 0, Time: start.Add(time.Duration(i) * time.Second)})
+		if err != nil {
+			t.Fatalf("apply %d: %v", i, err)
+		}
+		topo = next
+	}
+	if got := len(topo.History); got != MaxHistory {
+		t.Fatalf("history holds %d rows after %d commands, want %d", got, n, MaxHistory)
+	}
+	if first, last := topo.History[0].Time, topo.History[MaxHistory-1].Time; !first.Equal(start.Add((n-MaxHistory)*time.Second)) || !last.Equal(start.Add((n-1)*time.Second)) {
+		t.Fatalf("history spans %s..%s, want the newest %d rows", first, last, MaxHistory)
+	}
+	if topo.ConfigVersion != n {
+		t.Fatalf("config version %d, want %d", topo.ConfigVersion, n)
+	}
+}

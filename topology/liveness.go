@@ -133,3 +133,13 @@ func WithLostHosts(t *Topology, obs map[int]Observation, lost map[string]bool) m
 	}
 	return out
 }
+
+// RenewsLease reports whether a report made on config version applied,
+// acknowledged by a leader that has committed version committed, renews
+// its agent's lease. An agent renews only once it has applied what the
+// leader acknowledges (it must act on the current topology first); so the
+// leader counts the agent heard only then. A follower whose Raft is
+// stalled (its Raft port cut, its disk full) while its reports still get
+// through is then lost after lease plus margin, as its fenced primaries
+// are, rather than heard for ever with no writable primary.
+func RenewsLease(applied, committed uint64) bool { return applied >= committed }

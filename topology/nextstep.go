@@ -26,7 +26,7 @@ const (
 	StepRejoin
 	// StepRecover: Step.Recovery's rewind or copy from Step.Upstream.
 	StepRecover
-	// StepFence: stop a demoted primary still running.
+	// StepFence: kill a demoted primary still running.
 	StepFence
 	// StepManageSync: keep a running primary's synchronous_standby_names
 	// in line with the topology.
@@ -107,9 +107,11 @@ type LocalView struct {
 //
 // The cases are tried in order, the first that holds wins. They uphold:
 // an instance is created from nothing only while pending; only an
-// instance t names primary and up is promoted; an instance t names
+// instance t names primary is promoted (up, or down and back as a
+// standby after it crashed before its promotion, on a host that holds
+// its lease); an instance t names
 // mirror is never started as a primary (rule 7: a demoted primary
-// rejoins only by a rejoin, a rewind or a copy) and is stopped while it
+// rejoins only by a rejoin, a rewind or a copy) and is killed while it
 // runs as one (fenced); a mirror streams only from the primary t names
 // (its Upstream); a recovery runs only while t has it active.
 func NextStep(t *Topology, s Segment, v LocalView) Step {
@@ -128,6 +130,14 @@ func NextStep(t *Topology, s Segment, v LocalView) Step {
 		return Step{Kind: StepCreateMirror, Phase: PhaseBuilding, Upstream: p}
 	case s.Role == RolePrimary && s.Status == StatusUp && v.Running && v.HealthKnown && v.InRecovery:
 		// The leader promoted this mirror.
+		return Step{Kind: StepPromote, Phase: PhasePromoting}
+	case s.Role == RolePrimary && s.Status == StatusDown && !pending && v.Running && v.HealthKnown && v.InRecovery && !v.Fenced:
+		// A mirror the topology promoted that crashed before pg_promote,
+		// then recorded down and restarted in place: it runs as a standby.
+		// It was in sync when promoted (rule 2) and took no write since,
+		// and the old primary is demoted: promote it, or the content stays
+		// with no primary (rule 8). Not on a fenced host, whose view may be
+		// stale. The leader records it up once it answers as a primary.
 		return Step{Kind: StepPromote, Phase: PhasePromoting}
 	case s.Role == RolePrimary && s.Status == StatusDown && !pending && (!v.Running || v.Hung):
 		// Double fault: this primary holds the only complete copy of its
@@ -157,7 +167,7 @@ func NextStep(t *Topology, s Segment, v LocalView) Step {
 		}
 		return Step{Kind: StepRecover, Phase: recoveringPhase(rec.Kind), Upstream: p, Recovery: rec}
 	case s.Role == RoleMirror && s.Status == StatusDown && !pending && !t.IsRejoining(s.DBID) && !recovering(t, s.DBID) && v.Running && (!v.HealthKnown || !v.InRecovery):
-		// A demoted primary still running (hung, or cut off): fence it.
+		// A demoted primary still running (hung, or cut off): kill it.
 		// Its mirror was promoted; it must take no more connections.
 		return Step{Kind: StepFence, Phase: PhaseFencing}
 	case s.Role == RolePrimary && s.Status == StatusUp && v.Running && !v.Fenced:

@@ -94,8 +94,10 @@ func TestNextStep_Property(t *testing.T) {
 		rec, isRecovering := topo.Recovering(s.DBID)
 		switch step.Kind {
 		case StepPromote:
-			// Only an instance the topology names primary and up.
-			if s.Role != RolePrimary || s.Status != StatusUp {
+			// Only an instance the topology names primary: up, or down
+			// and back as a standby (crashed before its promotion) on a
+			// host that holds its lease.
+			if s.Role != RolePrimary || (s.Status != StatusUp && (v.Fenced || !v.InRecovery)) {
 				rt.Fatalf("promote of dbid %d recorded %s/%s", s.DBID, s.Role, s.Status)
 			}
 		case StepInitPrimary, StepRestartInPlace:

@@ -76,6 +76,12 @@ func TestNextStep_Cases(t *testing.T) {
 		{"mirror named primary with no fresh probe is not promoted yet", demoted(), 5, LocalView{Running: true, InRecovery: true},
 			Step{Kind: StepManageSync}},
 		{"primary in recovery but not running is not promoted", demoted(), 5, LocalView{HealthKnown: true, InRecovery: true}, Step{}},
+		// Issue 12, hole 4: the promoted mirror crashed before pg_promote,
+		// was recorded down and restarted in place as a standby.
+		{"primary down running in recovery is promoted", nsSet(demoted(), 5, func(s *Segment) { s.Status = StatusDown }), 5, LocalView{Running: true, HealthKnown: true, InRecovery: true},
+			Step{Kind: StepPromote, Phase: PhasePromoting}},
+		{"primary down running in recovery on a fenced host waits", nsSet(demoted(), 5, func(s *Segment) { s.Status = StatusDown }), 5, LocalView{Running: true, HealthKnown: true, InRecovery: true, Fenced: true},
+			Step{}},
 		{"primary down with a double fault restarts in place", primaryDown(nsPair()), 2, LocalView{},
 			Step{Kind: StepRestartInPlace, Phase: PhaseRestartingInPlace}},
 		{"a hung down primary is stopped first", primaryDown(nsPair()), 2, LocalView{Running: true, Hung: true},

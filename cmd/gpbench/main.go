@@ -31,6 +31,9 @@ commands:
              cp -a
   rebalance  write unavailability, lost writes and split brain during
              gpagent recoverseg -r (switchover back to preferred roles)
+  chaos      random faults for --minutes on a three-host cluster in network
+             namespaces (root), a writer on every content; report lost
+             acknowledged writes, split brain and stranded contents
   scale      grow a cluster of simulated-instance agents (3 Raft server
              processes, the segment hosts many to a process) and time host
              loss, instance crash and gpagent state at each size
@@ -74,6 +77,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdRecover(ctx, rest, stdout, stderr)
 	case "rebalance":
 		err = cmdRebalance(ctx, rest, stdout, stderr)
+	case "chaos":
+		err = cmdChaos(ctx, rest, stdout, stderr)
 	case "scale":
 		err = cmdScale(ctx, rest, stdout, stderr)
 	case "scale-node": // gpbench scale's child; not for people

@@ -93,6 +93,8 @@ func TestUsage(t *testing.T) {
 		{[]string{"failover", "--dsn", "host=a,b"}, 1, "--kill-cmd"},
 		{[]string{"failover", "--kill-cmd", "true"}, 1, "--dsn"},
 		{[]string{"failover", "--gpagent", "/nonexistent/gpagent", "--trials", "1"}, 1, "/nonexistent/gpagent"},
+		{[]string{"chaos", "--minutes", "0"}, 2, "--minutes must be positive"},
+		{[]string{"chaos", "--seed", "x"}, 2, "-seed"},
 		{[]string{"scale", "--agents", "10,x"}, 2, "--agents"},
 		{[]string{"scale", "--agents", "4"}, 2, "--agents"},
 		{[]string{"scale", "--trials", "0"}, 2, "--trials"},

@@ -59,6 +59,9 @@ type partitionTarget struct {
 	bin string
 	log io.Writer
 
+	// segDirs: primaries (and mirrors) per segment host; 0 or 1 is one.
+	segDirs int
+
 	cur  *nsCluster
 	all  []*nsCluster
 	kept map[string]bool
@@ -148,6 +151,11 @@ func (t *partitionTarget) start(ctx context.Context) error {
 	}
 	if c.files, err = netns.WriteCluster(dir, c.net); err != nil {
 		return err
+	}
+	if t.segDirs > 1 {
+		if err := widenSpec(c.files, c.net, dir, t.segDirs); err != nil {
+			return err
+		}
 	}
 	// libpq's password file: pgx reads $PGPASSFILE when it parses a
 	// connection string, and gpagent connstr prints no password.

@@ -1,0 +1,103 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/gpagent/gpagent/topology"
+)
+
+// instancesFile, in the data dir, lists this host's instances as the
+// committed topology last placed them. It is the one thing the agent
+// needs when its Raft state cannot be read: which local instances are
+// primaries, to fence them before it exits (else they would run on
+// unsupervised and writable while the others fail them over).
+const instancesFile = "instances.json"
+
+type instancesRecord struct {
+	ConfigVersion uint64             `json:"config_version"`
+	Instances     []topology.Segment `json:"instances"`
+}
+
+// writeInstances records t's instances on this host if t is newer than
+// what was last written.
+func (e *executor) writeInstances(t *topology.Topology) {
+	e.mu.Lock()
+	if e.instancesWritten == t.ConfigVersion && e.instancesWritten != 0 {
+		e.mu.Unlock()
+		return
+	}
+	e.mu.Unlock()
+	b, err := json.Marshal(instancesRecord{ConfigVersion: t.ConfigVersion, Instances: t.OnHost(e.a.cfg.Name)})
+	if err != nil {
+		return
+	}
+	path := filepath.Join(e.a.cfg.DataDir, instancesFile)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		e.log.Warn("cannot record the local instances; a corrupt Raft dir could not fence them", "path", path, "err", err)
+		return
+	}
+	e.mu.Lock()
+	e.instancesWritten = t.ConfigVersion
+	e.mu.Unlock()
+}
+
+// fenceRecordedPrimaries fences every primary instances.json lists, in
+// parallel with a deadline each, stopping one that cannot be fenced. It
+// runs when the Raft state cannot be read, just before the agent exits.
+func fenceRecordedPrimaries(dataDir string, drv Driver, log *slog.Logger) (int, error) {
+	path := filepath.Join(dataDir, instancesFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil // no instance was ever placed here
+	}
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", path, err)
+	}
+	var rec instancesRecord
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return 0, fmt.Errorf("%s: %w", path, err)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(rec.Instances))
+	n := 0
+	for i, s := range rec.Instances {
+		if s.Role != topology.RolePrimary {
+			continue
+		}
+		n++
+		wg.Go(func() {
+			inst := localInstance(s)
+			if drv.PID(inst) == 0 {
+				return
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), fenceTimeout)
+			ferr := drv.Fence(ctx, inst)
+			cancel()
+			if ferr == nil {
+				log.Warn("primary fenced: the Raft state is unreadable", "dbid", s.DBID, "content", s.Content)
+				return
+			}
+			ctx, cancel = context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := drv.Stop(ctx, inst); err != nil {
+				errs[i] = fmt.Errorf("dbid %d: fence: %w; stop: %w", s.DBID, ferr, err)
+				return
+			}
+			log.Warn("primary stopped (fence failed): the Raft state is unreadable", "dbid", s.DBID, "content", s.Content, "fence_err", ferr)
+		})
+	}
+	wg.Wait()
+	return n, errors.Join(errs...)
+}

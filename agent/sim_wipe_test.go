@@ -1,0 +1,83 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestSimWipedAgentRejoinsFresh: an agent whose data dir was wiped comes
+// back with a new Raft server id; the leader replaces the member it was
+// by the new one (never letting it vote in the old one's place with an
+// empty log), the cluster keeps its committed topology, and what users
+// see names agents, never server ids.
+func TestSimWipedAgentRejoinsFresh(t *testing.T) {
+	c := newSimCluster(t, 3, "")
+	c.initCluster(1)
+	lead := c.waitLeader()
+	var h *simHost
+	for _, x := range c.hosts[1:] { // hosts[0] bootstraps: it would start a new cluster
+		if x != lead {
+			h = x
+			break
+		}
+	}
+	oldID := c.agent(h).node.ID()
+	if !strings.HasPrefix(oldID, h.name+"#") {
+		t.Fatalf("server id of %s is %q, want %s#<random>", h.name, oldID, h.name)
+	}
+	if b, err := os.ReadFile(filepath.Join(h.dir, "raft", "server-id")); err != nil || strings.TrimSpace(string(b)) != oldID {
+		t.Fatalf("raft/server-id of %s: %q, %v; want %q", h.name, b, err, oldID)
+	}
+	v := c.state().ConfigVersion
+
+	c.stop(h)
+	if err := os.RemoveAll(h.dir); err != nil {
+		t.Fatal(err)
+	}
+	c.start(h)
+	newID := c.agent(h).node.ID()
+	if newID == oldID {
+		t.Fatalf("the wiped agent %s came back with its old server id %s", h.name, oldID)
+	}
+	c.waitUntil("the leader replaced the old member by the new one", func() (bool, string) {
+		l := c.waitLeader()
+		servers, err := c.agent(l).node.Servers()
+		if err != nil {
+			return false, err.Error()
+		}
+		var ids []string
+		hasNew, hasOld := false, false
+		for _, s := range servers {
+			ids = append(ids, fmt.Sprintf("%s(voter=%v)", s.ID, s.Voter))
+			hasNew = hasNew || s.ID == newID
+			hasOld = hasOld || s.ID == oldID
+		}
+		return hasNew && !hasOld && len(servers) == 3, strings.Join(ids, " ")
+	})
+	c.waitUntil("the wiped agent applied the committed topology", func() (bool, string) {
+		got := c.agent(h).node.Topology().ConfigVersion
+		return got >= v, fmt.Sprint(got)
+	})
+	c.waitUntil("every agent a Raft member, named without its id suffix", func() (bool, string) {
+		m, err := c.client().Members(context.Background())
+		if err != nil {
+			return false, err.Error()
+		}
+		if strings.Contains(m.Leader, "#") || m.Leader == "" {
+			return false, "leader " + m.Leader
+		}
+		var roles []string
+		for _, x := range m.Members {
+			if x.RaftRole == "none" || x.RaftRole == "" || strings.Contains(x.Name, "#") {
+				return false, x.Name + "=" + x.RaftRole
+			}
+			roles = append(roles, x.Name+"="+x.RaftRole)
+		}
+		return len(m.Members) == 3, strings.Join(roles, " ")
+	})
+	c.waitInSync("after the wiped agent rejoined")
+}

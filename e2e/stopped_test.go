@@ -1,0 +1,110 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// TestFailover_StoppedPostmaster is issue 12's split brain on real
+// PostgreSQL: a primary's postmaster is SIGSTOPped (its backends, in
+// sessions of their own, keep running and serving their clients), its
+// agent's probes fail and the mirror is promoted. By then the old primary
+// must be unable to write: every process of it gone, so that neither a
+// session opened before the stop (with synchronous_commit = local, for
+// which synchronous_standby_names is no guard) nor the thawed postmaster
+// commits beside the promoted mirror.
+func TestFailover_StoppedPostmaster(t *testing.T) {
+	d := startDemo(t, "--hosts", "1")
+	p0, m0 := pair(t, d.state(), 0)
+
+	// A session pinned to the primary, opened before the fault.
+	connstr := strings.TrimSpace(d.mustGpagent("connstr", "--content", "0")) +
+		fmt.Sprintf(" host=%s port=%d target_session_attrs=any passfile=%s", p0.Address, p0.Port, filepath.Join(d.dir, "pgpass"))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sess, err := pgx.Connect(ctx, connstr)
+	if err != nil {
+		t.Fatalf("connect to the primary %s: %v", p0, err)
+	}
+	defer sess.Close(context.Background())
+	for _, q := range []string{
+		"SET synchronous_commit = local",
+		"CREATE TABLE IF NOT EXISTS e2e_stopped (id int)",
+		"INSERT INTO e2e_stopped VALUES (1)",
+	} {
+		if _, err := sess.Exec(ctx, q); err != nil {
+			t.Fatalf("%s on the primary %s before the fault: %v", q, p0, err)
+		}
+	}
+
+	pm := postmasterPID(p0.DataDir)
+	children := childPIDs(pm)
+	if !alive(pm) || len(children) == 0 {
+		t.Fatalf("%s: postmaster %d with children %v", p0, pm, children)
+	}
+	if err := syscall.Kill(pm, syscall.SIGSTOP); err != nil {
+		t.Fatalf("SIGSTOP %d: %v", pm, err)
+	}
+	// Whatever happens, nothing is left stopped.
+	t.Cleanup(func() { _ = syscall.Kill(pm, syscall.SIGCONT) })
+
+	waitFailedOver(t, d, p0, m0)
+	// The promotion is committed: the old primary must already be unable
+	// to write, not merely on its way down.
+	var left []string
+	for _, pid := range append([]int{pm}, children...) {
+		if alive(pid) && !zombie(pid) {
+			left = append(left, fmt.Sprint(pid))
+		}
+	}
+	if len(left) > 0 {
+		t.Errorf("mirror %s promoted while processes of the old primary %s still run: %s", m0, p0, strings.Join(left, " "))
+	}
+	if err := syscall.Kill(pm, syscall.SIGCONT); err != nil && err != syscall.ESRCH {
+		t.Fatalf("SIGCONT %d: %v", pm, err)
+	}
+	wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer wcancel()
+	if _, err := sess.Exec(wctx, "INSERT INTO e2e_stopped VALUES (2)"); err == nil {
+		t.Errorf("a session opened on the old primary %s before the stop committed after its mirror %s was promoted", p0, m0)
+	}
+}
+
+// childPIDs lists the live children of pid.
+func childPIDs(pid int) []int {
+	var pids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		var c int
+		if _, err := fmt.Sscan(e.Name(), &c); err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+		if len(f) >= 2 && f[1] == fmt.Sprint(pid) {
+			pids = append(pids, c)
+		}
+	}
+	return pids
+}
+
+// zombie reports whether pid has exited and awaits its parent's wait.
+func zombie(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	return len(f) > 0 && (f[0] == "Z" || f[0] == "X")
+}

@@ -1,0 +1,455 @@
+// Package nemesis is the fast, model-level nemesis: seeded random fault
+// schedules stepped through the pure rules of package topology (Decide,
+// NextStep, the lease and last-heard liveness rules, the sync vouch,
+// Apply) on a fake clock, with a small deterministic model of the
+// instances (WAL of commit ids, timelines, streaming, synchronous
+// replication) and of the network (hosts cut off, agents down, clocks that
+// jump). No goroutines, no network: one schedule takes about a
+// millisecond, so 100,000 run in minutes. The agent-level nemesis
+// (agent.TestSimNemesis) runs the real daemons; this one covers the
+// decision rules under many more interleavings.
+package nemesis
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gpagent/gpagent/topology"
+)
+
+// Timings of the model, in the ratios of the agent's defaults.
+const (
+	tick     = 100 * time.Millisecond
+	lease    = 1500 * time.Millisecond
+	margin   = 500 * time.Millisecond // the leader waits lease + margin
+	maxAge   = 1 * time.Second        // reports older than this are not acted on
+	hangTime = 600 * time.Millisecond // probe_interval + retries x timeout
+)
+
+// inst is one simulated PostgreSQL server.
+type inst struct {
+	dbid, content int
+	host          string
+	running, hung bool
+	hungAt        time.Time
+	inRecovery    bool
+	wal           []uint64 // record ids, unique in the world (commits, or ckptBit|n); LSN = len
+	tli           int
+	upstream      int // dbid it streams from (a standby)
+	syncTo        int // dbid in synchronous_standby_names, 0 for none
+	stoppedLSN    uint64
+	vouch         topology.SyncVouch
+	recoveredJob  int
+}
+
+// host is one host and its agent.
+type host struct {
+	name    string
+	agentUp bool
+	cut     bool          // cut off from every other host
+	offset  time.Duration // its clock's jumps
+	renewed time.Time     // its lease, on its own clock
+	fenced  bool
+	view    *topology.Topology // the topology its agent last saw
+}
+
+// Ack is one acknowledged commit, in order.
+type Ack struct {
+	Commit           uint64
+	Content, DBID    int
+	Timeline, Time   int
+	AfterFinalHealed bool
+}
+
+// Result is what one schedule found.
+type Result struct {
+	Seed                   uint64
+	Acked, Indeterminate   int
+	Lost, Split, Stranded  int
+	Faults                 int
+	Violations             []string // safety: split brain, lost commits, versions
+	Liveness               []string // stranded contents, pairs never back in sync
+	Schedule               []string
+	FinalVersion, Versions uint64
+}
+
+// world is one schedule's state.
+type world struct {
+	rnd   *rand.Rand
+	now   time.Time // true time
+	ticks int
+	t     *topology.Topology
+	insts map[int]*inst
+	hosts []*host
+
+	leader    *host
+	heard     topology.LastHeard
+	reports   map[int]topology.Received
+	nextID    uint64
+	nextTLI   int
+	acks      []Ack
+	acked     map[int][]uint64 // by content
+	indet     int
+	lastVer   uint64
+	lastHist  int
+	res       *Result
+	lastWrite map[int]int // content -> tick of its last ack
+}
+
+func (w *world) logf(format string, args ...any) {
+	w.res.Schedule = append(w.res.Schedule, fmt.Sprintf("t%d: ", w.ticks)+fmt.Sprintf(format, args...))
+}
+
+func (w *world) liveness(format string, args ...any) {
+	w.res.Liveness = append(w.res.Liveness, fmt.Sprintf("t%d: ", w.ticks)+fmt.Sprintf(format, args...))
+}
+
+func (w *world) violate(format string, args ...any) {
+	w.res.Violations = append(w.res.Violations, fmt.Sprintf("t%d: ", w.ticks)+fmt.Sprintf(format, args...))
+}
+
+func (h *host) clock(now time.Time) time.Time { return now.Add(h.offset) }
+
+// newWorld makes three hosts, contents 0..n-1 with spread mirrors, all
+// up and in sync, through Apply as the real init and vouches would.
+func newWorld(seed uint64, contents int) *world {
+	w := &world{rnd: rand.New(rand.NewPCG(seed, 0x6d6f64656c)), now: time.Unix(1_700_000_000, 0), insts: map[int]*inst{},
+		reports: map[int]topology.Received{}, acked: map[int][]uint64{}, nextTLI: 1, res: &Result{Seed: seed}, lastWrite: map[int]int{}}
+	for i := range 3 {
+		w.hosts = append(w.hosts, &host{name: fmt.Sprintf("sdw%d", i+1), agentUp: true, renewed: w.now})
+	}
+	var segs []topology.Segment
+	var ups []topology.SegmentUpdate
+	dbid := 0
+	for c := range contents {
+		ph, mh := w.hosts[c%3].name, w.hosts[(c+1)%3].name
+		for _, r := range []struct {
+			role topology.Role
+			h    string
+			port int
+		}{{topology.RolePrimary, ph, 6000 + c}, {topology.RoleMirror, mh, 7000 + c}} {
+			dbid++
+			segs = append(segs, topology.Segment{DBID: dbid, Content: c, Role: r.role, PreferredRole: r.role, Mode: topology.ModeNotSynced,
+				Status: topology.StatusDown, Port: r.port, Hostname: r.h, Address: r.h, DataDir: fmt.Sprintf("/d/%d", dbid)})
+			ups = append(ups, topology.SegmentUpdate{DBID: dbid, Status: topology.StatusUp, Mode: topology.ModeSynced, Desc: "model: created, in sync"})
+			in := &inst{dbid: dbid, content: c, host: r.h, running: true, tli: 1, inRecovery: r.role == topology.RoleMirror, wal: []uint64{w.checkpointID()}}
+			if r.role == topology.RoleMirror {
+				in.wal = slices.Clone(w.insts[dbid-1].wal)
+				in.upstream = dbid - 1
+				w.insts[dbid-1].syncTo = dbid
+			}
+			w.insts[dbid] = in
+		}
+	}
+	w.t = w.mustApply(topology.Command{Type: topology.CmdInit, ClusterID: "model", Segments: segs})
+	w.t = w.mustApply(topology.Command{Type: topology.CmdUpdateSegments, Updates: ups})
+	for _, h := range w.hosts {
+		h.view = w.t
+	}
+	return w
+}
+
+func (w *world) mustApply(cmd topology.Command) *topology.Topology {
+	t := w.t
+	if t == nil {
+		t = &topology.Topology{}
+	}
+	cmd.BaseVersion, cmd.Time = t.ConfigVersion, w.now
+	next, err := topology.Apply(t, cmd)
+	if err != nil {
+		panic(fmt.Sprintf("model setup: %v", err))
+	}
+	return next
+}
+
+// apply commits cmd as the leader would; a refused command changes
+// nothing.
+func (w *world) apply(cmd topology.Command) error {
+	cmd.BaseVersion, cmd.Time = w.t.ConfigVersion, w.now
+	next, err := topology.Apply(w.t, cmd)
+	if err != nil {
+		return err
+	}
+	if err := topology.Validate(next); err != nil {
+		w.violate("Apply produced an invalid topology: %v", err)
+	}
+	w.t = next
+	return nil
+}
+
+func (w *world) host(name string) *host {
+	for _, h := range w.hosts {
+		if h.name == name {
+			return h
+		}
+	}
+	return nil
+}
+
+// linked: a and b can talk (neither is cut off, or they are the same).
+func (w *world) linked(a, b string) bool {
+	return a == b || (!w.host(a).cut && !w.host(b).cut)
+}
+
+// streams: the standby s receives WAL from its upstream now.
+func (w *world) streams(s *inst) bool {
+	u := w.insts[s.upstream]
+	if s.upstream == 0 || u == nil || !s.running || s.hung || !s.inRecovery || !u.running || u.hung || !w.linked(s.host, u.host) {
+		return false
+	}
+	// Only a standby whose WAL is a prefix of its upstream's follows it
+	// (PostgreSQL refuses to stream across a diverged timeline). Record
+	// ids are unique and a WAL only grows at its end or is cut back to a
+	// prefix, so equal last records mean equal prefixes.
+	n := len(s.wal)
+	return n == 0 || n <= len(u.wal) && u.wal[n-1] == s.wal[n-1]
+}
+
+// ckptBit marks a checkpoint record's id.
+const ckptBit = 1 << 63
+
+func (w *world) checkpointID() uint64 {
+	w.nextID++
+	return w.nextID | ckptBit
+}
+
+func (w *world) replicate() {
+	for _, s := range w.insts {
+		if w.streams(s) {
+			// A standby follows its upstream's timeline, as PostgreSQL's
+			// does: its WAL is that timeline's history.
+			u := w.insts[s.upstream]
+			s.wal, s.tli = append(s.wal, u.wal[len(s.wal):]...), u.tli
+		}
+	}
+}
+
+// write: one client per content tries every instance, as a multi-host
+// libpq string with target_session_attrs=read-write does.
+func (w *world) write() {
+	for _, c := range w.t.Contents() {
+		for _, s := range w.t.Content(c) {
+			in := w.insts[s.DBID]
+			if !in.running || in.hung || in.inRecovery || w.host(in.host).fenced {
+				continue
+			}
+			w.nextID++
+			id := w.nextID
+			in.wal = append(in.wal, id)
+			if in.syncTo != 0 {
+				m := w.insts[in.syncTo]
+				if m.upstream != in.dbid || !w.streams(m) {
+					// Waits for its standby until the client gives up:
+					// visible locally, never acknowledged.
+					w.indet++
+					break
+				}
+				m.wal = append(m.wal, in.wal[len(m.wal):]...)
+			}
+			w.acks = append(w.acks, Ack{Commit: id, Content: c, DBID: in.dbid, Timeline: in.tli, Time: w.ticks})
+			w.acked[c] = append(w.acked[c], id)
+			w.lastWrite[c] = w.ticks
+			break
+		}
+	}
+}
+
+// observe is what h's agent reports of its instance in.
+func (w *world) observe(h *host, in *inst) topology.Observation {
+	o := topology.Observation{DBID: in.dbid, ConfigVersion: h.view.ConfigVersion, LSN: uint64(len(in.wal)), StoppedLSN: in.stoppedLSN, RecoveredJob: in.recoveredJob}
+	switch {
+	case !in.running:
+		o.Failed = in.stoppedLSN == 0
+	case in.hung:
+		o.Failed = w.now.Sub(in.hungAt) >= hangTime
+	default:
+		o.Up, o.InRecovery = true, in.inRecovery
+		o.Streaming = in.inRecovery && w.streams(in)
+		if !in.inRecovery && in.syncTo != 0 {
+			var ok bool
+			if in.vouch, ok = in.vouch.Step(w.health(in), topology.AppName(in.syncTo)); ok {
+				o.SyncedMirrors = []int{in.syncTo}
+			}
+		}
+	}
+	return o
+}
+
+// health is pg_stat_replication of the primary in.
+func (w *world) health(in *inst) topology.ReplicationHealth {
+	h := topology.ReplicationHealth{CurrentLSN: uint64(len(in.wal))}
+	if in.syncTo != 0 {
+		h.SyncStandbyNames = topology.AppName(in.syncTo)
+	}
+	for _, s := range w.insts {
+		if s.upstream == in.dbid && w.streams(s) {
+			state := "async"
+			if s.dbid == in.syncTo {
+				state = "sync"
+			}
+			h.Replicas = append(h.Replicas, topology.ReplicaRow{App: topology.AppName(s.dbid), State: "streaming", SyncState: state, Flush: uint64(len(s.wal))})
+		}
+	}
+	return h
+}
+
+// agents: every running agent renews its lease if it reaches the
+// leader, fences when the lease ran out, reports, and steps its
+// instances through NextStep against the topology it last saw.
+func (w *world) agents() {
+	for _, h := range w.hosts {
+		if !h.agentUp {
+			continue
+		}
+		now := h.clock(w.now)
+		reach := w.leader != nil && w.linked(h.name, w.leader.name)
+		if reach {
+			h.renewed, h.view = now, w.t
+			h.fenced = false
+		} else if topology.LeaseExpired(h.renewed, now, lease) {
+			h.fenced = true
+		}
+		for _, s := range h.view.OnHost(h.name) {
+			in := w.insts[s.DBID]
+			if reach {
+				w.reports[s.DBID] = topology.Received{Observation: w.observe(h, in), At: w.leader.clock(w.now)}
+			}
+			w.step(h, s, in)
+		}
+		if reach {
+			w.heard = w.heard.Heard(h.name, w.leader.clock(w.now))
+		}
+	}
+}
+
+func (w *world) step(h *host, s topology.Segment, in *inst) {
+	v := topology.LocalView{Running: in.running, Hung: in.hung && w.now.Sub(in.hungAt) >= hangTime, HealthKnown: in.running && !in.hung,
+		InRecovery: in.inRecovery, StoppedLSN: in.stoppedLSN, RecoveredJob: in.recoveredJob, Fenced: h.fenced}
+	st := topology.NextStep(h.view, s, v)
+	if in.hung && st.Kind != topology.StepRestartInPlace {
+		return // a frozen server does nothing asked of it
+	}
+	switch st.Kind {
+	case topology.StepPromote:
+		w.nextTLI++
+		in.inRecovery, in.upstream, in.tli, in.syncTo = false, 0, w.nextTLI, 0
+		in.vouch = topology.SyncVouch{}
+	case topology.StepRestartInPlace:
+		in.running, in.hung, in.inRecovery, in.upstream = true, false, false, 0
+	case topology.StepSwitchoverStop:
+		in.wal = append(in.wal, w.checkpointID()) // the shutdown checkpoint, sent to a streaming standby
+		for _, d := range w.insts {
+			if d.upstream == in.dbid && w.streams(d) {
+				d.wal = append(d.wal, in.wal[len(d.wal):]...)
+			}
+		}
+		in.running, in.stoppedLSN = false, uint64(len(in.wal)-1)
+	case topology.StepReadCheckpoint:
+		in.stoppedLSN = uint64(max(len(in.wal)-1, 1))
+	case topology.StepRejoin:
+		in.running, in.inRecovery, in.upstream, in.syncTo, in.stoppedLSN = true, true, st.Upstream.DBID, 0, 0
+	case topology.StepRecover:
+		u := w.insts[st.Upstream.DBID]
+		if !w.linked(h.name, u.host) || !u.running || u.hung {
+			return
+		}
+		n := 0
+		for n < len(in.wal) && n < len(u.wal) && in.wal[n] == u.wal[n] {
+			n++
+		}
+		if st.Recovery.Kind == topology.RecoveryFull {
+			n = 0
+		}
+		in.wal, in.tli = slices.Clone(u.wal[:n]), u.tli // rewind discards what the primary lacks
+		in.running, in.hung, in.inRecovery, in.upstream, in.syncTo, in.stoppedLSN = true, false, true, u.dbid, 0, 0
+		in.recoveredJob = st.Recovery.Job
+	case topology.StepFence:
+		in.running = false
+	case topology.StepManageSync:
+		// Rule 3: synchronous replication follows the topology: on for a
+		// mirror recorded up, off only once it is recorded down.
+		want := 0
+		if m, ok := h.view.Mirror(s.Content); ok && m.Status == topology.StatusUp {
+			want = m.DBID
+		}
+		if in.syncTo != want {
+			in.syncTo = want
+			in.vouch = topology.SyncSwitchedOn(topology.AppName(want), uint64(len(in.wal)))
+		}
+	}
+}
+
+// lead: the leader, if a majority of agents reach each other, decides.
+func (w *world) lead() {
+	var quorum []*host
+	for _, h := range w.hosts {
+		if h.agentUp && !h.cut {
+			quorum = append(quorum, h)
+		}
+	}
+	if len(quorum) < 2 {
+		w.leader = nil
+		return
+	}
+	if w.leader == nil || !slices.Contains(quorum, w.leader) {
+		w.leader = quorum[w.rnd.IntN(len(quorum))]
+		w.heard = topology.NewLastHeard(w.leader.clock(w.now))
+		w.reports = map[int]topology.Received{}
+	}
+	now := w.leader.clock(w.now)
+	var lost map[string]bool
+	w.heard, lost = w.heard.Lost(w.t.Hosts(), now, lease+margin)
+	obs := topology.WithLostHosts(w.t, topology.FreshObservations(w.reports, now, maxAge), lost)
+	if ups := topology.Decide(w.t, obs); len(ups) > 0 {
+		if err := w.apply(topology.Command{Type: topology.CmdUpdateSegments, Updates: ups}); err != nil {
+			w.violate("Decide's own command refused: %v", err)
+		}
+	}
+}
+
+// check runs after every tick: config version monotone, history
+// append-only, and no acknowledgement on a timeline older than one
+// already acknowledged for its content (two writable primaries).
+func (w *world) check() {
+	if w.t.ConfigVersion < w.lastVer {
+		w.violate("config version went back from %d to %d", w.lastVer, w.t.ConfigVersion)
+	}
+	if len(w.t.History) < w.lastHist {
+		w.violate("history shrank from %d to %d rows", w.lastHist, len(w.t.History))
+	}
+	w.lastVer, w.lastHist = w.t.ConfigVersion, len(w.t.History)
+}
+
+func (w *world) splitBrains() {
+	newest := map[int]Ack{}
+	for _, a := range w.acks {
+		n, seen := newest[a.Content]
+		switch {
+		case !seen || a.Timeline > n.Timeline:
+			newest[a.Content] = a
+		case a.Timeline < n.Timeline:
+			w.res.Split++
+			w.violate("split brain: content %d commit %d acknowledged by dbid %d on timeline %d at t%d, after dbid %d acknowledged on timeline %d at t%d",
+				a.Content, a.Commit, a.DBID, a.Timeline, a.Time, n.DBID, n.Timeline, n.Time)
+		}
+	}
+}
+
+func (w *world) tickOnce() {
+	w.ticks++
+	w.now = w.now.Add(tick)
+	w.lead()
+	w.agents()
+	w.replicate()
+	w.write()
+	w.check()
+}
+
+// String is the schedule, for a failure message.
+func (r *Result) String() string {
+	return fmt.Sprintf("seed %d: acked %d, indeterminate %d, lost %d, split %d, stranded %d\n  schedule: %s\n  safety: %s\n  liveness: %s",
+		r.Seed, r.Acked, r.Indeterminate, r.Lost, r.Split, r.Stranded, strings.Join(r.Schedule, "; "), strings.Join(r.Violations, "; "), strings.Join(r.Liveness, "; "))
+}

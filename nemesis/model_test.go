@@ -1,0 +1,106 @@
+package nemesis
+
+import (
+	"flag"
+	"os"
+	"runtime"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+var (
+	schedules = flag.Int("schedules", 1000, "how many seeded schedules TestNemesisModel runs (env GPAGENT_NEMESIS_MODEL_SCHEDULES)")
+	seedFlag  = flag.Uint64("seed", 0, "run the schedules from this seed on (env GPAGENT_NEMESIS_SEED); 0: from 1")
+)
+
+// TestNemesisModel runs seeded schedules of the model nemesis and fails
+// on the first schedules that break a safety rule, printing each one's
+// seed, schedule and a command that replays it (the model is
+// deterministic: a seed replays tick for tick).
+//
+//	go test -run TestNemesisModel ./nemesis/ -schedules 100000
+func TestNemesisModel(t *testing.T) {
+	n, first := *schedules, *seedFlag
+	if v := os.Getenv("GPAGENT_NEMESIS_MODEL_SCHEDULES"); v != "" {
+		k, err := strconv.Atoi(v)
+		if err != nil || k < 1 {
+			t.Fatalf("GPAGENT_NEMESIS_MODEL_SCHEDULES=%q: want a positive number", v)
+		}
+		n = k
+	}
+	if v := os.Getenv("GPAGENT_NEMESIS_SEED"); v != "" {
+		s, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			t.Fatalf("GPAGENT_NEMESIS_SEED=%q: not a number", v)
+		}
+		first = s
+		if os.Getenv("GPAGENT_NEMESIS_MODEL_SCHEDULES") == "" && !flagSet("schedules") {
+			n = 1
+		}
+	}
+	if first == 0 {
+		first = 1
+	}
+	// Liveness failures (a stranded content, a pair never back in sync)
+	// fail the test only with GPAGENT_NEMESIS_STRICT=1 until issue 12's
+	// hole 4 is closed: the model finds it within a few hundred seeds
+	// (a mirror promoted in the topology whose agent is lost before
+	// pg_promote; a switchover whose mirror never gets the shutdown
+	// checkpoint). Safety failures always fail.
+	strict := os.Getenv("GPAGENT_NEMESIS_STRICT") == "1"
+	start := time.Now()
+	var acked, indet, faults, failures, stuck, stranded int
+	// Schedules are independent: run them on every CPU, then read the
+	// results in seed order.
+	results := make([]*Result, n)
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				results[i] = Run(first + uint64(i))
+			}
+		}()
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	for i, r := range results {
+		seed := first + uint64(i)
+		acked += r.Acked
+		indet += r.Indeterminate
+		faults += r.Faults
+		stranded += r.Stranded
+		if len(r.Liveness) > 0 {
+			stuck++
+			if stuck <= 3 {
+				report := t.Logf
+				if strict {
+					report = t.Errorf
+				}
+				report("NEMESIS LIVENESS %s\n  rerun: go test -count=1 -run TestNemesisModel ./nemesis/ -seed %d -schedules 1", r, seed)
+			}
+		}
+		if len(r.Violations) > 0 {
+			failures++
+			if failures <= 5 {
+				t.Errorf("NEMESIS FAILURE %s\n  rerun: go test -count=1 -run TestNemesisModel ./nemesis/ -seed %d -schedules 1", r, seed)
+			}
+		}
+	}
+	el := time.Since(start)
+	t.Logf("%d schedules from seed %d in %s (%.0f schedules/s): %d faults, %d acknowledged commits, %d indeterminate; %d schedules broke a safety rule; %d schedules left %d contents stranded or out of sync",
+		n, first, el.Round(time.Millisecond), float64(n)/el.Seconds(), faults, acked, indet, failures, stuck, stranded)
+}
+
+func flagSet(name string) bool {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
