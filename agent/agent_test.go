@@ -312,3 +312,38 @@ postgres: {superuser_password: a, replication_password: b}
 		})
 	}
 }
+
+// TestAgents_BootstrapExpect: three new agents with bootstrap_expect: 3
+// (the demo's and the documented config's start) elect a leader and all
+// become voters. With the vote guard, a member with no configuration
+// votes for no one: when the lowest-named agent bootstrapped all three as
+// voters, the other two (no configuration yet) refused its votes and no
+// leader was ever elected.
+func TestAgents_BootstrapExpect(t *testing.T) {
+	ca := testcerts.New(t)
+	a := startAgent(t, "a", ca, "bootstrap_expect: 3\n")
+	join := fmt.Sprintf("bootstrap_expect: 3\njoin: [%s]\n", a.mesh.LocalAddr())
+	startAgent(t, "b", ca, join)
+	startAgent(t, "c", ca, join)
+	operator := &tls.Config{RootCAs: ca.Pool, Certificates: []tls.Certificate{ca.IssueCN(t, OperatorCNPrefix+"alice")}, MinVersion: tls.VersionTLS12}
+	cl := api.NewTLSClient(a.APIAddr(), operator)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		m, err := cl.Members(context.Background())
+		voters := 0
+		if err == nil {
+			for _, x := range m.Members {
+				if x.RaftRole == "voter" || x.RaftRole == "leader" {
+					voters++
+				}
+			}
+		}
+		if err == nil && voters == 3 && m.Leader != "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no three-voter cluster with a leader: %+v %v", m, err)
+		}
+		<-time.After(100 * time.Millisecond)
+	}
+}
