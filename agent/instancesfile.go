@@ -41,7 +41,8 @@ func (e *executor) writeInstances(t *topology.Topology) {
 	}
 	path := filepath.Join(e.a.cfg.DataDir, instancesFile)
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err == nil {
+	err = os.WriteFile(tmp, b, 0o600)
+	if err == nil {
 		err = os.Rename(tmp, path)
 	}
 	if err != nil {

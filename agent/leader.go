@@ -36,6 +36,10 @@ type leader struct {
 	// the Raft configuration may need a change (a joining agent becomes
 	// a voter at once, not at the next voter round).
 	members chan struct{}
+	// switchovers: when this term first saw each switchover's primary
+	// stopped and its mirror last progress (the switchover deadline).
+	// Only the term's reconcile loop touches it; a new term starts afresh.
+	switchovers topology.SwitchoverWatch
 	// wake is a hint that a report arrived; a full reconcile also runs on
 	// a ticker, so a dropped hint costs at most one tick.
 	wake chan struct{}
@@ -157,6 +161,7 @@ func (l *leader) lead(ctx context.Context) {
 	l.heard = topology.NewLastHeard(l.a.clock.Now())
 	clear(l.deadSince)
 	l.mu.Unlock()
+	l.switchovers = topology.SwitchoverWatch{}
 	if err := l.a.node.Barrier(ctx); err != nil {
 		l.log.Warn("barrier failed", "err", err)
 		return
@@ -200,6 +205,9 @@ func (l *leader) reconcile(ctx context.Context) {
 	now := l.a.clock.Now()
 	obs := topology.WithLostHosts(t, l.observations(now, maxAge), l.lostHosts(t, now))
 	updates := topology.Decide(t, obs)
+	live := l.a.live()
+	bound := topology.SwitchoverBound(live.ProbeInterval, l.a.cfg.ProbeTimeout, live.ReplicationStallTimeout)
+	updates = append(updates, withoutContents(t, l.switchovers.Overdue(t, obs, now, bound), updates)...)
 	if len(updates) == 0 {
 		if l.a.live().AutoRecover && !t.Paused {
 			l.autoRecover(ctx, t, obs)
@@ -234,4 +242,23 @@ func (l *leader) autoRecover(ctx context.Context, t *topology.Topology, obs map[
 		return
 	}
 	l.log.Info("auto_recover started", "instances", len(reqs))
+}
+
+// withoutContents drops the updates of extra that touch a content some
+// update of base already changes: one command never carries two
+// decisions about one content (the next round recomputes the other).
+func withoutContents(t *topology.Topology, extra, base []topology.SegmentUpdate) []topology.SegmentUpdate {
+	busy := map[int]bool{}
+	for _, u := range base {
+		if s, ok := t.Segment(u.DBID); ok {
+			busy[s.Content] = true
+		}
+	}
+	var out []topology.SegmentUpdate
+	for _, u := range extra {
+		if s, ok := t.Segment(u.DBID); ok && !busy[s.Content] {
+			out = append(out, u)
+		}
+	}
+	return out
 }

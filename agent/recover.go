@@ -178,6 +178,7 @@ func (a *Agent) postRebalance(r *http.Request) (any, error) {
 		}
 		res.Started = append(res.Started, c)
 	}
+	res.ConfigVersion = a.node.Topology().ConfigVersion
 	return res, nil
 }
 

@@ -219,6 +219,10 @@ type RebalanceRequest struct {
 type RebalanceResult struct {
 	Started []int  `json:"started"`
 	Skipped []Skip `json:"skipped,omitempty"`
+	// ConfigVersion: the topology's version once every switchover was
+	// begun; a state at least this new shows each one in progress
+	// until it ends (swapped or abandoned).
+	ConfigVersion uint64 `json:"config_version,omitempty"`
 }
 
 // Skip is a content rebalance left alone.

@@ -27,6 +27,10 @@ const (
 	margin   = 500 * time.Millisecond // the leader waits lease + margin
 	maxAge   = 1 * time.Second        // reports older than this are not acted on
 	hangTime = 600 * time.Millisecond // probe_interval + retries x timeout
+	// stallTimeout is replication_stall_timeout: with tick as the probe
+	// interval, a switchover is abandoned once its mirror made no
+	// progress for topology.SwitchoverBound after the stop (14 ticks).
+	stallTimeout = 1 * time.Second
 )
 
 // inst is one simulated PostgreSQL server.
@@ -87,6 +91,7 @@ type world struct {
 
 	leader    *host
 	heard     topology.LastHeard
+	swWatch   topology.SwitchoverWatch // the leader's, afresh each term
 	reports   map[int]topology.Received
 	nextID    uint64
 	nextTLI   int
@@ -314,6 +319,12 @@ func (w *world) agents() {
 		}
 		for _, s := range h.view.OnHost(h.name) {
 			in := w.insts[s.DBID]
+			if !topology.IsSwitchoverSource(h.view, s) {
+				// The agent keeps a stop's checkpoint only while its
+				// switchover lasts (agent/probe.go): a primary
+				// restarted after an abandoned one must not report it.
+				in.stoppedLSN = 0
+			}
 			if reach {
 				w.reports[s.DBID] = topology.Received{Observation: w.observe(h, in), At: w.leader.clock(w.now)}
 			}
@@ -398,12 +409,21 @@ func (w *world) lead() {
 		w.leader = quorum[w.rnd.IntN(len(quorum))]
 		w.heard = topology.NewLastHeard(w.leader.clock(w.now))
 		w.reports = map[int]topology.Received{}
+		w.swWatch = topology.SwitchoverWatch{}
 	}
 	now := w.leader.clock(w.now)
 	var lost map[string]bool
 	w.heard, lost = w.heard.Lost(w.t.Hosts(), now, lease+margin)
 	obs := topology.WithLostHosts(w.t, topology.FreshObservations(w.reports, now, maxAge), lost)
-	if ups := topology.Decide(w.t, obs); len(ups) > 0 {
+	ups := topology.Decide(w.t, obs)
+	if len(ups) == 0 {
+		// As the agent's leader: a switchover whose mirror never
+		// reaches the shutdown checkpoint is rolled back.
+		ups = w.swWatch.Overdue(w.t, obs, now, topology.SwitchoverBound(tick, tick/2, stallTimeout))
+	} else {
+		w.swWatch.Overdue(w.t, obs, now, topology.SwitchoverBound(tick, tick/2, stallTimeout))
+	}
+	if len(ups) > 0 {
 		if err := w.apply(topology.Command{Type: topology.CmdUpdateSegments, Updates: ups}); err != nil {
 			w.violate("Decide's own command refused: %v", err)
 		}

@@ -44,12 +44,12 @@ func TestNemesisModel(t *testing.T) {
 		first = 1
 	}
 	// Liveness failures (a stranded content, a pair never back in sync)
-	// fail the test only with GPAGENT_NEMESIS_STRICT=1 until issue 12's
-	// hole 4 is closed: the model finds it within a few hundred seeds
-	// (a mirror promoted in the topology whose agent is lost before
-	// pg_promote; a switchover whose mirror never gets the shutdown
-	// checkpoint). Safety failures always fail.
-	strict := os.Getenv("GPAGENT_NEMESIS_STRICT") == "1"
+	// fail the test like safety failures since issue 12's hole 4 was
+	// closed (a mirror promoted in the topology whose agent is lost
+	// before pg_promote; a switchover whose mirror never gets the
+	// shutdown checkpoint, now abandoned at its deadline).
+	// GPAGENT_NEMESIS_STRICT=0 only logs them, to look at safety alone.
+	strict := os.Getenv("GPAGENT_NEMESIS_STRICT") != "0"
 	start := time.Now()
 	var acked, indet, faults, failures, stuck, stranded int
 	// Schedules are independent: run them on every CPU, then read the

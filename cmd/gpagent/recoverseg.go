@@ -199,16 +199,47 @@ func rebalanceSegments(ctx context.Context, cio cmdIO, c *api.Client, yes bool, 
 			dbids = append(dbids, x.DBID)
 		}
 	}
-	balanced := func(s *api.State) bool {
+	inPreferred := func(s *api.State, content int) bool {
 		for _, x := range s.Segments {
-			if slices.Contains(dbids, x.DBID) && (x.Role != x.PreferredRole || x.Status != topology.StatusUp || x.Mode != topology.ModeSynced) {
+			if x.Content == content && (x.Role != x.PreferredRole || x.Status != topology.StatusUp || x.Mode != topology.ModeSynced) {
 				return false
 			}
 		}
 		return true
 	}
-	if err := waitFor(ctx, cio.out, c, timeout, dbids, balanced); err != nil {
+	// A content's switchover may end without the swap (abandoned: its
+	// mirror was lost, or did not reach the shutdown checkpoint within
+	// its deadline): it is settled then too, and reported as failed.
+	began := res.ConfigVersion
+	if began == 0 {
+		// An agent older than the field: each started switchover is one
+		// command after the state read above.
+		began = s.ConfigVersion + uint64(len(res.Started))
+	}
+	var failed []int
+	settled := func(s *api.State) bool {
+		failed = failed[:0]
+		for _, ct := range res.Started {
+			if inPreferred(s, ct) {
+				continue
+			}
+			to, ok := find(s.Segments, func(x topology.Segment) bool { return x.Content == ct && x.PreferredRole == topology.RolePrimary })
+			if !ok || !switchoverAbandoned(s, ct, to.DBID, began) {
+				return false
+			}
+			failed = append(failed, ct)
+		}
+		return true
+	}
+	if err := waitFor(ctx, cio.out, c, timeout, dbids, settled); err != nil {
 		return err
+	}
+	if len(failed) > 0 {
+		var why []string
+		for _, ct := range failed {
+			why = append(why, switchoverFailure(ctx, c, ct))
+		}
+		return fmt.Errorf("%d of %d contents not rebalanced, their switchover failed (they keep their roles): %s", len(failed), len(res.Started), strings.Join(why, "; "))
 	}
 	if len(res.Skipped) > 0 {
 		return fmt.Errorf("%d contents rebalanced, %d left alone (see above)", len(res.Started), len(res.Skipped))

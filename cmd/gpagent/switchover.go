@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/gpagent/gpagent/api"
@@ -41,7 +43,8 @@ func cmdSwitchover(ctx context.Context, cio cmdIO, args []string) error {
 			return err
 		}
 	}
-	if _, err := c.Switchover(ctx, *content); err != nil {
+	began, err := c.Switchover(ctx, *content)
+	if err != nil {
 		return err
 	}
 	swapped := func(s *api.State) bool {
@@ -50,9 +53,48 @@ func cmdSwitchover(ctx context.Context, cio cmdIO, args []string) error {
 		return np.Role == topology.RolePrimary && np.Status == topology.StatusUp &&
 			nm.Role == topology.RoleMirror && nm.Status == topology.StatusUp && nm.Mode == topology.ModeSynced
 	}
-	if err := waitFor(ctx, cio.out, c, *timeout, []int{p.DBID, m.DBID}, swapped); err != nil {
+	// The switchover may also end without the swap (abandoned: its
+	// mirror was lost, or did not reach the shutdown checkpoint within
+	// its deadline): then waiting on would hang until the timeout.
+	var ended bool
+	done := func(s *api.State) bool {
+		ended = switchoverAbandoned(s, *content, m.DBID, began.ConfigVersion)
+		return ended || swapped(s)
+	}
+	if err := waitFor(ctx, cio.out, c, *timeout, []int{p.DBID, m.DBID}, done); err != nil {
 		return err
+	}
+	if ended {
+		return fmt.Errorf("content %d: switchover failed: %s; dbid %d stays primary (it restarts in place if it was stopped), dbid %d mirror",
+			*content, switchoverFailure(ctx, c, *content), p.DBID, m.DBID)
 	}
 	fmt.Fprintf(cio.out, "content %d: dbid %d is primary, dbid %d its mirror in sync\n", *content, m.DBID, p.DBID)
 	return nil
+}
+
+// switchoverAbandoned: the switchover of content, begun at version
+// began, is no longer in progress and its mirror to was not promoted.
+// A state older than began may not show the switchover yet.
+func switchoverAbandoned(s *api.State, content, to int, began uint64) bool {
+	if s.ConfigVersion < began || slices.ContainsFunc(s.Switchovers, func(sw topology.Switchover) bool { return sw.Content == content }) {
+		return false
+	}
+	seg, ok := s.Segment(to)
+	return ok && seg.Role != topology.RolePrimary
+}
+
+// switchoverFailure finds why content's switchover was abandoned, in the
+// history.
+func switchoverFailure(ctx context.Context, c *api.Client, content int) string {
+	h, err := c.History(ctx)
+	if err != nil {
+		return "abandoned (history unavailable: " + err.Error() + ")"
+	}
+	prefix := fmt.Sprintf("content %d: switchover abandoned", content)
+	for i := len(h) - 1; i >= 0; i-- {
+		if strings.HasPrefix(h[i].Desc, prefix) {
+			return h[i].Desc
+		}
+	}
+	return "abandoned (see gpagent history)"
 }
