@@ -183,9 +183,12 @@ func (e *executor) round(ctx context.Context) {
 	mine := t.OnHost(e.a.cfg.Name)
 	if len(mine) == 0 {
 		// Nothing to probe, but the lease is renewed all the same: a
-		// missing lease file grants none, and the ready endpoint of a
-		// host with no instances yet answers from it too.
+		// missing lease file grants none, the ready endpoint of a host
+		// with no instances yet answers from it too, and a host given
+		// instances (init, expand) must not start them on a lease that
+		// ran out while it had none.
 		e.report(ctx, nil)
+		e.a.lease.applyAcked(e.a.node.Topology().ConfigVersion, e.a.clock.Now())
 		return
 	}
 	e.writeInstances(t)
@@ -215,11 +218,17 @@ func (e *executor) round(ctx context.Context) {
 	e.last = reports
 	e.mu.Unlock()
 	e.report(ctx, reports)
+	// The rest of the round acts on the topology as it is now: the
+	// report's acknowledgement renews the lease only once the topology
+	// acted on is at least the leader's version (checkLease), and the
+	// local replica has often applied the entries the leader committed
+	// during the report's round trip by now.
+	t = e.a.node.Topology()
 	e.checkLease(ctx, t)
-	if !acting {
+	if !e.caughtUpWith(t) {
 		return
 	}
-	for _, s := range mine {
+	for _, s := range t.OnHost(e.a.cfg.Name) {
 		e.ensure(ctx, t, s)
 	}
 }
@@ -316,7 +325,12 @@ func (e *executor) report(ctx context.Context, reports []api.InstanceReport) {
 	if !ok {
 		return
 	}
-	rctx, cancel := context.WithTimeout(ctx, e.a.cfg.ProbeTimeout)
+	// An acknowledgement renews from the report's send time however
+	// late it comes, so waiting longer than a probe is safe: a leader
+	// (or this process) slowed by a burst of commits still renews the
+	// lease with an answer that takes a second, where a probe_timeout
+	// deadline dropped it and fenced the host.
+	rctx, cancel := context.WithTimeout(ctx, reportTimeout(e.a.cfg.ProbeTimeout, e.a.cfg.Lease))
 	defer cancel()
 	ack, err := e.a.peerClient(addr).Report(rctx, api.Report{Agent: e.a.cfg.Name, Instances: reports})
 	if err != nil {
@@ -324,12 +338,18 @@ func (e *executor) report(ctx context.Context, reports []api.InstanceReport) {
 		return
 	}
 	e.markCaughtUp(ack.ConfigVersion)
-	if e.a.node.Topology().ConfigVersion < ack.ConfigVersion {
-		// Behind the leader (just back from a cut): act on the current
-		// topology first; the next report renews the lease.
-		return
-	}
-	e.a.lease.renew(sent, e.a.clock.Now())
+	// The acknowledgement renews the lease once this agent acts on a
+	// topology at least as recent as the leader's now (checkLease): back
+	// from a cut, it must not lift the fence of a primary demoted
+	// meanwhile. While the leader commits faster than a report's round
+	// trip, that is an entry or two later, not the next report.
+	e.a.lease.acked(sent, ack.ConfigVersion)
+}
+
+// reportTimeout is how long a report waits for the leader's answer:
+// half the lease, and never less than a probe.
+func reportTimeout(probe, lease time.Duration) time.Duration {
+	return max(probe, lease/2)
 }
 
 func lsnString(lsn uint64) string {

@@ -22,6 +22,10 @@ const fenceTimeout = time.Second
 // read the same lease state, so they turn at the same moment.
 func (a *Agent) watchFence(ctx context.Context) {
 	for {
+		// An acknowledgement waiting for this replica to apply the
+		// leader's version renews now if it has (the round applies them
+		// too, but only once a round).
+		a.lease.applyAcked(a.node.Topology().ConfigVersion, a.clock.Now())
 		wait := a.lease.remaining(a.clock.Now(), a.cfg.Lease)
 		if wait > 0 && a.lease.isFenced() {
 			a.liftFence()

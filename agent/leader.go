@@ -25,6 +25,10 @@ type leader struct {
 	// clock. A new term starts a new table: it cannot know what the
 	// previous leader heard (Nomad's heartbeat.go).
 	heard topology.LastHeard
+	// unproven: per agent, the arrival times of reports made on an older
+	// version than this leader's at the time, each counted heard once a
+	// later report shows that version applied.
+	unproven map[string]*topology.PendingRenewals
 	// deadSince: when the leader first saw a voter dead in gossip.
 	deadSince map[string]time.Time
 	// deadVoterGrace: deadVoterGrace, shorter in tests.
@@ -56,7 +60,7 @@ type received struct {
 }
 
 func newLeader(a *Agent) *leader {
-	return &leader{a: a, log: a.log.With("component", "leader"), reports: map[int]received{}, deadSince: map[string]time.Time{}, deadVoterGrace: deadVoterGrace, voterRound: voterRound, wake: make(chan struct{}, 1), members: make(chan struct{}, 1)}
+	return &leader{a: a, log: a.log.With("component", "leader"), reports: map[int]received{}, unproven: map[string]*topology.PendingRenewals{}, deadSince: map[string]time.Time{}, deadVoterGrace: deadVoterGrace, voterRound: voterRound, wake: make(chan struct{}, 1), members: make(chan struct{}, 1)}
 }
 
 // accept stores reports from an agent and wakes the reconcile loop. The
@@ -69,8 +73,21 @@ func (l *leader) accept(agent string, reports []api.InstanceReport, committed ui
 		applied = min(applied, r.ConfigVersion)
 	}
 	l.mu.Lock()
-	if topology.RenewsLease(applied, committed) {
-		l.heard = l.heard.Heard(agent, now)
+	// A report on an older version than this leader's is not dropped:
+	// it counts as heard at its arrival once a later report of the same
+	// agent shows that version applied (topology.PendingRenewals, the
+	// agent's rule mirrored). Dropping it lost every host while the
+	// leader committed faster than a report's round trip (gpbench scale,
+	// 50 agents at start-up); a follower whose Raft stalls still never
+	// shows the version, and is lost after lease plus margin.
+	p := l.unproven[agent]
+	if p == nil {
+		p = &topology.PendingRenewals{}
+		l.unproven[agent] = p
+	}
+	p.Acked(now, committed)
+	if at, ok := p.Applied(applied); ok {
+		l.heard = l.heard.Heard(agent, at)
 	}
 	for _, r := range reports {
 		l.reports[r.DBID] = received{report: r, at: now}
@@ -159,6 +176,7 @@ func (l *leader) lead(ctx context.Context) {
 	defer l.log.Info("no longer leading")
 	l.mu.Lock()
 	l.heard = topology.NewLastHeard(l.a.clock.Now())
+	l.unproven = map[string]*topology.PendingRenewals{}
 	clear(l.deadSince)
 	l.mu.Unlock()
 	l.switchovers = topology.SwitchoverWatch{}

@@ -79,3 +79,34 @@ func TestLeader_HeardOnlyWithLease(t *testing.T) {
 		t.Fatal("RenewsLease: a report renews the lease exactly when made on the committed version or later")
 	}
 }
+
+// While the leader commits faster than a report's round trip, every
+// report is made one version behind the leader's at its arrival; each
+// next report shows that version applied. Such an agent is heard (its
+// lease is renewed the same way, topology.PendingRenewals), where a
+// stalled one (above) is lost.
+func TestLeader_HeardWhileTheLeaderCommitsAhead(t *testing.T) {
+	clock := newJumpClock()
+	a := &Agent{
+		cfg:   &Config{Lease: 3 * time.Second, LeaseMargin: time.Second},
+		log:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+		clock: clock,
+	}
+	l := newLeader(a)
+	l.heard = topology.NewLastHeard(clock.Now())
+	topo := &topology.Topology{ConfigVersion: 7, Segments: []topology.Segment{
+		{DBID: 2, Content: 0, Role: topology.RolePrimary, Hostname: "h1"},
+		{DBID: 3, Content: 0, Role: topology.RoleMirror, Hostname: "h2"},
+	}}
+	l.lostHosts(topo, clock.Now())
+	for i := range 8 {
+		clock.advance(time.Second)
+		v := uint64(10 + i)
+		l.accept("h1", []api.InstanceReport{{DBID: 2, Up: true, ConfigVersion: v}}, v+1) // always one behind
+		l.accept("h2", []api.InstanceReport{{DBID: 3, Up: true, ConfigVersion: 6}}, v+1) // stalled
+	}
+	lost := l.lostHosts(topo, clock.Now())
+	if lost["h1"] || !lost["h2"] {
+		t.Fatalf("lost %v, want h2 (stalled) and not h1 (one entry behind a busy leader)", lost)
+	}
+}

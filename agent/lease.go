@@ -29,6 +29,9 @@ type lease struct {
 	mu      sync.Mutex
 	renewed time.Time
 	fenced  bool
+	// pending: acknowledged reports not yet applied to the lease, each
+	// waiting for the local topology to reach the leader's version.
+	pending topology.PendingRenewals
 	// path records each renewal on the boot clock, so that a restarted
 	// agent resumes the lease its previous run held rather than granting
 	// itself a fresh one ("" in tests: nothing recorded).
@@ -96,6 +99,26 @@ func (l *lease) renew(sent, now time.Time) {
 	rec := fmt.Sprintf("%s %d\n", l.bootID, boot-int64(now.Sub(sent)))
 	if err := os.WriteFile(l.path, []byte(rec), 0o600); err != nil && l.log != nil {
 		l.log.Warn("cannot record the lease renewal; a restart of this agent will fence its primaries until the leader is heard from", "path", l.path, "err", err)
+	}
+}
+
+// acked records the leader's acknowledgement, at config version
+// version, of a report sent at sent; applyAcked renews the lease with it
+// once the local topology has reached that version.
+func (l *lease) acked(sent time.Time, version uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.pending.Acked(sent, version)
+}
+
+// applyAcked renews the lease with the acknowledgements whose version is
+// at most applied, the config version of the topology the agent acts on.
+func (l *lease) applyAcked(applied uint64, now time.Time) {
+	l.mu.Lock()
+	sent, ok := l.pending.Applied(applied)
+	l.mu.Unlock()
+	if ok {
+		l.renew(sent, now)
 	}
 }
 
@@ -174,6 +197,7 @@ func (l *lease) isFenced() bool {
 // renewed: then the topology decides again, and manageSync restores
 // synchronous_standby_names for a primary that is still one.
 func (e *executor) checkLease(ctx context.Context, t *topology.Topology) {
+	e.a.lease.applyAcked(t.ConfigVersion, e.a.clock.Now())
 	if e.a.lease.expired(e.a.clock.Now(), e.a.cfg.Lease) {
 		e.a.fenceNow(ctx)
 		return

@@ -107,3 +107,41 @@ func TestLease_OnTheAgentClock(t *testing.T) {
 		}
 	})
 }
+
+// An acknowledgement renews the lease only once the topology the agent
+// acts on has reached the leader's version at the acknowledgement (a
+// fence must not be lifted on a stale topology), and then from when the
+// report was sent, not when it was applied.
+func TestLease_AckedRenewsOnceTheLeadersVersionIsApplied(t *testing.T) {
+	const d = 3 * time.Second
+	start := time.Now()
+	l := &lease{renewed: start.Add(-time.Hour)}
+	sent := start.Add(-2 * time.Second)
+	l.acked(sent, 7)
+	l.applyAcked(6, start)
+	if !l.expired(start, d) {
+		t.Fatal("renewed by an acknowledgement of version 7 while acting on version 6")
+	}
+	l.applyAcked(7, start)
+	if l.expired(start, d) {
+		t.Fatal("not renewed once version 7 is applied")
+	}
+	if !l.expired(sent.Add(d+1), d) {
+		t.Fatal("the renewal runs from when it was applied, not from when the report was sent")
+	}
+}
+
+// A report waits for the leader's answer longer than a probe (a late
+// answer still renews from its send time) but well within the lease, so
+// an agent reports more than once a lease even when every answer is
+// late.
+func TestReportTimeout(t *testing.T) {
+	for _, tc := range []struct{ probe, lease, want time.Duration }{
+		{500 * time.Millisecond, 3 * time.Second, 1500 * time.Millisecond},
+		{2 * time.Second, 3 * time.Second, 2 * time.Second},
+	} {
+		if got := reportTimeout(tc.probe, tc.lease); got != tc.want {
+			t.Errorf("reportTimeout(%s, %s) = %s, want %s", tc.probe, tc.lease, got, tc.want)
+		}
+	}
+}

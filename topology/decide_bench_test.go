@@ -34,3 +34,36 @@ func BenchmarkDecide_8000Contents(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkApply_8000Contents is one reconcile's entry applied right
+// after init at Greenplum's size: every instance still pending, one
+// recorded up. Every Raft replica runs this on every entry.
+func BenchmarkApply_8000Contents(b *testing.B) {
+	const hosts, perHost = 1000, 8
+	t := &Topology{ConfigVersion: 1}
+	dbid := 1
+	for c := range hosts * perHost {
+		h := c / perHost
+		for _, r := range []Role{RolePrimary, RoleMirror} {
+			host, port := h, 6000+c%perHost
+			if r == RoleMirror {
+				host, port = (h+1+c%perHost)%hosts, 7000+c%perHost
+			}
+			t.Segments = append(t.Segments, Segment{DBID: dbid, Content: c, Role: r, PreferredRole: r,
+				Mode: ModeNotSynced, Status: StatusDown, Port: port, Hostname: fmt.Sprintf("sdw%d", host+1),
+				Address: fmt.Sprintf("sdw%d", host+1), DataDir: fmt.Sprintf("/data/%d", dbid)})
+			t.Pending = append(t.Pending, dbid)
+			dbid++
+		}
+	}
+	if err := Validate(t); err != nil {
+		b.Fatal(err)
+	}
+	cmd := Command{Type: CmdUpdateSegments, BaseVersion: 1, Updates: []SegmentUpdate{{DBID: 1, Status: StatusUp}}}
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := Apply(t, cmd); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -134,6 +134,56 @@ func WithLostHosts(t *Topology, obs map[int]Observation, lost map[string]bool) m
 	return out
 }
 
+// PendingRenewals holds the leader's acknowledgements of an agent's
+// reports that may not renew its lease yet: each renews the lease from
+// the moment its report was sent, but only once the agent's own copy of
+// the topology is at least the version the leader had committed when it
+// acknowledged (a primary demoted meanwhile must not get its fence
+// lifted by a stale topology). Holding them, rather than dropping each
+// one whose version the agent has not applied yet, keeps an agent's
+// lease alive while the leader commits faster than a report round trip:
+// there the agent is always an entry or two behind at the moment the
+// acknowledgement arrives, yet applies that entry milliseconds later.
+type PendingRenewals struct {
+	acks []pendingAck
+}
+
+type pendingAck struct {
+	sent    time.Time
+	version uint64
+}
+
+// maxPendingRenewals bounds the acknowledgements held; when full the
+// oldest goes (a newer one renews further anyway, once applied).
+const maxPendingRenewals = 16
+
+// Acked records an acknowledgement of a report sent at sent, by a leader
+// at config version version.
+func (p *PendingRenewals) Acked(sent time.Time, version uint64) {
+	if len(p.acks) == maxPendingRenewals {
+		p.acks = append(p.acks[:0], p.acks[1:]...)
+	}
+	p.acks = append(p.acks, pendingAck{sent: sent, version: version})
+}
+
+// Applied returns the latest send time of the acknowledgements whose
+// version is at most applied, the version of the topology the agent
+// acts on, and forgets them; ok is false when none is.
+func (p *PendingRenewals) Applied(applied uint64) (renewed time.Time, ok bool) {
+	keep := p.acks[:0]
+	for _, a := range p.acks {
+		if a.version > applied {
+			keep = append(keep, a)
+			continue
+		}
+		if !ok || a.sent.After(renewed) {
+			renewed, ok = a.sent, true
+		}
+	}
+	p.acks = keep
+	return renewed, ok
+}
+
 // RenewsLease reports whether a report made on config version applied,
 // acknowledged by a leader that has committed version committed, renews
 // its agent's lease. An agent renews only once it has applied what the

@@ -190,3 +190,49 @@ func TestTopology_Hosts(t *testing.T) {
 		t.Fatalf("Hosts() = %v", got)
 	}
 }
+
+// An acknowledgement renews the lease only once the agent acts on a
+// topology at least as recent as the leader's when it acknowledged,
+// and then from when its report was sent.
+func TestPendingRenewals_WaitForTheLeadersVersion(t *testing.T) {
+	var p PendingRenewals
+	p.Acked(ts(0), 5)
+	if _, ok := p.Applied(4); ok {
+		t.Fatal("renewed while the agent still acts on version 4, the leader had 5")
+	}
+	got, ok := p.Applied(5)
+	if !ok || !got.Equal(ts(0)) {
+		t.Fatalf("Applied(5) = %v, %v; want the send time %v", got, ok, ts(0))
+	}
+	if _, ok := p.Applied(9); ok {
+		t.Fatal("an acknowledgement renewed twice")
+	}
+}
+
+// The leader commits faster than a report's round trip: every
+// acknowledgement names a version the agent applies only after it
+// arrives. Each still renews once applied; none is lost behind a newer
+// one still pending.
+func TestPendingRenewals_LeaderAhead(t *testing.T) {
+	var p PendingRenewals
+	p.Acked(ts(0), 10)
+	p.Acked(ts(time.Second), 12)
+	got, ok := p.Applied(11)
+	if !ok || !got.Equal(ts(0)) {
+		t.Fatalf("Applied(11) = %v, %v; want the first report's send time", got, ok)
+	}
+	got, ok = p.Applied(12)
+	if !ok || !got.Equal(ts(time.Second)) {
+		t.Fatalf("Applied(12) = %v, %v; want the second report's send time", got, ok)
+	}
+	for i := range 2 * maxPendingRenewals {
+		p.Acked(ts(time.Duration(i)*time.Second), 100+uint64(i))
+	}
+	if len(p.acks) > maxPendingRenewals {
+		t.Fatalf("%d acknowledgements held, bound %d", len(p.acks), maxPendingRenewals)
+	}
+	got, ok = p.Applied(1000)
+	if want := ts(time.Duration(2*maxPendingRenewals-1) * time.Second); !ok || !got.Equal(want) {
+		t.Fatalf("Applied(1000) = %v, %v; want the newest %v", got, ok, want)
+	}
+}

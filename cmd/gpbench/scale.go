@@ -410,8 +410,23 @@ func runScaleSize(ctx context.Context, o scaleOptions, self, bin string, n int, 
 		spec.Mirror.DataDirs = append(spec.Mirror.DataDirs, "/sim/mirror")
 	}
 	initStart := time.Now()
-	if _, err := cl.Init(ctx, api.InitRequest{Spec: spec}); err != nil {
-		r.unmeasured("init: " + err.Error())
+	// Init refuses while a host's agent is not alive in gossip; with
+	// a hundred agents in one loaded process one may be suspect for a
+	// moment right after all joined Raft: retry, as an operator would,
+	// within the size's time.
+	initCtx, cancelInit := context.WithDeadline(ctx, t0.Add(o.sizeTimeout))
+	var initErr error
+	_ = waitFor(initCtx, "init accepted", func() (bool, string) {
+		_, initErr = cl.Init(ctx, api.InitRequest{Spec: spec})
+		if errors.Is(initErr, api.ErrUnavailable) {
+			fmt.Fprintf(log, "gpbench scale: %d agents: init refused, retrying: %v\n", n, initErr)
+			return false, initErr.Error()
+		}
+		return true, ""
+	})
+	cancelInit()
+	if initErr != nil {
+		r.unmeasured("init: " + initErr.Error())
 		return r
 	}
 	inSyncCtx, cancelInSync := context.WithDeadline(ctx, t0.Add(o.sizeTimeout))

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -149,6 +150,9 @@ postgres: {superuser_password: a, replication_password: b}
 	srv := &http.Server{Handler: n.mux(), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	defer srv.Close()
+	// The address also goes to a file in the child's folder, so that a
+	// profile can be taken of a running size (/debug/pprof/ on it).
+	_ = os.WriteFile(filepath.Join(spec.Dir, "ctl.addr"), []byte(ln.Addr().String()+"\n"), 0o644)
 	w := bufio.NewWriter(stdout)
 	fmt.Fprintf(w, "ctl %s\n", ln.Addr())
 	if err := w.Flush(); err != nil {
@@ -171,9 +175,13 @@ type scaleNode struct {
 // machine that died: its agent stays silent to the others, without the
 // graceful leave a stopped agent would send); POST /crash?addr=A&port=P
 // crashes one instance (kill -9 of its postmaster); GET /rss is this
-// process's resident memory and how many agents share it.
+// process's resident memory and how many agents share it; /debug/pprof/
+// profiles the process (the bench's own control API, not the agent's).
 func (n *scaleNode) mux() *http.ServeMux {
 	m := http.NewServeMux()
+	m.HandleFunc("/debug/pprof/", pprof.Index)
+	m.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	m.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	m.HandleFunc("POST /kill-host", func(w http.ResponseWriter, r *http.Request) {
 		name := r.URL.Query().Get("name")
 		ip, ok := n.ips[name]
