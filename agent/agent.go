@@ -133,7 +133,7 @@ func NewWith(cfg *Config, deps Deps) (*Agent, error) {
 	var tlsc *tlsConfigs
 	var err error
 	if cfg.TLSCAFile != "" {
-		if tlsc, err = loadTLS(cfg.TLSCAFile, cfg.TLSCertFile, cfg.TLSKeyFile); err != nil {
+		if tlsc, err = loadTLS(cfg.Name, cfg.TLSCAFile, cfg.TLSCertFile, cfg.TLSKeyFile); err != nil {
 			return nil, err
 		}
 	}
@@ -162,6 +162,10 @@ func NewWith(cfg *Config, deps Deps) (*Agent, error) {
 	if tlsc != nil {
 		ccfg.TLS = tlsc.raft
 		ln = tls.NewListener(ln, tlsc.server)
+	} else if cfg.Token != "" {
+		// Without TLS, Raft peers prove they hold the cluster token
+		// (consensus/secret.go): the port takes no one else.
+		ccfg.Secret = []byte(cfg.Token)
 	}
 	// Before Raft and gossip start: they emit through go-metrics' global.
 	if _, err := goMetricsSink(); err != nil {

@@ -258,3 +258,92 @@ func TestAgents_DeadVoterReplaced(t *testing.T) {
 		return r[spare] == "voter" && r[victim] != "voter" && count(r, "voter") == 3
 	})
 }
+
+// TestNew_RefusesACertificateNotItsOwn: an agent with TLS starts only
+// with a certificate named for itself (CN agent.<name>) and signed by
+// the configured CA; otherwise it refuses with one line naming the file
+// and the fault.
+func TestNew_RefusesACertificateNotItsOwn(t *testing.T) {
+	ca := testcerts.New(t)
+	other := testcerts.New(t)
+	cases := []struct {
+		name string
+		cert func() tls.Certificate
+		want string
+	}{
+		{"another host's", func() tls.Certificate { return ca.IssueCN(t, AgentCNPrefix+"sdw9", "127.0.0.1") }, `common name "agent.sdw9", want "agent.sdw1"`},
+		{"an operator's", func() tls.Certificate { return ca.IssueCN(t, OperatorCNPrefix+"alice") }, `common name "operator.alice", want "agent.sdw1"`},
+		{"of another CA", func() tls.Certificate { return other.IssueCN(t, AgentCNPrefix+"sdw1", "127.0.0.1") }, "not signed by the cluster CA"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			caFile, _, _ := ca.WriteFiles(t, dir, ca.IssueCN(t, AgentCNPrefix+"sdw1", "127.0.0.1"))
+			_, certFile, keyFile := ca.WriteFiles(t, t.TempDir(), tc.cert())
+			keyring := filepath.Join(dir, "gossip.key")
+			if err := os.WriteFile(keyring, []byte("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			doc := fmt.Sprintf(`name: sdw1
+address: 127.0.0.1
+data_dir: %s
+api_addr: 127.0.0.1:0
+raft_addr: 127.0.0.1:0
+gossip_addr: 127.0.0.1:0
+bootstrap: true
+gossip_key_file: %s
+tls: {ca_file: %s, cert_file: %s, key_file: %s}
+postgres: {superuser_password: a, replication_password: b}
+`, filepath.Join(dir, "data"), keyring, caFile, certFile, keyFile)
+			path := filepath.Join(dir, "agent.yaml")
+			if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := LoadConfig(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err = New(cfg, slog.New(slog.DiscardHandler)); err == nil {
+				t.Fatalf("the agent started with %s certificate", tc.name)
+			}
+			if msg := err.Error(); !strings.Contains(msg, "tls.cert_file "+certFile) || !strings.Contains(msg, tc.want) || strings.Contains(msg, "\n") {
+				t.Fatalf("refusal %q: want one line naming tls.cert_file %s and %q", err, certFile, tc.want)
+			}
+		})
+	}
+}
+
+// TestAgents_BootstrapExpect: three new agents with bootstrap_expect: 3
+// (the demo's and the documented config's start) elect a leader and all
+// become voters. With the vote guard, a member with no configuration
+// votes for no one: when the lowest-named agent bootstrapped all three as
+// voters, the other two (no configuration yet) refused its votes and no
+// leader was ever elected.
+func TestAgents_BootstrapExpect(t *testing.T) {
+	ca := testcerts.New(t)
+	a := startAgent(t, "a", ca, "bootstrap_expect: 3\n")
+	join := fmt.Sprintf("bootstrap_expect: 3\njoin: [%s]\n", a.mesh.LocalAddr())
+	startAgent(t, "b", ca, join)
+	startAgent(t, "c", ca, join)
+	operator := &tls.Config{RootCAs: ca.Pool, Certificates: []tls.Certificate{ca.IssueCN(t, OperatorCNPrefix+"alice")}, MinVersion: tls.VersionTLS12}
+	cl := api.NewTLSClient(a.APIAddr(), operator)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		m, err := cl.Members(context.Background())
+		voters := 0
+		if err == nil {
+			for _, x := range m.Members {
+				if x.RaftRole == "voter" || x.RaftRole == "leader" {
+					voters++
+				}
+			}
+		}
+		if err == nil && voters == 3 && m.Leader != "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no three-voter cluster with a leader: %+v %v", m, err)
+		}
+		<-time.After(100 * time.Millisecond)
+	}
+}

@@ -160,7 +160,8 @@ func TestSim_AnonymousReportCannotPromote(t *testing.T) {
 }
 
 // TestCheckSecure: an agent open to anyone starts only with insecure:
-// true, and says so in one warning line.
+// true, and says so in one warning line; one with a token and no TLS
+// starts and warns what plain HTTP leaves open.
 func TestCheckSecure(t *testing.T) {
 	key := [][]byte{make([]byte, 32)}
 	var logs syncBuffer
@@ -182,6 +183,11 @@ func TestCheckSecure(t *testing.T) {
 	}
 	if n := strings.Count(logs.String(), "insecure"); n != 1 {
 		t.Errorf("want one warning line for insecure: true, got logs:\n%s", logs.String())
+	}
+	// Token only (plain HTTP) starts, with one line that says what it
+	// leaves open: the token in clear, Raft's traffic unencrypted.
+	if n := strings.Count(logs.String(), "no tls:"); n != 1 || !strings.Contains(logs.String(), "plain HTTP") || !strings.Contains(logs.String(), "Raft") {
+		t.Errorf("want one warning line for the token-only config naming plain HTTP and Raft, got logs:\n%s", logs.String())
 	}
 	// ParseConfig, as for gossip_key_file, leaves the file unread.
 	if cfg, err := ParseConfig([]byte("data_dir: /x\ntoken_file: /nonexistent\npostgres: {superuser_password: a, replication_password: b}\n")); err != nil || cfg.Token != "" {

@@ -360,12 +360,17 @@ func checkSecure(c *Config, log *slog.Logger) error {
 		missing = append(missing, "gossip is not encrypted (give gossip_key_file)")
 	}
 	if len(missing) == 0 {
+		if c.TLSCAFile == "" {
+			// Token only: the explicit choice of plain HTTP (tls left
+			// out), said once at start with what it leaves open.
+			log.Warn("no tls: the API is plain HTTP, so the cluster token crosses the network in clear, and Raft (raft_addr " + c.RaftAddr + ") is not encrypted: its peers prove they hold the token, but whoever can read or rewrite the traffic between agents can read or forge Raft messages; give tls (README: Who may change the cluster)")
+		}
 		return nil
 	}
 	if !c.Insecure {
 		return fmt.Errorf("%s; gpagent keygen and gpagent tls make them, or set insecure: true to run open to anyone who reaches this host", strings.Join(missing, "; "))
 	}
-	log.Warn("insecure: true: anyone who reaches this agent can change the cluster: " + strings.Join(missing, "; "))
+	log.Warn("insecure: true: anyone who reaches this agent's API, Raft or gossip port can change the cluster: " + strings.Join(missing, "; "))
 	return nil
 }
 

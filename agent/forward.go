@@ -80,7 +80,9 @@ func (a *Agent) forwardTransport() http.RoundTripper {
 	if a.fwd == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		if a.tls != nil {
-			tr.TLSClientConfig = a.tls.client
+			// A copy: each transport writes its config's NextProtos on
+			// first use (api.NewClientDialer copies its own too).
+			tr.TLSClientConfig = a.tls.client.Clone()
 		}
 		tr.DialContext = a.net.DialContext
 		a.fwd = tr

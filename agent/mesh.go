@@ -207,9 +207,12 @@ func (a *Agent) publishHealth() {
 
 // maybeBootstrap starts a new Raft cluster once bootstrap_expect agents
 // are alive and none of them belongs to a cluster: the agent with the
-// lowest name bootstraps with the first bootstrap_expect names as voters,
-// the others wait for its leader to reach them. An agent whose data dir
-// was wiped sees the others' cluster and waits to be added back.
+// lowest name bootstraps a cluster of itself alone, and as its leader
+// adds the others (manageVoters: alive agents join as voters up to the
+// target). Not all of them as voters at once: the others, with no
+// configuration yet, vote for no one (consensus's vote guard), so that
+// first election could never be won. An agent whose data dir was wiped
+// sees the others' cluster and waits to be added back.
 func (a *Agent) maybeBootstrap() {
 	var alive []membership.Member
 	for _, m := range a.mesh.Members() {
@@ -230,15 +233,12 @@ func (a *Agent) maybeBootstrap() {
 	if alive[0].Name != a.cfg.Name {
 		return
 	}
-	var voters []consensus.Server
-	for _, m := range alive {
-		voters = append(voters, consensus.Server{ID: raftID(m), Address: m.Meta.RaftAddr})
-	}
-	if err := a.node.BootstrapCluster(voters); err != nil {
+	self := alive[0]
+	if err := a.node.BootstrapCluster([]consensus.Server{{ID: raftID(self), Address: self.Meta.RaftAddr}}); err != nil {
 		a.log.Error("bootstrap failed", "err", err)
 		return
 	}
-	a.log.Info("bootstrapped a new cluster", "voters", len(voters))
+	a.log.Info("bootstrapped a new cluster; its leader adds the others", "expect", a.cfg.BootstrapExpect)
 }
 
 // leaderAPI returns the API address of the current leader, from its

@@ -132,7 +132,7 @@ func TestReload_RotatesTLSCertificate(t *testing.T) {
 	dir := filepath.Dir(a.cfg.TLSCertFile)
 	next := *a.cfg
 
-	newCert := ca.Issue(t, "127.0.0.1")
+	newCert := ca.IssueCN(t, AgentCNPrefix+"a", "127.0.0.1")
 	ca.WriteFiles(t, dir, newCert)
 	res, err := a.Reload(&next)
 	if err != nil {
@@ -145,7 +145,7 @@ func TestReload_RotatesTLSCertificate(t *testing.T) {
 		t.Error("the API does not serve the rotated certificate")
 	}
 	other := testcerts.New(t)
-	other.WriteFiles(t, dir, other.Issue(t, "127.0.0.1"))
+	other.WriteFiles(t, dir, other.IssueCN(t, AgentCNPrefix+"a", "127.0.0.1"))
 	if _, err := a.Reload(&next); err == nil || !strings.Contains(err.Error(), "cluster CA") {
 		t.Fatalf("a certificate of another CA: %v, want refused", err)
 	}

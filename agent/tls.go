@@ -22,10 +22,13 @@ type tlsConfigs struct {
 	client *tls.Config // calls to other agents, with this agent's certificate
 	pool   *x509.CertPool
 	cert   atomic.Pointer[tls.Certificate]
+	// name is the agent's name: its certificate must be agent.<name>.
+	name string
 }
 
-// loadTLS reads the CA, certificate and key files; errors name the field.
-func loadTLS(caFile, certFile, keyFile string) (*tlsConfigs, error) {
+// loadTLS reads the CA, certificate and key files of the agent called
+// name; errors name the field and the file.
+func loadTLS(name, caFile, certFile, keyFile string) (*tlsConfigs, error) {
 	ca, err := os.ReadFile(caFile)
 	if err != nil {
 		return nil, fmt.Errorf("tls.ca_file: %w", err)
@@ -34,7 +37,7 @@ func loadTLS(caFile, certFile, keyFile string) (*tlsConfigs, error) {
 	if !pool.AppendCertsFromPEM(ca) {
 		return nil, fmt.Errorf("tls.ca_file %s: no PEM certificate in it", caFile)
 	}
-	t := &tlsConfigs{pool: pool}
+	t := &tlsConfigs{pool: pool, name: name}
 	cert, err := t.loadPair(certFile, keyFile)
 	if err != nil {
 		return nil, err
@@ -55,9 +58,12 @@ func loadTLS(caFile, certFile, keyFile string) (*tlsConfigs, error) {
 	return t, nil
 }
 
-// loadPair reads a certificate and its key and checks that the cluster
-// CA the agent runs with vouches for it: a rotated certificate of
-// another CA would cut this agent off from the others.
+// loadPair reads a certificate and its key and checks that it is this
+// agent's (CN agent.<name>) and that the cluster CA the agent runs with
+// vouches for it. Either fault would otherwise show only later and far
+// away: the other agents refuse a certificate of another CA at every
+// handshake, and take one named for another host as that host (its
+// reports for this host's instances refused, the other host's accepted).
 func (t *tlsConfigs) loadPair(certFile, keyFile string) (*tls.Certificate, error) {
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
@@ -66,6 +72,9 @@ func (t *tlsConfigs) loadPair(certFile, keyFile string) (*tls.Certificate, error
 	leaf, err := x509.ParseCertificate(cert.Certificate[0])
 	if err != nil {
 		return nil, fmt.Errorf("tls.cert_file %s: %w", certFile, err)
+	}
+	if want := AgentCNPrefix + t.name; leaf.Subject.CommonName != want {
+		return nil, fmt.Errorf("tls.cert_file %s: common name %q, want %q (gpagent tls cert create --agent %s)", certFile, leaf.Subject.CommonName, want, t.name)
 	}
 	inter := x509.NewCertPool()
 	for _, der := range cert.Certificate[1:] {

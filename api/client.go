@@ -42,7 +42,10 @@ func NewClientDialer(addr string, cfg *tls.Config, dial func(ctx context.Context
 		base = scheme + base
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = cfg
+	// A copy: the transport adds "h2" to its config's NextProtos on first
+	// use, a write that races with any other transport sharing cfg (an
+	// agent's peer clients and its forwarding proxy share one).
+	tr.TLSClientConfig = cfg.Clone()
 	if dial != nil {
 		tr.DialContext = dial
 	}

@@ -75,7 +75,11 @@ type Config struct {
 	// leader), or it would start a second cluster of its own.
 	// TLS, when set, carries Raft over mutual TLS (it must require and
 	// verify client certificates); nil means plain TCP.
-	TLS       *tls.Config
+	TLS *tls.Config
+	// Secret, when set (and TLS not), is the cluster token: every Raft
+	// connection then starts with a challenge-response keyed by it
+	// (secret.go), so only its holders take part in Raft.
+	Secret    []byte
 	Bootstrap bool
 	Logger    *slog.Logger
 

@@ -41,10 +41,15 @@ func dialTCP(address string, timeout time.Duration) (net.Conn, error) {
 // newTransport builds raft's network transport: plain TCP on BindAddr
 // when cfg hooks nothing (raft's own TCP transport), else a stream layer
 // over cfg.Listener (or a listener on BindAddr) and cfg.Dial (or a TCP
-// dial), with mutual TLS on top when cfg.TLS is set. It takes ownership
+// dial), with mutual TLS on top when cfg.TLS is set, or the secret's
+// handshake when cfg.Secret is. It takes ownership
 // of cfg.Listener: closed when it fails, by the transport's Close after.
 func newTransport(cfg Config, advertise net.Addr, logger hclog.Logger) (*raft.NetworkTransport, error) {
-	if cfg.Listener == nil && cfg.Dial == nil && cfg.TLS == nil {
+	if cfg.TLS != nil && len(cfg.Secret) > 0 {
+		closeListener(cfg.Listener)
+		return nil, errors.New("raft: TLS or a secret, not both")
+	}
+	if cfg.Listener == nil && cfg.Dial == nil && cfg.TLS == nil && len(cfg.Secret) == 0 {
 		return raft.NewTCPTransportWithLogger(cfg.BindAddr, advertise, transportMaxPool, transportTimeout, logger)
 	}
 	if cfg.TLS != nil && cfg.TLS.ClientAuth != tls.RequireAndVerifyClientCert {
@@ -69,6 +74,10 @@ func newTransport(cfg Config, advertise net.Addr, logger hclog.Logger) (*raft.Ne
 	}
 	if cfg.TLS != nil {
 		ln, dial = tls.NewListener(ln, cfg.TLS), tlsDial(dial, cfg.TLS)
+	}
+	if len(cfg.Secret) > 0 {
+		key := secretKey(cfg.Secret)
+		ln, dial = &secretListener{Listener: ln, key: key}, secretDial(dial, key)
 	}
 	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  &streamLayer{Listener: ln, advertise: advertise, dial: dial},

@@ -20,7 +20,7 @@ func BenchmarkStateJSON(b *testing.B) {
 	const runs = 30
 	cli := make([]time.Duration, 0, runs)
 	call := make([]time.Duration, 0, runs)
-	c := newClient(d.addr)
+	c := d.client(d.addr)
 	for b.Loop() {
 		cli, call = cli[:0], call[:0]
 		for range runs {

@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -72,11 +71,7 @@ func TestDemo_StopsUnderAClosedPipe(t *testing.T) {
 		if err != nil {
 			return false, lastLines(d.out.String(), 5)
 		}
-		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "export GPAGENT_ADDR="); ok {
-				d.addr = strings.TrimSpace(v)
-			}
-		}
+		d.loadEnv(b)
 		return d.addr != "", string(b)
 	})
 	for _, h := range d.hostNames() {

@@ -109,6 +109,17 @@ func startHAProxy(t *testing.T, bin string, d *demo, s api.State) *haproxyProc {
 	if err != nil {
 		t.Fatalf("deploy/haproxy.cfg: %v", err)
 	}
+	// The demo's agents serve HTTPS: as the sample says for agents with
+	// tls, every default-server line checks over TLS with the cluster CA.
+	if ca := d.envVar("GPAGENT_CACERT"); ca != "" {
+		lines := strings.Split(text, "\n")
+		for i, l := range lines {
+			if strings.HasPrefix(strings.TrimSpace(l), "default-server ") {
+				lines[i] = l + " check-ssl verify required ca-file " + ca
+			}
+		}
+		text = strings.Join(lines, "\n")
+	}
 	for _, want := range []string{"gp_content0_rw", "gp_content0_ro"} {
 		if _, ok := hp.binds[want]; !ok {
 			t.Fatalf("deploy/haproxy.cfg has no frontend %s", want)

@@ -5,6 +5,8 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -60,9 +62,57 @@ func TestMain(m *testing.M) {
 }
 
 // newClient is an API client of the agent at addr with the tests'
-// cluster token.
+// cluster token (the netns cluster's credential).
 func newClient(addr string) *api.Client {
 	return api.NewClient(addr).WithToken(os.Getenv("GPAGENT_TOKEN"))
+}
+
+// client is an API client of the demo's agent at addr, as the shell
+// that sourced the demo's env file: HTTPS trusting the demo's CA, with
+// its operator certificate. A view of the netns cluster (no env file)
+// uses the token.
+func (d *demo) client(addr string) *api.Client {
+	d.t.Helper()
+	if d.envVar("GPAGENT_CACERT") == "" {
+		return newClient(addr)
+	}
+	cfg, err := d.tlsConfig(true)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	return api.NewTLSClient(addr, cfg)
+}
+
+// tlsConfig trusts the demo's CA (GPAGENT_CACERT of its env file) and,
+// when operator is set, presents its operator certificate.
+func (d *demo) tlsConfig(operator bool) (*tls.Config, error) {
+	ca, err := os.ReadFile(d.envVar("GPAGENT_CACERT"))
+	if err != nil {
+		return nil, fmt.Errorf("the demo's CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca) {
+		return nil, fmt.Errorf("the demo's CA %s: no PEM certificate", d.envVar("GPAGENT_CACERT"))
+	}
+	cfg := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if operator {
+		pair, err := tls.LoadX509KeyPair(d.envVar("GPAGENT_CLIENT_CERT"), d.envVar("GPAGENT_CLIENT_KEY"))
+		if err != nil {
+			return nil, fmt.Errorf("the demo's operator certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	return cfg, nil
+}
+
+// envVar is a variable the demo's env file exports.
+func (d *demo) envVar(name string) string {
+	for _, kv := range d.env {
+		if v, ok := strings.CutPrefix(kv, name+"="); ok {
+			return v
+		}
+	}
+	return ""
 }
 
 // demo is a running `gpagent demo` process and its folder.
@@ -72,6 +122,8 @@ type demo struct {
 	cmd  *exec.Cmd
 	out  *syncBuffer
 	addr string
+	// env is what the demo's env file exports, as NAME=value.
+	env  []string
 	done chan error
 }
 
@@ -116,14 +168,24 @@ func startDemo(t testing.TB, args ...string) *demo {
 		if err != nil {
 			return false, lastLines(d.out.String(), 5)
 		}
-		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "export GPAGENT_ADDR="); ok {
-				d.addr = strings.TrimSpace(v)
-			}
-		}
+		d.loadEnv(b)
 		return d.addr != "", string(b)
 	})
 	return d
+}
+
+// loadEnv takes what the demo's env file exports: the address, and
+// the TLS files of the shell that sources it.
+func (d *demo) loadEnv(b []byte) {
+	d.env = nil
+	for _, line := range strings.Split(string(b), "\n") {
+		if kv, ok := strings.CutPrefix(line, "export "); ok {
+			d.env = append(d.env, strings.TrimSpace(kv))
+		}
+		if v, ok := strings.CutPrefix(line, "export GPAGENT_ADDR="); ok {
+			d.addr = strings.TrimSpace(v)
+		}
+	}
 }
 
 func (d *demo) stop() {
@@ -169,12 +231,19 @@ func (d *demo) hostNames() []string {
 	return out
 }
 
-// gpagent runs a CLI subcommand against the demo and returns its stdout.
+// environ is the environment of a shell that sourced the demo's env
+// file.
+func (d *demo) environ() []string {
+	return append(os.Environ(), d.env...)
+}
+
+// gpagent runs a CLI subcommand against the demo, as a shell that
+// sourced its env file, and returns its stdout.
 func (d *demo) gpagent(args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binary, args...)
-	cmd.Env = append(os.Environ(), "GPAGENT_ADDR="+d.addr)
+	cmd.Env = append(d.environ(), "GPAGENT_ADDR="+d.addr)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

@@ -27,7 +27,7 @@ func TestJobs_SurviveLeaderLoss(t *testing.T) {
 	killLeaderWhen := func(t *testing.T, what string, cond func(api.State) bool) {
 		t.Helper()
 		var leader string
-		c := newClient(d.addr)
+		c := d.client(d.addr)
 		deadline := time.Now().Add(30 * time.Second)
 		for {
 			s, err := c.State(context.Background())
@@ -56,7 +56,7 @@ func TestJobs_SurviveLeaderLoss(t *testing.T) {
 		killPostmaster(t, p0)
 		waitFailedOver(t, d, p0, m0)
 		cmd := exec.CommandContext(bg, binary, "recoverseg", "-F", "-a")
-		cmd.Env = append(cmd.Environ(), "GPAGENT_ADDR="+d.apiOf(t, d.hostNames()[1]))
+		cmd.Env = append(d.environ(), "GPAGENT_ADDR="+d.apiOf(t, d.hostNames()[1]))
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -73,7 +73,7 @@ func TestJobs_SurviveLeaderLoss(t *testing.T) {
 	t.Run("rebalance", func(t *testing.T) {
 		d := d.in(t)
 		cmd := exec.CommandContext(bg, binary, "recoverseg", "-r", "-a")
-		cmd.Env = append(cmd.Environ(), "GPAGENT_ADDR="+d.apiOf(t, d.hostNames()[1]))
+		cmd.Env = append(d.environ(), "GPAGENT_ADDR="+d.apiOf(t, d.hostNames()[1]))
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -91,7 +91,7 @@ func (d *demo) gpagentVia(t *testing.T, host string, args ...string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binary, args...)
-	cmd.Env = append(cmd.Environ(), "GPAGENT_ADDR="+d.apiOf(t, host))
+	cmd.Env = append(d.environ(), "GPAGENT_ADDR="+d.apiOf(t, host))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("gpagent %s via %s: %v\n%s\nagent logs:\n%s", strings.Join(args, " "), host, err, out, d.agentLog())

@@ -154,7 +154,7 @@ func TestMesh_LeaderLossAndRestartAll(t *testing.T) {
 			if h == old {
 				continue
 			}
-			c := newClient(d.apiOf(t, h))
+			c := d.client(d.apiOf(t, h))
 			st, err := c.State(context.Background())
 			if err != nil || st.Leader == "" {
 				continue
@@ -166,7 +166,7 @@ func TestMesh_LeaderLossAndRestartAll(t *testing.T) {
 			// The restarted process answers as leader only once it
 			// leads a term of its own (past its barrier).
 			if pid := d.hostAgentPID(old); pid != oldPID && alive(pid) {
-				if ost, err := newClient(d.apiOf(t, old)).State(context.Background()); err == nil && ost.Leader == old && !ost.Stale {
+				if ost, err := d.client(d.apiOf(t, old)).State(context.Background()); err == nil && ost.Leader == old && !ost.Stale {
 					newLeader = old + " (restarted)"
 					return true, ""
 				}

@@ -130,8 +130,11 @@ func client(addr string) *api.Client {
 // plain HTTP. A file that cannot be read or used is an error naming the
 // variable and the file, not a silent fallback.
 func clientTLS() (*tls.Config, error) {
-	caFile := os.Getenv("GPAGENT_CACERT")
-	certFile, keyFile := os.Getenv("GPAGENT_CLIENT_CERT"), os.Getenv("GPAGENT_CLIENT_KEY")
+	return clientTLSFiles(os.Getenv("GPAGENT_CACERT"), os.Getenv("GPAGENT_CLIENT_CERT"), os.Getenv("GPAGENT_CLIENT_KEY"))
+}
+
+// clientTLSFiles is clientTLS on the files the three variables name.
+func clientTLSFiles(caFile, certFile, keyFile string) (*tls.Config, error) {
 	if caFile == "" {
 		if certFile != "" || keyFile != "" {
 			return nil, errors.New("GPAGENT_CLIENT_CERT and GPAGENT_CLIENT_KEY are set but GPAGENT_CACERT (the cluster CA) is not: without it the CLI speaks plain HTTP")

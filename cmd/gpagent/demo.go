@@ -52,7 +52,11 @@ func cmdDemo(ctx context.Context, cio cmdIO, args []string) error {
 			go p.keepRunning(ctx)
 		}
 	}
-	c := api.NewClient(d.hosts[0].apiAddr).WithToken(d.token)
+	tc, err := d.operatorTLS()
+	if err != nil {
+		return err
+	}
+	c := api.NewTLSClient(d.hosts[0].apiAddr, tc)
 	if err := waitMesh(ctx, c, len(d.hosts), 60*time.Second); err != nil {
 		return fmt.Errorf("agents did not form a cluster (see %s/*/agent.log): %w", d.dir, err)
 	}
@@ -70,17 +74,21 @@ func cmdDemo(ctx context.Context, cio cmdIO, args []string) error {
 	}
 	fmt.Fprintln(cio.out, "demo: table region created, distributed by r_regionkey (5 rows)")
 	envFile := filepath.Join(d.dir, "env")
-	// The env file holds the cluster token: readable by its owner only.
-	env := fmt.Sprintf("export GPAGENT_ADDR=%s\nexport PGPASSFILE=%s\nexport GPAGENT_TOKEN=%s\n", d.hosts[0].apiAddr, filepath.Join(d.dir, "pgpass"), d.token)
+	// The CLI speaks HTTPS trusting the demo's CA and presents the
+	// operator certificate; no cluster token: with TLS on, certificates
+	// name every caller, and a token would pass every guard.
+	env := fmt.Sprintf("export GPAGENT_ADDR=%s\nexport GPAGENT_CACERT=%s\nexport GPAGENT_CLIENT_CERT=%s\nexport GPAGENT_CLIENT_KEY=%s\nexport PGPASSFILE=%s\n",
+		d.hosts[0].apiAddr, d.caFile, d.opCert, d.opKey, filepath.Join(d.dir, "pgpass"))
 	if err := os.WriteFile(envFile, []byte(env), 0o600); err != nil {
 		return err
 	}
 	fmt.Fprintf(cio.out, `
-demo cluster is up. Agent API: http://%[1]s (any agent's API will do)
+demo cluster is up. Agent API: https://%[1]s (any agent's API will do)
 
 In another terminal:
-  . %[2]s   # sets GPAGENT_ADDR, and GPAGENT_TOKEN: the cluster token
-            # (%[3]s/token) the CLI sends; a change without it gets 401
+  . %[2]s   # sets GPAGENT_ADDR, GPAGENT_CACERT (the demo's CA) and
+            # GPAGENT_CLIENT_CERT/KEY: an operator certificate (%[3]s/tls);
+            # a change without it gets 401
   gpagent state            # summary (gpstate)
   gpagent state -s         # every instance
   gpagent members          # agents, gossip status, Raft roles

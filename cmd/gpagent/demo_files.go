@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -20,15 +21,29 @@ import (
 
 // demoFiles is a demo's folder: one subfolder per host (its agent.yaml,
 // agent data dir, log and pid), cluster.yaml, the shared instance data,
-// pgpass and env.
+// tls/ (the demo's CA, one agent certificate per host and an operator
+// certificate), gossip.key, pgpass and env.
 type demoFiles struct {
 	dir   string
 	hosts []demoHost
 	spec  *topology.Spec
 	// standbyPort is free for gpagent initstandby -P.
 	standbyPort int
-	// token is the cluster token of the agents' token_file (DIR/token).
-	token string
+	// caFile, opCert and opKey are the cluster CA and the operator
+	// certificate the demo (and the shell that sources env) calls the
+	// agents with.
+	caFile, opCert, opKey string
+}
+
+// The demo's TLS files, under DIR/tls.
+const (
+	demoTLSDir   = "tls"
+	demoOperator = "demo"
+)
+
+// operatorTLS is the client TLS config of the demo's operator.
+func (d *demoFiles) operatorTLS() (*tls.Config, error) {
+	return clientTLSFiles(d.caFile, d.opCert, d.opKey)
 }
 
 // demoHost is one simulated host: an agent bound to its own loopback
@@ -116,17 +131,27 @@ func writeDemo(dir string, n int, autoRecover bool) error {
 	if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
 		return err
 	}
-	// The cluster token guards the agents' API (token_file): $GPAGENT_TOKEN
-	// when set, so a shell or a test that set it already can drive the
-	// demo, else a new random one.
-	token := os.Getenv("GPAGENT_TOKEN")
-	if token == "" {
-		tk := make([]byte, 32)
-		_, _ = rand.Read(tk)
-		token = base64.StdEncoding.EncodeToString(tk)
+	// Secure by default, as the documented config: a CA of the demo's
+	// own, an agent certificate per host (CN agent.<host>, its address
+	// as a SAN: the others reach its API and Raft there) and one
+	// operator certificate, the credential of the shell that sources env.
+	tlsDir := filepath.Join(dir, demoTLSDir)
+	if err := os.MkdirAll(tlsDir, 0o700); err != nil {
+		return err
 	}
-	tokenFile := filepath.Join(dir, "token")
-	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+	caPath, caKeyPath, err := createCA(tlsDir, 365)
+	if err != nil {
+		return err
+	}
+	certs := make([][2]string, n)
+	for i, name := range names {
+		_, c, k, err := createCert(caPath, caKeyPath, tlsDir, certRequest{agent: name, ips: []net.IP{net.ParseIP(addrs[i])}, days: 365})
+		if err != nil {
+			return err
+		}
+		certs[i] = [2]string{c, k}
+	}
+	if _, _, _, err := createCert(caPath, caKeyPath, tlsDir, certRequest{operator: demoOperator, days: 365}); err != nil {
 		return err
 	}
 	superPW, replPW := randomHex(), randomHex()
@@ -151,7 +176,10 @@ api_addr: %s
 raft_addr: %s
 gossip_addr: %s
 gossip_key_file: %s
-token_file: %s
+tls:
+  ca_file: %s
+  cert_file: %s
+  key_file: %s
 %s
 # The demo takes its instances down when it stops; a production agent
 # leaves them running across its own restarts.
@@ -165,7 +193,7 @@ postgres:
   wal_keep_size: 512MB
 `, name, name, addrs[i], filepath.Join(hdir, "agent"),
 			net.JoinHostPort(addrs[i], strconv.Itoa(ports[0])), net.JoinHostPort(addrs[i], strconv.Itoa(ports[1])),
-			net.JoinHostPort(addrs[i], strconv.Itoa(ports[2])), keyFile, tokenFile, start, autoRecoverWord(autoRecover), superPW, replPW)
+			net.JoinHostPort(addrs[i], strconv.Itoa(ports[2])), keyFile, caPath, certs[i][0], certs[i][1], start, autoRecoverWord(autoRecover), superPW, replPW)
 		if err := os.WriteFile(filepath.Join(hdir, "agent.yaml"), []byte(cfg), 0o600); err != nil {
 			return err
 		}
@@ -208,11 +236,15 @@ func loadDemo(dir string) (*demoFiles, error) {
 		return nil, err
 	}
 	d := &demoFiles{dir: dir, spec: spec}
-	tok, err := os.ReadFile(filepath.Join(dir, "token"))
-	if err != nil {
-		return nil, fmt.Errorf("--dir %s: the cluster token: %w (a demo folder of an older gpagent: start a new one)", dir, err)
+	tlsDir := filepath.Join(dir, demoTLSDir)
+	d.caFile = filepath.Join(tlsDir, caCertFile)
+	d.opCert = filepath.Join(tlsDir, agent.OperatorCNPrefix+demoOperator+".pem")
+	d.opKey = filepath.Join(tlsDir, agent.OperatorCNPrefix+demoOperator+"-key.pem")
+	for _, f := range []string{d.caFile, d.opCert, d.opKey} {
+		if _, err := os.Stat(f); err != nil {
+			return nil, fmt.Errorf("--dir %s: %w (a demo folder of an older gpagent, without TLS: start a new one)", dir, err)
+		}
 	}
-	d.token = strings.TrimSpace(string(tok))
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err

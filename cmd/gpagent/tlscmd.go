@@ -21,6 +21,31 @@ import (
 	"github.com/gpagent/gpagent/agent"
 )
 
+// createCA writes a new cluster CA into dir, valid for days, and returns
+// the paths of its certificate and key.
+func createCA(dir string, days int) (certPath, keyPath string, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", "", err
+	}
+	serial, err := randomSerial()
+	if err != nil {
+		return "", "", err
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: serial, Subject: pkix.Name{CommonName: "gpagent CA " + serial.Text(16)[:8]},
+		NotBefore: now.Add(-time.Minute), NotAfter: now.AddDate(0, 0, days),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return "", "", err
+	}
+	certPath, keyPath = filepath.Join(dir, caCertFile), filepath.Join(dir, caKeyFile)
+	return certPath, keyPath, writePair(certPath, keyPath, der, key)
+}
+
 // The certificate verbs, as Consul's: `gpagent tls ca create` makes the
 // cluster CA, `gpagent tls cert create --agent HOST` an agent's
 // certificate (CN agent.HOST, server and client), `--operator NAME` an
@@ -53,26 +78,8 @@ func cmdTLSCACreate(io cmdIO, args []string) error {
 	if *days <= 0 {
 		return fmt.Errorf("--days: %d is not positive", *days)
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	certPath, keyPath, err := createCA(*dir, *days)
 	if err != nil {
-		return err
-	}
-	serial, err := randomSerial()
-	if err != nil {
-		return err
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber: serial, Subject: pkix.Name{CommonName: "gpagent CA " + serial.Text(16)[:8]},
-		NotBefore: now.Add(-time.Minute), NotAfter: now.AddDate(0, 0, *days),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return err
-	}
-	certPath, keyPath := filepath.Join(*dir, caCertFile), filepath.Join(*dir, caKeyFile)
-	if err := writePair(certPath, keyPath, der, key); err != nil {
 		return err
 	}
 	fmt.Fprintf(io.out, "==> CA certificate %s\n==> CA key %s (keep it off the agents' hosts)\n", certPath, keyPath)
@@ -103,63 +110,84 @@ func cmdTLSCertCreate(io cmdIO, args []string) error {
 			return fmt.Errorf("%s: %q has a space, slash, colon or comma", flag, v)
 		}
 	}
-	ca, err := tls.LoadX509KeyPair(*caPath, *caKeyPath)
+	if *op != "" && (*ips != "" || *dnsNames != "") {
+		return errors.New("--ip and --dns are for --agent certificates")
+	}
+	var ipList []net.IP
+	for _, x := range splitList(*ips) {
+		ip := net.ParseIP(x)
+		if ip == nil {
+			return fmt.Errorf("--ip: %q is not an IP address", x)
+		}
+		ipList = append(ipList, ip)
+	}
+	certReq := certRequest{agent: *host, operator: *op, ips: ipList, dns: splitList(*dnsNames), days: *days}
+	name, certPath, keyPath, err := createCert(*caPath, *caKeyPath, *dir, certReq)
 	if err != nil {
-		return fmt.Errorf("--ca %s and --ca-key %s: %w (gpagent tls ca create makes them)", *caPath, *caKeyPath, err)
+		return err
+	}
+	fmt.Fprintf(io.out, "==> certificate %s (CN %s)\n==> key %s\n", certPath, name, keyPath)
+	return nil
+}
+
+// certRequest is what one certificate is for: an agent (with the IPs
+// and DNS names its API and Raft are reached at) or an operator.
+type certRequest struct {
+	agent, operator string
+	ips             []net.IP
+	dns             []string
+	days            int
+}
+
+// createCert signs a certificate with the CA of caPath and caKeyPath and
+// writes it and its key into dir as <CN>.pem and <CN>-key.pem.
+func createCert(caPath, caKeyPath, dir string, req certRequest) (name, certPath, keyPath string, err error) {
+	ca, err := tls.LoadX509KeyPair(caPath, caKeyPath)
+	if err != nil {
+		return "", "", "", fmt.Errorf("--ca %s and --ca-key %s: %w (gpagent tls ca create makes them)", caPath, caKeyPath, err)
 	}
 	caCert, err := x509.ParseCertificate(ca.Certificate[0])
 	if err != nil {
-		return fmt.Errorf("--ca %s: %w", *caPath, err)
+		return "", "", "", fmt.Errorf("--ca %s: %w", caPath, err)
 	}
 	if !caCert.IsCA {
-		return fmt.Errorf("--ca %s: not a CA certificate", *caPath)
+		return "", "", "", fmt.Errorf("--ca %s: not a CA certificate", caPath)
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return err
+		return "", "", "", err
 	}
 	serial, err := randomSerial()
 	if err != nil {
-		return err
+		return "", "", "", err
 	}
 	now := time.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
-		NotBefore:    now.Add(-time.Minute), NotAfter: now.AddDate(0, 0, *days),
+		NotBefore:    now.Add(-time.Minute), NotAfter: now.AddDate(0, 0, req.days),
 		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 	}
-	var name string
-	if *host != "" {
-		name = agent.AgentCNPrefix + *host
+	if req.agent != "" {
+		name = agent.AgentCNPrefix + req.agent
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
-		tmpl.DNSNames = []string{*host, "localhost"}
+		tmpl.DNSNames = append([]string{req.agent, "localhost"}, req.dns...)
 		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
-		tmpl.DNSNames = append(tmpl.DNSNames, splitList(*dnsNames)...)
-		for _, s := range splitList(*ips) {
-			ip := net.ParseIP(s)
-			if ip == nil {
-				return fmt.Errorf("--ip: %q is not an IP address", s)
+		for _, ip := range req.ips {
+			if !ip.Equal(tmpl.IPAddresses[0]) {
+				tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
 			}
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
 		}
 	} else {
-		if *ips != "" || *dnsNames != "" {
-			return errors.New("--ip and --dns are for --agent certificates")
-		}
-		name = agent.OperatorCNPrefix + *op
+		name = agent.OperatorCNPrefix + req.operator
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
 	}
 	tmpl.Subject = pkix.Name{CommonName: name}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, ca.PrivateKey)
 	if err != nil {
-		return fmt.Errorf("sign with --ca-key %s: %w", *caKeyPath, err)
+		return "", "", "", fmt.Errorf("sign with --ca-key %s: %w", caKeyPath, err)
 	}
-	certPath, keyPath := filepath.Join(*dir, name+".pem"), filepath.Join(*dir, name+"-key.pem")
-	if err := writePair(certPath, keyPath, der, key); err != nil {
-		return err
-	}
-	fmt.Fprintf(io.out, "==> certificate %s (CN %s)\n==> key %s\n", certPath, name, keyPath)
-	return nil
+	certPath, keyPath = filepath.Join(dir, name+".pem"), filepath.Join(dir, name+"-key.pem")
+	return name, certPath, keyPath, writePair(certPath, keyPath, der, key)
 }
 
 func splitList(s string) []string {

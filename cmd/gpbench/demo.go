@@ -70,7 +70,7 @@ type demo struct {
 	waitErr  error
 	addr     string
 	passfile string
-	token    string // GPAGENT_TOKEN of the env file
+	env      []string // what the env file exports (NAME=value): the CLI's address and TLS files
 }
 
 // findGpagent: --gpagent, else gpagent next to this executable, else in PATH.
@@ -169,14 +169,16 @@ func (d *demo) readEnv(path string) bool {
 	if err != nil {
 		return false
 	}
+	var env []string
+	defer func() { d.env = env }()
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
 		if v, ok := strings.CutPrefix(line, "export GPAGENT_ADDR="); ok {
 			d.addr = v
 		}
-		if v, ok := strings.CutPrefix(line, "export GPAGENT_TOKEN="); ok {
-			d.token = v
+		if kv, ok := strings.CutPrefix(line, "export "); ok {
+			env = append(env, kv)
 		}
 		if v, ok := strings.CutPrefix(line, "export PGPASSFILE="); ok {
 			d.passfile = v
@@ -236,10 +238,8 @@ func (d *demo) gpagentWithin(ctx context.Context, timeout time.Duration, args ..
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, d.bin, args...)
-	cmd.Env = append(os.Environ(), "GPAGENT_ADDR="+d.addr)
-	if d.token != "" {
-		cmd.Env = append(cmd.Env, "GPAGENT_TOKEN="+d.token)
-	}
+	// As a shell that sourced the demo's env file: its TLS files.
+	cmd.Env = append(append(os.Environ(), d.env...), "GPAGENT_ADDR="+d.addr)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

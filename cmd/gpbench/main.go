@@ -60,9 +60,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
-	// The clusters gpbench starts (gpagent demo, the netns cluster) take
-	// $GPAGENT_TOKEN as their cluster token, and the gpagent commands it
-	// runs send it: one secret for the run, made here unless given.
+	// The netns and scale clusters gpbench starts take $GPAGENT_TOKEN as
+	// their cluster token, and the gpagent commands it runs send it: one
+	// secret for the run, made here unless given. (A demo runs TLS: its
+	// commands present the operator certificate of its env file.)
 	if os.Getenv("GPAGENT_TOKEN") == "" {
 		tok := make([]byte, 32)
 		_, _ = rand.Read(tok)
