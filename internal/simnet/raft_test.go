@@ -99,7 +99,7 @@ func TestPartition_RaftOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, a := range agents[1:] {
-		if err := first.raft.AddVoter(ctx, a.id, a.raft.Addr()); err != nil {
+		if err := first.raft.AddVoter(ctx, a.raft.ID(), a.raft.Addr()); err != nil {
 			t.Fatal(err)
 		}
 		join(t, a.member, first.member)
