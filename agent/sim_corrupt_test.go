@@ -48,10 +48,10 @@ func TestSimCorruptRaftDirFences(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.Token == "" && !cfg.Insecure {
-		cfg.Token = simToken
+		cfg.Token = c.token
 	}
 	if len(cfg.GossipKeys) == 0 && !cfg.Insecure {
-		cfg.GossipKeys = [][]byte{simGossipKey}
+		cfg.GossipKeys = [][]byte{c.gossipKey}
 	}
 	a, err := NewWith(cfg, Deps{Logger: c.log, Driver: c.world.Host(host.name), Clock: host.clock, Network: c.net.Host(host.ip)})
 	if err == nil {

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"log/slog"
 	"net"
@@ -92,6 +93,12 @@ type simCluster struct {
 	root, join string // the hosts' dirs' parent; the first agent's gossip address
 	// voterRound, when set, replaces the leaders' periodic voter round.
 	voterRound time.Duration
+	// token and gossipKey are this cluster's own: sim tests run in
+	// parallel on the same 127.0.0.x addresses, and an agent that dials a
+	// stale address another test's agent now listens on must be refused
+	// (the Raft handshake and gossip encryption), not join that cluster.
+	token     string
+	gossipKey []byte
 }
 
 // isolate cuts h off from every other host (all traffic kinds).
@@ -131,11 +138,15 @@ func newSimCluster(t *testing.T, n int, extra string, tweak ...func(*Config)) *s
 
 // newSimWorld returns a simulated cluster with no host yet.
 func newSimWorld(t *testing.T) *simCluster {
+	// Sim tests mostly wait (leases, probe rounds), so two at a time (the
+	// default -parallel is GOMAXPROCS) keep the tier under two minutes.
+	t.Parallel()
 	// The world's probe timeout is the agents' probe_timeout: a probe of
 	// a hung instance fails after it, as the supervisor's does (simpg's
 	// default of 2 s would make every hang test wait that long per probe).
 	world := simpg.NewWorld(simpg.Options{ProbeTimeout: simProbeTimeout})
-	c := &simCluster{t: t, world: world, net: simnet.New(), log: simLogger(t), isolated: map[string]bool{}, root: t.TempDir()}
+	c := &simCluster{t: t, world: world, net: simnet.New(), log: simLogger(t), isolated: map[string]bool{}, root: t.TempDir(),
+		token: rand.Text(), gossipKey: []byte(rand.Text()[:16])} // an AES-128 key
 	t.Cleanup(c.world.Close)
 	return c
 }
@@ -206,12 +217,6 @@ func simTimings(extra string) string {
 	return b.String()
 }
 
-// The sim cluster's token and gossip key.
-var (
-	simToken     = "sim-cluster-token"
-	simGossipKey = []byte("0123456789abcdef0123456789abcdef")
-)
-
 func simLogger(t *testing.T) *slog.Logger {
 	w := &testWriter{t: t}
 	t.Cleanup(w.close)
@@ -250,10 +255,10 @@ func (c *simCluster) start(h *simHost) {
 	// As the documented config runs: the API guarded by the cluster
 	// token, gossip encrypted (ParseConfig reads no *_file fields).
 	if cfg.Token == "" && !cfg.Insecure {
-		cfg.Token = simToken
+		cfg.Token = c.token
 	}
 	if len(cfg.GossipKeys) == 0 && !cfg.Insecure {
-		cfg.GossipKeys = [][]byte{simGossipKey}
+		cfg.GossipKeys = [][]byte{c.gossipKey}
 	}
 	a, err := NewWith(cfg, Deps{Logger: c.log, Driver: c.world.Host(h.name), Clock: h.clock, Network: c.net.Host(h.ip)})
 	if err != nil {
@@ -335,7 +340,7 @@ func (c *simCluster) client() *api.Client {
 	defer c.mu.Unlock()
 	for _, h := range c.running() {
 		if !c.isolated[h.ip] {
-			return api.NewClient(c.agent(h).APIAddr()).WithToken(simToken)
+			return api.NewClient(c.agent(h).APIAddr()).WithToken(c.token)
 		}
 	}
 	c.t.Fatal("no agent runs")

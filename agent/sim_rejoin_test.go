@@ -43,7 +43,7 @@ func TestSimRestartedAgentWithoutJoinListRejoins(t *testing.T) {
 	})
 	c.start(h)
 	a := c.agent(h)
-	self := api.NewClient(a.APIAddr()).WithToken(simToken)
+	self := api.NewClient(a.APIAddr()).WithToken(c.token)
 
 	c.waitUntil(h.name+" a Raft member of the leader's configuration and alive in its gossip", func() (bool, string) {
 		lead := c.waitLeader()
