@@ -40,12 +40,7 @@ func (e *executor) writeInstances(t *topology.Topology) {
 		return
 	}
 	path := filepath.Join(e.a.cfg.DataDir, instancesFile)
-	tmp := path + ".tmp"
-	err = os.WriteFile(tmp, b, 0o600)
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
+	if err := writeFileAtomic(path, b); err != nil {
 		e.log.Warn("cannot record the local instances; a corrupt Raft dir could not fence them", "path", path, "err", err)
 		return
 	}

@@ -73,11 +73,7 @@ func (a *Agent) saveKeyring() error {
 		buf.WriteString(base64.StdEncoding.EncodeToString(k) + "\n")
 	}
 	path := filepath.Join(a.cfg.DataDir, KeyringFile)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, buf.Bytes(), 0o600); err != nil {
-		return fmt.Errorf("save gossip keyring: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := writeFileAtomic(path, buf.Bytes()); err != nil {
 		return fmt.Errorf("save gossip keyring: %w", err)
 	}
 	return nil
