@@ -26,8 +26,8 @@ import (
 // Agent is one gpagent daemon: the host's member of the Raft cluster, the
 // supervisor of its PostgreSQL instances and an HTTP API endpoint.
 type Agent struct {
-	cfg   *Config
-	log   *slog.Logger
+	cfg *Config
+	log *slog.Logger
 	// node is the Raft member (a server) or the client's view fed by
 	// blocking queries (cfg.Client).
 	node  clusterNode
