@@ -60,7 +60,12 @@ var errClient = fmt.Errorf("a client agent (server: false) holds no Raft log: %w
 // clientNode is a client agent's view of the committed topology, fed by
 // the blocking query GET /v1/topology to the leader (or, with none known,
 // any server). It never applies an entry itself: every change goes to the
-// leader over HTTP (forward.go), as the reports do.
+// leader over HTTP (forward.go), as the reports do. The view is its
+// host's (topology.HostViews: the contents with an instance here, every
+// config version): what the executor, the fence and the health endpoints
+// read. Reads of the whole cluster (state, history, conninfo) are
+// forwarded to the leader; with no leader known, state answers from this
+// view and says it is stale.
 //
 // The lease rule keeps its meaning: the executor's reports are made on
 // this view's version, and the lease renews only from the leader's
@@ -241,7 +246,7 @@ func (a *Agent) runClientWatch(ctx context.Context, c *clientNode) {
 			case <-qctx.Done():
 			}
 		}()
-		v, err := a.peerClient(addr).Topology(qctx, c.Topology().ConfigVersion, topologyWait, leader)
+		v, err := a.peerClient(addr).Topology(qctx, c.Topology().ConfigVersion, topologyWait, leader, a.cfg.Name)
 		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
@@ -291,7 +296,8 @@ const maxTopologyWait = time.Minute
 // getTopology answers a client's blocking query: at once if this
 // server's topology is newer than ?index=, or if the leader it knows is
 // not ?leader= (the client reports to the wrong agent); otherwise at the
-// first change, at a leader change, or after ?wait=.
+// first change, at a leader change, or after ?wait=. With ?host= the
+// answer is that host's view (topology.HostViews).
 func (a *Agent) getTopology(w http.ResponseWriter, r *http.Request) {
 	b, err := a.topologyAnswer(r)
 	if err != nil {
@@ -327,6 +333,7 @@ func (a *Agent) topologyAnswer(r *http.Request) ([]byte, error) {
 		wait = min(d, maxTopologyWait)
 	}
 	hint := q.Get("leader")
+	host := q.Get("host")
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	// Leadership is not signalled to followers: look at it now and then.
@@ -337,25 +344,26 @@ func (a *Agent) topologyAnswer(r *http.Request) ([]byte, error) {
 		t := a.node.Topology()
 		leader, _ := a.node.Leader()
 		if t.ConfigVersion > index || leader != hint {
-			return a.topologyView(t, leader)
+			return a.topologyView(t, leader, host)
 		}
 		select {
 		case <-r.Context().Done():
 			return nil, r.Context().Err()
 		case <-timer.C:
-			return a.topologyView(t, leader)
+			return a.topologyView(t, leader, host)
 		case <-ch:
 		case <-tick.C:
 		}
 	}
 }
 
-// topologyView returns the encoded answer for t: one encoding per
-// topology, leader and Raft configuration, shared by every client asking
-// (a thousand clients woken by one commit must not cost a thousand
-// encodings of the whole topology). The history is left out: only the
-// leader answers for it (GET /v1/history is forwarded there).
-func (a *Agent) topologyView(t *topology.Topology, leader string) ([]byte, error) {
+// topologyView returns the encoded answer for host's view of t
+// (topology.HostViews; the whole topology when host is ""): one encoding
+// per topology, leader, Raft configuration and host, shared by the
+// queries that ask for it, and one index per topology for every host's
+// view. A thousand clients woken by one commit must not cost a thousand
+// encodings of the whole topology, nor a thousand decodings of it.
+func (a *Agent) topologyView(t *topology.Topology, leader, host string) ([]byte, error) {
 	var servers []api.TopologyServer
 	if list, err := a.node.Servers(); err == nil {
 		for _, s := range list {
@@ -365,16 +373,35 @@ func (a *Agent) topologyView(t *topology.Topology, leader string) ([]byte, error
 	c := &a.topoCache
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.t == t && c.leader == leader && slices.Equal(c.servers, servers) {
-		return c.body, nil
+	if c.t != t || c.leader != leader || !slices.Equal(c.servers, servers) {
+		c.t, c.leader, c.servers = t, leader, servers
+		c.views = topology.HostViews(t)
+		clear(c.bodies)
 	}
-	lite := *t
-	lite.History = nil
-	b, err := json.Marshal(&api.TopologyView{Topology: &lite, Leader: leader, Servers: servers})
+	if b, ok := c.bodies[host]; ok {
+		return b, nil
+	}
+	var v *topology.Topology
+	if host == "" {
+		lite := *t
+		lite.History = nil // only the leader answers for it
+		v = &lite
+	} else {
+		v = c.views(host)
+		if v == t {
+			lite := *t
+			lite.History = nil
+			v = &lite
+		}
+	}
+	b, err := json.Marshal(&api.TopologyView{Topology: v, Leader: leader, Servers: servers})
 	if err != nil {
 		return nil, fmt.Errorf("encode topology view: %w", err)
 	}
-	c.t, c.leader, c.servers, c.body = t, leader, servers, b
+	if c.bodies == nil {
+		c.bodies = map[string][]byte{}
+	}
+	c.bodies[host] = b
 	return b, nil
 }
 
@@ -384,5 +411,6 @@ type topologyCache struct {
 	t       *topology.Topology
 	leader  string
 	servers []api.TopologyServer
-	body    []byte
+	views   func(host string) *topology.Topology
+	bodies  map[string][]byte // by host
 }
