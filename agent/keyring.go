@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"github.com/gpagent/gpagent/watchdog"
 	"log/slog"
 	"net/http"
 	"os"
@@ -73,7 +74,7 @@ func (a *Agent) saveKeyring() error {
 		buf.WriteString(base64.StdEncoding.EncodeToString(k) + "\n")
 	}
 	path := filepath.Join(a.cfg.DataDir, KeyringFile)
-	if err := writeFileAtomic(path, buf.Bytes()); err != nil {
+	if err := watchdog.WriteFileAtomic(path, buf.Bytes()); err != nil {
 		return fmt.Errorf("save gossip keyring: %w", err)
 	}
 	return nil

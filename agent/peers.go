@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/gpagent/gpagent/watchdog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -67,7 +68,7 @@ func writePeers(path string, addrs []string) error {
 	if err != nil {
 		return fmt.Errorf("save %s: %w", path, err)
 	}
-	if err := writeFileAtomic(path, append(b, '\n')); err != nil {
+	if err := watchdog.WriteFileAtomic(path, append(b, '\n')); err != nil {
 		return fmt.Errorf("save %s: %w", path, err)
 	}
 	return nil
