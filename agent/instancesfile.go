@@ -5,13 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/gpagent/gpagent/watchdog"
 	"log/slog"
 	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/gpagent/gpagent/topology"
+	"github.com/gpagent/gpagent/watchdog"
 )
 
 // instancesFile, in the data dir, lists this host's instances as the

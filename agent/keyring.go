@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
-	"github.com/gpagent/gpagent/watchdog"
 	"log/slog"
 	"net/http"
 	"os"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/gpagent/gpagent/api"
 	"github.com/gpagent/gpagent/membership"
+	"github.com/gpagent/gpagent/watchdog"
 )
 
 // A keyring change is fanned out over the API by the agent that receives

@@ -2,11 +2,12 @@ package agent
 
 import (
 	"fmt"
-	"github.com/gpagent/gpagent/watchdog"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/gpagent/gpagent/watchdog"
 )
 
 // A restarted agent resumes the lease its previous run held: it must not

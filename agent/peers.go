@@ -4,12 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/gpagent/gpagent/watchdog"
 	"os"
 	"path/filepath"
 	"slices"
 
 	"github.com/gpagent/gpagent/membership"
+	"github.com/gpagent/gpagent/watchdog"
 )
 
 // PeersFile, in the data dir, holds the gossip addresses of the other
