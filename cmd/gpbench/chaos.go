@@ -425,7 +425,11 @@ func cmdChaos(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	res.LostAcked, res.SplitEvents, res.StrandedC = res.Lost, res.SplitBrain, res.Stranded
-	res.ByFault = attributeChaos(faults, writersStart, healed, writersStop, records)
+	var figures []chaosFaultFigure
+	res.ByFault, figures = attributeChaos(faults, writersStart, healed, writersStop, records)
+	for i, f := range faults {
+		fmt.Fprintf(stderr, "gpbench: fault %d %s\n", i+1, chaosFaultLine(f, figures[i]))
+	}
 	fmt.Fprint(stdout, chaosTable(res.ByFault))
 	line, _ := json.Marshal(res)
 	fmt.Fprintln(stdout, string(line))
@@ -551,7 +555,9 @@ func (w *watcher) splitDetail() string {
 // which did not cause it), measured from its beginning or that fault's
 // injection, whichever is later. A fault's write unavailability is its
 // longest stretch, the maximum over every content; each stretch counts for
-// one fault only. A fault that disturbed nothing shows the writers'
+// one fault only. A fault that owns no stretch on any content (it came in
+// the middle of an outage of every content, and none came back in its
+// window) is unmeasured: counted apart, not as 0 ms. A fault that disturbed nothing shows the writers'
 // ordinary spacing (some tens of ms). A stranded content (no write
 // acknowledged within the bound after the final heal) is charged to the
 // owner of the stretch under way at the final heal.
@@ -594,6 +600,19 @@ type chaosContentRecord struct {
 	stranded bool
 }
 
+// chaosFaultFigure is one fault's write unavailability: by content, its
+// longest stretch (contents with none are absent), and the max of them.
+// A fault that owns no stretch at all (no content took a write in its
+// window, nor had taken one in the second before it) is unmeasured: it
+// came in the middle of an outage it did not cause, on every content.
+type chaosFaultFigure struct {
+	byContent   map[int]time.Duration
+	unavailable time.Duration
+	content     int // the content of the max
+}
+
+func (f chaosFaultFigure) measured() bool { return len(f.byContent) > 0 }
+
 // chaosMS is the p50 and the max of a fault kind's write unavailability,
 // over its faults, in ms.
 type chaosMS struct {
@@ -604,10 +623,13 @@ type chaosMS struct {
 // chaosKindStats is one entry of by_fault.
 type chaosKindStats struct {
 	Count         int     `json:"count"`
-	UnavailableMS chaosMS `json:"unavailable_ms"`
-	Lost          int     `json:"lost"`
-	Split         int     `json:"split"`
-	Stranded      int     `json:"stranded"`
+	UnavailableMS chaosMS `json:"unavailable_ms"` // over the measured faults
+	// Unmeasured: faults of the kind that owned no stretch (see
+	// chaosFaultFigure), left out of UnavailableMS rather than counted as 0.
+	Unmeasured int `json:"unmeasured,omitempty"`
+	Lost       int `json:"lost"`
+	Split      int `json:"split"`
+	Stranded   int `json:"stranded"`
 }
 
 // chaosWindows finds a moment's window among faults (sorted by
@@ -664,7 +686,7 @@ func laterOf(a, b time.Time) time.Time {
 // attributeChaos charges the run's outcomes to the fault kinds. faults are
 // in injection order; healed is the final heal, start and stop when the
 // writers started and stopped.
-func attributeChaos(faults []chaosFault, start, healed, stop time.Time, records []chaosContentRecord) map[string]chaosKindStats {
+func attributeChaos(faults []chaosFault, start, healed, stop time.Time, records []chaosContentRecord) (map[string]chaosKindStats, []chaosFaultFigure) {
 	w := chaosWindows{faults: faults, healed: healed}
 	stats := map[string]chaosKindStats{}
 	add := func(kind string, f func(*chaosKindStats)) {
@@ -675,14 +697,23 @@ func attributeChaos(faults []chaosFault, start, healed, stop time.Time, records 
 	for _, f := range faults {
 		add(f.kind, func(s *chaosKindStats) { s.Count++ })
 	}
-	worst := make([]time.Duration, len(faults)) // by fault: its longest stretch
+	figures := make([]chaosFaultFigure, len(faults))
+	for i := range figures {
+		figures[i] = chaosFaultFigure{byContent: map[int]time.Duration{}, content: -1}
+	}
 	for _, r := range records {
 		ackedAt := make(map[int64]time.Time, len(r.acks))
 		strandedBy := len(faults) // the owner of the stretch under way at the heal
 		stretch := func(begin, end time.Time) {
 			i, d := w.owner(begin, end)
 			if i >= 0 && i < len(faults) {
-				worst[i] = max(worst[i], d)
+				f := &figures[i]
+				if old, ok := f.byContent[r.content]; !ok || d > old {
+					f.byContent[r.content] = d
+				}
+				if f.content < 0 || d > f.unavailable {
+					f.unavailable, f.content = d, r.content
+				}
 			}
 			if begin.Before(healed) && !end.Before(healed) {
 				strandedBy = i
@@ -718,12 +749,34 @@ func attributeChaos(faults []chaosFault, start, healed, stop time.Time, records 
 	}
 	byKind := map[string][]int64{}
 	for i, f := range faults {
-		byKind[f.kind] = append(byKind[f.kind], ms(worst[i]))
+		if !figures[i].measured() {
+			add(f.kind, func(s *chaosKindStats) { s.Unmeasured++ })
+			continue
+		}
+		byKind[f.kind] = append(byKind[f.kind], ms(figures[i].unavailable))
 	}
 	for kind, v := range byKind {
 		add(kind, func(s *chaosKindStats) { s.UnavailableMS = chaosMS{P50: nearestRank(v, 50), Max: nearestRank(v, 100)} })
 	}
-	return stats
+	return stats, figures
+}
+
+// chaosFaultLine is one fault's write unavailability for the log: the
+// max and its content, then every content's.
+func chaosFaultLine(f chaosFault, fig chaosFaultFigure) string {
+	if !fig.measured() {
+		return fmt.Sprintf("%s at %s: unmeasured (no content was taking writes at its injection or took one in its window)", f.kind, f.at.Format("15:04:05.000"))
+	}
+	var cs []int
+	for c := range fig.byContent {
+		cs = append(cs, c)
+	}
+	sort.Ints(cs)
+	var parts []string
+	for _, c := range cs {
+		parts = append(parts, fmt.Sprintf("%d: %d", c, ms(fig.byContent[c])))
+	}
+	return fmt.Sprintf("%s at %s: writes unavailable %d ms (content %d); by content, ms: %s", f.kind, f.at.Format("15:04:05.000"), ms(fig.unavailable), fig.content, strings.Join(parts, ", "))
 }
 
 // chaosTable is the per-kind table that gpbench chaos prints before its
@@ -742,10 +795,10 @@ func chaosTable(stats map[string]chaosKindStats) string {
 		}
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-18s %5s %16s %16s %5s %6s %8s\n", "fault", "count", "unavail p50 ms", "unavail max ms", "lost", "split", "stranded")
+	fmt.Fprintf(&b, "%-18s %5s %10s %16s %16s %5s %6s %8s\n", "fault", "count", "unmeasured", "unavail p50 ms", "unavail max ms", "lost", "split", "stranded")
 	for _, k := range kinds {
 		s := stats[k]
-		fmt.Fprintf(&b, "%-18s %5d %16d %16d %5d %6d %8d\n", k, s.Count, s.UnavailableMS.P50, s.UnavailableMS.Max, s.Lost, s.Split, s.Stranded)
+		fmt.Fprintf(&b, "%-18s %5d %10d %16d %16d %5d %6d %8d\n", k, s.Count, s.Unmeasured, s.UnavailableMS.P50, s.UnavailableMS.Max, s.Lost, s.Split, s.Stranded)
 	}
 	return b.String()
 }

@@ -58,7 +58,7 @@ func TestAttributeChaos(t *testing.T) {
 	records[0].lost = []int64{idAt[0][20100], idAt[0][75000]}
 	records[1].split = []time.Time{at(5000), at(41000), at(41100), at(41200)}
 
-	got := attributeChaos(faults, start, healed, stop, records)
+	got, figures := attributeChaos(faults, start, healed, stop, records)
 	want := map[string]chaosKindStats{
 		// unavailability 2000, 400, 20000 (60 s to the end of the
 		// records), 100: nearest-rank p50 is 400 (interpolation: 1200).
@@ -73,6 +73,9 @@ func TestAttributeChaos(t *testing.T) {
 		t.Errorf("attributeChaos:\n got  %+v\n want %+v", got, want)
 	}
 
+	if f := figures[0]; f.unavailable != 2000*time.Millisecond || f.content != 0 || len(f.byContent) != 3 || f.byContent[1] != 1800*time.Millisecond {
+		t.Errorf("first kill9's figure %+v, want 2000 ms on content 0 and 1800 ms on content 1 (the stretch that began in its window)", f)
+	}
 	b, err := json.Marshal(got["kill9"])
 	if err != nil {
 		t.Fatal(err)
@@ -85,7 +88,7 @@ func TestAttributeChaos(t *testing.T) {
 	if len(lines) != 7 || !strings.HasPrefix(lines[0], "fault") || !strings.HasPrefix(lines[5], chaosBeforeFaults) || !strings.HasPrefix(lines[6], chaosAfterHeal) {
 		t.Errorf("table:\n%s", table)
 	}
-	if f := strings.Fields(lines[2]); strings.Join(f, " ") != "kill9 4 400 20000 0 0 1" {
+	if f := strings.Fields(lines[2]); strings.Join(f, " ") != "kill9 4 0 400 20000 0 0 1" {
 		t.Errorf("kill9 row %q", lines[2])
 	}
 }
@@ -95,9 +98,40 @@ func TestAttributeChaos(t *testing.T) {
 func TestAttributeChaosNoFaults(t *testing.T) {
 	t0 := time.Date(2026, 12, 6, 4, 0, 0, 0, time.UTC)
 	rec := chaosContentRecord{acks: []chaosAck{{1, t0.Add(time.Second)}, {2, t0.Add(3 * time.Second)}}, lost: []int64{1, 2}, stranded: true}
-	got := attributeChaos(nil, t0, t0.Add(2*time.Second), t0.Add(4*time.Second), []chaosContentRecord{rec})
+	got, _ := attributeChaos(nil, t0, t0.Add(2*time.Second), t0.Add(4*time.Second), []chaosContentRecord{rec})
 	want := map[string]chaosKindStats{chaosBeforeFaults: {Lost: 1, Stranded: 1}, chaosAfterHeal: {Lost: 1}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %+v, want %+v", got, want)
+	}
+}
+
+// TestAttributeChaosUnmeasured: a fault that comes while every content is
+// already down, and that sees no write before the next window, is counted
+// apart, not as 0 ms in the percentiles; the outage stays with the fault
+// that started it.
+func TestAttributeChaosUnmeasured(t *testing.T) {
+	t0 := time.Date(2026, 12, 6, 4, 0, 0, 0, time.UTC)
+	at := func(msec int) time.Time { return t0.Add(time.Duration(msec) * time.Millisecond) }
+	faults := []chaosFault{{"kill9", at(1000)}, {"leader_cut", at(5000)}}
+	rec := func(c int, id int64) chaosContentRecord {
+		return chaosContentRecord{content: c, acks: []chaosAck{{id, at(990)}, {id + 1, at(10000)}, {id + 2, at(10100)}}}
+	}
+	got, figures := attributeChaos(faults, t0, at(8000), at(10200), []chaosContentRecord{rec(0, 1), rec(1, 10)})
+	want := map[string]chaosKindStats{
+		"kill9":      {Count: 1, UnavailableMS: chaosMS{P50: 9000, Max: 9000}},
+		"leader_cut": {Count: 1, Unmeasured: 1},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %+v, want %+v", got, want)
+	}
+	if figures[1].measured() || !strings.Contains(chaosFaultLine(faults[1], figures[1]), "unmeasured") {
+		t.Errorf("leader_cut: %s", chaosFaultLine(faults[1], figures[1]))
+	}
+	if l := chaosFaultLine(faults[0], figures[0]); !strings.Contains(l, "writes unavailable 9000 ms (content 0); by content, ms: 0: 9000, 1: 9000") {
+		t.Errorf("kill9: %s", l)
+	}
+	b, _ := json.Marshal(got["leader_cut"])
+	if s := string(b); s != `{"count":1,"unavailable_ms":{"p50":0,"max":0},"unmeasured":1,"lost":0,"split":0,"stranded":0}` {
+		t.Errorf("by_fault entry %s", s)
 	}
 }
