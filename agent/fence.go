@@ -69,10 +69,12 @@ func (a *Agent) fenceNow(ctx context.Context) {
 	}
 	var wg sync.WaitGroup
 	var failed atomic.Bool
+	var primaries []int
 	for _, s := range t.OnHost(a.cfg.Name) {
 		if s.Role != topology.RolePrimary {
 			continue
 		}
+		primaries = append(primaries, s.DBID)
 		st := e.state(s.DBID)
 		e.mu.Lock()
 		h, done := st.health, st.fenced
@@ -91,9 +93,9 @@ func (a *Agent) fenceNow(ctx context.Context) {
 	}
 	wg.Wait()
 	if !failed.Load() {
-		// Every primary of this topology is fenced (or was not running):
-		// the fence watchdog can leave them to this agent.
-		a.lease.recordFenced(t.ConfigVersion)
+		// Every primary of this topology is fenced, or safe (a standby,
+		// not running): the fence watchdog can leave them to this agent.
+		a.lease.recordFenced(primaries)
 	}
 }
 

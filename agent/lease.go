@@ -36,7 +36,7 @@ type lease struct {
 	// none recorded).
 	renewedBoot int64
 	// fencedRecorded is the last fence record written for the watchdog.
-	fencedRecorded watchdog.Fenced
+	fencedRecorded string
 	log            *slog.Logger
 	// epoch counts the times the fence went up: an unfence started in
 	// one epoch and finished in another may have landed after a fence.
@@ -100,28 +100,28 @@ func (l *lease) renew(sent, now time.Time) {
 	}
 }
 
-// recordFenced tells the fence watchdog that every primary of config
-// version version is fenced for the current lease, so that it leaves
-// them to the agent. Not recorded, the watchdog kills them a grace after
-// the lease ends.
-func (l *lease) recordFenced(version uint64) {
+// recordFenced tells the fence watchdog that the primaries dbids are
+// fenced (or safe) for the current lease, so that it leaves them to the
+// agent. A primary not recorded, the watchdog kills a grace after the
+// lease ends.
+func (l *lease) recordFenced(dbids []int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.path == "" {
 		return
 	}
-	rec := watchdog.Fenced{Renewed: l.renewedBoot, Version: version}
-	if rec == l.fencedRecorded {
+	rec := watchdog.FormatFenced(watchdog.Fenced{Renewed: l.renewedBoot, DBIDs: dbids})
+	if string(rec) == l.fencedRecorded {
 		return // fenceNow runs again and again while fenced
 	}
 	path := filepath.Join(filepath.Dir(l.path), watchdog.FencedFile)
-	if err := watchdog.WriteFileAtomic(path, watchdog.FormatFenced(rec)); err != nil {
+	if err := watchdog.WriteFileAtomic(path, rec); err != nil {
 		if l.log != nil {
 			l.log.Warn("cannot record the fence for the fence watchdog: it will kill the fenced primaries", "path", path, "err", err)
 		}
 		return
 	}
-	l.fencedRecorded = rec
+	l.fencedRecorded = string(rec)
 }
 
 // acked records the leader's acknowledgement, at config version

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -22,9 +23,8 @@ const (
 	// CLOCK_BOOTTIME, which runs on across agent restarts (not across
 	// reboots, which the boot id tells apart): "<boot id> <ns>\n".
 	LeaseFile = "lease"
-	// FencedFile says the agent fenced every primary it held for one
-	// lease: "<renewal ns> <config version>\n", the renewal the lease
-	// file named and the config version of the instances it fenced.
+	// FencedFile says which primaries the agent fenced for one lease:
+	// "<renewal ns> <dbid,dbid,...>\n", the renewal the lease file named.
 	FencedFile = "fenced"
 	// InstancesFile lists this host's instances as the committed
 	// topology last placed them.
@@ -95,15 +95,30 @@ func ReadStamp(dir string) (s Stamp, ok bool) {
 	return s, err == nil
 }
 
-// Fenced is FencedFile's content: the agent fenced its primaries of
-// config version Version for the lease renewed at Renewed.
+// Fenced is FencedFile's content: for the lease renewed at Renewed, the
+// agent fenced (or found safe: not running, or a standby) each primary
+// in DBIDs.
 type Fenced struct {
 	Renewed int64
-	Version uint64
+	DBIDs   []int
 }
 
-// FormatFenced is FencedFile's content for f.
-func FormatFenced(f Fenced) []byte { return fmt.Appendf(nil, "%d %d\n", f.Renewed, f.Version) }
+// Covers reports whether f vouches for dbid's fence.
+func (f Fenced) Covers(dbid int) bool { return slices.Contains(f.DBIDs, dbid) }
+
+// FormatFenced is FencedFile's content for f: "<renewal ns> <dbid,...>"
+// ("-" for no dbid).
+func FormatFenced(f Fenced) []byte {
+	ids := "-"
+	if len(f.DBIDs) > 0 {
+		parts := make([]string, len(f.DBIDs))
+		for i, d := range f.DBIDs {
+			parts[i] = strconv.Itoa(d)
+		}
+		ids = strings.Join(parts, ",")
+	}
+	return fmt.Appendf(nil, "%d %s\n", f.Renewed, ids)
+}
 
 // ReadFenced reads dir's FencedFile (ok false: none, or unreadable).
 func ReadFenced(dir string) (f Fenced, ok bool) {
@@ -111,13 +126,23 @@ func ReadFenced(dir string) (f Fenced, ok bool) {
 	if err != nil {
 		return Fenced{}, false
 	}
-	r, v, cut := strings.Cut(strings.TrimSpace(string(b)), " ")
-	ns, err1 := strconv.ParseInt(r, 10, 64)
-	ver, err2 := strconv.ParseUint(v, 10, 64)
-	if !cut || err1 != nil || err2 != nil {
+	r, ids, cut := strings.Cut(strings.TrimSpace(string(b)), " ")
+	ns, err := strconv.ParseInt(r, 10, 64)
+	if !cut || err != nil {
 		return Fenced{}, false
 	}
-	return Fenced{Renewed: ns, Version: ver}, true
+	f.Renewed = ns
+	if ids == "-" {
+		return f, true
+	}
+	for _, x := range strings.Split(ids, ",") {
+		d, err := strconv.Atoi(x)
+		if err != nil {
+			return Fenced{}, false
+		}
+		f.DBIDs = append(f.DBIDs, d)
+	}
+	return f, true
 }
 
 // WriteFileAtomic writes data to path (mode 0600) through a temporary

@@ -76,8 +76,8 @@ type view struct {
 type verdict struct {
 	// expired: the lease and the grace have run out.
 	expired bool
-	// kill: fence the primaries now.
-	kill bool
+	// kill: the primaries to fence now.
+	kill []topology.Segment
 	// wait until the next look.
 	wait time.Duration
 }
@@ -85,29 +85,30 @@ type verdict struct {
 // decide is the watchdog's rule, on the boot clock at now. The lease,
 // when there is one of this boot, ends at Renewed+Lease; no lease (none
 // recorded, another boot) ended long ago. Past its end plus the grace,
-// the primaries are killed unless the agent, still alive, recorded its
-// fence of them for this very renewal and a topology at least as new as
-// instances.json. An agent that exited supervises nothing: its
+// every primary is killed that the agent, still alive, has not recorded
+// fenced for this very renewal (a primary the topology gave the host
+// since is not covered). An agent that exited supervises nothing: its
 // primaries are killed past the deadline, fenced or not.
 func decide(v view, bootID string, now int64, lease, grace time.Duration, agentAlive bool) verdict {
-	deadline := int64(0)
+	renewed, deadline := int64(0), int64(0)
 	if v.stampOK && v.stamp.BootID == bootID {
-		deadline = v.stamp.Renewed + int64(lease) + int64(grace)
+		renewed = v.stamp.Renewed
+		deadline = renewed + int64(lease) + int64(grace)
 	}
 	if now < deadline {
 		return verdict{wait: min(time.Duration(deadline-now), maxSleep)}
 	}
-	if len(v.instances.Primaries()) == 0 {
+	vouched := agentAlive && v.fencedOK && v.fenced.Renewed == renewed
+	var kill []topology.Segment
+	for _, s := range v.instances.Primaries() {
+		if !vouched || !v.fenced.Covers(s.DBID) {
+			kill = append(kill, s)
+		}
+	}
+	if len(kill) == 0 {
 		return verdict{expired: true, wait: maxSleep}
 	}
-	renewed := int64(0)
-	if v.stampOK && v.stamp.BootID == bootID {
-		renewed = v.stamp.Renewed
-	}
-	if agentAlive && v.fencedOK && v.fenced.Renewed == renewed && v.fenced.Version >= v.instances.ConfigVersion {
-		return verdict{expired: true, wait: maxSleep}
-	}
-	return verdict{expired: true, kill: true, wait: retryKill}
+	return verdict{expired: true, kill: kill, wait: retryKill}
 }
 
 // Run watches until ctx ends or the agent is gone and there is nothing
@@ -154,8 +155,8 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		d := decide(v, cfg.BootID, now, cfg.Lease, cfg.Grace, alive)
 		running := 0
-		if d.kill {
-			for _, s := range v.instances.Primaries() {
+		if len(d.kill) > 0 {
+			for _, s := range d.kill {
 				if !cfg.Running(s) {
 					continue
 				}
@@ -177,10 +178,11 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 		}
 		if !alive && d.expired && running == 0 {
+			// (Gone, every primary is in d.kill: none left running.)
 			cfg.Log.Info("agent gone, its lease ran out and none of its primaries runs: this watchdog ends")
 			return nil
 		}
-		if !d.kill {
+		if len(d.kill) == 0 {
 			clear(killed)
 		}
 		select {

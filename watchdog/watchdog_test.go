@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -20,35 +21,41 @@ const (
 func TestDecide(t *testing.T) {
 	primaries := Instances{ConfigVersion: 7, Instances: []topology.Segment{
 		{DBID: 2, Content: 0, Role: topology.RolePrimary},
-		{DBID: 5, Content: 1, Role: topology.RoleMirror},
+		{DBID: 3, Content: 1, Role: topology.RolePrimary},
+		{DBID: 5, Content: 2, Role: topology.RoleMirror},
 	}}
-	mirrorsOnly := Instances{ConfigVersion: 7, Instances: []topology.Segment{{DBID: 5, Content: 1, Role: topology.RoleMirror}}}
+	mirrorsOnly := Instances{ConfigVersion: 7, Instances: []topology.Segment{{DBID: 5, Content: 2, Role: topology.RoleMirror}}}
 	const renewed = int64(100 * time.Second)
 	end := renewed + int64(lease) + int64(grace)
 	stamp := Stamp{BootID: boot, Renewed: renewed}
+	both := Fenced{Renewed: renewed, DBIDs: []int{2, 3}}
 	for _, tc := range []struct {
 		name  string
 		v     view
 		now   int64
 		alive bool
-		kill  bool
+		kill  []int
 	}{
-		{"lease running", view{stamp: stamp, stampOK: true, instances: primaries}, renewed + int64(lease), true, false},
-		{"within the grace", view{stamp: stamp, stampOK: true, instances: primaries}, end - 1, true, false},
-		{"past the grace, not fenced by the agent", view{stamp: stamp, stampOK: true, instances: primaries}, end, true, true},
-		{"past the grace, the agent fenced them", view{stamp: stamp, stampOK: true, fenced: Fenced{Renewed: renewed, Version: 7}, fencedOK: true, instances: primaries}, end, true, false},
-		{"the agent fenced them for an older lease", view{stamp: stamp, stampOK: true, fenced: Fenced{Renewed: renewed - 1, Version: 7}, fencedOK: true, instances: primaries}, end, true, true},
-		{"the agent fenced an older topology", view{stamp: stamp, stampOK: true, fenced: Fenced{Renewed: renewed, Version: 6}, fencedOK: true, instances: primaries}, end, true, true},
-		{"the agent is gone: its fence is not enough", view{stamp: stamp, stampOK: true, fenced: Fenced{Renewed: renewed, Version: 7}, fencedOK: true, instances: primaries}, end, false, true},
-		{"no primary here", view{stamp: stamp, stampOK: true, instances: mirrorsOnly}, end, true, false},
-		{"no lease ever recorded", view{instances: primaries}, 1, true, true},
-		{"no lease ever recorded, fenced by the agent", view{fenced: Fenced{Version: 7}, fencedOK: true, instances: primaries}, 1, true, false},
-		{"a lease of another boot", view{stamp: Stamp{BootID: "boot-b", Renewed: renewed}, stampOK: true, instances: primaries}, renewed, true, true},
+		{"lease running", view{stamp: stamp, stampOK: true, instances: primaries}, renewed + int64(lease), true, nil},
+		{"within the grace", view{stamp: stamp, stampOK: true, instances: primaries}, end - 1, true, nil},
+		{"past the grace, not fenced by the agent", view{stamp: stamp, stampOK: true, instances: primaries}, end, true, []int{2, 3}},
+		{"past the grace, the agent fenced them", view{stamp: stamp, stampOK: true, fenced: both, fencedOK: true, instances: primaries}, end, true, nil},
+		{"the agent fenced one of them", view{stamp: stamp, stampOK: true, fenced: Fenced{Renewed: renewed, DBIDs: []int{3}}, fencedOK: true, instances: primaries}, end, true, []int{2}},
+		{"the agent fenced them for an older lease", view{stamp: stamp, stampOK: true, fenced: Fenced{Renewed: renewed - 1, DBIDs: []int{2, 3}}, fencedOK: true, instances: primaries}, end, true, []int{2, 3}},
+		{"the agent is gone: its fence is not enough", view{stamp: stamp, stampOK: true, fenced: both, fencedOK: true, instances: primaries}, end, false, []int{2, 3}},
+		{"no primary here", view{stamp: stamp, stampOK: true, instances: mirrorsOnly}, end, true, nil},
+		{"no lease ever recorded", view{instances: primaries}, 1, true, []int{2, 3}},
+		{"no lease ever recorded, fenced by the agent", view{fenced: Fenced{DBIDs: []int{2, 3}}, fencedOK: true, instances: primaries}, 1, true, nil},
+		{"a lease of another boot", view{stamp: Stamp{BootID: "boot-b", Renewed: renewed}, stampOK: true, instances: primaries}, renewed, true, []int{2, 3}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := decide(tc.v, boot, tc.now, lease, grace, tc.alive)
-			if d.kill != tc.kill {
-				t.Errorf("kill = %v, want %v (%+v)", d.kill, tc.kill, d)
+			var got []int
+			for _, s := range d.kill {
+				got = append(got, s.DBID)
+			}
+			if !slices.Equal(got, tc.kill) {
+				t.Errorf("kill %v, want %v (%+v)", got, tc.kill, d)
 			}
 			if d.wait <= 0 || d.wait > maxSleep {
 				t.Errorf("wait %s: want in (0, %s]", d.wait, maxSleep)
@@ -188,20 +195,29 @@ func TestRun_LeavesAFencingAgentAlone(t *testing.T) {
 	h.step()
 	h.advance(lease + time.Millisecond)
 	st, _ := ReadStamp(h.dir)
-	h.write(FencedFile, FormatFenced(Fenced{Renewed: st.Renewed, Version: 3}))
+	h.write(FencedFile, FormatFenced(Fenced{Renewed: st.Renewed, DBIDs: []int{2, 4}}))
 	h.advance(grace)
 	h.step()
 	h.step()
 	if k := h.killed(); len(k) != 0 {
 		t.Fatalf("killed %v that the live agent had fenced", k)
 	}
+	// A new config version that changes nothing here: still left alone.
+	h.write(InstancesFile, []byte(`{"config_version":4,"instances":[{"dbid":2,"content":0,"role":"p","data_dir":"/d/2"},{"dbid":4,"content":1,"role":"p","data_dir":"/d/4"}]}`))
+	h.step()
+	if k := h.killed(); len(k) != 0 {
+		t.Fatalf("killed %v after a config version that changed nothing on the host", k)
+	}
 	// The topology gives the host a new primary the agent has not fenced
 	// yet: that one is the watchdog's.
-	h.write(InstancesFile, []byte(`{"config_version":4,"instances":[{"dbid":2,"content":0,"role":"p","data_dir":"/d/2"}]}`))
+	h.mu.Lock()
+	h.running[9] = true
+	h.mu.Unlock()
+	h.write(InstancesFile, []byte(`{"config_version":5,"instances":[{"dbid":2,"content":0,"role":"p","data_dir":"/d/2"},{"dbid":4,"content":1,"role":"p","data_dir":"/d/4"},{"dbid":9,"content":3,"role":"p","data_dir":"/d/9"}]}`))
 	h.step()
 	h.step()
-	if k := h.killed(); len(k) != 1 || k[0] != 2 {
-		t.Fatalf("killed %v, want [2] (of a topology newer than the agent's fence)", k)
+	if k := h.killed(); len(k) != 1 || k[0] != 9 {
+		t.Fatalf("killed %v, want [9] (a primary the agent's fence does not cover)", k)
 	}
 }
 
@@ -280,12 +296,13 @@ func TestFiles_RoundTrip(t *testing.T) {
 	if got, ok := ReadStamp(dir); !ok || got != want {
 		t.Fatalf("stamp %+v %v, want %+v", got, ok, want)
 	}
-	f := Fenced{Renewed: 42, Version: 9}
-	if err := WriteFileAtomic(filepath.Join(dir, FencedFile), FormatFenced(f)); err != nil {
-		t.Fatal(err)
-	}
-	if got, ok := ReadFenced(dir); !ok || got != f {
-		t.Fatalf("fenced %+v %v, want %+v", got, ok, f)
+	for _, f := range []Fenced{{Renewed: 42, DBIDs: []int{9, 12}}, {Renewed: 43}} {
+		if err := WriteFileAtomic(filepath.Join(dir, FencedFile), FormatFenced(f)); err != nil {
+			t.Fatal(err)
+		}
+		if got, ok := ReadFenced(dir); !ok || got.Renewed != f.Renewed || !slices.Equal(got.DBIDs, f.DBIDs) {
+			t.Fatalf("fenced %+v %v, want %+v", got, ok, f)
+		}
 	}
 	if rec, err := ReadInstances(dir); err != nil || len(rec.Instances) != 0 {
 		t.Fatalf("no instances file: %+v %v, want none and no error", rec, err)
