@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -80,6 +81,11 @@ type clientNode struct {
 	changes   chan struct{}
 	existing  bool
 	received  bool
+	// sameFrom is the lowest config version from which the view has been
+	// what it is now but for the version (key: the view so encoded): a
+	// commit that touched only other hosts changes nothing here.
+	sameFrom uint64
+	key      []byte
 	kick      chan struct{}
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -161,7 +167,11 @@ func (c *clientNode) loaded() bool {
 }
 
 // update installs a server's answer: a topology older than the one held
-// (a lagging follower answered) is not taken, the leader's name is.
+// (a lagging follower answered) is not taken, the leader's name is. A
+// view that differs from the one held only in its config version (the
+// commit touched other hosts) replaces it without waking the executor:
+// there is nothing new to act on, and a thousand executors woken by
+// every commit is the burst this design avoids.
 func (c *clientNode) update(v *api.TopologyView) {
 	c.mu.Lock()
 	c.leader = v.Leader
@@ -171,9 +181,14 @@ func (c *clientNode) update(v *api.TopologyView) {
 			c.servers = append(c.servers, consensus.Server{ID: s.ID, Name: s.Name, Address: s.Address, Voter: s.Voter, Leader: s.Leader})
 		}
 	}
-	changed := v.Topology != nil && (!c.received || v.Topology.ConfigVersion > c.cur.ConfigVersion)
+	newer := v.Topology != nil && (!c.received || v.Topology.ConfigVersion > c.cur.ConfigVersion)
 	c.received = true
-	if changed {
+	changed := false
+	if newer {
+		key := viewKey(v.Topology)
+		if key == nil || !bytes.Equal(key, c.key) {
+			c.sameFrom, c.key, changed = v.Topology.ConfigVersion, key, true
+		}
 		c.cur = v.Topology
 		close(c.watch)
 		c.watch = make(chan struct{})
@@ -185,6 +200,34 @@ func (c *clientNode) update(v *api.TopologyView) {
 		default:
 		}
 	}
+}
+
+// viewKey is the view encoded without its config version (nil if it
+// cannot be encoded: then every version counts as a change).
+func viewKey(t *topology.Topology) []byte {
+	k := *t
+	k.ConfigVersion = 0
+	b, err := json.Marshal(&k)
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+// equivalent returns the latest config version whose view of this host
+// is the one it had at version v: a report made on v was made on that
+// version too (the topology it acted on is the same), so the leader's
+// acknowledgement at that version renews the lease. Without it, while
+// the leader commits faster than a probe round (init: every instance's
+// progress is an entry), every report lagged a version or more and the
+// lease ran out for changes on other hosts.
+func (c *clientNode) equivalent(v uint64) uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if v >= c.sameFrom && v <= c.cur.ConfigVersion {
+		return c.cur.ConfigVersion
+	}
+	return v
 }
 
 // forgetLeader drops the leader's name after a failed query or report:

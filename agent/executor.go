@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -329,6 +330,15 @@ func (e *executor) report(ctx context.Context, reports []api.InstanceReport) {
 	addr, ok := e.a.leaderAPI()
 	if !ok {
 		return
+	}
+	if c, ok := e.a.node.(*clientNode); ok {
+		// Made on a version whose view of this host is unchanged since:
+		// made on the latest such (clientNode.equivalent). A copy: the
+		// gossip loop reads the round's reports.
+		reports = slices.Clone(reports)
+		for i := range reports {
+			reports[i].ConfigVersion = c.equivalent(reports[i].ConfigVersion)
+		}
 	}
 	// An acknowledgement renews from the report's send time however
 	// late it comes, so waiting longer than a probe is safe: a leader
