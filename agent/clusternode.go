@@ -73,19 +73,19 @@ var errClient = fmt.Errorf("a client agent (server: false) holds no Raft log: %w
 // acknowledgement of a report made on a version the view has reached
 // (topology.PendingRenewals), as on a Raft follower.
 type clientNode struct {
-	mu        sync.Mutex
-	cur       *topology.Topology
-	leader    string
-	servers   []consensus.Server
-	watch     chan struct{}
-	changes   chan struct{}
-	existing  bool
-	received  bool
+	mu       sync.Mutex
+	cur      *topology.Topology
+	leader   string
+	servers  []consensus.Server
+	watch    chan struct{}
+	changes  chan struct{}
+	existing bool
+	received bool
 	// sameFrom is the lowest config version from which the view has been
 	// what it is now but for the version (key: the view so encoded): a
 	// commit that touched only other hosts changes nothing here.
-	sameFrom uint64
-	key      []byte
+	sameFrom  uint64
+	key       []byte
 	kick      chan struct{}
 	closeOnce sync.Once
 	closed    chan struct{}
