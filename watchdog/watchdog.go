@@ -27,6 +27,7 @@ package watchdog
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/gpagent/gpagent/topology"
@@ -156,6 +157,9 @@ func Run(ctx context.Context, cfg Config) error {
 		d := decide(v, cfg.BootID, now, cfg.Lease, cfg.Grace, alive)
 		running := 0
 		if len(d.kill) > 0 {
+			// In parallel: a process stuck in the kernel (uninterruptible
+			// I/O) delays the end of its own kill only.
+			var wg sync.WaitGroup
 			for _, s := range d.kill {
 				if !cfg.Running(s) {
 					continue
@@ -163,16 +167,17 @@ func Run(ctx context.Context, cfg Config) error {
 				running++
 				if !killed[s.DBID] {
 					cfg.Log.Error("the agent's lease ran out and it did not fence this primary (stopped, hung or gone): killing it", "dbid", s.DBID, "content", s.Content, "data_dir", s.DataDir, "lease", cfg.Lease, "grace", cfg.Grace)
+					killed[s.DBID] = true
 				}
-				kctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				err := cfg.Kill(kctx, s)
-				cancel()
-				if err != nil {
-					cfg.Log.Error("kill failed", "dbid", s.DBID, "err", err)
-					continue
-				}
-				killed[s.DBID] = true
+				wg.Go(func() {
+					kctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+					defer cancel()
+					if err := cfg.Kill(kctx, s); err != nil {
+						cfg.Log.Error("kill failed", "dbid", s.DBID, "err", err)
+					}
+				})
 			}
+			wg.Wait()
 			if running == 0 {
 				d.wait = maxSleep
 			}

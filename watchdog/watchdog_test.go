@@ -112,10 +112,12 @@ func (h *fakeHost) advance(d time.Duration) {
 	h.mu.Unlock()
 }
 
+// killed lists the dbids killed so far, in order of dbid (the watchdog
+// kills in parallel).
 func (h *fakeHost) killed() []int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return append([]int(nil), h.kills...)
+	return slices.Sorted(slices.Values(h.kills))
 }
 
 func (h *fakeHost) config() Config {
