@@ -26,7 +26,8 @@ import (
 // only, gossip only), replication stalls, clock jumps, a wiped agent data
 // dir, and operator commands (recoverseg, -F, -r, switchover, pause,
 // addmirrors) in the middle of faults. One schedule in three starts with
-// no mirrors and adds them with addmirrors during its second fault. A
+// no mirrors and adds them with addmirrors during its second fault (and
+// the next ones while faults refuse it). A
 // writer commits on every content throughout. The checker:
 //
 //   - no two instances of one content acknowledge commits at once: the
@@ -148,9 +149,10 @@ func runNemesis(t *testing.T, seed uint64) {
 	for i := range steps {
 		undo := nm.fault(i)
 		nm.pause(300*time.Millisecond, 2*time.Second)
-		if mirrorless && i == 1 {
-			// addmirrors while the second fault is in force.
-			nm.addMirrors()
+		if mirrorless && i >= 1 {
+			// addmirrors while the second fault is in force, and
+			// again at each later one while faults refuse it.
+			mirrorless = nm.addMirrors() != nil
 			nm.pause(100*time.Millisecond, time.Second)
 		} else if nm.rnd.IntN(5) < 2 {
 			nm.operator()

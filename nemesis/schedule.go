@@ -25,6 +25,10 @@ func Run(seed uint64) *Result {
 		}
 		if w.rnd.IntN(3) == 0 {
 			w.operator()
+		} else if w.unmirrored() && w.rnd.IntN(2) == 0 {
+			// The operator mirrors the unmirrored content while the
+			// fault is in force.
+			w.logf("operator: addmirrors: %v", w.addMirrors())
 		}
 		if undo != nil && w.rnd.IntN(10) < 6 {
 			undo()
