@@ -162,6 +162,12 @@ const (
 	DefaultRemoveLeftAfter = time.Hour
 )
 
+// WatchdogGrace is how long past the lease the fence watchdog leaves the
+// agent to record its own fence before it kills the primaries: half the
+// leader's margin, so that the kill lands with the other half to spare
+// before the leader may promote their mirrors.
+func (c *Config) WatchdogGrace() time.Duration { return c.LeaseMargin / 2 }
+
 // The log formats: key=value text, or one JSON object a line.
 const (
 	LogFormatText = "text"

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gpagent/gpagent/topology"
@@ -67,10 +68,13 @@ func (a *Agent) fenceNow(ctx context.Context) {
 		a.log.Error("no quorum for longer than the lease: fencing local primaries", "lease", a.cfg.Lease)
 	}
 	var wg sync.WaitGroup
+	var failed atomic.Bool
+	var primaries []int
 	for _, s := range t.OnHost(a.cfg.Name) {
 		if s.Role != topology.RolePrimary {
 			continue
 		}
+		primaries = append(primaries, s.DBID)
 		st := e.state(s.DBID)
 		e.mu.Lock()
 		h, done := st.health, st.fenced
@@ -81,12 +85,23 @@ func (a *Agent) fenceNow(ctx context.Context) {
 		if a.drv.PID(localInstance(s)) == 0 {
 			continue // nothing runs there to take writes
 		}
-		wg.Go(func() { a.fenceOne(ctx, s, st) })
+		wg.Go(func() {
+			if !a.fenceOne(ctx, s, st) {
+				failed.Store(true)
+			}
+		})
 	}
 	wg.Wait()
+	if !failed.Load() {
+		// Every primary of this topology is fenced, or safe (a standby,
+		// not running): the fence watchdog can leave them to this agent.
+		a.lease.recordFenced(primaries)
+	}
 }
 
-func (a *Agent) fenceOne(ctx context.Context, s topology.Segment, st *instanceState) {
+// fenceOne fences one primary, or stops it; false if it could do
+// neither.
+func (a *Agent) fenceOne(ctx context.Context, s topology.Segment, st *instanceState) bool {
 	inst := localInstance(s)
 	fctx, cancel := context.WithTimeout(ctx, fenceTimeout)
 	err := a.drv.Fence(fctx, inst)
@@ -98,7 +113,7 @@ func (a *Agent) fenceOne(ctx context.Context, s topology.Segment, st *instanceSt
 		cancel()
 		if err != nil {
 			a.log.Error("stop of an unfenced primary failed", "dbid", s.DBID, "err", err)
-			return
+			return false
 		}
 	} else {
 		a.log.Warn("primary fenced: commits wait for a standby that does not exist, new transactions are read-only", "dbid", s.DBID, "content", s.Content)
@@ -106,6 +121,7 @@ func (a *Agent) fenceOne(ctx context.Context, s topology.Segment, st *instanceSt
 	a.exec.mu.Lock()
 	st.fenced = true
 	a.exec.mu.Unlock()
+	return true
 }
 
 // liftFence records a renewed lease: the fence flag drops, and manageSync

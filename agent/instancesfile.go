@@ -6,25 +6,23 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/gpagent/gpagent/topology"
+	"github.com/gpagent/gpagent/watchdog"
 )
 
 // instancesFile, in the data dir, lists this host's instances as the
-// committed topology last placed them. It is the one thing the agent
-// needs when its Raft state cannot be read: which local instances are
-// primaries, to fence them before it exits (else they would run on
-// unsupervised and writable while the others fail them over).
-const instancesFile = "instances.json"
+// committed topology last placed them. It is what the agent needs when
+// its Raft state cannot be read, and what the fence watchdog needs when
+// the agent is stopped: which local instances are primaries, to fence
+// them (else they would run on unsupervised and writable while the
+// others fail them over).
+const instancesFile = watchdog.InstancesFile
 
-type instancesRecord struct {
-	ConfigVersion uint64             `json:"config_version"`
-	Instances     []topology.Segment `json:"instances"`
-}
+type instancesRecord = watchdog.Instances
 
 // writeInstances records t's instances on this host if t is newer than
 // what was last written.
@@ -40,7 +38,7 @@ func (e *executor) writeInstances(t *topology.Topology) {
 		return
 	}
 	path := filepath.Join(e.a.cfg.DataDir, instancesFile)
-	if err := writeFileAtomic(path, b); err != nil {
+	if err := watchdog.WriteFileAtomic(path, b); err != nil {
 		e.log.Warn("cannot record the local instances; a corrupt Raft dir could not fence them", "path", path, "err", err)
 		return
 	}
@@ -53,17 +51,9 @@ func (e *executor) writeInstances(t *topology.Topology) {
 // parallel with a deadline each, stopping one that cannot be fenced. It
 // runs when the Raft state cannot be read, just before the agent exits.
 func fenceRecordedPrimaries(dataDir string, drv Driver, log *slog.Logger) (int, error) {
-	path := filepath.Join(dataDir, instancesFile)
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return 0, nil // no instance was ever placed here
-	}
+	rec, err := watchdog.ReadInstances(dataDir)
 	if err != nil {
-		return 0, fmt.Errorf("%s: %w", path, err)
-	}
-	var rec instancesRecord
-	if err := json.Unmarshal(b, &rec); err != nil {
-		return 0, fmt.Errorf("%s: %w", path, err)
+		return 0, err
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, len(rec.Instances))

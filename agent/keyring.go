@@ -18,6 +18,7 @@ import (
 
 	"github.com/gpagent/gpagent/api"
 	"github.com/gpagent/gpagent/membership"
+	"github.com/gpagent/gpagent/watchdog"
 )
 
 // A keyring change is fanned out over the API by the agent that receives
@@ -73,7 +74,7 @@ func (a *Agent) saveKeyring() error {
 		buf.WriteString(base64.StdEncoding.EncodeToString(k) + "\n")
 	}
 	path := filepath.Join(a.cfg.DataDir, KeyringFile)
-	if err := writeFileAtomic(path, buf.Bytes()); err != nil {
+	if err := watchdog.WriteFileAtomic(path, buf.Bytes()); err != nil {
 		return fmt.Errorf("save gossip keyring: %w", err)
 	}
 	return nil

@@ -2,19 +2,14 @@ package agent
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/gpagent/gpagent/supervisor"
 	"github.com/gpagent/gpagent/topology"
+	"github.com/gpagent/gpagent/watchdog"
 )
 
 const fencedStandby = supervisor.FencedStandby
@@ -37,7 +32,12 @@ type lease struct {
 	// itself a fresh one ("" in tests: nothing recorded).
 	path   string
 	bootID string
-	log    *slog.Logger
+	// renewedBoot is renewed on CLOCK_BOOTTIME, as recorded in path (0:
+	// none recorded).
+	renewedBoot int64
+	// fencedRecorded is the last fence record written for the watchdog.
+	fencedRecorded string
+	log            *slog.Logger
 	// epoch counts the times the fence went up: an unfence started in
 	// one epoch and finished in another may have landed after a fence.
 	epoch uint64
@@ -47,8 +47,9 @@ type lease struct {
 
 // leaseFile, in the agent's data dir, holds the boot id and the last
 // renewal on CLOCK_BOOTTIME, which runs on across agent restarts (not
-// across reboots, which the boot id tells apart).
-const leaseFile = "lease"
+// across reboots, which the boot id tells apart). The fence watchdog
+// reads it too.
+const leaseFile = watchdog.LeaseFile
 
 // newLease resumes the lease recorded in dataDir by an earlier run of the
 // agent on this boot. No record (a first start, or a wiped data dir), a
@@ -58,19 +59,15 @@ const leaseFile = "lease"
 // cut off for longer than its lease when it restarts, and its mirrors
 // promoted meanwhile.
 func newLease(dataDir string, now time.Time, log *slog.Logger) *lease {
-	l := &lease{path: filepath.Join(dataDir, leaseFile), bootID: bootID(), log: log, renewedCh: make(chan struct{}, 1)}
-	b, err := os.ReadFile(l.path)
-	if err != nil {
-		return l
-	}
-	id, at, ok := strings.Cut(strings.TrimSpace(string(b)), " ")
-	ns, perr := strconv.ParseInt(at, 10, 64)
-	boot, berr := bootNanos()
-	if !ok || perr != nil || berr != nil || id != l.bootID || l.bootID == "" || ns > boot {
+	l := &lease{path: filepath.Join(dataDir, leaseFile), bootID: watchdog.BootID(), log: log, renewedCh: make(chan struct{}, 1)}
+	st, ok := watchdog.ReadStamp(dataDir)
+	boot, berr := watchdog.BootNanos()
+	if !ok || berr != nil || st.BootID != l.bootID || l.bootID == "" || st.Renewed > boot {
 		l.renewed = time.Time{}
 		return l
 	}
-	l.renewed = now.Add(-time.Duration(boot - ns))
+	l.renewed = now.Add(-time.Duration(boot - st.Renewed))
+	l.renewedBoot = st.Renewed
 	return l
 }
 
@@ -90,16 +87,41 @@ func (l *lease) renew(sent, now time.Time) {
 	if l.path == "" {
 		return
 	}
-	boot, err := bootNanos()
+	boot, err := watchdog.BootNanos()
 	if err != nil {
 		return
 	}
-	// No fsync: the record only has to outlive the agent process; a
-	// crash of the host ends the boot, and with it the postmasters.
-	rec := fmt.Sprintf("%s %d\n", l.bootID, boot-int64(now.Sub(sent)))
-	if err := os.WriteFile(l.path, []byte(rec), 0o600); err != nil && l.log != nil {
-		l.log.Warn("cannot record the lease renewal; a restart of this agent will fence its primaries until the leader is heard from", "path", l.path, "err", err)
+	// Replaced whole: the watchdog reads it at any moment, and a torn
+	// record would read as no lease.
+	l.renewedBoot = boot - int64(now.Sub(sent))
+	rec := watchdog.FormatStamp(watchdog.Stamp{BootID: l.bootID, Renewed: l.renewedBoot})
+	if err := watchdog.WriteFileAtomic(l.path, rec); err != nil && l.log != nil {
+		l.log.Warn("cannot record the lease renewal; a restart of this agent will fence its primaries until the leader is heard from, and the fence watchdog will kill them when this lease ends", "path", l.path, "err", err)
 	}
+}
+
+// recordFenced tells the fence watchdog that the primaries dbids are
+// fenced (or safe) for the current lease, so that it leaves them to the
+// agent. A primary not recorded, the watchdog kills a grace after the
+// lease ends.
+func (l *lease) recordFenced(dbids []int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.path == "" {
+		return
+	}
+	rec := watchdog.FormatFenced(watchdog.Fenced{Renewed: l.renewedBoot, DBIDs: dbids})
+	if string(rec) == l.fencedRecorded {
+		return // fenceNow runs again and again while fenced
+	}
+	path := filepath.Join(filepath.Dir(l.path), watchdog.FencedFile)
+	if err := watchdog.WriteFileAtomic(path, rec); err != nil {
+		if l.log != nil {
+			l.log.Warn("cannot record the fence for the fence watchdog: it will kill the fenced primaries", "path", path, "err", err)
+		}
+		return
+	}
+	l.fencedRecorded = string(rec)
 }
 
 // acked records the leader's acknowledgement, at config version
@@ -120,24 +142,6 @@ func (l *lease) applyAcked(applied uint64, now time.Time) {
 	if ok {
 		l.renew(sent, now)
 	}
-}
-
-// bootNanos reads CLOCK_BOOTTIME.
-func bootNanos() (int64, error) {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
-		return 0, err
-	}
-	return ts.Nano(), nil
-}
-
-// bootID names this boot of the host ("" if unknown).
-func bootID() string {
-	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSpace(string(b))
 }
 
 // expired reports whether more than d has passed since the last renewal,

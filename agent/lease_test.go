@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/gpagent/gpagent/watchdog"
 )
 
 // A restarted agent resumes the lease its previous run held: it must not
@@ -21,11 +23,11 @@ func TestLease_ResumedAcrossRestarts(t *testing.T) {
 		}
 		return dir
 	}
-	now, err := bootNanos()
+	now, err := watchdog.BootNanos()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if bootID() == "" {
+	if watchdog.BootID() == "" {
 		t.Fatal("no boot id in /proc/sys/kernel/random/boot_id")
 	}
 
@@ -38,7 +40,7 @@ func TestLease_ResumedAcrossRestarts(t *testing.T) {
 		}
 	})
 	t.Run("renewed 2 s before the restart: 1 s left", func(t *testing.T) {
-		l := newLease(record(t, fmt.Sprintf("%s %d\n", bootID(), now-int64(2*time.Second))), time.Now(), nil)
+		l := newLease(record(t, fmt.Sprintf("%s %d\n", watchdog.BootID(), now-int64(2*time.Second))), time.Now(), nil)
 		if l.expired(time.Now(), d) {
 			t.Fatal("expired at once")
 		}
@@ -47,7 +49,7 @@ func TestLease_ResumedAcrossRestarts(t *testing.T) {
 		}
 	})
 	t.Run("renewed 5 s before the restart: expired", func(t *testing.T) {
-		if !newLease(record(t, fmt.Sprintf("%s %d\n", bootID(), now-int64(5*time.Second))), time.Now(), nil).expired(time.Now(), d) {
+		if !newLease(record(t, fmt.Sprintf("%s %d\n", watchdog.BootID(), now-int64(5*time.Second))), time.Now(), nil).expired(time.Now(), d) {
 			t.Fatal("a lease run out before the restart is valid after it")
 		}
 	})
@@ -62,7 +64,7 @@ func TestLease_ResumedAcrossRestarts(t *testing.T) {
 		}
 	})
 	t.Run("renew records it for the next run", func(t *testing.T) {
-		dir := record(t, fmt.Sprintf("%s %d\n", bootID(), now-int64(5*time.Second)))
+		dir := record(t, fmt.Sprintf("%s %d\n", watchdog.BootID(), now-int64(5*time.Second)))
 		l := newLease(dir, time.Now(), nil)
 		l.renew(time.Now().Add(-time.Second), time.Now())
 		again := newLease(dir, time.Now(), nil)

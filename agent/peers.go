@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	"github.com/gpagent/gpagent/membership"
+	"github.com/gpagent/gpagent/watchdog"
 )
 
 // PeersFile, in the data dir, holds the gossip addresses of the other
@@ -67,7 +68,7 @@ func writePeers(path string, addrs []string) error {
 	if err != nil {
 		return fmt.Errorf("save %s: %w", path, err)
 	}
-	if err := writeFileAtomic(path, append(b, '\n')); err != nil {
+	if err := watchdog.WriteFileAtomic(path, append(b, '\n')); err != nil {
 		return fmt.Errorf("save %s: %w", path, err)
 	}
 	return nil

@@ -99,7 +99,15 @@ func (e *executor) probe(ctx context.Context, t *topology.Topology, s topology.S
 			SwitchoverSource: isSwitchoverSource(t, s),
 		}.Failed()
 		e.setHealth(st, nil)
-		if r.Failed && !busy && s.Role == topology.RolePrimary {
+		switch {
+		case r.Failed && !busy && s.Role == topology.RolePrimary && t.Paused:
+			// Nothing is promoted while failover is paused, so a kill
+			// would only turn the pause (an operator's maintenance,
+			// perhaps this very stop) into an outage. Not reported
+			// failed: after resume the next probe kills it first.
+			r.Failed = false
+			r.Error = "hung, left running because failover is paused (killed and failed over after resume): " + r.Error
+		case r.Failed && !busy && s.Role == topology.RolePrimary:
 			e.killHung(ctx, inst, &r)
 		}
 		return r

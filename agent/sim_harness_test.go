@@ -16,6 +16,7 @@ import (
 	"github.com/gpagent/gpagent/internal/simnet"
 	"github.com/gpagent/gpagent/simpg"
 	"github.com/gpagent/gpagent/topology"
+	"github.com/gpagent/gpagent/watchdog"
 )
 
 // The in-process mesh (DESIGN.md's second testing tier): several agents in
@@ -99,6 +100,8 @@ type simCluster struct {
 	// (the Raft handshake and gossip encryption), not join that cluster.
 	token     string
 	gossipKey []byte
+	// noWatchdog runs the agents without their fence watchdogs.
+	noWatchdog bool
 }
 
 // isolate cuts h off from every other host (all traffic kinds).
@@ -281,6 +284,47 @@ func (c *simCluster) start(h *simHost) {
 	h.agent, h.cancel, h.done = a, cancel, done
 	h.mu.Unlock()
 	c.t.Cleanup(func() { c.stop(h) })
+	if !c.noWatchdog {
+		c.startWatchdog(h, a, cfg)
+	}
+}
+
+// startWatchdog runs h's fence watchdog beside its agent a, as gpagent
+// agent starts one: it outlives a's stop (a stopped or dead agent) and
+// kills, through the simulated driver, the primaries whose lease ran out
+// unfenced. It ends with the test, or by itself as a real one does.
+func (c *simCluster) startWatchdog(h *simHost, a *Agent, cfg *Config) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		err := watchdog.Run(ctx, watchdog.Config{
+			DataDir: cfg.DataDir,
+			Lease:   cfg.Lease,
+			Grace:   cfg.WatchdogGrace(),
+			BootID:  watchdog.BootID(),
+			AgentAlive: func() bool {
+				h.mu.Lock()
+				defer h.mu.Unlock()
+				return h.agent == a && h.cancel != nil
+			},
+			// Through the World, not a host driver: a driver belongs to
+			// one agent run (World.Host), and the watchdog outlives it.
+			Running: func(s topology.Segment) bool { return c.world.State(s.Address, s.Port).Running },
+			Kill: func(_ context.Context, s topology.Segment) error {
+				c.world.Crash(s.Address, s.Port)
+				return nil
+			},
+			Log: c.log.With("watchdog", h.name),
+		})
+		if err != nil {
+			c.t.Errorf("watchdog of %s: %v", h.name, err)
+		}
+	}()
+	c.t.Cleanup(func() {
+		cancel()
+		<-done
+	})
 }
 
 // stop stops h's agent (its instances go on running, as a real agent's

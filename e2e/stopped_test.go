@@ -78,6 +78,70 @@ func TestFailover_StoppedPostmaster(t *testing.T) {
 	}
 }
 
+// TestFailover_StoppedAgent is the hole `gpbench chaos --seed 3` found
+// (issue 12): the *agent* of a primary's host is SIGSTOPped. It cannot
+// fence anything; the leader, no longer hearing it, promotes the mirror
+// after lease plus margin. The fence watchdog, a process of its own, must
+// have killed the old primary by then: no session opened on it before
+// (with synchronous_commit = local) commits beside the promoted mirror.
+// Before the watchdog, the old primary stayed writable until the agent
+// was continued.
+func TestFailover_StoppedAgent(t *testing.T) {
+	d := startDemo(t)
+	p0, m0 := pair(t, d.state(), 0)
+	connstr := strings.TrimSpace(d.mustGpagent("connstr", "--content", "0")) +
+		fmt.Sprintf(" host=%s port=%d target_session_attrs=any passfile=%s", p0.Address, p0.Port, filepath.Join(d.dir, "pgpass"))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sess, err := pgx.Connect(ctx, connstr)
+	if err != nil {
+		t.Fatalf("connect to the primary %s: %v", p0, err)
+	}
+	defer sess.Close(context.Background())
+	for _, q := range []string{
+		"SET synchronous_commit = local",
+		"CREATE TABLE IF NOT EXISTS e2e_stopped_agent (id int)",
+		"INSERT INTO e2e_stopped_agent VALUES (1)",
+	} {
+		if _, err := sess.Exec(ctx, q); err != nil {
+			t.Fatalf("%s on the primary %s before the fault: %v", q, p0, err)
+		}
+	}
+	pm := postmasterPID(p0.DataDir)
+	apid := d.hostAgentPID(p0.Hostname)
+	if !alive(pm) || !alive(apid) {
+		t.Fatalf("%s: postmaster %d, agent %d: want both running", p0, pm, apid)
+	}
+	if err := syscall.Kill(apid, syscall.SIGSTOP); err != nil {
+		t.Fatalf("SIGSTOP agent %d: %v", apid, err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(apid, syscall.SIGCONT) })
+	t0 := time.Now()
+
+	waitFailedOver(t, d, p0, m0)
+	t.Logf("content 0 failed over %s after its agent was stopped", time.Since(t0).Round(time.Millisecond))
+	// The promotion is committed: the old primary must be gone already
+	// (a zombie: its parent, the agent, is stopped and cannot reap it).
+	if alive(pm) && !zombie(pm) {
+		t.Errorf("mirror %s promoted while the old primary %s (postmaster %d) still runs under its stopped agent", m0, p0, pm)
+	}
+	wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer wcancel()
+	if _, err := sess.Exec(wctx, "INSERT INTO e2e_stopped_agent VALUES (2)"); err == nil {
+		t.Errorf("a session opened on the old primary %s committed after its agent stopped and its mirror %s was promoted", p0, m0)
+	}
+	if b, _ := os.ReadFile(filepath.Join(d.dir, p0.Hostname, "agent.log")); !strings.Contains(string(b), "component=watchdog") || !strings.Contains(string(b), "killing it") {
+		t.Errorf("no watchdog kill in %s's agent log", p0.Hostname)
+	}
+	if err := syscall.Kill(apid, syscall.SIGCONT); err != nil {
+		t.Fatalf("SIGCONT agent %d: %v", apid, err)
+	}
+	// Continued, the agent finds its primary demoted: recoverseg makes it
+	// the mirror again.
+	d.mustGpagent("recoverseg", "-a")
+	checkPair(t, d, 0, m0.DBID, p0.DBID)
+}
+
 // childPIDs lists the live children of pid.
 func childPIDs(pid int) []int {
 	var pids []int

@@ -177,3 +177,80 @@ func isProcOf(pid int, dataDir string, postmaster int) (bool, error) {
 	}
 	return cwd == want, nil
 }
+
+// KillDataDir is Kill for a process that tracks no postmaster: the fence
+// watchdog, which outlives a stopped or dead agent. It finds the
+// postmaster of dataDir by its postmaster.pid (checked against /proc),
+// freezes it, kills every process of the data directory and then the
+// postmaster, through pidfds so that no reused pid is signalled, and
+// returns once none of them runs (a zombie whose parent, the agent, is
+// stopped does not count: it serves nothing).
+func KillDataDir(ctx context.Context, dataDir string) error {
+	pm, ok, err := findPostmaster(dataDir)
+	if err != nil {
+		return fmt.Errorf("kill %s: %w", dataDir, err)
+	}
+	fd := -1
+	if ok {
+		fd, err = unix.PidfdOpen(pm, 0)
+		switch {
+		case errors.Is(err, unix.ESRCH):
+			pm = 0
+		case err != nil:
+			return fmt.Errorf("kill %s: postmaster %d: %w", dataDir, pm, err)
+		default:
+			defer unix.Close(fd)
+			if ok, _ := isPostmasterOf(pm, dataDir); !ok {
+				pm = 0
+			} else if err := ignoreGone(unix.PidfdSendSignal(fd, unix.SIGSTOP, nil, 0)); err != nil {
+				return fmt.Errorf("kill %s: postmaster %d: %w", dataDir, pm, err)
+			}
+		}
+	} else {
+		pm = 0
+	}
+	pids, err := dataDirProcs(dataDir, pm)
+	if err != nil {
+		return fmt.Errorf("kill %s: %w", dataDir, err)
+	}
+	for _, pid := range pids {
+		if err := killIfOf(pid, dataDir, pm); err != nil {
+			return fmt.Errorf("kill %s: process %d: %w", dataDir, pid, err)
+		}
+	}
+	if pm != 0 {
+		if err := ignoreGone(unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)); err != nil {
+			return fmt.Errorf("kill %s: postmaster %d: %w", dataDir, pm, err)
+		}
+	}
+	t := time.NewTicker(pollEvery)
+	defer t.Stop()
+	for {
+		left := 0
+		for _, pid := range pids {
+			if ok, _ := isProcOf(pid, dataDir, 0); ok {
+				left++
+			}
+		}
+		if pm != 0 {
+			if ok, _ := isPostmasterOf(pm, dataDir); ok {
+				left++
+			}
+		}
+		if left == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("kill %s: %d processes still exiting after SIGKILL: %w", dataDir, left, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// Running reports whether a postmaster (or a standalone backend) of
+// dataDir is alive, by its postmaster.pid checked against /proc.
+func Running(dataDir string) bool {
+	_, ok, err := findPostmaster(dataDir)
+	return err == nil && ok
+}

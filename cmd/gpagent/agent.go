@@ -38,6 +38,11 @@ func cmdAgent(ctx context.Context, io cmdIO, args []string) error {
 		return err
 	}
 	log, level := agent.NewLogger(io.err, cfg)
+	// First: a primary this agent adopts or starts must never run
+	// without someone to fence it when the agent cannot.
+	if err := startWatchdog(ctx, cfg, log); err != nil {
+		return err
+	}
 	sd := newNotifier()
 	a, err := agent.New(cfg, log)
 	if err != nil {

@@ -36,6 +36,7 @@ commands:
   version     print the version of this gpagent binary
   tls         make the cluster CA and agent or operator certificates (tls ca create, tls cert create)
   keygen      print a new random gossip key or cluster token
+  watchdog    the fence watchdog that gpagent agent starts (not run by hand)
 
 Subcommands other than agent, demo and version talk to the agent at --addr, or
 $GPAGENT_ADDR (default 127.0.0.1:7070); over HTTPS when $GPAGENT_CACERT
@@ -63,7 +64,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	io := cmdIO{in: stdin, out: stdout, err: stderr}
-	if args[0] != "agent" && args[0] != "demo" && args[0] != "version" && args[0] != "tls" && args[0] != "keygen" {
+	if args[0] != "agent" && args[0] != "watchdog" && args[0] != "demo" && args[0] != "version" && args[0] != "tls" && args[0] != "keygen" {
 		// Every other command calls an agent: refuse TLS files it
 		// cannot use before it falls back to something else.
 		if _, err := clientTLS(); err != nil {
@@ -73,6 +74,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	var err error
 	switch cmd, rest := args[0], args[1:]; cmd {
+	case "watchdog":
+		err = cmdWatchdog(ctx, io, rest)
 	case "agent":
 		err = cmdAgent(ctx, io, rest)
 	case "demo":

@@ -63,7 +63,7 @@ type chaosWriter struct {
 	ids     *atomic.Int64
 
 	mu          sync.Mutex
-	acked       []int64
+	acked       []chaosAck // with when each was acknowledged
 	failed      int
 	indet       []int64
 	lastAck     time.Time
@@ -107,7 +107,8 @@ func (w *chaosWriter) run(ctx context.Context) {
 		w.mu.Lock()
 		switch {
 		case err == nil && w.cancelNotes.Load() == before:
-			w.acked, w.lastAck = append(w.acked, id), time.Now()
+			now := time.Now()
+			w.acked, w.lastAck = append(w.acked, chaosAck{id: id, at: now}), now
 		case err == nil:
 			w.indet = append(w.indet, id)
 		case errors.As(err, &pgErr):
@@ -139,19 +140,19 @@ func (w *chaosWriter) ackedSince(t0 time.Time) bool {
 
 // chaosResult is the last line of gpbench chaos.
 type chaosResult struct {
-	Seed          uint64         `json:"seed"`
-	Minutes       float64        `json:"minutes"`
-	Faults        int            `json:"faults"`
-	Acked         int            `json:"acked"`
-	Lost          int            `json:"lost"`
-	LostAcked     int            `json:"lost_acked_writes"`
-	SplitBrain    int            `json:"split_brain"`
-	SplitEvents   int            `json:"split_brain_events"`
-	Stranded      int            `json:"stranded"`
-	StrandedC     int            `json:"stranded_contents"`
-	Indeterminate int            `json:"indeterminate"`
-	Failed        int            `json:"failed"`
-	ByFault       map[string]int `json:"by_fault"`
+	Seed          uint64                    `json:"seed"`
+	Minutes       float64                   `json:"minutes"`
+	Faults        int                       `json:"faults"`
+	Acked         int                       `json:"acked"`
+	Lost          int                       `json:"lost"`
+	LostAcked     int                       `json:"lost_acked_writes"`
+	SplitBrain    int                       `json:"split_brain"`
+	SplitEvents   int                       `json:"split_brain_events"`
+	Stranded      int                       `json:"stranded"`
+	StrandedC     int                       `json:"stranded_contents"`
+	Indeterminate int                       `json:"indeterminate"`
+	Failed        int                       `json:"failed"`
+	ByFault       map[string]chaosKindStats `json:"by_fault"`
 }
 
 func cmdChaos(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -213,6 +214,7 @@ func cmdChaos(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	wctx, stopWriters := context.WithCancel(ctx)
 	defer stopWriters()
 	var wg sync.WaitGroup
+	writersStart := time.Now()
 	writers := map[int]*chaosWriter{}
 	watchers := map[int]*watcher{}
 	for _, ct := range contents {
@@ -234,7 +236,8 @@ func cmdChaos(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 
 	rnd := rand.New(rand.NewPCG(*seed, 0x6368616f73))
-	res := chaosResult{Seed: *seed, Minutes: *minutes, ByFault: map[string]int{}}
+	res := chaosResult{Seed: *seed, Minutes: *minutes}
+	var faults []chaosFault
 	end := time.Now().Add(time.Duration(*minutes * float64(time.Minute)))
 	var stopped []int // SIGSTOPped pids
 	agentDown := map[string]bool{}
@@ -267,6 +270,9 @@ func cmdChaos(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		seg := up[rnd.IntN(len(up))]
 		desc := kind
+		// The fault's window opens before it is carried out: a write
+		// cut by it is its doing.
+		faults = append(faults, chaosFault{kind: kind, at: time.Now()})
 		var undo func()
 		switch kind {
 		case "kill9", "sigstop_postgres":
@@ -330,7 +336,6 @@ func cmdChaos(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			desc += fmt.Sprintf(" %s: %v", strings.Join(cmd, " "), cerr)
 		}
 		res.Faults++
-		res.ByFault[kind]++
 		fmt.Fprintf(stderr, "gpbench: chaos %s: %s\n", time.Now().Format("15:04:05"), desc)
 		sleepCtx(ctx, time.Duration(2+rnd.IntN(10))*time.Second)
 		if rnd.IntN(4) == 0 {
@@ -356,12 +361,14 @@ func cmdChaos(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	_, _ = c.d.gpagentWithin(ctx, 30*time.Second, "resume")
 	// Stranded: every content takes writes within the bound.
 	bound := 2 * time.Minute
+	stranded := map[int]bool{}
 	for _, ct := range contents {
 		for !writers[ct].ackedSince(healed) && time.Since(healed) < bound && ctx.Err() == nil {
 			sleepCtx(ctx, 200*time.Millisecond)
 		}
 		if !writers[ct].ackedSince(healed) {
 			res.Stranded++
+			stranded[ct] = true
 			fmt.Fprintf(stderr, "gpbench: content %d STRANDED: no write acknowledged within %s of the final heal; last error: %s\n", ct, bound, writers[ct].lastErr)
 		}
 	}
@@ -388,9 +395,16 @@ func cmdChaos(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	sleepCtx(ctx, 2*time.Second)
 	stopWriters()
 	wg.Wait()
+	writersStop := time.Now()
 
+	var records []chaosContentRecord
 	for _, ct := range contents {
 		w := writers[ct]
+		rec := chaosContentRecord{content: ct, acks: w.acked, split: watchers[ct].splitTimes(), stranded: stranded[ct]}
+		ids := make([]int64, len(w.acked))
+		for i, a := range w.acked {
+			ids[i] = a.id
+		}
 		res.Acked += len(w.acked)
 		res.Indeterminate += len(w.indet)
 		res.Failed += w.failed
@@ -398,18 +412,25 @@ func cmdChaos(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			res.SplitBrain += n
 			fmt.Fprintf(stderr, "gpbench: content %d: SPLIT BRAIN: %s\n", ct, watchers[ct].splitDetail())
 		}
-		missing, err := missingIDs(ctx, w.cfg, w.acked)
+		missing, err := missingIDs(ctx, w.cfg, ids)
 		if err != nil {
 			fmt.Fprintf(stderr, "gpbench: content %d: reading back: %v\n", ct, err)
-			res.Lost += len(w.acked)
-			continue
+			missing = ids // unread is unproven: count every one lost
 		}
+		rec.lost = missing
+		records = append(records, rec)
 		res.Lost += len(missing)
 		if len(missing) > 0 {
 			fmt.Fprintf(stderr, "gpbench: content %d: %d acknowledged writes LOST, first %v\n", ct, len(missing), missing[:min(5, len(missing))])
 		}
 	}
 	res.LostAcked, res.SplitEvents, res.StrandedC = res.Lost, res.SplitBrain, res.Stranded
+	var figures []chaosFaultFigure
+	res.ByFault, figures = attributeChaos(faults, writersStart, healed, writersStop, records)
+	for i, f := range faults {
+		fmt.Fprintf(stderr, "gpbench: fault %d %s\n", i+1, chaosFaultLine(f, figures[i]))
+	}
+	fmt.Fprint(stdout, chaosTable(res.ByFault))
 	line, _ := json.Marshal(res)
 	fmt.Fprintln(stdout, string(line))
 	if res.Lost > 0 || res.SplitBrain > 0 || res.Stranded > 0 {
@@ -463,6 +484,20 @@ func (c *nsCluster) startAgent(bin, host string) error {
 	return err
 }
 
+// splitTimes: when the polls at which two instances answered writable
+// were taken.
+func (w *watcher) splitTimes() []time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var at []time.Time
+	for _, p := range w.polls {
+		if count(p.primary) >= 2 {
+			at = append(at, p.at)
+		}
+	}
+	return at
+}
+
 // splitDetail names the polls at which two instances answered writable:
 // how many, the first and last, and which instances.
 func (w *watcher) splitDetail() string {
@@ -492,4 +527,278 @@ func (w *watcher) splitDetail() string {
 	}
 	sort.Strings(names)
 	return fmt.Sprintf("%d polls from %s to %s: %s answered out of recovery and writable", n, first.Format("15:04:05.000"), last.Format("15:04:05.000"), strings.Join(names, " and "))
+}
+
+// The attribution of gpbench chaos's outcomes to the fault kinds.
+//
+// Every fault injected opens a window: from its injection to the next
+// fault's injection, the last one to the final heal. Outcomes are charged
+// to a window, and so to its fault's kind:
+//
+//   - a lost acknowledged write, to the window in which it was
+//     acknowledged;
+//   - a split-brain poll (two instances of one content out of recovery
+//     and writable), to the window in which it was taken;
+//   - write unavailability and stranded contents, to the fault that owns
+//     the stretch without acknowledged writes (below).
+//
+// Write unavailability, what an operator means by "writes were
+// unavailable for X ms after that fault": on one content, a stretch is
+// the time between two consecutive acknowledged writes (failed and
+// indeterminate writes do not count; a content that never takes a write
+// again has its stretch run to the end of the records). A stretch belongs
+// to the first fault injected while it was under way if writes were still
+// flowing then (the last acknowledged write came at most
+// chaosAvailableGrace before the injection: the fault stopped the writes),
+// and is measured from that injection; otherwise to the fault in whose
+// window it began (it was already under way at the later injections,
+// which did not cause it), measured from its beginning or that fault's
+// injection, whichever is later. A fault's write unavailability is its
+// longest stretch, the maximum over every content; each stretch counts for
+// one fault only. A fault that owns no stretch on any content (it came in
+// the middle of an outage of every content, and none came back in its
+// window) is unmeasured: counted apart, not as 0 ms. A fault that disturbed nothing shows the writers'
+// ordinary spacing (some tens of ms). A stranded content (no write
+// acknowledged within the bound after the final heal) is charged to the
+// owner of the stretch under way at the final heal.
+//
+// Outcomes before the first fault or after the final heal go to the
+// pseudo-kinds chaosBeforeFaults and chaosAfterHeal, shown only when they
+// hold something: so every total of the JSON line is the sum of its
+// by_fault column.
+
+// chaosAvailableGrace: a content whose last acknowledged write is at most
+// this old at an injection was taking writes then. The writers write
+// every ~20 ms plus the insert's round trip; a second is far above that
+// even on a loaded machine, and far below any failover.
+const chaosAvailableGrace = time.Second
+
+const (
+	chaosBeforeFaults = "before_faults"
+	chaosAfterHeal    = "after_final_heal"
+)
+
+// chaosFault is one injected fault: its kind and when it was injected.
+type chaosFault struct {
+	kind string
+	at   time.Time
+}
+
+// chaosAck is one acknowledged write.
+type chaosAck struct {
+	id int64
+	at time.Time
+}
+
+// chaosContentRecord is what the writer and the watcher of one content
+// recorded, and what the checks found.
+type chaosContentRecord struct {
+	content  int
+	acks     []chaosAck  // in acknowledgement order
+	lost     []int64     // acknowledged ids not read back
+	split    []time.Time // polls at which two instances were writable
+	stranded bool
+}
+
+// chaosFaultFigure is one fault's write unavailability: by content, its
+// longest stretch (contents with none are absent), and the max of them.
+// A fault that owns no stretch at all (no content took a write in its
+// window, nor had taken one in the second before it) is unmeasured: it
+// came in the middle of an outage it did not cause, on every content.
+type chaosFaultFigure struct {
+	byContent   map[int]time.Duration
+	unavailable time.Duration
+	content     int // the content of the max
+}
+
+func (f chaosFaultFigure) measured() bool { return len(f.byContent) > 0 }
+
+// chaosMS is the p50 and the max of a fault kind's write unavailability,
+// over its faults, in ms.
+type chaosMS struct {
+	P50 int64 `json:"p50"`
+	Max int64 `json:"max"`
+}
+
+// chaosKindStats is one entry of by_fault.
+type chaosKindStats struct {
+	Count         int     `json:"count"`
+	UnavailableMS chaosMS `json:"unavailable_ms"` // over the measured faults
+	// Unmeasured: faults of the kind that owned no stretch (see
+	// chaosFaultFigure), left out of UnavailableMS rather than counted as 0.
+	Unmeasured int `json:"unmeasured,omitempty"`
+	Lost       int `json:"lost"`
+	Split      int `json:"split"`
+	Stranded   int `json:"stranded"`
+}
+
+// chaosWindows finds a moment's window among faults (sorted by
+// injection, ending at healed).
+type chaosWindows struct {
+	faults []chaosFault
+	healed time.Time
+}
+
+// index is the fault whose window holds t: -1 before the first fault,
+// len(faults) at or after the final heal.
+func (w chaosWindows) index(t time.Time) int {
+	if !t.Before(w.healed) {
+		return len(w.faults)
+	}
+	// The first fault injected after t, minus one: the last at or before.
+	return sort.Search(len(w.faults), func(i int) bool { return w.faults[i].at.After(t) }) - 1
+}
+
+func (w chaosWindows) kind(i int) string {
+	switch {
+	case i < 0:
+		return chaosBeforeFaults
+	case i >= len(w.faults):
+		return chaosAfterHeal
+	}
+	return w.faults[i].kind
+}
+
+// owner is the fault that owns the stretch without acknowledged writes
+// from begin to end (see the comment at the top), and the length charged
+// to it; -1 or len(faults) for none.
+func (w chaosWindows) owner(begin, end time.Time) (int, time.Duration) {
+	// The first fault injected while the stretch was under way...
+	first := sort.Search(len(w.faults), func(i int) bool { return w.faults[i].at.After(begin) })
+	if first < len(w.faults) && w.faults[first].at.Before(end) && w.faults[first].at.Sub(begin) <= chaosAvailableGrace {
+		// ...while writes were still flowing: it stopped them.
+		return first, end.Sub(w.faults[first].at)
+	}
+	i := w.index(begin)
+	if i < 0 || i >= len(w.faults) {
+		return i, end.Sub(begin)
+	}
+	return i, end.Sub(laterOf(begin, w.faults[i].at))
+}
+
+func laterOf(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// attributeChaos charges the run's outcomes to the fault kinds. faults are
+// in injection order; healed is the final heal, start and stop when the
+// writers started and stopped.
+func attributeChaos(faults []chaosFault, start, healed, stop time.Time, records []chaosContentRecord) (map[string]chaosKindStats, []chaosFaultFigure) {
+	w := chaosWindows{faults: faults, healed: healed}
+	stats := map[string]chaosKindStats{}
+	add := func(kind string, f func(*chaosKindStats)) {
+		s := stats[kind]
+		f(&s)
+		stats[kind] = s
+	}
+	for _, f := range faults {
+		add(f.kind, func(s *chaosKindStats) { s.Count++ })
+	}
+	figures := make([]chaosFaultFigure, len(faults))
+	for i := range figures {
+		figures[i] = chaosFaultFigure{byContent: map[int]time.Duration{}, content: -1}
+	}
+	for _, r := range records {
+		ackedAt := make(map[int64]time.Time, len(r.acks))
+		strandedBy := len(faults) // the owner of the stretch under way at the heal
+		stretch := func(begin, end time.Time) {
+			i, d := w.owner(begin, end)
+			if i >= 0 && i < len(faults) {
+				f := &figures[i]
+				if old, ok := f.byContent[r.content]; !ok || d > old {
+					f.byContent[r.content] = d
+				}
+				if f.content < 0 || d > f.unavailable {
+					f.unavailable, f.content = d, r.content
+				}
+			}
+			if begin.Before(healed) && !end.Before(healed) {
+				strandedBy = i
+			}
+		}
+		prev := start
+		for _, a := range r.acks {
+			ackedAt[a.id] = a.at
+			stretch(prev, a.at)
+			prev = a.at
+		}
+		// The last stretch, to the end of the records: the ordinary
+		// spacing after the heal, or the whole outage of a content that
+		// never came back.
+		stretch(prev, stop)
+		if r.stranded {
+			// Stranded: no write within the bound after the heal, so the
+			// stretch under way at the heal is the one that did not end.
+			add(w.kind(strandedBy), func(s *chaosKindStats) { s.Stranded++ })
+		}
+		for _, id := range r.lost {
+			at, ok := ackedAt[id]
+			if !ok {
+				// Not among the acknowledged writes: cannot happen, but
+				// a loss must never vanish from the table.
+				at = start
+			}
+			add(w.kind(w.index(at)), func(s *chaosKindStats) { s.Lost++ })
+		}
+		for _, at := range r.split {
+			add(w.kind(w.index(at)), func(s *chaosKindStats) { s.Split++ })
+		}
+	}
+	byKind := map[string][]int64{}
+	for i, f := range faults {
+		if !figures[i].measured() {
+			add(f.kind, func(s *chaosKindStats) { s.Unmeasured++ })
+			continue
+		}
+		byKind[f.kind] = append(byKind[f.kind], ms(figures[i].unavailable))
+	}
+	for kind, v := range byKind {
+		add(kind, func(s *chaosKindStats) { s.UnavailableMS = chaosMS{P50: nearestRank(v, 50), Max: nearestRank(v, 100)} })
+	}
+	return stats, figures
+}
+
+// chaosFaultLine is one fault's write unavailability for the log: the
+// max and its content, then every content's.
+func chaosFaultLine(f chaosFault, fig chaosFaultFigure) string {
+	if !fig.measured() {
+		return fmt.Sprintf("%s at %s: unmeasured (no content was taking writes at its injection or took one in its window)", f.kind, f.at.Format("15:04:05.000"))
+	}
+	var cs []int
+	for c := range fig.byContent {
+		cs = append(cs, c)
+	}
+	sort.Ints(cs)
+	var parts []string
+	for _, c := range cs {
+		parts = append(parts, fmt.Sprintf("%d: %d", c, ms(fig.byContent[c])))
+	}
+	return fmt.Sprintf("%s at %s: writes unavailable %d ms (content %d); by content, ms: %s", f.kind, f.at.Format("15:04:05.000"), ms(fig.unavailable), fig.content, strings.Join(parts, ", "))
+}
+
+// chaosTable is the per-kind table that gpbench chaos prints before its
+// JSON line, kinds by name, the pseudo-kinds last.
+func chaosTable(stats map[string]chaosKindStats) string {
+	var kinds []string
+	for k := range stats {
+		if k != chaosBeforeFaults && k != chaosAfterHeal {
+			kinds = append(kinds, k)
+		}
+	}
+	sort.Strings(kinds)
+	for _, k := range []string{chaosBeforeFaults, chaosAfterHeal} {
+		if _, ok := stats[k]; ok {
+			kinds = append(kinds, k)
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-18s %5s %10s %16s %16s %5s %6s %8s\n", "fault", "count", "unmeasured", "unavail p50 ms", "unavail max ms", "lost", "split", "stranded")
+	for _, k := range kinds {
+		s := stats[k]
+		fmt.Fprintf(&b, "%-18s %5d %10d %16d %16d %5d %6d %8d\n", k, s.Count, s.Unmeasured, s.UnavailableMS.P50, s.UnavailableMS.Max, s.Lost, s.Split, s.Stranded)
+	}
+	return b.String()
 }

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"syscall"
+	"time"
+
+	"github.com/gpagent/gpagent/agent"
+	"github.com/gpagent/gpagent/supervisor"
+	"github.com/gpagent/gpagent/topology"
+	"github.com/gpagent/gpagent/watchdog"
+)
+
+// cmdWatchdog runs the fence watchdog of the agent that started it (its
+// parent): see package watchdog. Not for operators; the agent starts it.
+func cmdWatchdog(ctx context.Context, io cmdIO, args []string) error {
+	fs := newFlags(io, "watchdog", "--data-dir DIR --lease D --grace D (started by gpagent agent)")
+	dir := fs.String("data-dir", "", "the agent's data dir")
+	lease := fs.Duration("lease", 0, "the agent's lease")
+	grace := fs.Duration("grace", 0, "how long past the lease the agent has to record its own fence")
+	format := fs.String("log-format", agent.LogFormatText, "text or json")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	switch {
+	case *dir == "":
+		return errors.New("--data-dir: required")
+	case *lease <= 0:
+		return fmt.Errorf("--lease %s: want a positive duration", *lease)
+	case *grace <= 0:
+		return fmt.Errorf("--grace %s: want a positive duration", *grace)
+	}
+	var h slog.Handler = slog.NewTextHandler(io.err, nil)
+	if *format == agent.LogFormatJSON {
+		h = slog.NewJSONHandler(io.err, nil)
+	}
+	log := slog.New(h).With("component", "watchdog", "pid", os.Getpid())
+	// The agent is the parent; once it is gone the watchdog is adopted
+	// by init (or a subreaper) and its parent pid changes. A stopped
+	// agent is still the parent: that is the case to cover.
+	parent := os.Getppid()
+	// Signals that end the agent do not end the watchdog: it runs in a
+	// session of its own, and ends by itself once the agent is gone and
+	// its primaries are fenced (or a new agent renews the lease).
+	return watchdog.Run(ctx, watchdog.Config{
+		DataDir:    *dir,
+		Lease:      *lease,
+		Grace:      *grace,
+		BootID:     watchdog.BootID(),
+		AgentAlive: func() bool { return os.Getppid() == parent },
+		Running:    func(s topology.Segment) bool { return supervisor.Running(s.DataDir) },
+		Kill: func(ctx context.Context, s topology.Segment) error {
+			return supervisor.KillDataDir(ctx, s.DataDir)
+		},
+		Log: log,
+	})
+}
+
+// startWatchdog starts this agent's fence watchdog, a child in a session
+// of its own (a SIGSTOP or SIGKILL sent to the agent's process group
+// misses it), and starts it again if it exits while the agent runs.
+func startWatchdog(ctx context.Context, cfg *agent.Config, log *slog.Logger) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("fence watchdog: %w", err)
+	}
+	args := []string{"watchdog", "--data-dir", cfg.DataDir, "--lease", cfg.Lease.String(),
+		"--grace", cfg.WatchdogGrace().String(), "--log-format", cfg.LogFormat}
+	start := func() (*exec.Cmd, error) {
+		cmd := exec.Command(exe, args...)
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if err := cmd.Start(); err != nil {
+			return nil, fmt.Errorf("fence watchdog: %w", err)
+		}
+		return cmd, nil
+	}
+	cmd, err := start()
+	if err != nil {
+		return err
+	}
+	log.Info("fence watchdog started", "pid", cmd.Process.Pid, "grace", cfg.WatchdogGrace())
+	go func() {
+		for {
+			err := cmd.Wait()
+			if ctx.Err() != nil {
+				return
+			}
+			log.Error("fence watchdog exited; starting it again", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			if cmd, err = start(); err != nil {
+				log.Error("cannot start the fence watchdog again", "err", err)
+				return
+			}
+		}
+	}()
+	return nil
+}

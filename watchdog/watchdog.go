@@ -1,0 +1,194 @@
+// Package watchdog fences a host's primaries when its agent cannot.
+//
+// The agent fences its primaries the moment its lease runs out, and the
+// leader promotes their mirrors only a margin after that (DESIGN.md,
+// safety rule 5). But the fence runs inside the agent's process: an agent
+// that is stopped (SIGSTOP, a debugger, a process stuck in the kernel),
+// killed, or exited leaves its postmasters running, writable, while the
+// leader, which no longer hears it, promotes their mirrors. Found by
+// `gpbench chaos --seed 3`: a SIGSTOPped agent, and for 3.9 s two
+// writable primaries of one content.
+//
+// The watchdog is a small process of its own, in a session of its own,
+// that the agent starts. It holds no state but what the agent leaves in
+// its data dir (files.go): the lease renewal, the agent's record of its
+// own fence, and the local instances. When the lease has run out for a
+// grace (a part of the leader's margin) and the agent has not recorded
+// its fence of every primary, the watchdog kills them: SIGKILL to the
+// postmaster and every process of its data directory, which works on a
+// stopped process too. A killed primary loses nothing it acknowledged
+// (crash recovery replays its WAL); a mirror promoted meanwhile has every
+// synchronously acknowledged commit.
+//
+// It reads the clock the agent records on (CLOCK_BOOTTIME), never the
+// agent's: a frozen agent's clock is whatever it read last.
+package watchdog
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/gpagent/gpagent/topology"
+)
+
+// maxSleep bounds one sleep: the watchdog notices its agent's exit and
+// new primaries within it.
+const maxSleep = time.Second
+
+// retryKill is the wait before looking again after a kill that failed or
+// with primaries still running past the deadline.
+const retryKill = 100 * time.Millisecond
+
+// Config is one watchdog's: whose data dir, and how it acts.
+type Config struct {
+	// DataDir is the agent's data dir (the files of files.go).
+	DataDir string
+	// Lease is the agent's lease; Grace how long past its end the agent
+	// has to record its own fence before the watchdog kills.
+	Lease, Grace time.Duration
+	// Kill ends one local instance at once (supervisor.KillDataDir).
+	Kill func(ctx context.Context, s topology.Segment) error
+	// Running reports whether a postmaster runs on s's data dir.
+	Running func(s topology.Segment) bool
+	// AgentAlive reports whether the agent that started the watchdog
+	// still runs (stopped counts as running: that is the case to cover).
+	AgentAlive func() bool
+	// Now reads the boot clock (BootNanos) and BootID the boot; nil: the
+	// host's.
+	Now    func() (int64, error)
+	BootID string
+	// After waits (time.After when nil).
+	After func(time.Duration) <-chan time.Time
+	Log   *slog.Logger
+}
+
+// view is what the watchdog reads on one look.
+type view struct {
+	stamp     Stamp
+	stampOK   bool
+	fenced    Fenced
+	fencedOK  bool
+	instances Instances
+}
+
+// verdict is Decide's answer.
+type verdict struct {
+	// expired: the lease and the grace have run out.
+	expired bool
+	// kill: the primaries to fence now.
+	kill []topology.Segment
+	// wait until the next look.
+	wait time.Duration
+}
+
+// decide is the watchdog's rule, on the boot clock at now. The lease,
+// when there is one of this boot, ends at Renewed+Lease; no lease (none
+// recorded, another boot) ended long ago. Past its end plus the grace,
+// every primary is killed that the agent, still alive, has not recorded
+// fenced for this very renewal (a primary the topology gave the host
+// since is not covered). An agent that exited supervises nothing: its
+// primaries are killed past the deadline, fenced or not.
+func decide(v view, bootID string, now int64, lease, grace time.Duration, agentAlive bool) verdict {
+	renewed, deadline := int64(0), int64(0)
+	if v.stampOK && v.stamp.BootID == bootID {
+		renewed = v.stamp.Renewed
+		deadline = renewed + int64(lease) + int64(grace)
+	}
+	if now < deadline {
+		return verdict{wait: min(time.Duration(deadline-now), maxSleep)}
+	}
+	vouched := agentAlive && v.fencedOK && v.fenced.Renewed == renewed
+	var kill []topology.Segment
+	for _, s := range v.instances.Primaries() {
+		if !vouched || !v.fenced.Covers(s.DBID) {
+			kill = append(kill, s)
+		}
+	}
+	if len(kill) == 0 {
+		return verdict{expired: true, wait: maxSleep}
+	}
+	return verdict{expired: true, kill: kill, wait: retryKill}
+}
+
+// Run watches until ctx ends or the agent is gone and there is nothing
+// left to do: its lease ran out and its primaries are no longer running,
+// or another agent renewed the lease (a restarted agent, which started
+// its own watchdog).
+func Run(ctx context.Context, cfg Config) error {
+	if cfg.Now == nil {
+		cfg.Now = BootNanos
+	}
+	if cfg.After == nil {
+		cfg.After = time.After
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	var orphanedAt *Stamp // the lease when the agent was first seen gone
+	killed := map[int]bool{}
+	for {
+		now, err := cfg.Now()
+		if err != nil {
+			return err
+		}
+		var v view
+		v.stamp, v.stampOK = ReadStamp(cfg.DataDir)
+		v.fenced, v.fencedOK = ReadFenced(cfg.DataDir)
+		v.instances, err = ReadInstances(cfg.DataDir)
+		if err != nil {
+			// Being rewritten by rename, this cannot be half a file: it
+			// is unreadable for a reason that will not pass. Say so, and
+			// go on: the lease file alone still tells a lease that ran
+			// out, and the last good list is gone with the error.
+			cfg.Log.Error("cannot read the local instances; the primaries of a stopped agent cannot be fenced", "err", err)
+		}
+		alive := cfg.AgentAlive()
+		if !alive && orphanedAt == nil {
+			s := v.stamp
+			orphanedAt = &s
+			cfg.Log.Info("agent gone: fencing its primaries when its lease ends", "data_dir", cfg.DataDir)
+		}
+		if orphanedAt != nil && v.stampOK && v.stamp != *orphanedAt {
+			cfg.Log.Info("lease renewed by a new agent: this watchdog ends")
+			return nil
+		}
+		d := decide(v, cfg.BootID, now, cfg.Lease, cfg.Grace, alive)
+		running := 0
+		if len(d.kill) > 0 {
+			for _, s := range d.kill {
+				if !cfg.Running(s) {
+					continue
+				}
+				running++
+				if !killed[s.DBID] {
+					cfg.Log.Error("the agent's lease ran out and it did not fence this primary (stopped, hung or gone): killing it", "dbid", s.DBID, "content", s.Content, "data_dir", s.DataDir, "lease", cfg.Lease, "grace", cfg.Grace)
+				}
+				kctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				err := cfg.Kill(kctx, s)
+				cancel()
+				if err != nil {
+					cfg.Log.Error("kill failed", "dbid", s.DBID, "err", err)
+					continue
+				}
+				killed[s.DBID] = true
+			}
+			if running == 0 {
+				d.wait = maxSleep
+			}
+		}
+		if !alive && d.expired && running == 0 {
+			// (Gone, every primary is in d.kill: none left running.)
+			cfg.Log.Info("agent gone, its lease ran out and none of its primaries runs: this watchdog ends")
+			return nil
+		}
+		if len(d.kill) == 0 {
+			clear(killed)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-cfg.After(d.wait):
+		}
+	}
+}
