@@ -26,7 +26,11 @@ package watchdog
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -127,6 +131,7 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	var orphanedAt *Stamp // the lease when the agent was first seen gone
+	var known Instances   // the last instance list read
 	killed := map[int]bool{}
 	for {
 		now, err := cfg.Now()
@@ -137,12 +142,19 @@ func Run(ctx context.Context, cfg Config) error {
 		v.stamp, v.stampOK = ReadStamp(cfg.DataDir)
 		v.fenced, v.fencedOK = ReadFenced(cfg.DataDir)
 		v.instances, err = ReadInstances(cfg.DataDir)
-		if err != nil {
-			// Being rewritten by rename, this cannot be half a file: it
-			// is unreadable for a reason that will not pass. Say so, and
-			// go on: the lease file alone still tells a lease that ran
-			// out, and the last good list is gone with the error.
-			cfg.Log.Error("cannot read the local instances; the primaries of a stopped agent cannot be fenced", "err", err)
+		switch {
+		case err != nil:
+			// Rewritten by rename, this cannot be half a file: it is
+			// unreadable for a reason that will not pass. Say so, and
+			// go on with the last good list.
+			cfg.Log.Error("cannot read the local instances; using the last list read", "err", err)
+			v.instances = known
+		case len(v.instances.Instances) == 0 && !exists(filepath.Join(cfg.DataDir, InstancesFile)):
+			// Gone: the data dir was wiped (the agent never removes it).
+			// The postmasters it listed run on all the same.
+			v.instances = known
+		default:
+			known = v.instances
 		}
 		alive := cfg.AgentAlive()
 		if !alive && orphanedAt == nil {
@@ -196,4 +208,9 @@ func Run(ctx context.Context, cfg Config) error {
 		case <-cfg.After(d.wait):
 		}
 	}
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return !errors.Is(err, fs.ErrNotExist)
 }

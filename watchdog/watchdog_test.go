@@ -280,6 +280,37 @@ func TestRun_EndsAfterItsAgent(t *testing.T) {
 	})
 }
 
+// A data dir wiped under a stopped agent: the instance list is gone, the
+// postmasters it named run on. The watchdog kills them from the list it
+// read last.
+func TestRun_WipedDataDir(t *testing.T) {
+	h := newFakeHost(t)
+	h.renew()
+	h.alive = false
+	done := make(chan error, 1)
+	go func() { done <- Run(context.Background(), h.config()) }()
+	h.step()
+	for _, f := range []string{InstancesFile, LeaseFile} {
+		if err := os.Remove(filepath.Join(h.dir, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 5; i++ {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			if k := h.killed(); !slices.Equal(k, []int{2, 4}) {
+				t.Fatalf("ended having killed %v, want both primaries of the wiped list", k)
+			}
+			return
+		case h.ticks <- time.Time{}:
+		}
+	}
+	t.Fatal("the watchdog of a wiped, stopped agent did not end")
+}
+
 func TestFiles_RoundTrip(t *testing.T) {
 	dir := t.TempDir()
 	if _, ok := ReadStamp(dir); ok {
