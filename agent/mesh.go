@@ -219,9 +219,16 @@ func (a *Agent) maybeBootstrap() {
 		if m.Status != membership.StatusAlive || m.Meta.RaftAddr == "" {
 			continue
 		}
-		var h gossipHealth
-		if m.Name != a.cfg.Name && json.Unmarshal(m.Health, &h) == nil && h.Cluster {
-			return
+		if m.Name != a.cfg.Name {
+			// A member whose health has not arrived yet (memberlist
+			// records a member at its join, before its first health
+			// message) may well be in a cluster: wait for it, or a
+			// wiped agent with the lowest name could bootstrap a second
+			// cluster beside the one that exists.
+			var h gossipHealth
+			if json.Unmarshal(m.Health, &h) != nil || h.Cluster {
+				return
+			}
 		}
 		alive = append(alive, m)
 	}

@@ -23,9 +23,12 @@ import (
 // mesh (three agents, real Raft, memberlist and HTTP, simulated
 // instances): crashes, hangs and restarts of instances and agents, host
 // loss, partitions of several shapes (one host, the leader, a bridge, Raft
-// only, gossip only), replication stalls, clock jumps, and operator
-// commands (recoverseg, -F, -r, switchover, pause) in the middle of
-// faults. A writer commits on every content throughout. The checker:
+// only, gossip only), replication stalls, clock jumps, a wiped agent data
+// dir, and operator commands (recoverseg, -F, -r, switchover, pause,
+// addmirrors) in the middle of faults. One schedule in three starts with
+// no mirrors and adds them with addmirrors during its second fault (and
+// the next ones while faults refuse it). A
+// writer commits on every content throughout. The checker:
 //
 //   - no two instances of one content acknowledge commits at once: the
 //     World's acknowledgement log, in its true order, never shows a
@@ -37,7 +40,12 @@ import (
 //     commits within simWait (nothing stranded);
 //   - after recoverseg every acknowledged commit is on the content's
 //     primary and mirror (Jepsen's set-full: acknowledged vs final
-//     content; indeterminate commits are counted apart, never required).
+//     content; indeterminate commits are counted apart, never required),
+//     and every content has a mirror in sync (addmirrors included);
+//   - an agent whose data dir was wiped holds no lease from before its
+//     wipe when it starts again, and comes back as a fresh Raft member:
+//     after the final heal the configuration has one server per agent
+//     and none of the wiped identities.
 //
 // The schedule is drawn from the seed; its timing is real time, so a
 // rerun of a seed replays the same faults in the same order, not the
@@ -48,33 +56,25 @@ func TestSimNemesis(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the in-process nemesis takes tens of seconds")
 	}
+	// Three schedules by default (about 40 s). The schedules run as
+	// parallel subtests (newSimWorld), -parallel at a time: a count, not
+	// a time budget, bounds the run.
 	first, n := uint64(1), 3
-	seedSet := false
 	if v := os.Getenv("GPAGENT_NEMESIS_SEED"); v != "" {
 		s, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
 			t.Fatalf("GPAGENT_NEMESIS_SEED=%q: not a number: %v", v, err)
 		}
-		first, n, seedSet = s, 1, true
+		first, n = s, 1
 	}
-	budget := 40 * time.Second // the default run stays well under a minute
 	if v := os.Getenv("GPAGENT_NEMESIS_SCHEDULES"); v != "" {
 		k, err := strconv.Atoi(v)
 		if err != nil || k < 1 {
 			t.Fatalf("GPAGENT_NEMESIS_SCHEDULES=%q: want a positive number", v)
 		}
-		n, budget = k, 0
-	} else if seedSet {
-		budget = 0
+		n = k
 	}
-	start := time.Now()
-	ran := 0
 	for seed := first; seed < first+uint64(n); seed++ {
-		if budget > 0 && ran > 0 && time.Since(start) > budget {
-			t.Logf("time budget %s spent after %d schedules", budget, ran)
-			break
-		}
-		ran++
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
 			defer func() {
 				if t.Failed() {
@@ -84,7 +84,6 @@ func TestSimNemesis(t *testing.T) {
 			runNemesis(t, seed)
 		})
 	}
-	t.Logf("%d schedules in %s", ran, time.Since(start).Round(time.Millisecond))
 }
 
 // nemesis is one schedule's state: the faults in force, to undo them at
@@ -98,7 +97,14 @@ type nemesis struct {
 	hung     map[string]bool // instances frozen (address:port)
 	stalled  map[string]bool // replication links stalled (address:port)
 	paused   bool
-	segments []topology.Segment // as after init: dbids are stable
+	segments []topology.Segment // as after init, and mirrors added: dbids are stable
+	writers  map[int]*nemesisWriter
+	// wiped: the Raft server id each wiped agent had, by host name (one
+	// wipe per schedule: with two of three voters' logs lost, no Raft
+	// cluster recovers without an operator's peers.json).
+	wiped map[string]string
+	// wipedAt: a wiped agent's clock when it was stopped, until it starts.
+	wipedAt map[string]time.Time
 }
 
 func (nm *nemesis) logf(format string, args ...any) {
@@ -109,19 +115,23 @@ func (nm *nemesis) logf(format string, args ...any) {
 
 func runNemesis(t *testing.T, seed uint64) {
 	c := newSimCluster(t, 3, "")
-	c.initCluster(1)
-	nm := &nemesis{c: c, rnd: rand.New(rand.NewPCG(seed, 0x6e656d65)), stopped: map[string]bool{}, hung: map[string]bool{}, stalled: map[string]bool{}}
+	nm := &nemesis{c: c, rnd: rand.New(rand.NewPCG(seed, 0x6e656d65)), stopped: map[string]bool{}, hung: map[string]bool{}, stalled: map[string]bool{},
+		writers: map[int]*nemesisWriter{}, wiped: map[string]string{}, wipedAt: map[string]time.Time{}}
+	mirrorless := nm.rnd.IntN(3) == 0
+	if mirrorless {
+		c.initNoMirrors()
+	} else {
+		c.initCluster(1)
+	}
 	nm.segments = c.state().Segments
-	content := map[int]int{} // dbid -> content
 	var contents []int
 	for _, s := range nm.segments {
-		content[s.DBID] = s.Content
 		if !slices.Contains(contents, s.Content) {
 			contents = append(contents, s.Content)
 		}
 	}
 	versions := c.watchVersions()
-	writers := map[int]*nemesisWriter{}
+	writers := nm.writers
 	for _, ct := range contents {
 		writers[ct] = c.startNemesisWriter(ct, nm.segments)
 	}
@@ -130,7 +140,12 @@ func runNemesis(t *testing.T, seed uint64) {
 	for i := range steps {
 		undo := nm.fault(i)
 		nm.pause(300*time.Millisecond, 2*time.Second)
-		if nm.rnd.IntN(5) < 2 {
+		if mirrorless && i >= 1 {
+			// addmirrors while the second fault is in force, and
+			// again at each later one while faults refuse it.
+			mirrorless = nm.addMirrors() != nil
+			nm.pause(100*time.Millisecond, time.Second)
+		} else if nm.rnd.IntN(5) < 2 {
 			nm.operator()
 			nm.pause(100*time.Millisecond, time.Second)
 		}
@@ -148,15 +163,29 @@ func runNemesis(t *testing.T, seed uint64) {
 			return w.ackedSince(t0), w.lastError() + "; " + c.describeContent(ct)
 		})
 	}
-	// Bring every pair back in sync, as an operator would: recoverseg,
-	// and -F for what an incremental recovery cannot mend.
+	// Mirror what addmirrors could not during the faults, then bring
+	// every pair back in sync, as an operator would: recoverseg, and -F
+	// for what an incremental recovery cannot mend.
+	nm.addMirrorsAfterHeal()
 	nm.recoverUntilInSync()
+	nm.checkWipedRejoined()
 	for _, ct := range contents {
 		writers[ct].stop()
 	}
 	versions.stop()
 
 	// The checks.
+	content := map[int]int{} // dbid -> content, mirrors added included
+	mirrored := map[int]bool{}
+	for _, s := range c.state().Segments {
+		content[s.DBID] = s.Content
+		mirrored[s.Content] = mirrored[s.Content] || s.Role == topology.RoleMirror
+	}
+	for _, ct := range contents {
+		if ct >= 0 && !mirrored[ct] {
+			t.Errorf("content %d has no mirror after the final heal and addmirrors", ct)
+		}
+	}
 	for _, e := range versions.errors() {
 		t.Errorf("config version: %s", e)
 	}
@@ -227,7 +256,7 @@ func (nm *nemesis) leaderOrAny() *simHost {
 // to undo, or undone only at the final heal).
 func (nm *nemesis) fault(step int) func() {
 	c := nm.c
-	switch k := nm.rnd.IntN(12); k {
+	switch k := nm.rnd.IntN(13); k {
 	case 0:
 		s := nm.randSegment()
 		nm.logf("%d: crash %s dbid %d (%s)", step, s.Hostname, s.DBID, s.Role)
@@ -309,10 +338,43 @@ func (nm *nemesis) fault(step int) func() {
 			c.world.ResumeLink(s.Address, s.Port)
 			delete(nm.stalled, key)
 		}
+	case 11:
+		return nm.wipe(step, nm.randHost())
 	default:
 		nm.operator()
 		return nil
 	}
+}
+
+// wipe stops h's agent and empties its data dir (Raft log and server id,
+// lease file, instances.json, gossip peers: as if someone removed
+// /var/lib/gpagent); its instances run on. The undo starts it again.
+func (nm *nemesis) wipe(step int, h *simHost) func() {
+	c := nm.c
+	if nm.stopped[h.name] || len(nm.wiped) > 0 {
+		return nil
+	}
+	nm.logf("%d: wipe the data dir of agent %s", step, h.name)
+	if strings.Contains(h.cfgDoc, "bootstrap: true") {
+		// A wiped bootstrapping agent would found a new cluster: its
+		// operator's config lists the others to join, as c.start does
+		// for a restart.
+		var others []string
+		for _, o := range c.hosts {
+			if o != h {
+				others = append(others, c.agent(o).mesh.LocalAddr())
+			}
+		}
+		h.cfgDoc = strings.Replace(h.cfgDoc, "bootstrap: true", "join: ["+strings.Join(others, ", ")+"]", 1)
+	}
+	nm.wiped[h.name] = c.agent(h).node.ID()
+	c.stop(h)
+	if err := os.RemoveAll(h.dir); err != nil {
+		c.t.Fatal(err)
+	}
+	nm.wipedAt[h.name] = h.clock.Now()
+	nm.stopped[h.name] = true
+	return func() { nm.startAgent(step, h) }
 }
 
 func (nm *nemesis) startAgent(step int, h *simHost) {
@@ -320,8 +382,98 @@ func (nm *nemesis) startAgent(step int, h *simHost) {
 		return
 	}
 	nm.logf("%d: start agent %s", step, h.name)
+	if _, ok := nm.wipedAt[h.name]; ok {
+		// What the agent reads of its lease when it starts on the wiped
+		// dir: no lease until the leader hears it (a missing file must
+		// not grant one: it may have been cut off for longer than its
+		// lease, and its mirrors promoted meanwhile). 1500ms is
+		// simAgentTimings' lease.
+		if l := newLease(h.dir, h.clock.Now(), nil); !l.expired(h.clock.Now(), 1500*time.Millisecond) {
+			nm.c.t.Errorf("the wiped agent %s starts with a lease (renewed at %s) before the leader heard it", h.name, l.renewed.Format("15:04:05.000"))
+		}
+	}
 	nm.c.start(h)
 	delete(nm.stopped, h.name)
+	if at, ok := nm.wipedAt[h.name]; ok {
+		delete(nm.wipedAt, h.name)
+		a := nm.c.agent(h)
+		if id := a.node.ID(); id == nm.wiped[h.name] {
+			nm.c.t.Errorf("the wiped agent %s came back with its old Raft server id %s", h.name, id)
+		}
+		// Any lease it holds was granted by a leader after this start,
+		// never resumed from before the wipe.
+		a.lease.mu.Lock()
+		renewed := a.lease.renewed
+		a.lease.mu.Unlock()
+		if !renewed.IsZero() && renewed.Before(at) {
+			nm.c.t.Errorf("the wiped agent %s holds a lease renewed at %s, before its wipe at %s", h.name, renewed.Format("15:04:05.000"), at.Format("15:04:05.000"))
+		}
+	}
+}
+
+// checkWipedRejoined: after the final heal, the leader's Raft
+// configuration has one server per agent and none of the identities the
+// wiped agents had (each replaced by its fresh member).
+func (nm *nemesis) checkWipedRejoined() {
+	if len(nm.wiped) == 0 {
+		return
+	}
+	c := nm.c
+	c.waitUntil("the wiped agents' old Raft members replaced by fresh ones", func() (bool, string) {
+		l := c.waitLeader()
+		servers, err := c.agent(l).node.Servers()
+		if err != nil {
+			return false, err.Error()
+		}
+		var ids []string
+		ok := len(servers) == len(c.hosts)
+		for _, s := range servers {
+			ids = append(ids, s.ID)
+			for _, old := range nm.wiped {
+				ok = ok && s.ID != old
+			}
+		}
+		return ok, strings.Join(ids, " ")
+	})
+}
+
+// addMirrors runs the operator's addmirrors (plan, then commit); on
+// success the new mirrors join the faults' targets and their content's
+// writer.
+func (nm *nemesis) addMirrors() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cl := nm.c.client()
+	plan, err := cl.PlanMirrors(ctx, api.MirrorPlanRequest{})
+	if err == nil && len(plan.Mirrors) == 0 {
+		nm.logf("operator: addmirrors: every content has a mirror")
+		return nil
+	}
+	if err == nil {
+		_, err = cl.AddMirrors(ctx, *plan)
+	}
+	nm.logf("operator: addmirrors: %v", err)
+	if err != nil {
+		return err
+	}
+	for _, m := range plan.Mirrors {
+		nm.segments = append(nm.segments, m)
+		if w := nm.writers[m.Content]; w != nil {
+			w.add(m)
+		}
+	}
+	return nil
+}
+
+// addMirrorsAfterHeal mirrors, as the operator would, what addmirrors
+// could not during the faults.
+func (nm *nemesis) addMirrorsAfterHeal() {
+	nm.c.waitUntil("addmirrors after the final heal", func() (bool, string) {
+		if err := nm.addMirrors(); err != nil {
+			return false, err.Error()
+		}
+		return true, ""
+	})
 }
 
 // operator runs one drawn operator command; it may fail (a fault is in
@@ -332,7 +484,7 @@ func (nm *nemesis) operator() {
 	defer cancel()
 	cl := c.client()
 	var err error
-	switch k := nm.rnd.IntN(5); k {
+	switch k := nm.rnd.IntN(6); k {
 	case 0, 1:
 		full := k == 1
 		var plan *api.RecoverPlan
@@ -351,6 +503,8 @@ func (nm *nemesis) operator() {
 		nm.paused = !nm.paused
 		_, err = cl.SetPaused(ctx, nm.paused)
 		nm.logf("operator: paused=%v: %v", nm.paused, err)
+	case 5:
+		_ = nm.addMirrors()
 	}
 }
 
@@ -454,10 +608,10 @@ func splitBrains(acks []simpg.Ack, content map[int]int) []string {
 // instances, and keeps each commit's outcome: acknowledged (with its id),
 // failed (refused: no server, read-only), or indeterminate.
 type nemesisWriter struct {
-	c     *simCluster
-	insts []topology.Segment
+	c *simCluster
 
 	mu            sync.Mutex
+	insts         []topology.Segment // the content's instances, a mirror added appended
 	acked         map[uint64]bool
 	failed        int
 	indeterminate int
@@ -487,7 +641,10 @@ func (w *nemesisWriter) run(ctx context.Context) {
 	defer close(w.done)
 	for ctx.Err() == nil {
 		ok := false
-		for _, s := range w.insts {
+		w.mu.Lock()
+		insts := slices.Clone(w.insts)
+		w.mu.Unlock()
+		for _, s := range insts {
 			cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 			id, _, err := w.c.world.Commit(cctx, s.Address, s.Port)
 			cancel()
@@ -518,6 +675,14 @@ func (w *nemesisWriter) run(ctx context.Context) {
 		case <-time.After(pause):
 		}
 	}
+}
+
+// add makes the writer try a mirror added to its content too (it may be
+// promoted later).
+func (w *nemesisWriter) add(s topology.Segment) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.insts = append(w.insts, s)
 }
 
 func (w *nemesisWriter) ackedSince(t0 time.Time) bool {
@@ -573,6 +738,41 @@ func (c *simCluster) watchVersions() *versionWatch {
 	}()
 	c.t.Cleanup(vw.stop)
 	return vw
+}
+
+// initNoMirrors creates one primary per host and no mirror, and waits
+// until every primary is up.
+func (c *simCluster) initNoMirrors() {
+	c.t.Helper()
+	spec := topology.Spec{
+		SegPrefix:   "gpseg",
+		Coordinator: topology.CoordinatorSpec{Hostname: c.hosts[0].name, Address: c.hosts[0].ip, Port: 5000, DataDir: "/sim/coordinator"},
+		Primary:     topology.PortDirs{PortBase: 6000, DataDirs: []string{"/sim/primary"}},
+		Mirror:      &topology.MirrorSpec{PortDirs: topology.PortDirs{PortBase: 7000, DataDirs: []string{"/sim/mirror"}}, Placement: "spread"},
+	}
+	for _, h := range c.hosts {
+		spec.SegmentHosts = append(spec.SegmentHosts, topology.Host{Hostname: h.name, Address: h.ip})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), simWait)
+	defer cancel()
+	if _, err := c.client().Init(ctx, api.InitRequest{Spec: spec, NoMirrors: true}); err != nil {
+		c.t.Fatalf("init: %v", err)
+	}
+	c.waitUntil("every primary up after init with no mirrors", func() (bool, string) {
+		s, err := c.client().State(context.Background())
+		if err != nil {
+			return false, err.Error()
+		}
+		if len(s.Segments) == 0 {
+			return false, "no segments"
+		}
+		for _, seg := range s.Segments {
+			if seg.Content >= 0 && seg.Status != topology.StatusUp {
+				return false, seg.String()
+			}
+		}
+		return true, ""
+	})
 }
 
 func (vw *versionWatch) stop() {

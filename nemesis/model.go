@@ -58,6 +58,10 @@ type host struct {
 	renewed time.Time     // its lease, on its own clock
 	fenced  bool
 	view    *topology.Topology // the topology its agent last saw
+	// wiped: its data dir was wiped (lease, Raft log and identity lost);
+	// it comes back as a fresh Raft member, which counts toward no
+	// quorum and cannot lead until a leader has admitted it.
+	wiped bool
 }
 
 // Ack is one acknowledged commit, in order.
@@ -129,6 +133,12 @@ func newWorld(seed uint64, contents int) *world {
 	var segs []topology.Segment
 	var ups []topology.SegmentUpdate
 	dbid := 0
+	// One schedule in two starts with its last content unmirrored, for
+	// the operator's addmirrors to mirror it in the middle of faults.
+	unmirrored := -1
+	if w.rnd.IntN(2) == 0 {
+		unmirrored = contents - 1
+	}
 	for c := range contents {
 		ph, mh := w.hosts[c%3].name, w.hosts[(c+1)%3].name
 		for _, r := range []struct {
@@ -136,10 +146,17 @@ func newWorld(seed uint64, contents int) *world {
 			h    string
 			port int
 		}{{topology.RolePrimary, ph, 6000 + c}, {topology.RoleMirror, mh, 7000 + c}} {
+			mode := topology.ModeSynced
+			if c == unmirrored {
+				if r.role == topology.RoleMirror {
+					continue
+				}
+				mode = topology.ModeNotSynced
+			}
 			dbid++
 			segs = append(segs, topology.Segment{DBID: dbid, Content: c, Role: r.role, PreferredRole: r.role, Mode: topology.ModeNotSynced,
 				Status: topology.StatusDown, Port: r.port, Hostname: r.h, Address: r.h, DataDir: fmt.Sprintf("/d/%d", dbid)})
-			ups = append(ups, topology.SegmentUpdate{DBID: dbid, Status: topology.StatusUp, Mode: topology.ModeSynced, Desc: "model: created, in sync"})
+			ups = append(ups, topology.SegmentUpdate{DBID: dbid, Status: topology.StatusUp, Mode: mode, Desc: "model: created"})
 			in := &inst{dbid: dbid, content: c, host: r.h, running: true, tli: 1, inRecovery: r.role == topology.RoleMirror, wal: []uint64{w.checkpointID()}}
 			if r.role == topology.RoleMirror {
 				in.wal = slices.Clone(w.insts[dbid-1].wal)
@@ -149,7 +166,10 @@ func newWorld(seed uint64, contents int) *world {
 			w.insts[dbid] = in
 		}
 	}
-	w.t = w.mustApply(topology.Command{Type: topology.CmdInit, ClusterID: "model", Segments: segs})
+	// The mirror defaults addmirrors places with: ports apart from the
+	// init's, one datadir (one content at most is added per host).
+	mirrors := topology.MirrorDefaults{PortBase: 8000, DataDirs: []string{"/m"}, Placement: string(topology.PlacementSpread)}
+	w.t = w.mustApply(topology.Command{Type: topology.CmdInit, ClusterID: "model", Segments: segs, Mirrors: mirrors})
 	w.t = w.mustApply(topology.Command{Type: topology.CmdUpdateSegments, Updates: ups})
 	for _, h := range w.hosts {
 		h.view = w.t
@@ -314,7 +334,10 @@ func (w *world) agents() {
 		if reach {
 			h.renewed, h.view = now, w.t
 			h.fenced = false
-		} else if topology.LeaseExpired(h.renewed, now, lease) {
+		} else if topology.LeaseExpired(h.renewed, now, lease) && len(h.view.Segments) > 0 {
+			// An agent whose data dir was wiped knows none of its
+			// instances until it hears the leader, so it fences nothing:
+			// its primaries are held only by synchronous replication.
 			h.fenced = true
 		}
 		for _, s := range h.view.OnHost(h.name) {
@@ -362,6 +385,14 @@ func (w *world) step(h *host, s topology.Segment, in *inst) {
 		in.stoppedLSN = uint64(max(len(in.wal)-1, 1))
 	case topology.StepRejoin:
 		in.running, in.inRecovery, in.upstream, in.syncTo, in.stoppedLSN = true, true, st.Upstream.DBID, 0, 0
+	case topology.StepCreateMirror:
+		// pg_basebackup of the primary, then a standby streaming from it.
+		u := w.insts[st.Upstream.DBID]
+		if !w.linked(h.name, u.host) || !u.running || u.hung || u.inRecovery {
+			return
+		}
+		in.wal, in.tli = slices.Clone(u.wal), u.tli
+		in.running, in.hung, in.inRecovery, in.upstream, in.syncTo, in.stoppedLSN = true, false, true, u.dbid, 0, 0
 	case topology.StepRecover:
 		u := w.insts[st.Upstream.DBID]
 		if !w.linked(h.name, u.host) || !u.running || u.hung {
@@ -397,7 +428,7 @@ func (w *world) step(h *host, s topology.Segment, in *inst) {
 func (w *world) lead() {
 	var quorum []*host
 	for _, h := range w.hosts {
-		if h.agentUp && !h.cut {
+		if h.agentUp && !h.cut && !h.wiped {
 			quorum = append(quorum, h)
 		}
 	}
@@ -410,6 +441,14 @@ func (w *world) lead() {
 		w.heard = topology.NewLastHeard(w.leader.clock(w.now))
 		w.reports = map[int]topology.Received{}
 		w.swWatch = topology.SwitchoverWatch{}
+	}
+	for _, h := range w.hosts {
+		if h.wiped && h.agentUp && w.linked(h.name, w.leader.name) {
+			// The leader replaces the wiped agent's old member by the
+			// fresh one, which then gets the log from the leader.
+			h.wiped = false
+			w.logf("%s rejoined as a fresh Raft member", h.name)
+		}
 	}
 	now := w.leader.clock(w.now)
 	var lost map[string]bool

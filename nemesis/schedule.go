@@ -25,6 +25,10 @@ func Run(seed uint64) *Result {
 		}
 		if w.rnd.IntN(3) == 0 {
 			w.operator()
+		} else if w.unmirrored() && w.rnd.IntN(2) == 0 {
+			// The operator mirrors the unmirrored content while the
+			// fault is in force.
+			w.logf("operator: addmirrors: %v", w.addMirrors())
 		}
 		if undo != nil && w.rnd.IntN(10) < 6 {
 			undo()
@@ -40,7 +44,7 @@ func (w *world) fault() func() {
 	hostN := w.hosts[w.rnd.IntN(len(w.hosts))]
 	dbid := 1 + w.rnd.IntN(len(w.insts))
 	in := w.insts[dbid]
-	switch w.rnd.IntN(9) {
+	switch w.rnd.IntN(11) {
 	case 0:
 		w.logf("crash dbid %d", dbid)
 		in.running = false
@@ -78,10 +82,31 @@ func (w *world) fault() func() {
 		w.logf("clock of %s jumps %s", hostN.name, d)
 		hostN.offset += d
 		return nil
+	case 7:
+		return w.wipe(hostN)
 	default:
 		w.operator()
 		return nil
 	}
+}
+
+// wipe stops hostN's agent and empties its data dir: its lease and its
+// Raft log and identity are gone; its instances run on. It comes back as
+// a fresh member with no lease and an empty topology until the leader
+// hears it. A second wipe while one is not yet readmitted is not drawn:
+// with two of three voters' logs lost no Raft cluster recovers (an
+// operator's peers.json), and that is no bug of the rules.
+func (w *world) wipe(h *host) func() {
+	for _, o := range w.hosts {
+		if o.wiped {
+			w.logf("wipe %s: skipped, %s not yet readmitted", h.name, o.name)
+			return nil
+		}
+	}
+	w.logf("wipe the data dir of agent %s", h.name)
+	h.agentUp, h.wiped = false, true
+	h.renewed, h.view = time.Time{}, &topology.Topology{}
+	return func() { w.logf("start wiped agent %s", h.name); w.startAgent(h) }
 }
 
 func (w *world) startAgent(h *host) {
@@ -101,7 +126,7 @@ func (w *world) operator() {
 		return
 	}
 	var err error
-	switch k := w.rnd.IntN(5); k {
+	switch k := w.rnd.IntN(6); k {
 	case 0, 1:
 		kind := topology.RecoveryIncremental
 		if k == 1 {
@@ -125,7 +150,37 @@ func (w *world) operator() {
 	case 4:
 		err = w.apply(topology.Command{Type: topology.CmdSetPaused, Paused: !w.t.Paused})
 		w.logf("operator: paused=%v: %v", w.t.Paused, err)
+	case 5:
+		err = w.addMirrors()
+		w.logf("operator: addmirrors: %v", err)
 	}
+}
+
+// addMirrors places a mirror for every content without one, as the
+// agent's addmirrors plan does, commits it, and creates each new mirror's
+// instance (nothing on disk yet: its agent builds it from the primary).
+func (w *world) addMirrors() error {
+	ms, err := topology.PlaceMirrors(w.t, nil, "", w.t.Mirrors)
+	if err != nil {
+		return err
+	}
+	if err := w.apply(topology.Command{Type: topology.CmdAddMirrors, Segments: ms}); err != nil {
+		return err
+	}
+	for _, m := range ms {
+		w.insts[m.DBID] = &inst{dbid: m.DBID, content: m.Content, host: m.Hostname, tli: 1}
+	}
+	return nil
+}
+
+// unmirrored reports whether some content has no mirror.
+func (w *world) unmirrored() bool {
+	for _, c := range w.t.Contents() {
+		if _, ok := w.t.Mirror(c); !ok {
+			return true
+		}
+	}
+	return false
 }
 
 // lags: each streaming mirror's lag behind its primary, by mirror dbid.
@@ -197,6 +252,12 @@ func (w *world) finish() {
 				kind = topology.RecoveryFull
 			}
 			_ = w.recoverseg(kind)
+			if w.unmirrored() {
+				// The operator's addmirrors, if faults refused it.
+				if err := w.addMirrors(); err != nil {
+					w.logf("addmirrors after heal: %v", err)
+				}
+			}
 		}
 		if w.ticks-healed == strandBound {
 			for c := range stranded {
@@ -244,6 +305,9 @@ func (w *world) finish() {
 }
 
 func (w *world) inSync() bool {
+	if w.unmirrored() {
+		return false
+	}
 	for _, s := range w.t.Segments {
 		if s.Status != topology.StatusUp || s.Mode != topology.ModeSynced {
 			return false

@@ -26,7 +26,14 @@ package watchdog
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/gpagent/gpagent/topology"
@@ -61,6 +68,9 @@ type Config struct {
 	// After waits (time.After when nil).
 	After func(time.Duration) <-chan time.Time
 	Log   *slog.Logger
+	// ID names this watchdog in WatchdogFile, unique on the host (pid
+	// and start time when empty).
+	ID string
 }
 
 // view is what the watchdog reads on one look.
@@ -125,7 +135,16 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.ID == "" {
+		cfg.ID = fmt.Sprintf("%d-%d", os.Getpid(), time.Now().UnixNano())
+	}
+	// In charge from now on: a watchdog left by an earlier run of the
+	// agent, which outlives it, hands over once it sees this.
+	if err := WriteFileAtomic(filepath.Join(cfg.DataDir, WatchdogFile), []byte(cfg.ID+"\n")); err != nil {
+		return fmt.Errorf("fence watchdog: %w", err)
+	}
 	var orphanedAt *Stamp // the lease when the agent was first seen gone
+	var known Instances   // the last instance list read
 	killed := map[int]bool{}
 	for {
 		now, err := cfg.Now()
@@ -136,12 +155,19 @@ func Run(ctx context.Context, cfg Config) error {
 		v.stamp, v.stampOK = ReadStamp(cfg.DataDir)
 		v.fenced, v.fencedOK = ReadFenced(cfg.DataDir)
 		v.instances, err = ReadInstances(cfg.DataDir)
-		if err != nil {
-			// Being rewritten by rename, this cannot be half a file: it
-			// is unreadable for a reason that will not pass. Say so, and
-			// go on: the lease file alone still tells a lease that ran
-			// out, and the last good list is gone with the error.
-			cfg.Log.Error("cannot read the local instances; the primaries of a stopped agent cannot be fenced", "err", err)
+		switch {
+		case err != nil:
+			// Rewritten by rename, this cannot be half a file: it is
+			// unreadable for a reason that will not pass. Say so, and
+			// go on with the last good list.
+			cfg.Log.Error("cannot read the local instances; using the last list read", "err", err)
+			v.instances = known
+		case len(v.instances.Instances) == 0 && !exists(filepath.Join(cfg.DataDir, InstancesFile)):
+			// Gone: the data dir was wiped (the agent never removes it).
+			// The postmasters it listed run on all the same.
+			v.instances = known
+		default:
+			known = v.instances
 		}
 		alive := cfg.AgentAlive()
 		if !alive && orphanedAt == nil {
@@ -153,9 +179,19 @@ func Run(ctx context.Context, cfg Config) error {
 			cfg.Log.Info("lease renewed by a new agent: this watchdog ends")
 			return nil
 		}
+		if orphanedAt != nil && !inCharge(cfg.DataDir, cfg.ID) {
+			// A new agent started, and with it a watchdog that reads the
+			// same lease and, unlike this one, its agent's fence records:
+			// fenced primaries of a live agent are not killed.
+			cfg.Log.Info("a new agent's watchdog is in charge: this watchdog ends")
+			return nil
+		}
 		d := decide(v, cfg.BootID, now, cfg.Lease, cfg.Grace, alive)
 		running := 0
 		if len(d.kill) > 0 {
+			// In parallel: a process stuck in the kernel (uninterruptible
+			// I/O) delays the end of its own kill only.
+			var wg sync.WaitGroup
 			for _, s := range d.kill {
 				if !cfg.Running(s) {
 					continue
@@ -163,16 +199,17 @@ func Run(ctx context.Context, cfg Config) error {
 				running++
 				if !killed[s.DBID] {
 					cfg.Log.Error("the agent's lease ran out and it did not fence this primary (stopped, hung or gone): killing it", "dbid", s.DBID, "content", s.Content, "data_dir", s.DataDir, "lease", cfg.Lease, "grace", cfg.Grace)
+					killed[s.DBID] = true
 				}
-				kctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				err := cfg.Kill(kctx, s)
-				cancel()
-				if err != nil {
-					cfg.Log.Error("kill failed", "dbid", s.DBID, "err", err)
-					continue
-				}
-				killed[s.DBID] = true
+				wg.Go(func() {
+					kctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+					defer cancel()
+					if err := cfg.Kill(kctx, s); err != nil {
+						cfg.Log.Error("kill failed", "dbid", s.DBID, "err", err)
+					}
+				})
 			}
+			wg.Wait()
 			if running == 0 {
 				d.wait = maxSleep
 			}
@@ -191,4 +228,16 @@ func Run(ctx context.Context, cfg Config) error {
 		case <-cfg.After(d.wait):
 		}
 	}
+}
+
+// inCharge reports whether WatchdogFile names id (an unreadable file
+// leaves it in charge).
+func inCharge(dir, id string) bool {
+	b, err := os.ReadFile(filepath.Join(dir, WatchdogFile))
+	return err != nil || strings.TrimSpace(string(b)) == id
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return !errors.Is(err, fs.ErrNotExist)
 }

@@ -112,10 +112,12 @@ func (h *fakeHost) advance(d time.Duration) {
 	h.mu.Unlock()
 }
 
+// killed lists the dbids killed so far, in order of dbid (the watchdog
+// kills in parallel).
 func (h *fakeHost) killed() []int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return append([]int(nil), h.kills...)
+	return slices.Sorted(slices.Values(h.kills))
 }
 
 func (h *fakeHost) config() Config {
@@ -276,6 +278,68 @@ func TestRun_EndsAfterItsAgent(t *testing.T) {
 			t.Fatalf("killed %v of the new agent", k)
 		}
 	})
+}
+
+// A data dir wiped under a stopped agent: the instance list is gone, the
+// postmasters it named run on. The watchdog kills them from the list it
+// read last.
+func TestRun_WipedDataDir(t *testing.T) {
+	h := newFakeHost(t)
+	h.renew()
+	h.alive = false
+	done := make(chan error, 1)
+	go func() { done <- Run(context.Background(), h.config()) }()
+	h.step()
+	for _, f := range []string{InstancesFile, LeaseFile} {
+		if err := os.Remove(filepath.Join(h.dir, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 5; i++ {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			if k := h.killed(); !slices.Equal(k, []int{2, 4}) {
+				t.Fatalf("ended having killed %v, want both primaries of the wiped list", k)
+			}
+			return
+		case h.ticks <- time.Time{}:
+		}
+	}
+	t.Fatal("the watchdog of a wiped, stopped agent did not end")
+}
+
+// A new agent started on the data dir, with its own watchdog: the old
+// one, whose agent is gone, hands over at once, before the old lease
+// ends (the new watchdog honours the new agent's fence records, the old
+// one would not).
+func TestRun_HandsOverToANewAgentsWatchdog(t *testing.T) {
+	h := newFakeHost(t)
+	h.renew()
+	h.alive = false
+	cfg := h.config()
+	cfg.ID = "old"
+	done := make(chan error, 1)
+	go func() { done <- Run(context.Background(), cfg) }()
+	h.step()
+	h.write(WatchdogFile, []byte("new\n"))
+	h.advance(lease + grace)
+	for i := 0; i < 3; i++ {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			if k := h.killed(); len(k) != 0 {
+				t.Fatalf("the old watchdog killed %v after a new one took charge", k)
+			}
+			return
+		case h.ticks <- time.Time{}:
+		}
+	}
+	t.Fatal("the old watchdog did not hand over")
 }
 
 func TestFiles_RoundTrip(t *testing.T) {
