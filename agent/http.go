@@ -171,11 +171,17 @@ func (a *Agent) postReport(r *http.Request) (any, error) {
 	if err := checkReporter(principalOf(r.Context()), rep.Agent); err != nil {
 		return nil, err
 	}
+	return a.acceptReport(rep), nil
+}
+
+// acceptReport hands an authenticated report to the leader and returns
+// its acknowledgement.
+func (a *Agent) acceptReport(rep api.Report) *api.ReportAck {
 	// One version for both: the agent renews its lease on this ack only
 	// if it has applied it, and the leader counts it heard only then.
 	v := a.node.Topology().ConfigVersion
 	a.lead.accept(rep.Agent, a.ownInstances(rep.Agent, rep.Instances), v)
-	return &api.ReportAck{ConfigVersion: v}, nil
+	return &api.ReportAck{ConfigVersion: v}
 }
 
 // requireLeader refuses a change unless this agent still leads, confirmed
