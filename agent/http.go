@@ -178,8 +178,10 @@ func (a *Agent) postReport(r *http.Request) (any, error) {
 // its acknowledgement.
 func (a *Agent) acceptReport(rep api.Report) *api.ReportAck {
 	// One version for both: the agent renews its lease on this ack only
-	// if it has applied it, and the leader counts it heard only then.
-	v := a.node.Topology().ConfigVersion
+	// once its reports are made on it, and the leader counts it heard
+	// only then. The version from which the agent's view has been the
+	// current one, not the latest commit (leader.ackVersion).
+	v := a.lead.ackVersion(rep.Agent, a.node.Topology())
 	a.lead.accept(rep.Agent, a.ownInstances(rep.Agent, rep.Instances), v)
 	return &api.ReportAck{ConfigVersion: v}
 }
