@@ -51,7 +51,8 @@ func TestNemesisModel(t *testing.T) {
 	// GPAGENT_NEMESIS_STRICT=0 only logs them, to look at safety alone.
 	strict := os.Getenv("GPAGENT_NEMESIS_STRICT") != "0"
 	start := time.Now()
-	var acked, indet, faults, failures, stuck, stranded int
+	var acked, local, indet, faults, failures, stuck, stranded, split, lost int
+	var splitSeeds []uint64
 	// Schedules are independent: run them on every CPU, then read the
 	// results in seed order.
 	results := make([]*Result, n)
@@ -74,6 +75,12 @@ func TestNemesisModel(t *testing.T) {
 	for i, r := range results {
 		seed := first + uint64(i)
 		acked += r.Acked
+		local += r.LocalAcked
+		split += r.Split
+		lost += r.Lost
+		if r.Split > 0 && len(splitSeeds) < 20 {
+			splitSeeds = append(splitSeeds, seed)
+		}
 		indet += r.Indeterminate
 		faults += r.Faults
 		stranded += r.Stranded
@@ -95,8 +102,8 @@ func TestNemesisModel(t *testing.T) {
 		}
 	}
 	el := time.Since(start)
-	t.Logf("%d schedules from seed %d in %s (%.0f schedules/s): %d faults, %d acknowledged commits, %d indeterminate; %d schedules broke a safety rule; %d schedules left %d contents stranded or out of sync",
-		n, first, el.Round(time.Millisecond), float64(n)/el.Seconds(), faults, acked, indet, failures, stuck, stranded)
+	t.Logf("%d schedules from seed %d in %s (%.0f schedules/s): %d faults, %d acknowledged commits (sync) and %d (local), %d indeterminate; %d schedules broke a safety rule (%d split-brain acknowledgements, %d acknowledged commits lost; split seeds %v); %d schedules left %d contents stranded or out of sync",
+		n, first, el.Round(time.Millisecond), float64(n)/el.Seconds(), faults, acked, local, indet, failures, split, lost, splitSeeds, stuck, stranded)
 }
 
 func flagSet(name string) bool {
