@@ -22,9 +22,15 @@ import (
 
 // Timings of the model, in the ratios of the agent's defaults.
 const (
-	tick     = 100 * time.Millisecond
-	lease    = 1500 * time.Millisecond
-	margin   = 500 * time.Millisecond // the leader waits lease + margin
+	tick   = 100 * time.Millisecond
+	lease  = 1500 * time.Millisecond
+	margin = 500 * time.Millisecond // the leader waits lease + margin
+	// grace: the fence watchdog kills a host's primaries this long
+	// after its lease ran out unless its live agent fenced them (agent
+	// Config.WatchdogGrace: LeaseMargin/2). On the 100 ms tick the kill
+	// lands at lease + 300 ms, the leader's loss at lease + margin +
+	// 100 ms at the earliest: two ticks apart, as the real half margin.
+	grace    = margin / 2
 	maxAge   = 1 * time.Second        // reports older than this are not acted on
 	hangTime = 600 * time.Millisecond // probe_interval + retries x timeout
 	// stallTimeout is replication_stall_timeout: with tick as the probe
@@ -58,6 +64,12 @@ type host struct {
 	renewed time.Time     // its lease, on its own clock
 	fenced  bool
 	view    *topology.Topology // the topology its agent last saw
+	// watchdog: its fence watchdog (package watchdog) runs; it outlives
+	// a stopped or wiped agent, not the host. known: the primaries the
+	// agent last listed for it (instances.json), which it keeps when the
+	// data dir is wiped.
+	watchdog bool
+	known    []int
 	// wiped: its data dir was wiped (lease, Raft log and identity lost);
 	// it comes back as a fresh Raft member, which counts toward no
 	// quorum and cannot lead until a leader has admitted it.
@@ -132,7 +144,7 @@ func newWorld(seed uint64, contents int) *world {
 	w := &world{rnd: rand.New(rand.NewPCG(seed, 0x6d6f64656c)), now: time.Unix(1_700_000_000, 0), insts: map[int]*inst{},
 		reports: map[int]topology.Received{}, acked: map[int][]uint64{}, nextTLI: 1, res: &Result{Seed: seed}, lastWrite: map[int]int{}}
 	for i := range 3 {
-		w.hosts = append(w.hosts, &host{name: fmt.Sprintf("sdw%d", i+1), agentUp: true, renewed: w.now})
+		w.hosts = append(w.hosts, &host{name: fmt.Sprintf("sdw%d", i+1), agentUp: true, renewed: w.now, watchdog: withWatchdog})
 	}
 	var segs []topology.Segment
 	var ups []topology.SegmentUpdate
@@ -177,8 +189,47 @@ func newWorld(seed uint64, contents int) *world {
 	w.t = w.mustApply(topology.Command{Type: topology.CmdUpdateSegments, Updates: ups})
 	for _, h := range w.hosts {
 		h.view = w.t
+		h.list()
 	}
 	return w
+}
+
+// withWatchdog: the fence watchdog is modelled. Off, the model shows the
+// split brain of a stopped agent's writable primaries that only the
+// watchdog prevents (TestNemesisModel_NoWatchdog).
+var withWatchdog = true
+
+// list records the primaries the agent's view puts on h, as the agent
+// writes instances.json for its watchdog; an empty view (a wiped data
+// dir) leaves the last list.
+func (h *host) list() {
+	if len(h.view.Segments) == 0 {
+		return
+	}
+	h.known = h.known[:0]
+	for _, s := range h.view.OnHost(h.name) {
+		if s.Role == topology.RolePrimary {
+			h.known = append(h.known, s.DBID)
+		}
+	}
+}
+
+// watchdogs: each host's fence watchdog, on its host's clock, kills the
+// primaries its agent last listed once the lease has run out for grace,
+// unless the agent, up, has fenced them (h.fenced); a stopped agent's
+// primaries are killed regardless. A wiped lease (zero) ran out long ago.
+func (w *world) watchdogs() {
+	for _, h := range w.hosts {
+		if !h.watchdog || !topology.LeaseExpired(h.renewed, h.clock(w.now), lease+grace) || h.agentUp && h.fenced {
+			continue
+		}
+		for _, dbid := range h.known {
+			if in := w.insts[dbid]; in != nil && in.host == h.name && in.running {
+				w.logf("watchdog of %s kills dbid %d", h.name, dbid)
+				in.running, in.hung = false, false
+			}
+		}
+	}
 }
 
 func (w *world) mustApply(cmd topology.Command) *topology.Topology {
@@ -385,6 +436,7 @@ func (w *world) agents() {
 		if reach {
 			w.heard = w.heard.Heard(h.name, w.leader.clock(w.now))
 		}
+		h.list()
 	}
 }
 
@@ -541,6 +593,7 @@ func (w *world) tickOnce() {
 	w.now = w.now.Add(tick)
 	w.lead()
 	w.agents()
+	w.watchdogs()
 	w.replicate()
 	w.write()
 	w.writeLocal()

@@ -62,7 +62,7 @@ func (w *world) fault() func() {
 		return func() { w.logf("start agent %s", hostN.name); w.startAgent(hostN) }
 	case 3:
 		w.logf("host loss %s", hostN.name)
-		hostN.agentUp = false
+		hostN.agentUp, hostN.watchdog = false, false
 		for _, x := range w.insts {
 			if x.host == hostN.name {
 				x.running, x.hung = false, false
@@ -115,7 +115,8 @@ func (w *world) startAgent(h *host) {
 	}
 	// A restarted agent starts its lease afresh only once it reaches the
 	// leader; until then it reads the topology it had (its Raft log).
-	h.agentUp = true
+	// It starts its fence watchdog.
+	h.agentUp, h.watchdog = true, withWatchdog
 }
 
 // operator runs one drawn operator command through the leader, as the
