@@ -444,8 +444,13 @@ func (w *world) step(h *host, s topology.Segment, in *inst) {
 	v := topology.LocalView{Running: in.running, Hung: in.hung && w.now.Sub(in.hungAt) >= hangTime, HealthKnown: in.running && !in.hung,
 		InRecovery: in.inRecovery, StoppedLSN: in.stoppedLSN, RecoveredJob: in.recoveredJob, Fenced: h.fenced}
 	st := topology.NextStep(h.view, s, v)
-	if in.hung && st.Kind != topology.StepRestartInPlace {
-		return // a frozen server does nothing asked of it
+	if in.hung && st.Kind != topology.StepRestartInPlace && st.Kind != topology.StepFence {
+		// A frozen server does nothing asked of it; but the fence of a
+		// demoted primary is a SIGKILL (agent/step.go), which a stopped
+		// process or one stuck in the kernel cannot outlive: it never
+		// runs again. Skipping it let a hung old primary thaw writable
+		// under a local-commit client.
+		return
 	}
 	switch st.Kind {
 	case topology.StepPromote:
@@ -490,7 +495,7 @@ func (w *world) step(h *host, s topology.Segment, in *inst) {
 		in.running, in.hung, in.inRecovery, in.upstream, in.syncTo, in.stoppedLSN = true, false, true, u.dbid, 0, 0
 		in.recoveredJob = st.Recovery.Job
 	case topology.StepFence:
-		in.running = false
+		in.running, in.hung = false, false
 	case topology.StepManageSync:
 		// Rule 3: synchronous replication follows the topology: on for a
 		// mirror recorded up, off only once it is recorded down.
