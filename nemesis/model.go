@@ -122,6 +122,10 @@ type world struct {
 	lastHist  int
 	res       *Result
 	lastWrite map[int]int // content -> tick of its last ack
+	// watchdog: the fence watchdog is modelled. Off, the model shows the
+	// split brain of a stopped agent's writable primaries that only the
+	// watchdog prevents (TestNemesisModel_NoWatchdog).
+	watchdog bool
 }
 
 func (w *world) logf(format string, args ...any) {
@@ -140,11 +144,11 @@ func (h *host) clock(now time.Time) time.Time { return now.Add(h.offset) }
 
 // newWorld makes three hosts, contents 0..n-1 with spread mirrors, all
 // up and in sync, through Apply as the real init and vouches would.
-func newWorld(seed uint64, contents int) *world {
+func newWorld(seed uint64, contents int, watchdog bool) *world {
 	w := &world{rnd: rand.New(rand.NewPCG(seed, 0x6d6f64656c)), now: time.Unix(1_700_000_000, 0), insts: map[int]*inst{},
-		reports: map[int]topology.Received{}, acked: map[int][]uint64{}, nextTLI: 1, res: &Result{Seed: seed}, lastWrite: map[int]int{}}
+		reports: map[int]topology.Received{}, acked: map[int][]uint64{}, nextTLI: 1, res: &Result{Seed: seed}, lastWrite: map[int]int{}, watchdog: watchdog}
 	for i := range 3 {
-		w.hosts = append(w.hosts, &host{name: fmt.Sprintf("sdw%d", i+1), agentUp: true, renewed: w.now, watchdog: withWatchdog})
+		w.hosts = append(w.hosts, &host{name: fmt.Sprintf("sdw%d", i+1), agentUp: true, renewed: w.now, watchdog: watchdog})
 	}
 	var segs []topology.Segment
 	var ups []topology.SegmentUpdate
@@ -193,11 +197,6 @@ func newWorld(seed uint64, contents int) *world {
 	}
 	return w
 }
-
-// withWatchdog: the fence watchdog is modelled. Off, the model shows the
-// split brain of a stopped agent's writable primaries that only the
-// watchdog prevents (TestNemesisModel_NoWatchdog).
-var withWatchdog = true
 
 // list records the primaries the agent's view puts on h, as the agent
 // writes instances.json for its watchdog; an empty view (a wiped data

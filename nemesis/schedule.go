@@ -11,8 +11,11 @@ import (
 // the seed, each held for a drawn number of ticks, then the final heal,
 // recoverseg until every pair is in sync, and the checks. The same seed
 // gives the same run, tick for tick.
-func Run(seed uint64) *Result {
-	w := newWorld(seed, 4)
+func Run(seed uint64) *Result { return run(seed, true) }
+
+// run plays the schedule of seed, with or without the fence watchdog.
+func run(seed uint64, watchdog bool) *Result {
+	w := newWorld(seed, 4, watchdog)
 	for range 20 {
 		w.tickOnce()
 	}
@@ -116,7 +119,7 @@ func (w *world) startAgent(h *host) {
 	// A restarted agent starts its lease afresh only once it reaches the
 	// leader; until then it reads the topology it had (its Raft log).
 	// It starts its fence watchdog.
-	h.agentUp, h.watchdog = true, withWatchdog
+	h.agentUp, h.watchdog = true, w.watchdog
 }
 
 // operator runs one drawn operator command through the leader, as the
