@@ -29,6 +29,9 @@ const (
 	// InstancesFile lists this host's instances as the committed
 	// topology last placed them.
 	InstancesFile = "instances.json"
+	// WatchdogFile names the watchdog in charge: the one the latest agent
+	// started. A watchdog whose agent is gone hands over to it.
+	WatchdogFile = "watchdog"
 )
 
 // Instances is InstancesFile's content.

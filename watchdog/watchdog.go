@@ -27,10 +27,12 @@ package watchdog
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -66,6 +68,9 @@ type Config struct {
 	// After waits (time.After when nil).
 	After func(time.Duration) <-chan time.Time
 	Log   *slog.Logger
+	// ID names this watchdog in WatchdogFile, unique on the host (pid
+	// and start time when empty).
+	ID string
 }
 
 // view is what the watchdog reads on one look.
@@ -130,6 +135,14 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.ID == "" {
+		cfg.ID = fmt.Sprintf("%d-%d", os.Getpid(), time.Now().UnixNano())
+	}
+	// In charge from now on: a watchdog left by an earlier run of the
+	// agent, which outlives it, hands over once it sees this.
+	if err := WriteFileAtomic(filepath.Join(cfg.DataDir, WatchdogFile), []byte(cfg.ID+"\n")); err != nil {
+		return fmt.Errorf("fence watchdog: %w", err)
+	}
 	var orphanedAt *Stamp // the lease when the agent was first seen gone
 	var known Instances   // the last instance list read
 	killed := map[int]bool{}
@@ -164,6 +177,13 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		if orphanedAt != nil && v.stampOK && v.stamp != *orphanedAt {
 			cfg.Log.Info("lease renewed by a new agent: this watchdog ends")
+			return nil
+		}
+		if orphanedAt != nil && !inCharge(cfg.DataDir, cfg.ID) {
+			// A new agent started, and with it a watchdog that reads the
+			// same lease and, unlike this one, its agent's fence records:
+			// fenced primaries of a live agent are not killed.
+			cfg.Log.Info("a new agent's watchdog is in charge: this watchdog ends")
 			return nil
 		}
 		d := decide(v, cfg.BootID, now, cfg.Lease, cfg.Grace, alive)
@@ -208,6 +228,13 @@ func Run(ctx context.Context, cfg Config) error {
 		case <-cfg.After(d.wait):
 		}
 	}
+}
+
+// inCharge reports whether WatchdogFile names id (an unreadable file
+// leaves it in charge).
+func inCharge(dir, id string) bool {
+	b, err := os.ReadFile(filepath.Join(dir, WatchdogFile))
+	return err != nil || strings.TrimSpace(string(b)) == id
 }
 
 func exists(path string) bool {

@@ -311,6 +311,37 @@ func TestRun_WipedDataDir(t *testing.T) {
 	t.Fatal("the watchdog of a wiped, stopped agent did not end")
 }
 
+// A new agent started on the data dir, with its own watchdog: the old
+// one, whose agent is gone, hands over at once, before the old lease
+// ends (the new watchdog honours the new agent's fence records, the old
+// one would not).
+func TestRun_HandsOverToANewAgentsWatchdog(t *testing.T) {
+	h := newFakeHost(t)
+	h.renew()
+	h.alive = false
+	cfg := h.config()
+	cfg.ID = "old"
+	done := make(chan error, 1)
+	go func() { done <- Run(context.Background(), cfg) }()
+	h.step()
+	h.write(WatchdogFile, []byte("new\n"))
+	h.advance(lease + grace)
+	for i := 0; i < 3; i++ {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			if k := h.killed(); len(k) != 0 {
+				t.Fatalf("the old watchdog killed %v after a new one took charge", k)
+			}
+			return
+		case h.ticks <- time.Time{}:
+		}
+	}
+	t.Fatal("the old watchdog did not hand over")
+}
+
 func TestFiles_RoundTrip(t *testing.T) {
 	dir := t.TempDir()
 	if _, ok := ReadStamp(dir); ok {
