@@ -155,6 +155,14 @@ func NextStep(t *Topology, s Segment, v LocalView) Step {
 			return Step{}
 		}
 		return Step{Kind: StepRejoin, Phase: PhaseRejoining, Upstream: p}
+	case s.Role == RoleMirror && s.Status == StatusDown && !pending && v.Running && ((v.HealthKnown && !v.InRecovery) || v.Hung):
+		// A demoted primary that answers as a primary, or hangs (and may
+		// thaw): killed before anything else, a recovery or a rejoin
+		// included. A recovery's first step waits for the new primary to
+		// take writes, and meanwhile this one would take them too (a
+		// client with synchronous_commit = local needs no standby);
+		// pg_rewind runs the crash recovery a kill leaves.
+		return Step{Kind: StepFence, Phase: PhaseFencing}
 	case recoveryDue(t, s, v) && (!v.Running || (v.HealthKnown && (!v.InRecovery || !recoveryDone(t, s, v)))):
 		// Not again once this job's step has run and the instance runs
 		// as a standby: the leader records it up when it streams. A

@@ -100,7 +100,7 @@ func TestNextStep_Cases(t *testing.T) {
 			t.Segments = t.Segments[:1]
 			return t
 		}(), 2, LocalView{}, Step{}},
-		{"rejoining mirror already running is not fenced", rejoin(), 2, LocalView{Running: true, HealthKnown: true}, Step{}},
+		{"rejoining mirror already running as a standby is not fenced", rejoin(), 2, LocalView{Running: true, HealthKnown: true, InRecovery: true}, Step{}},
 		{"incremental recovery rewinds from the primary", recoveringOld(RecoveryIncremental, true), 2, LocalView{},
 			Step{Kind: StepRecover, Phase: PhaseRecoveringIncremental, Upstream: up(demoted()), Recovery: Recovery{DBID: 2, Kind: RecoveryIncremental, Job: 3, Active: true}}},
 		{"full recovery copies from the primary", recoveringOld(RecoveryFull, true), 2, LocalView{},
@@ -109,7 +109,9 @@ func TestNextStep_Cases(t *testing.T) {
 			return nsSet(recoveringOld(RecoveryFull, true), 5, func(s *Segment) { s.Status = StatusDown })
 		}(), 2, LocalView{}, Step{Kind: StepWait, Phase: PhaseRecoveryWaitingForPrimary}},
 		{"queued recovery does nothing yet", recoveringOld(RecoveryFull, false), 2, LocalView{}, Step{}},
-		{"queued recovery of a running old primary: not fenced either", recoveringOld(RecoveryFull, false), 2, LocalView{Running: true, HealthKnown: true}, Step{}},
+		{"queued recovery of an old primary running as a primary: fenced first", recoveringOld(RecoveryFull, false), 2, LocalView{Running: true, HealthKnown: true}, Step{Kind: StepFence, Phase: PhaseFencing}},
+		{"queued recovery of an old primary hung: fenced first", recoveringOld(RecoveryFull, false), 2, LocalView{Running: true, Hung: true}, Step{Kind: StepFence, Phase: PhaseFencing}},
+		{"rejoining old primary running as a primary: fenced first", rejoin(), 2, LocalView{Running: true, HealthKnown: true}, Step{Kind: StepFence, Phase: PhaseFencing}},
 		{"recovery failed here in this job is not retried", recoveringOld(RecoveryIncremental, true), 2, LocalView{RecoveryFailedJob: 3}, Step{}},
 		{"recovery failed in an earlier job runs again", recoveringOld(RecoveryIncremental, true), 2, LocalView{RecoveryFailedJob: 2},
 			Step{Kind: StepRecover, Phase: PhaseRecoveringIncremental, Upstream: up(demoted()), Recovery: Recovery{DBID: 2, Kind: RecoveryIncremental, Job: 3, Active: true}}},
@@ -118,8 +120,9 @@ func TestNextStep_Cases(t *testing.T) {
 		{"standby that kept running through a cut is recovered", recoveringOld(RecoveryIncremental, true), 2,
 			LocalView{Running: true, HealthKnown: true, InRecovery: true, RecoveredJob: 2},
 			Step{Kind: StepRecover, Phase: PhaseRecoveringIncremental, Upstream: up(demoted()), Recovery: Recovery{DBID: 2, Kind: RecoveryIncremental, Job: 3, Active: true}}},
-		{"recovering instance running as a primary is recovered", recoveringOld(RecoveryIncremental, true), 2,
-			LocalView{Running: true, HealthKnown: true, RecoveredJob: 3},
+		{"recovering instance running as a primary is fenced first", recoveringOld(RecoveryIncremental, true), 2,
+			LocalView{Running: true, HealthKnown: true, RecoveredJob: 3}, Step{Kind: StepFence, Phase: PhaseFencing}},
+		{"recovering instance killed: recovered", recoveringOld(RecoveryIncremental, true), 2, LocalView{RecoveredJob: 3},
 			Step{Kind: StepRecover, Phase: PhaseRecoveringIncremental, Upstream: up(demoted()), Recovery: Recovery{DBID: 2, Kind: RecoveryIncremental, Job: 3, Active: true}}},
 		{"recovering instance running, no fresh probe: wait for one", recoveringOld(RecoveryIncremental, true), 2, LocalView{Running: true}, Step{}},
 		{"demoted primary still running is fenced", demoted(), 2, LocalView{Running: true, HealthKnown: true}, Step{Kind: StepFence, Phase: PhaseFencing}},
