@@ -4,7 +4,7 @@
 // Apply) on a fake clock, with a small deterministic model of the
 // instances (WAL of commit ids, timelines, streaming, synchronous
 // replication) and of the network (hosts cut off, agents down, clocks that
-// jump). No goroutines, no network: one schedule takes about a
+// jump, followers only). No goroutines, no network: one schedule takes about a
 // millisecond, so 100,000 run in minutes. The agent-level nemesis
 // (agent.TestSimNemesis) runs the real daemons; this one covers the
 // decision rules under many more interleavings.
@@ -361,14 +361,38 @@ func (w *world) writeLocal() {
 	}
 }
 
-// observe is what h's agent reports of its instance in.
-func (w *world) observe(h *host, in *inst) topology.Observation {
+// hungLong: in runs but has failed probe_retries probes in a row.
+func (w *world) hungLong(in *inst) bool {
+	return in.running && in.hung && w.now.Sub(in.hungAt) >= hangTime
+}
+
+// killHung is the agent's probe of a hung primary (agent/probe.go
+// killHung): a primary of h's view that hung is killed before any
+// report says it failed, so that it cannot thaw writable beside the
+// mirror the leader promotes on that report; while failover is paused
+// it is left running and not reported failed (nothing is promoted
+// then), and killed at the first probe after the resume. Probes run
+// whether or not the agent reaches the leader. A hung mirror is
+// reported failed without a kill.
+func (w *world) killHung(h *host, s topology.Segment, in *inst) {
+	if s.Role != topology.RolePrimary || h.view.Paused || !w.hungLong(in) {
+		return
+	}
+	w.logf("agent %s kills hung primary dbid %d", h.name, in.dbid)
+	in.running, in.hung = false, false
+}
+
+// observe is what h's agent reports of its instance in (segment s of
+// its view), after killHung.
+func (w *world) observe(h *host, s topology.Segment, in *inst) topology.Observation {
 	o := topology.Observation{DBID: in.dbid, ConfigVersion: h.view.ConfigVersion, LSN: uint64(len(in.wal)), StoppedLSN: in.stoppedLSN, RecoveredJob: in.recoveredJob}
 	switch {
 	case !in.running:
 		o.Failed = in.stoppedLSN == 0
 	case in.hung:
-		o.Failed = w.now.Sub(in.hungAt) >= hangTime
+		// A hung primary still running here is one left running while
+		// failover is paused: not failed (killHung killed any other).
+		o.Failed = w.hungLong(in) && s.Role != topology.RolePrimary
 	default:
 		o.Up, o.InRecovery = true, in.inRecovery
 		o.Streaming = in.inRecovery && w.streams(in)
@@ -427,8 +451,9 @@ func (w *world) agents() {
 				// restarted after an abandoned one must not report it.
 				in.stoppedLSN = 0
 			}
+			w.killHung(h, s, in)
 			if reach {
-				w.reports[s.DBID] = topology.Received{Observation: w.observe(h, in), At: w.leader.clock(w.now)}
+				w.reports[s.DBID] = topology.Received{Observation: w.observe(h, s, in), At: w.leader.clock(w.now)}
 			}
 			w.step(h, s, in)
 		}
@@ -440,7 +465,7 @@ func (w *world) agents() {
 }
 
 func (w *world) step(h *host, s topology.Segment, in *inst) {
-	v := topology.LocalView{Running: in.running, Hung: in.hung && w.now.Sub(in.hungAt) >= hangTime, HealthKnown: in.running && !in.hung,
+	v := topology.LocalView{Running: in.running, Hung: w.hungLong(in), HealthKnown: in.running && !in.hung,
 		InRecovery: in.inRecovery, StoppedLSN: in.stoppedLSN, RecoveredJob: in.recoveredJob, Fenced: h.fenced}
 	st := topology.NextStep(h.view, s, v)
 	if in.hung && st.Kind != topology.StepRestartInPlace && st.Kind != topology.StepFence {

@@ -2,6 +2,7 @@ package nemesis
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/gpagent/gpagent/topology"
@@ -81,6 +82,20 @@ func (w *world) fault() func() {
 		h.cut = true
 		return func() { w.logf("heal %s", h.name); h.cut = false }
 	case 6:
+		// Agents time leases on CLOCK_MONOTONIC/BOOTTIME, which never
+		// step: a host's clock "jumps" forward only across a suspension
+		// of the whole host. Of the two faithful models (a suspension:
+		// no renewals, no leader work, instances hung; or the jump on
+		// a host that is not the leader) this is the simpler: the jump
+		// lands on a follower only, whose lease then looks older to
+		// itself (it fences and its watchdog kills early: the safe
+		// side). A leader whose clock ran ahead while it kept renewing
+		// the others' leases would declare them lost early, which no
+		// real clock does. The offset stays; offsets do not matter
+		// (a new leader starts its timings afresh), rates do.
+		if hostN == w.leader {
+			hostN = w.hosts[(slices.Index(w.hosts, hostN)+1)%len(w.hosts)]
+		}
 		d := time.Duration(1+w.rnd.IntN(20)) * tick
 		w.logf("clock of %s jumps %s", hostN.name, d)
 		hostN.offset += d
