@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gpagent/gpagent/topology"
 )
 
 var (
@@ -141,4 +143,42 @@ func TestNemesisModel_NoWatchdog(t *testing.T) {
 		t.Errorf("seed 3 with the watchdog: want no violation and local commits acknowledged, got %s", r)
 	}
 	t.Logf("without the watchdog %d of %d schedules showed a split brain", split, n)
+}
+
+// TestModelHungPrimaryKilledBeforeReportedFailed: the model reports a hung
+// primary as the agent does (agent/probe.go killHung): failed only once
+// it is killed, so it cannot thaw writable beside the promoted mirror;
+// while failover is paused neither killed nor failed.
+func TestModelHungPrimaryKilledBeforeReportedFailed(t *testing.T) {
+	for _, paused := range []bool{false, true} {
+		w := newWorld(1, 4, true)
+		for range 5 {
+			w.tickOnce()
+		}
+		if paused {
+			if err := w.apply(topology.Command{Type: topology.CmdSetPaused, Paused: true}); err != nil {
+				t.Fatal(err)
+			}
+			w.tickOnce()
+		}
+		p, _ := w.t.Primary(0)
+		in := w.insts[p.DBID]
+		in.hung, in.hungAt = true, w.now
+		failed := false
+		for range 30 {
+			w.tickOnce()
+			if r, ok := w.reports[p.DBID]; ok && r.Observation.Failed {
+				failed = true
+				if in.running {
+					t.Fatalf("paused=%v: dbid %d reported failed while it runs (hung=%v)", paused, p.DBID, in.hung)
+				}
+			}
+		}
+		switch {
+		case paused && (failed || !in.running || !in.hung):
+			t.Errorf("paused: hung primary reported failed=%v, running=%v, hung=%v; want left running, not failed", failed, in.running, in.hung)
+		case !paused && (!failed || in.running):
+			t.Errorf("hung primary: reported failed=%v, running=%v; want killed and reported failed", failed, in.running)
+		}
+	}
 }
