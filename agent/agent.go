@@ -26,9 +26,11 @@ import (
 // Agent is one gpagent daemon: the host's member of the Raft cluster, the
 // supervisor of its PostgreSQL instances and an HTTP API endpoint.
 type Agent struct {
-	cfg   *Config
-	log   *slog.Logger
-	node  *consensus.Node
+	cfg *Config
+	log *slog.Logger
+	// node is the Raft member (a server) or the client's view fed by
+	// blocking queries (cfg.Client).
+	node  clusterNode
 	drv   Driver
 	clock Clock
 	net   Network
@@ -67,6 +69,8 @@ type Agent struct {
 	rejoinBusy atomic.Bool
 	// The gossip peers last written to PeersFile (mesh loop only).
 	peersSaved []string
+	// topoCache: the last answer to the clients' topology query.
+	topoCache topologyCache
 }
 
 // APIAddrFile is written into the data dir with the API's bound address,
@@ -171,8 +175,15 @@ func NewWith(cfg *Config, deps Deps) (*Agent, error) {
 	if _, err := goMetricsSink(); err != nil {
 		log.Warn("raft and memberlist metrics are not collected", "err", err)
 	}
-	node, err := consensus.Open(ccfg)
-	if err != nil {
+	var node clusterNode
+	if cfg.Client {
+		// No Raft at all: not even a listener on raft_addr.
+		if ccfg.Listener != nil {
+			ccfg.Listener.Close()
+		}
+		_, statErr := os.Stat(filepath.Join(cfg.DataDir, PeersFile))
+		node = newClientNode(statErr == nil)
+	} else if node, err = consensus.Open(ccfg); err != nil {
 		ln.Close()
 		if ccfg.Listener != nil {
 			ccfg.Listener.Close()
@@ -231,6 +242,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	wg.Go(func() { a.watchFence(loopCtx) })
 	wg.Go(func() { a.runMesh(loopCtx) })
 	wg.Go(func() { a.runCatalog(loopCtx) })
+	if c, ok := a.node.(*clientNode); ok {
+		wg.Go(func() { a.runClientWatch(loopCtx, c) })
+	}
 	go func() { serveErr <- a.server.Serve(a.apiListener) }()
 
 	var err error

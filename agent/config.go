@@ -29,6 +29,7 @@ type fileConfig struct {
 	Bootstrap           bool           `yaml:"bootstrap"`
 	BootstrapExpect     int            `yaml:"bootstrap_expect"`
 	Voters              int            `yaml:"voters"`
+	Server              *bool          `yaml:"server"`
 	RemoveLeftAfter     time.Duration  `yaml:"remove_left_after"`
 	GossipAddr          string         `yaml:"gossip_addr"`
 	Join                []string       `yaml:"join"`
@@ -85,7 +86,13 @@ type Config struct {
 	BootstrapExpect int
 	// Voters is how many agents vote in Raft (3 or 5); the rest follow
 	// as nonvoters, however many hosts there are.
-	Voters     int
+	Voters int
+	// Client: this agent holds no Raft log and is never a Raft member
+	// (server: false). It learns the topology by a blocking query to the
+	// servers and reports to the leader like any agent; the few servers
+	// (server: true, the default) hold the log. Consul's and Nomad's
+	// clients: a thousand hosts do not make a thousand Raft replicas.
+	Client     bool
 	GossipAddr string
 	Join       []string
 	GossipKeys [][]byte
@@ -214,6 +221,7 @@ func (fc fileConfig) validate() (*Config, error) {
 		Bootstrap:           fc.Bootstrap,
 		BootstrapExpect:     fc.BootstrapExpect,
 		Voters:              fc.Voters,
+		Client:              fc.Server != nil && !*fc.Server,
 		RemoveLeftAfter:     fc.RemoveLeftAfter,
 		GossipAddr:          fc.GossipAddr,
 		Join:                fc.Join,
@@ -302,6 +310,10 @@ func (fc fileConfig) validate() (*Config, error) {
 		return nil, fmt.Errorf("bootstrap_expect: %d is negative", c.BootstrapExpect)
 	case c.Bootstrap && c.BootstrapExpect > 0:
 		return nil, errors.New("bootstrap and bootstrap_expect: give one")
+	case c.Client && (c.Bootstrap || c.BootstrapExpect > 0):
+		return nil, errors.New("server: false: a client agent holds no Raft log, so it cannot bootstrap a cluster (drop bootstrap and bootstrap_expect, or make it a server)")
+	case c.Client && len(c.Join) == 0:
+		return nil, errors.New("server: false: a client agent finds the servers by gossip; give join")
 	case c.SuperPassword == "":
 		return nil, errors.New("postgres.superuser_password: required")
 	case c.ReplPassword == "":

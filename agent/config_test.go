@@ -33,6 +33,12 @@ func TestParseConfig_Defaults(t *testing.T) {
 	if cfg.RemoveLeftAfter != time.Hour {
 		t.Errorf("remove_left_after %s, want 1h: a restart must never remove an agent", cfg.RemoveLeftAfter)
 	}
+	if cfg.Client {
+		t.Error("an agent is a server unless its config says server: false")
+	}
+	if cfg, err := ParseConfig([]byte(goodConfig + "server: false\njoin: [10.0.0.1:7072]\n")); err != nil || !cfg.Client {
+		t.Errorf("server: false: client %v, err %v", cfg != nil && cfg.Client, err)
+	}
 	if cfg.SuperUser != "gpadmin" || cfg.ReplUser != "replicator" {
 		t.Errorf("users %q %q, want gpadmin replicator", cfg.SuperUser, cfg.ReplUser)
 	}
@@ -55,6 +61,9 @@ func TestParseConfig_Errors(t *testing.T) {
 		{"not yaml", "name: [", "did not find"},
 		{"bad log format", goodConfig + "log_format: xml\n", "log_format"},
 		{"negative remove_left_after", goodConfig + "remove_left_after: -1s\n", "remove_left_after"},
+		{"client that bootstraps", goodConfig + "server: false\nbootstrap: true\n", "server: false"},
+		{"client without join", goodConfig + "server: false\n", "give join"},
+		{"server not a bool", goodConfig + "server: maybe\n", "maybe"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -179,6 +180,14 @@ func (e *executor) retrying() bool {
 // round brings every local instance one step closer to the topology and
 // reports all of them.
 func (e *executor) round(ctx context.Context) {
+	if c, ok := e.a.node.(*clientNode); ok && !c.loaded() {
+		// A client that has not heard from a server yet holds an empty
+		// topology, not the one it acts in: a report of "no instances"
+		// made on it would count this host heard (and renew its lease)
+		// while its primaries go unprobed.
+		e.checkLease(ctx)
+		return
+	}
 	t := e.a.node.Topology()
 	mine := t.OnHost(e.a.cfg.Name)
 	if len(mine) == 0 {
@@ -322,6 +331,15 @@ func (e *executor) report(ctx context.Context, reports []api.InstanceReport) {
 	if !ok {
 		return
 	}
+	if c, ok := e.a.node.(*clientNode); ok {
+		// Made on a version whose view of this host is unchanged since:
+		// made on the latest such (clientNode.equivalent). A copy: the
+		// gossip loop reads the round's reports.
+		reports = slices.Clone(reports)
+		for i := range reports {
+			reports[i].ConfigVersion = c.equivalent(reports[i].ConfigVersion)
+		}
+	}
 	// An acknowledgement renews from the report's send time however
 	// late it comes, so waiting longer than a probe is safe: a leader
 	// (or this process) slowed by a burst of commits still renews the
@@ -332,6 +350,14 @@ func (e *executor) report(ctx context.Context, reports []api.InstanceReport) {
 	ack, err := e.a.peerClient(addr).Report(rctx, api.Report{Agent: e.a.cfg.Name, Instances: reports})
 	if err != nil {
 		e.log.Debug("report to leader failed", "leader", addr, "err", err)
+		if c, ok := e.a.node.(*clientNode); ok {
+			// The leader may have changed: a client learns the new
+			// one from a server's answer, so ask at once rather than
+			// at the end of the query under way.
+			name, _ := c.Leader()
+			c.forgetLeader(name)
+			c.requery()
+		}
 		return
 	}
 	e.markCaughtUp(ack.ConfigVersion)

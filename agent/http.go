@@ -32,6 +32,9 @@ func (a *Agent) routes() *guardedMux {
 	change("POST /v1/addmirrors/plan", a.postMirrorPlan)
 	change("POST /v1/addmirrors", a.postAddMirrors)
 	mux.agent("POST /v1/report", a.leaderOnly(a.handle(a.postReport)))
+	// The blocking query of client agents: any server answers from its
+	// own topology (the client prefers the leader's).
+	mux.agent("GET /v1/topology", a.getTopology)
 	change("POST /v1/pause", a.postPause)
 	change("POST /v1/resume", a.postResume)
 	change("POST /v1/switchover", a.postSwitchover)

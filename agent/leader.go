@@ -86,6 +86,7 @@ func (l *leader) accept(agent string, reports []api.InstanceReport, committed ui
 		l.unproven[agent] = p
 	}
 	p.Acked(now, committed)
+	l.heard = l.heard.Reported(agent)
 	if at, ok := p.Applied(applied); ok {
 		l.heard = l.heard.Heard(agent, at)
 	}

@@ -218,6 +218,9 @@ func (l *leader) lostHosts(t *topology.Topology, now time.Time) map[string]bool 
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var lost map[string]bool
-	l.heard, lost = l.heard.Lost(t.Hosts(), now, wait)
+	// A host reporting on an older version, never heard this term, is
+	// catching up (a client before its first answer, a replica replaying
+	// its log at init): one more wait before it counts lost.
+	l.heard, lost = l.heard.LostWithGrace(t.Hosts(), now, wait, wait)
 	return lost
 }

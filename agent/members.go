@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/gpagent/gpagent/api"
+	"github.com/gpagent/gpagent/membership"
 )
 
 // getMembers lists every agent this one knows of through gossip, with its
@@ -32,6 +33,10 @@ func (a *Agent) getMembers(r *http.Request) (any, error) {
 			RaftAddr: m.Meta.RaftAddr, Version: m.Meta.Version, RaftRole: role[raftID(m)], Instances: []int{}}
 		if am.RaftRole == "" {
 			am.RaftRole = "none"
+			if m.Meta.RaftAddr == "" && m.Status == membership.StatusAlive {
+				// server: false: never a Raft member, by design.
+				am.RaftRole = "client"
+			}
 		}
 		for _, s := range t.OnHost(m.Name) {
 			am.Instances = append(am.Instances, s.DBID)

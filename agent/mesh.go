@@ -144,7 +144,7 @@ func (a *Agent) runMesh(ctx context.Context) {
 	defer tick.Stop()
 	for {
 		a.publishHealth()
-		if !a.node.HasState() && a.cfg.BootstrapExpect > 0 {
+		if !a.node.HasState() && a.cfg.BootstrapExpect > 0 && !a.cfg.Client {
 			a.maybeBootstrap()
 		}
 		members := a.mesh.Members()

@@ -272,9 +272,13 @@ func (c *simCluster) start(h *simHost) {
 	}
 	// A restart binds the same ports: the others know this agent by
 	// them (Raft's configuration, gossip, the leader's API address).
+	raftAddr := a.node.Addr()
+	if raftAddr == "" { // a client: no Raft listener
+		raftAddr = h.ip + ":0"
+	}
 	h.cfgDoc = strings.NewReplacer(
 		"api_addr: "+h.ip+":0", "api_addr: "+a.APIAddr(),
-		"raft_addr: "+h.ip+":0", "raft_addr: "+a.node.Addr(),
+		"raft_addr: "+h.ip+":0", "raft_addr: "+raftAddr,
 		"gossip_addr: "+h.ip+":0", "gossip_addr: "+a.mesh.LocalAddr(),
 	).Replace(h.cfgDoc)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -10,6 +10,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -121,6 +123,25 @@ func (c *Client) AddMirrors(ctx context.Context, plan MirrorPlan) (*State, error
 func (c *Client) Report(ctx context.Context, r Report) (*ReportAck, error) {
 	var ack ReportAck
 	return &ack, c.do(ctx, http.MethodPost, "/v1/report", r, &ack)
+}
+
+// Topology is the blocking query of GET /v1/topology: the agent answers
+// once its committed topology is newer than version index, once the
+// leader it knows is not leader (the caller's hint, "" for none), or
+// after wait. host asks for that host's view (its contents only; "" for
+// the whole topology but its history). An agent's credential is needed.
+func (c *Client) Topology(ctx context.Context, index uint64, wait time.Duration, leader, host string) (*TopologyView, error) {
+	var v TopologyView
+	q := url.Values{}
+	q.Set("index", strconv.FormatUint(index, 10))
+	q.Set("wait", wait.String())
+	if leader != "" {
+		q.Set("leader", leader)
+	}
+	if host != "" {
+		q.Set("host", host)
+	}
+	return &v, c.once(ctx, http.MethodGet, "/v1/topology?"+q.Encode(), nil, &v)
 }
 
 // notLeaderPatience is how long a call waits out an election (a

@@ -287,3 +287,26 @@ type TableCreated struct {
 	Existed  bool  `json:"existed"`
 	Contents int   `json:"contents"`
 }
+
+// TopologyView is the answer of GET /v1/topology, the blocking query by
+// which a client agent (one that holds no Raft log) learns the committed
+// topology: a server answers once its topology is newer than the version
+// the client named, or at the wait.
+type TopologyView struct {
+	// Topology is the server's committed topology (as applied there).
+	Topology *topology.Topology `json:"topology"`
+	// Leader is the agent the answering server knows as the Raft leader
+	// ("" if none): the client sends its reports there.
+	Leader string `json:"leader"`
+	// Servers are the members of the Raft configuration, by agent name.
+	Servers []TopologyServer `json:"servers,omitempty"`
+}
+
+// TopologyServer is one member of the Raft configuration.
+type TopologyServer struct {
+	ID      string `json:"id"`
+	Name    string `json:"name"`
+	Address string `json:"address"`
+	Voter   bool   `json:"voter"`
+	Leader  bool   `json:"leader,omitempty"`
+}

@@ -3,6 +3,7 @@ package consensus
 import (
 	"io"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 
 	"github.com/hashicorp/raft"
@@ -24,6 +25,11 @@ type fsm struct {
 	// changes is signalled, coalescing and without blocking, after every
 	// applied change and restore.
 	changes chan struct{}
+	// watchMu guards watch, the channel closed at the next change: any
+	// number of readers wait on it (the blocking topology queries of
+	// client agents), where changes has one reader (the executor).
+	watchMu sync.Mutex
+	watch   chan struct{}
 	// log reports refused entries (nil: discarded).
 	log *slog.Logger
 }
@@ -31,7 +37,7 @@ type fsm struct {
 var _ raft.FSM = (*fsm)(nil)
 
 func newFSM() *fsm {
-	f := &fsm{changes: make(chan struct{}, 1), log: slog.New(slog.DiscardHandler)}
+	f := &fsm{changes: make(chan struct{}, 1), watch: make(chan struct{}), log: slog.New(slog.DiscardHandler)}
 	f.state.Store(&topology.Topology{})
 	return f
 }
@@ -77,8 +83,19 @@ func (f *fsm) Restore(r io.ReadCloser) error {
 	return nil
 }
 
+// watchNext returns a channel closed at the next change after the call.
+func (f *fsm) watchNext() <-chan struct{} {
+	f.watchMu.Lock()
+	defer f.watchMu.Unlock()
+	return f.watch
+}
+
 func (f *fsm) swap(t *topology.Topology) {
 	f.state.Store(t)
+	f.watchMu.Lock()
+	close(f.watch)
+	f.watch = make(chan struct{})
+	f.watchMu.Unlock()
 	select {
 	case f.changes <- struct{}{}:
 	default: // a signal is already pending; the reader will load the latest value

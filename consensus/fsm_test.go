@@ -259,3 +259,28 @@ func TestFSM_RestoreRejectsBadSnapshots(t *testing.T) {
 		})
 	}
 }
+
+// Watch's channel closes at the next change, for every reader holding it,
+// and a channel taken after the change waits for the one after.
+func TestFSM_WatchClosesAtTheNextChange(t *testing.T) {
+	f := newFSM()
+	a, b := f.watchNext(), f.watchNext()
+	select {
+	case <-a:
+		t.Fatal("closed before any change")
+	default:
+	}
+	f.swap(&topology.Topology{ConfigVersion: 1})
+	for _, ch := range []<-chan struct{}{a, b} {
+		select {
+		case <-ch:
+		default:
+			t.Fatal("a reader's channel is not closed after the change")
+		}
+	}
+	select {
+	case <-f.watchNext():
+		t.Fatal("a channel taken after the change is closed already")
+	default:
+	}
+}

@@ -299,6 +299,13 @@ func (n *Node) Barrier(ctx context.Context) error {
 // Topology() after each one and sees the latest value.
 func (n *Node) Changes() <-chan struct{} { return n.fsm.changes }
 
+// Watch returns a channel closed at the next applied change or restore
+// after the call: unlike Changes, any number of readers may wait on it.
+// A reader calls Watch, then loads Topology(), and waits on the channel
+// only if that is not yet the version it wants: a change between the two
+// closes the channel it holds, so none is missed.
+func (n *Node) Watch() <-chan struct{} { return n.fsm.watchNext() }
+
 // Addr returns the raft address peers reach this node at.
 func (n *Node) Addr() string { return string(n.trans.LocalAddr()) }
 

@@ -24,6 +24,10 @@ func LeaseExpired(renewed, now time.Time, d time.Duration) bool {
 type LastHeard struct {
 	start time.Time
 	at    map[string]time.Time
+	// heard: the hosts heard from this term (at holds a report's time,
+	// not a first counting); reporting: the hosts whose reports arrived
+	// this term, on whatever version (Reported).
+	heard, reporting map[string]bool
 }
 
 // NewLastHeard is the table of a term that started at termStart.
@@ -35,14 +39,49 @@ func NewLastHeard(termStart time.Time) LastHeard {
 // what the table holds changes nothing: a late report does not make a
 // host look lost sooner.
 func (h LastHeard) Heard(host string, at time.Time) LastHeard {
-	if prev, ok := h.at[host]; ok && !at.After(prev) {
+	return h.with(host, at, true)
+}
+
+// with records at for host, as heard from or (heard false) as first
+// counted.
+func (h LastHeard) with(host string, at time.Time, heard bool) LastHeard {
+	if prev, ok := h.at[host]; ok && !at.After(prev) && (!heard || h.heard[host]) {
 		return h
 	}
-	next := LastHeard{start: h.start, at: maps.Clone(h.at)}
+	next := h
+	next.at = maps.Clone(h.at)
 	if next.at == nil {
 		next.at = map[string]time.Time{}
 	}
-	next.at[host] = at
+	if prev, ok := h.at[host]; !ok || at.After(prev) {
+		next.at[host] = at
+	}
+	if heard && !h.heard[host] {
+		next.heard = maps.Clone(h.heard)
+		if next.heard == nil {
+			next.heard = map[string]bool{}
+		}
+		next.heard[host] = true
+	}
+	return next
+}
+
+// Reported returns the table with a report of host's arrived, heard
+// from or not (made on an older version than the leader's: a client whose
+// query has not brought the latest topology yet, a Raft follower still
+// replaying its log). Such a host, never yet heard from this term, gets
+// LostWithGrace's grace: it is alive and catching up, and counting it
+// lost would mark its instances down before it ever reported on them.
+func (h LastHeard) Reported(host string) LastHeard {
+	if h.reporting[host] {
+		return h
+	}
+	next := h
+	next.reporting = maps.Clone(h.reporting)
+	if next.reporting == nil {
+		next.reporting = map[string]bool{}
+	}
+	next.reporting[host] = true
 	return next
 }
 
@@ -64,15 +103,29 @@ func (h LastHeard) since(host string) (time.Time, bool) {
 // yet heard from this term) is counted from now on: it gets a full wait.
 // The returned table records those first countings.
 func (h LastHeard) Lost(hosts []string, now time.Time, wait time.Duration) (LastHeard, map[string]bool) {
+	return h.LostWithGrace(hosts, now, wait, 0)
+}
+
+// LostWithGrace is Lost, with grace added to the wait of a host that has
+// reported this term but was never heard from (every report made on an
+// older version than the leader's): it is catching up, not gone. Only a
+// longer wait: the host's lease was renewed by no report of this term,
+// so it has fenced by the end of the plain wait already, and promoting
+// later is as safe. A host heard once, or never reporting, waits wait.
+func (h LastHeard) LostWithGrace(hosts []string, now time.Time, wait, grace time.Duration) (LastHeard, map[string]bool) {
 	next := h
 	lost := map[string]bool{}
 	for _, host := range hosts {
 		since, ok := h.since(host)
 		if !ok {
-			next = next.Heard(host, maxTime(now, h.start))
+			next = next.with(host, maxTime(now, h.start), false)
 			continue
 		}
-		if LeaseExpired(since, now, wait) {
+		w := wait
+		if h.reporting[host] && !h.heard[host] {
+			w += grace
+		}
+		if LeaseExpired(since, now, w) {
 			lost[host] = true
 		}
 	}

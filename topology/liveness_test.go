@@ -236,3 +236,33 @@ func TestPendingRenewals_LeaderAhead(t *testing.T) {
 		t.Fatalf("Applied(1000) = %v, %v; want the newest %v", got, ok, want)
 	}
 }
+
+// A host that reports but was never heard from this term (its reports all
+// made on an older version: a client before its first topology answer, a
+// replica replaying its log) gets one grace more than the wait; a host
+// that never reported, or was heard once and went silent, does not.
+func TestLastHeard_GraceForReportingNeverHeard(t *testing.T) {
+	const wait, grace = 4 * time.Second, 4 * time.Second
+	hosts := []string{"catching", "silent", "gone"}
+	h, _ := NewLastHeard(ts(0)).LostWithGrace(hosts, ts(0), wait, grace)
+	h = h.Heard("gone", ts(0)).Reported("gone").Reported("catching")
+	_, lost := h.LostWithGrace(hosts, ts(wait+1), wait, grace)
+	if lost["catching"] || !lost["silent"] || !lost["gone"] {
+		t.Fatalf("at wait: lost %v, want silent and gone, not catching", lost)
+	}
+	_, lost = h.LostWithGrace(hosts, ts(wait+grace+1), wait, grace)
+	if !lost["catching"] {
+		t.Fatalf("at wait+grace: lost %v, want catching too (a stalled host is lost in the end)", lost)
+	}
+	// Heard once, it waits the plain wait from then on.
+	h = h.Heard("catching", ts(time.Second))
+	if _, lost = h.LostWithGrace(hosts, ts(time.Second+wait+1), wait, grace); !lost["catching"] {
+		t.Fatalf("heard once then silent: lost %v, want catching after the plain wait", lost)
+	}
+	// Lost is LostWithGrace without a grace.
+	h2 := NewLastHeard(ts(0)).Reported("catching")
+	h2, _ = h2.Lost(hosts, ts(0), wait)
+	if _, lost = h2.Lost(hosts, ts(wait+1), wait); !lost["catching"] {
+		t.Fatalf("Lost: lost %v, want catching (no grace)", lost)
+	}
+}

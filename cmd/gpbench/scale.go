@@ -37,7 +37,8 @@ type scaleOptions struct {
 	gpagent      string
 	buildGpagent bool
 	keep         bool
-	octet        int // 127.octet.0.0/16 holds this run's agents
+	clients      bool // segment hosts run as client agents (server: false)
+	octet        int  // 127.octet.0.0/16 holds this run's agents
 }
 
 // Raft servers: separate processes on 127.N.0.1-3 (N chosen per run), hosting no segments
@@ -82,6 +83,7 @@ func cmdScale(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&o.gpagent, "gpagent", "", "gpagent binary for the state timing (default: next to gpbench, else in PATH)")
 	fs.BoolVar(&o.buildGpagent, "build-gpagent", false, "go build ./cmd/gpagent into a temporary folder for the state timing")
 	fs.BoolVar(&o.keep, "keep", false, "keep each size's folder (agent logs, Raft data)")
+	fs.BoolVar(&o.clients, "clients", true, "run the segment hosts as client agents (server: false: no Raft log, the topology by a blocking query); false makes every agent a Raft member (nonvoters past the 3 voters), the design before")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
@@ -133,10 +135,12 @@ func cmdScale(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // sizeResult is one size's figures: the JSON line of the issue. A figure
 // the run could not measure is null and Reasons says why.
 type sizeResult struct {
-	Agents           int      `json:"agents"`
-	Contents         int      `json:"contents"`
-	Trials           int      `json:"trials"`
-	Placement        string   `json:"placement"`
+	Agents    int    `json:"agents"`
+	Contents  int    `json:"contents"`
+	Trials    int    `json:"trials"`
+	Placement string `json:"placement"`
+	// Clients: the segment hosts ran as client agents, outside Raft.
+	Clients          bool     `json:"clients"`
 	InSyncMS         *int64   `json:"in_sync_ms"`
 	HostLossMS       *p50Max  `json:"host_loss_ms"`
 	KillMS           *p50Max  `json:"kill_ms"`
@@ -319,7 +323,7 @@ const clockTicks = 100
 
 func runScaleSize(ctx context.Context, o scaleOptions, self, bin string, n int, log io.Writer) (r sizeResult) {
 	nhosts := n - scaleServers
-	r = sizeResult{Agents: n, Contents: nhosts * o.perHost, Trials: o.trials, Placement: "spread"}
+	r = sizeResult{Agents: n, Contents: nhosts * o.perHost, Trials: o.trials, Placement: "spread", Clients: o.clients}
 	if nhosts <= o.perHost {
 		// Spread needs more segment hosts than primaries per host.
 		r.Placement = "group"
@@ -378,7 +382,7 @@ func runScaleSize(ctx context.Context, o scaleOptions, self, bin string, n int, 
 	for i := range nhosts {
 		name := fmt.Sprintf("sdw%d", i+1)
 		hostNames = append(hostNames, name)
-		hs.Agents = append(hs.Agents, scaleAgentSpec{Name: name, IP: scaleHostIP(o, i), Join: []string{seed, fmt.Sprintf("%s:%d", scaleServerIP(o, 1), scaleGossipPort)}})
+		hs.Agents = append(hs.Agents, scaleAgentSpec{Name: name, IP: scaleHostIP(o, i), Client: o.clients, Join: []string{seed, fmt.Sprintf("%s:%d", scaleServerIP(o, 1), scaleGossipPort)}})
 	}
 	hosts, err := startScaleChild(ctx, self, dir, "hosts", hs)
 	if err != nil {
@@ -386,7 +390,9 @@ func runScaleSize(ctx context.Context, o scaleOptions, self, bin string, n int, 
 		return r
 	}
 	children = append(children, hosts)
-	if err := waitFor(ctx, fmt.Sprintf("all %d agents in Raft", n), func() (bool, string) {
+	// raftMembers counts the clients too (raft_role "client"): all n
+	// agents alive, the clients outside Raft.
+	if err := waitFor(ctx, fmt.Sprintf("all %d agents in Raft or alive as clients", n), func() (bool, string) {
 		m, err := cl.Members(ctx)
 		if err != nil {
 			return false, err.Error()

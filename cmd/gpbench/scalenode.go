@@ -52,6 +52,8 @@ type scaleAgentSpec struct {
 	IP        string   `json:"ip"`
 	Bootstrap bool     `json:"bootstrap,omitempty"`
 	Join      []string `json:"join,omitempty"`
+	// Client: the agent holds no Raft log (server: false).
+	Client bool `json:"client,omitempty"`
 }
 
 // cmdScaleNode is the child of gpbench scale: it runs the agents of its
@@ -107,6 +109,9 @@ func cmdScaleNode(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			start = "bootstrap: true"
 		}
 		var extra strings.Builder
+		if as.Client {
+			extra.WriteString("server: false\n")
+		}
 		for k, v := range spec.Extra {
 			fmt.Fprintf(&extra, "%s: %s\n", k, v)
 		}
