@@ -2,6 +2,7 @@ package nemesis
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/gpagent/gpagent/topology"
@@ -11,8 +12,11 @@ import (
 // the seed, each held for a drawn number of ticks, then the final heal,
 // recoverseg until every pair is in sync, and the checks. The same seed
 // gives the same run, tick for tick.
-func Run(seed uint64) *Result {
-	w := newWorld(seed, 4)
+func Run(seed uint64) *Result { return run(seed, true) }
+
+// run plays the schedule of seed, with or without the fence watchdog.
+func run(seed uint64, watchdog bool) *Result {
+	w := newWorld(seed, 4, watchdog)
 	for range 20 {
 		w.tickOnce()
 	}
@@ -62,7 +66,7 @@ func (w *world) fault() func() {
 		return func() { w.logf("start agent %s", hostN.name); w.startAgent(hostN) }
 	case 3:
 		w.logf("host loss %s", hostN.name)
-		hostN.agentUp = false
+		hostN.agentUp, hostN.watchdog = false, false
 		for _, x := range w.insts {
 			if x.host == hostN.name {
 				x.running, x.hung = false, false
@@ -78,6 +82,20 @@ func (w *world) fault() func() {
 		h.cut = true
 		return func() { w.logf("heal %s", h.name); h.cut = false }
 	case 6:
+		// Agents time leases on CLOCK_MONOTONIC/BOOTTIME, which never
+		// step: a host's clock "jumps" forward only across a suspension
+		// of the whole host. Of the two faithful models (a suspension:
+		// no renewals, no leader work, instances hung; or the jump on
+		// a host that is not the leader) this is the simpler: the jump
+		// lands on a follower only, whose lease then looks older to
+		// itself (it fences and its watchdog kills early: the safe
+		// side). A leader whose clock ran ahead while it kept renewing
+		// the others' leases would declare them lost early, which no
+		// real clock does. The offset stays; offsets do not matter
+		// (a new leader starts its timings afresh), rates do.
+		if hostN == w.leader {
+			hostN = w.hosts[(slices.Index(w.hosts, hostN)+1)%len(w.hosts)]
+		}
 		d := time.Duration(1+w.rnd.IntN(20)) * tick
 		w.logf("clock of %s jumps %s", hostN.name, d)
 		hostN.offset += d
@@ -115,7 +133,8 @@ func (w *world) startAgent(h *host) {
 	}
 	// A restarted agent starts its lease afresh only once it reaches the
 	// leader; until then it reads the topology it had (its Raft log).
-	h.agentUp = true
+	// It starts its fence watchdog.
+	h.agentUp, h.watchdog = true, w.watchdog
 }
 
 // operator runs one drawn operator command through the leader, as the

@@ -71,6 +71,10 @@ type Config struct {
 	// ID names this watchdog in WatchdogFile, unique on the host (pid
 	// and start time when empty).
 	ID string
+	// Stop is the agent asking the watchdog to end as it exits (having
+	// stopped its instances): it ends if none of the listed primaries
+	// runs, and stays at its post otherwise.
+	Stop <-chan struct{}
 }
 
 // view is what the watchdog reads on one look.
@@ -143,6 +147,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := WriteFileAtomic(filepath.Join(cfg.DataDir, WatchdogFile), []byte(cfg.ID+"\n")); err != nil {
 		return fmt.Errorf("fence watchdog: %w", err)
 	}
+	stop, stopAsked := cfg.Stop, false
 	var orphanedAt *Stamp // the lease when the agent was first seen gone
 	var known Instances   // the last instance list read
 	killed := map[int]bool{}
@@ -170,6 +175,25 @@ func Run(ctx context.Context, cfg Config) error {
 			known = v.instances
 		}
 		alive := cfg.AgentAlive()
+		if !alive || stopAsked {
+			// Nothing left to guard: no primary runs. A new agent that
+			// starts one starts its own watchdog.
+			running := false
+			for _, s := range v.instances.Primaries() {
+				if cfg.Running(s) {
+					running = true
+					break
+				}
+			}
+			if !running {
+				cfg.Log.Info("the agent is gone or stopping and none of its primaries runs: this watchdog ends")
+				return nil
+			}
+			if stopAsked {
+				cfg.Log.Warn("the agent is stopping but primaries still run: the watchdog stays until they are fenced")
+				stopAsked, stop = false, nil
+			}
+		}
 		if !alive && orphanedAt == nil {
 			s := v.stamp
 			orphanedAt = &s
@@ -225,6 +249,8 @@ func Run(ctx context.Context, cfg Config) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-stop:
+			stopAsked = true
 		case <-cfg.After(d.wait):
 		}
 	}

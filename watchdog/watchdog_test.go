@@ -342,6 +342,66 @@ func TestRun_HandsOverToANewAgentsWatchdog(t *testing.T) {
 	t.Fatal("the old watchdog did not hand over")
 }
 
+// An agent that stopped its instances as it exited leaves nothing to
+// guard: its watchdog ends at once (asked to, or at its first look after
+// the agent is gone), killing nothing. Asked while a primary still runs,
+// it stays.
+func TestRun_EndsWithNothingToGuard(t *testing.T) {
+	t.Run("agent gone, instances stopped", func(t *testing.T) {
+		h := newFakeHost(t)
+		h.renew()
+		h.alive = false
+		h.running = map[int]bool{}
+		if err := Run(context.Background(), h.config()); err != nil {
+			t.Fatal(err)
+		}
+		if k := h.killed(); len(k) != 0 {
+			t.Fatalf("killed %v", k)
+		}
+	})
+	t.Run("asked to stop, instances stopped", func(t *testing.T) {
+		h := newFakeHost(t)
+		h.renew()
+		stop := make(chan struct{})
+		cfg := h.config()
+		cfg.Stop = stop
+		done := make(chan error, 1)
+		go func() { done <- Run(context.Background(), cfg) }()
+		h.step()
+		h.mu.Lock()
+		h.running = map[int]bool{}
+		h.mu.Unlock()
+		close(stop)
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the watchdog did not end when asked with nothing to guard")
+		}
+	})
+	t.Run("asked to stop, a primary still runs", func(t *testing.T) {
+		h := newFakeHost(t)
+		h.renew()
+		stop := make(chan struct{})
+		cfg := h.config()
+		cfg.Stop = stop
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		done := make(chan error, 1)
+		go func() { done <- Run(ctx, cfg) }()
+		h.step()
+		close(stop)
+		h.step() // still looking: it stayed
+		select {
+		case err := <-done:
+			t.Fatalf("the watchdog ended while a primary runs: %v", err)
+		default:
+		}
+	})
+}
+
 func TestFiles_RoundTrip(t *testing.T) {
 	dir := t.TempDir()
 	if _, ok := ReadStamp(dir); ok {

@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/gpagent/gpagent/agent"
 	"github.com/gpagent/gpagent/api"
@@ -40,9 +41,14 @@ func cmdAgent(ctx context.Context, io cmdIO, args []string) error {
 	log, level := agent.NewLogger(io.err, cfg)
 	// First: a primary this agent adopts or starts must never run
 	// without someone to fence it when the agent cannot.
-	if err := startWatchdog(ctx, cfg, log); err != nil {
+	wd, err := startWatchdog(ctx, cfg, log)
+	if err != nil {
 		return err
 	}
+	// However the agent ends, the watchdog is asked to end with it: it
+	// does only if no primary runs (stop_instances_on_exit, or a failed
+	// start that never started one).
+	defer wd.release(3 * time.Second)
 	sd := newNotifier()
 	a, err := agent.New(cfg, log)
 	if err != nil {

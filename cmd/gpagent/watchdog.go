@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -44,10 +46,21 @@ func cmdWatchdog(ctx context.Context, io cmdIO, args []string) error {
 	// by init (or a subreaper) and its parent pid changes. A stopped
 	// agent is still the parent: that is the case to cover.
 	parent := os.Getppid()
-	// Signals that end the agent do not end the watchdog: it runs in a
-	// session of its own, and ends by itself once the agent is gone and
-	// its primaries are fenced (or a new agent renews the lease).
-	return watchdog.Run(ctx, watchdog.Config{
+	// SIGTERM (or SIGINT) is the agent asking the watchdog to end as it
+	// exits: it ends only if none of the primaries runs. It runs in a
+	// session of its own, so signals sent to the agent's process group
+	// miss it; it also ends by itself once the agent is gone and its
+	// primaries are fenced (or a new agent renews the lease).
+	stop := make(chan struct{})
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sig)
+	go func() {
+		<-sig
+		close(stop)
+	}()
+	return watchdog.Run(context.WithoutCancel(ctx), watchdog.Config{
+		Stop:       stop,
 		DataDir:    *dir,
 		Lease:      *lease,
 		Grace:      *grace,
@@ -61,33 +74,47 @@ func cmdWatchdog(ctx context.Context, io cmdIO, args []string) error {
 	})
 }
 
+// watchdogProc is the agent's fence watchdog process.
+type watchdogProc struct {
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{} // closed when cmd has exited
+}
+
 // startWatchdog starts this agent's fence watchdog, a child in a session
 // of its own (a SIGSTOP or SIGKILL sent to the agent's process group
 // misses it), and starts it again if it exits while the agent runs.
-func startWatchdog(ctx context.Context, cfg *agent.Config, log *slog.Logger) error {
+func startWatchdog(ctx context.Context, cfg *agent.Config, log *slog.Logger) (*watchdogProc, error) {
 	exe, err := os.Executable()
 	if err != nil {
-		return fmt.Errorf("fence watchdog: %w", err)
+		return nil, fmt.Errorf("fence watchdog: %w", err)
 	}
 	args := []string{"watchdog", "--data-dir", cfg.DataDir, "--lease", cfg.Lease.String(),
 		"--grace", cfg.WatchdogGrace().String(), "--log-format", cfg.LogFormat}
-	start := func() (*exec.Cmd, error) {
+	w := &watchdogProc{}
+	start := func() error {
 		cmd := exec.Command(exe, args...)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 		if err := cmd.Start(); err != nil {
-			return nil, fmt.Errorf("fence watchdog: %w", err)
+			return fmt.Errorf("fence watchdog: %w", err)
 		}
-		return cmd, nil
+		w.mu.Lock()
+		w.cmd, w.done = cmd, make(chan struct{})
+		w.mu.Unlock()
+		return nil
 	}
-	cmd, err := start()
-	if err != nil {
-		return err
+	if err := start(); err != nil {
+		return nil, err
 	}
-	log.Info("fence watchdog started", "pid", cmd.Process.Pid, "grace", cfg.WatchdogGrace())
+	log.Info("fence watchdog started", "pid", w.cmd.Process.Pid, "grace", cfg.WatchdogGrace())
 	go func() {
 		for {
+			w.mu.Lock()
+			cmd, done := w.cmd, w.done
+			w.mu.Unlock()
 			err := cmd.Wait()
+			close(done)
 			if ctx.Err() != nil {
 				return
 			}
@@ -97,11 +124,26 @@ func startWatchdog(ctx context.Context, cfg *agent.Config, log *slog.Logger) err
 				return
 			case <-time.After(time.Second):
 			}
-			if cmd, err = start(); err != nil {
+			if err := start(); err != nil {
 				log.Error("cannot start the fence watchdog again", "err", err)
 				return
 			}
 		}
 	}()
-	return nil
+	return w, nil
+}
+
+// release asks the watchdog to end as the agent exits, and waits a
+// moment for it: it ends if no primary runs (the agent stopped them), so
+// that a stopped agent leaves no process behind; with primaries running
+// it stays at its post.
+func (w *watchdogProc) release(wait time.Duration) {
+	w.mu.Lock()
+	cmd, done := w.cmd, w.done
+	w.mu.Unlock()
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(wait):
+	}
 }

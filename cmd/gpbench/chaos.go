@@ -334,6 +334,16 @@ func cmdChaos(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			cmd := cmds[rnd.IntN(len(cmds))]
 			_, cerr := c.d.gpagentWithin(ctx, 30*time.Second, cmd...)
 			desc += fmt.Sprintf(" %s: %v", strings.Join(cmd, " "), cerr)
+			if cmd[0] == "pause" {
+				// An operator's maintenance window: failover stays off for
+				// this fault's window only. Left paused, every later
+				// fault would be a double fault with no failover, and the
+				// run would measure the pause rather than the faults.
+				undo = func() {
+					_, rerr := c.d.gpagentWithin(ctx, 30*time.Second, "resume")
+					fmt.Fprintf(stderr, "gpbench: chaos: the pause ends: resume: %v\n", rerr)
+				}
+			}
 		}
 		res.Faults++
 		fmt.Fprintf(stderr, "gpbench: chaos %s: %s\n", time.Now().Format("15:04:05"), desc)
