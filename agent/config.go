@@ -169,11 +169,19 @@ const (
 	DefaultRemoveLeftAfter = time.Hour
 )
 
-// WatchdogGrace is how long past the lease the fence watchdog leaves the
-// agent to record its own fence before it kills the primaries: half the
-// leader's margin, so that the kill lands with the other half to spare
-// before the leader may promote their mirrors.
+// WatchdogGrace is how long past the lease the fence watchdog waits
+// before it kills the primaries of a stopped (SIGSTOP) or exited agent:
+// half the leader's margin, so that the kill lands with the other half
+// to spare before the leader may promote their mirrors.
 func (c *Config) WatchdogGrace() time.Duration { return c.LeaseMargin / 2 }
+
+// WatchdogLiveGrace is how long past the lease a running agent has to
+// record its own fence before the watchdog kills the primaries it has
+// not: three quarters of the leader's margin. A fence is a reload of
+// each primary, which takes hundreds of milliseconds on a loaded host;
+// the last quarter is left for the kill to land before the leader may
+// promote.
+func (c *Config) WatchdogLiveGrace() time.Duration { return c.LeaseMargin * 3 / 4 }
 
 // The log formats: key=value text, or one JSON object a line.
 const (

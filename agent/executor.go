@@ -199,6 +199,12 @@ func (e *executor) round(ctx context.Context) {
 		e.report(ctx, nil)
 		return
 	}
+	if e.a.lease.expired(e.a.clock.Now(), e.a.cfg.Lease) {
+		// Fenced before they are listed: the fence watchdog kills a
+		// listed primary that a live agent has not recorded fenced (a
+		// wiped agent, say, that has just learnt its instances).
+		e.a.fenceNow(ctx)
+	}
 	e.writeInstances(t)
 	// Nothing is done before this agent is known to have applied the
 	// leader's topology: after a restart, Raft replays the log from the

@@ -303,10 +303,11 @@ func (c *simCluster) startWatchdog(h *simHost, a *Agent, cfg *Config) {
 	go func() {
 		defer close(done)
 		err := watchdog.Run(ctx, watchdog.Config{
-			DataDir: cfg.DataDir,
-			Lease:   cfg.Lease,
-			Grace:   cfg.WatchdogGrace(),
-			BootID:  watchdog.BootID(),
+			DataDir:   cfg.DataDir,
+			Lease:     cfg.Lease,
+			Grace:     cfg.WatchdogGrace(),
+			LiveGrace: cfg.WatchdogLiveGrace(),
+			BootID:    watchdog.BootID(),
 			AgentAlive: func() bool {
 				h.mu.Lock()
 				defer h.mu.Unlock()

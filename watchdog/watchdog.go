@@ -51,16 +51,22 @@ const retryKill = 100 * time.Millisecond
 type Config struct {
 	// DataDir is the agent's data dir (the files of files.go).
 	DataDir string
-	// Lease is the agent's lease; Grace how long past its end the agent
-	// has to record its own fence before the watchdog kills.
-	Lease, Grace time.Duration
+	// Lease is the agent's lease. Grace is how long past its end the
+	// watchdog waits before it kills the primaries of a stopped or gone
+	// agent; LiveGrace how long a running agent has to record its own
+	// fence (longer: a fence takes a reload per primary). Both must leave
+	// the kill time to land before the leader may promote (lease plus
+	// its margin after it last heard the host).
+	Lease, Grace, LiveGrace time.Duration
 	// Kill ends one local instance at once (supervisor.KillDataDir).
 	Kill func(ctx context.Context, s topology.Segment) error
 	// Running reports whether a postmaster runs on s's data dir.
 	Running func(s topology.Segment) bool
 	// AgentAlive reports whether the agent that started the watchdog
-	// still runs (stopped counts as running: that is the case to cover).
-	AgentAlive func() bool
+	// still exists; AgentStopped (nil: never) whether its process is
+	// stopped (SIGSTOP, ptrace), so that it fences nothing.
+	AgentAlive   func() bool
+	AgentStopped func() bool
 	// Now reads the boot clock (BootNanos) and BootID the boot; nil: the
 	// host's.
 	Now    func() (int64, error)
@@ -96,23 +102,43 @@ type verdict struct {
 	wait time.Duration
 }
 
+// agentState is what the watchdog sees of its agent.
+type agentState int
+
+const (
+	agentRunning agentState = iota
+	// agentStopped: the agent's process is stopped (SIGSTOP, a
+	// debugger): alive, but it acts on nothing.
+	agentStopped
+	// agentGone: the agent's process exited.
+	agentGone
+)
+
 // decide is the watchdog's rule, on the boot clock at now. The lease,
 // when there is one of this boot, ends at Renewed+Lease; no lease (none
-// recorded, another boot) ended long ago. Past its end plus the grace,
-// every primary is killed that the agent, still alive, has not recorded
-// fenced for this very renewal (a primary the topology gave the host
-// since is not covered). An agent that exited supervises nothing: its
-// primaries are killed past the deadline, fenced or not.
-func decide(v view, bootID string, now int64, lease, grace time.Duration, agentAlive bool) verdict {
+// recorded, another boot) ended long ago.
+//
+// A running agent fences its primaries itself when its lease ends, and
+// records them fenced; a fence can take a while on a loaded host (a
+// reload each, in parallel). Past the lease plus liveGrace, every
+// primary it has not recorded fenced for this very renewal is killed (a
+// primary the topology gave the host since is not covered). A stopped
+// agent fences nothing, and an agent that exited supervises nothing:
+// their primaries are killed past the lease plus grace (< liveGrace),
+// recorded fenced or not.
+func decide(v view, bootID string, now int64, lease, grace, liveGrace time.Duration, agent agentState) verdict {
 	renewed, deadline := int64(0), int64(0)
 	if v.stampOK && v.stamp.BootID == bootID {
 		renewed = v.stamp.Renewed
 		deadline = renewed + int64(lease) + int64(grace)
+		if agent == agentRunning {
+			deadline = renewed + int64(lease) + int64(max(liveGrace, grace))
+		}
 	}
 	if now < deadline {
 		return verdict{wait: min(time.Duration(deadline-now), maxSleep)}
 	}
-	vouched := agentAlive && v.fencedOK && v.fenced.Renewed == renewed
+	vouched := agent == agentRunning && v.fencedOK && v.fenced.Renewed == renewed
 	var kill []topology.Segment
 	for _, s := range v.instances.Primaries() {
 		if !vouched || !v.fenced.Covers(s.DBID) {
@@ -210,7 +236,14 @@ func Run(ctx context.Context, cfg Config) error {
 			cfg.Log.Info("a new agent's watchdog is in charge: this watchdog ends")
 			return nil
 		}
-		d := decide(v, cfg.BootID, now, cfg.Lease, cfg.Grace, alive)
+		state := agentRunning
+		switch {
+		case !alive:
+			state = agentGone
+		case cfg.AgentStopped != nil && cfg.AgentStopped():
+			state = agentStopped
+		}
+		d := decide(v, cfg.BootID, now, cfg.Lease, cfg.Grace, cfg.LiveGrace, state)
 		running := 0
 		if len(d.kill) > 0 {
 			// In parallel: a process stuck in the kernel (uninterruptible

@@ -13,9 +13,10 @@ import (
 )
 
 const (
-	lease = 3 * time.Second
-	grace = 500 * time.Millisecond
-	boot  = "boot-a"
+	lease     = 3 * time.Second
+	grace     = 500 * time.Millisecond
+	liveGrace = 750 * time.Millisecond
+	boot      = "boot-a"
 )
 
 func TestDecide(t *testing.T) {
@@ -26,30 +27,35 @@ func TestDecide(t *testing.T) {
 	}}
 	mirrorsOnly := Instances{ConfigVersion: 7, Instances: []topology.Segment{{DBID: 5, Content: 2, Role: topology.RoleMirror}}}
 	const renewed = int64(100 * time.Second)
-	end := renewed + int64(lease) + int64(grace)
+	end := renewed + int64(lease) + int64(liveGrace) // a running agent's
+	endStopped := renewed + int64(lease) + int64(grace)
 	stamp := Stamp{BootID: boot, Renewed: renewed}
 	both := Fenced{Renewed: renewed, DBIDs: []int{2, 3}}
 	for _, tc := range []struct {
 		name  string
 		v     view
 		now   int64
-		alive bool
+		agent agentState
 		kill  []int
 	}{
-		{"lease running", view{stamp: stamp, stampOK: true, instances: primaries}, renewed + int64(lease), true, nil},
-		{"within the grace", view{stamp: stamp, stampOK: true, instances: primaries}, end - 1, true, nil},
-		{"past the grace, not fenced by the agent", view{stamp: stamp, stampOK: true, instances: primaries}, end, true, []int{2, 3}},
-		{"past the grace, the agent fenced them", view{stamp: stamp, stampOK: true, fenced: both, fencedOK: true, instances: primaries}, end, true, nil},
-		{"the agent fenced one of them", view{stamp: stamp, stampOK: true, fenced: Fenced{Renewed: renewed, DBIDs: []int{3}}, fencedOK: true, instances: primaries}, end, true, []int{2}},
-		{"the agent fenced them for an older lease", view{stamp: stamp, stampOK: true, fenced: Fenced{Renewed: renewed - 1, DBIDs: []int{2, 3}}, fencedOK: true, instances: primaries}, end, true, []int{2, 3}},
-		{"the agent is gone: its fence is not enough", view{stamp: stamp, stampOK: true, fenced: both, fencedOK: true, instances: primaries}, end, false, []int{2, 3}},
-		{"no primary here", view{stamp: stamp, stampOK: true, instances: mirrorsOnly}, end, true, nil},
-		{"no lease ever recorded", view{instances: primaries}, 1, true, []int{2, 3}},
-		{"no lease ever recorded, fenced by the agent", view{fenced: Fenced{DBIDs: []int{2, 3}}, fencedOK: true, instances: primaries}, 1, true, nil},
-		{"a lease of another boot", view{stamp: Stamp{BootID: "boot-b", Renewed: renewed}, stampOK: true, instances: primaries}, renewed, true, []int{2, 3}},
+		{"lease running", view{stamp: stamp, stampOK: true, instances: primaries}, renewed + int64(lease), agentRunning, nil},
+		{"within the grace", view{stamp: stamp, stampOK: true, instances: primaries}, end - 1, agentRunning, nil},
+		{"a running agent, past the stopped agent's grace: still its own to fence", view{stamp: stamp, stampOK: true, instances: primaries}, endStopped, agentRunning, nil},
+		{"a stopped agent, past its grace: killed", view{stamp: stamp, stampOK: true, instances: primaries}, endStopped, agentStopped, []int{2, 3}},
+		{"a stopped agent that fenced them: killed all the same", view{stamp: stamp, stampOK: true, fenced: both, fencedOK: true, instances: primaries}, endStopped, agentStopped, []int{2, 3}},
+		{"a stopped agent within its grace", view{stamp: stamp, stampOK: true, instances: primaries}, endStopped - 1, agentStopped, nil},
+		{"past the grace, not fenced by the agent", view{stamp: stamp, stampOK: true, instances: primaries}, end, agentRunning, []int{2, 3}},
+		{"past the grace, the agent fenced them", view{stamp: stamp, stampOK: true, fenced: both, fencedOK: true, instances: primaries}, end, agentRunning, nil},
+		{"the agent fenced one of them", view{stamp: stamp, stampOK: true, fenced: Fenced{Renewed: renewed, DBIDs: []int{3}}, fencedOK: true, instances: primaries}, end, agentRunning, []int{2}},
+		{"the agent fenced them for an older lease", view{stamp: stamp, stampOK: true, fenced: Fenced{Renewed: renewed - 1, DBIDs: []int{2, 3}}, fencedOK: true, instances: primaries}, end, agentRunning, []int{2, 3}},
+		{"the agent is gone: its fence is not enough", view{stamp: stamp, stampOK: true, fenced: both, fencedOK: true, instances: primaries}, end, agentGone, []int{2, 3}},
+		{"no primary here", view{stamp: stamp, stampOK: true, instances: mirrorsOnly}, end, agentRunning, nil},
+		{"no lease ever recorded", view{instances: primaries}, 1, agentRunning, []int{2, 3}},
+		{"no lease ever recorded, fenced by the agent", view{fenced: Fenced{DBIDs: []int{2, 3}}, fencedOK: true, instances: primaries}, 1, agentRunning, nil},
+		{"a lease of another boot", view{stamp: Stamp{BootID: "boot-b", Renewed: renewed}, stampOK: true, instances: primaries}, renewed, agentRunning, []int{2, 3}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d := decide(tc.v, boot, tc.now, lease, grace, tc.alive)
+			d := decide(tc.v, boot, tc.now, lease, grace, liveGrace, tc.agent)
 			var got []int
 			for _, s := range d.kill {
 				got = append(got, s.DBID)
@@ -63,7 +69,7 @@ func TestDecide(t *testing.T) {
 		})
 	}
 	// Asleep until the deadline, never past it.
-	if d := decide(view{stamp: stamp, stampOK: true, instances: primaries}, boot, end-int64(200*time.Millisecond), lease, grace, true); d.wait != 200*time.Millisecond {
+	if d := decide(view{stamp: stamp, stampOK: true, instances: primaries}, boot, end-int64(200*time.Millisecond), lease, grace, liveGrace, agentRunning); d.wait != 200*time.Millisecond {
 		t.Errorf("200 ms before the deadline: wait %s, want 200ms", d.wait)
 	}
 }
@@ -79,6 +85,7 @@ type fakeHost struct {
 	running map[int]bool
 	kills   []int
 	alive   bool
+	stopped bool
 	ticks   chan time.Time
 }
 
@@ -122,7 +129,7 @@ func (h *fakeHost) killed() []int {
 
 func (h *fakeHost) config() Config {
 	return Config{
-		DataDir: h.dir, Lease: lease, Grace: grace, BootID: boot,
+		DataDir: h.dir, Lease: lease, Grace: grace, LiveGrace: liveGrace, BootID: boot,
 		Now: func() (int64, error) {
 			h.mu.Lock()
 			defer h.mu.Unlock()
@@ -132,6 +139,11 @@ func (h *fakeHost) config() Config {
 			h.mu.Lock()
 			defer h.mu.Unlock()
 			return h.alive
+		},
+		AgentStopped: func() bool {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			return h.stopped
 		},
 		Running: func(s topology.Segment) bool {
 			h.mu.Lock()
@@ -166,6 +178,7 @@ func (h *fakeHost) step() {
 func TestRun_KillsThePrimariesOfAFrozenAgent(t *testing.T) {
 	h := newFakeHost(t)
 	h.renew()
+	h.stopped = true // SIGSTOPped
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
@@ -198,7 +211,7 @@ func TestRun_LeavesAFencingAgentAlone(t *testing.T) {
 	h.advance(lease + time.Millisecond)
 	st, _ := ReadStamp(h.dir)
 	h.write(FencedFile, FormatFenced(Fenced{Renewed: st.Renewed, DBIDs: []int{2, 4}}))
-	h.advance(grace)
+	h.advance(liveGrace)
 	h.step()
 	h.step()
 	if k := h.killed(); len(k) != 0 {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -24,7 +25,8 @@ func cmdWatchdog(ctx context.Context, io cmdIO, args []string) error {
 	fs := newFlags(io, "watchdog", "--data-dir DIR --lease D --grace D (started by gpagent agent)")
 	dir := fs.String("data-dir", "", "the agent's data dir")
 	lease := fs.Duration("lease", 0, "the agent's lease")
-	grace := fs.Duration("grace", 0, "how long past the lease the agent has to record its own fence")
+	grace := fs.Duration("grace", 0, "how long past the lease the primaries of a stopped or exited agent are killed")
+	liveGrace := fs.Duration("live-grace", 0, "how long past the lease a running agent has to record its own fence (default: --grace)")
 	format := fs.String("log-format", agent.LogFormatText, "text or json")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -36,6 +38,8 @@ func cmdWatchdog(ctx context.Context, io cmdIO, args []string) error {
 		return fmt.Errorf("--lease %s: want a positive duration", *lease)
 	case *grace <= 0:
 		return fmt.Errorf("--grace %s: want a positive duration", *grace)
+	case *liveGrace < 0:
+		return fmt.Errorf("--live-grace %s: want a positive duration", *liveGrace)
 	}
 	var h slog.Handler = slog.NewTextHandler(io.err, nil)
 	if *format == agent.LogFormatJSON {
@@ -60,10 +64,14 @@ func cmdWatchdog(ctx context.Context, io cmdIO, args []string) error {
 		close(stop)
 	}()
 	return watchdog.Run(context.WithoutCancel(ctx), watchdog.Config{
-		Stop:       stop,
-		DataDir:    *dir,
-		Lease:      *lease,
-		Grace:      *grace,
+		Stop:      stop,
+		DataDir:   *dir,
+		Lease:     *lease,
+		Grace:     *grace,
+		LiveGrace: *liveGrace,
+		AgentStopped: func() bool {
+			return processStopped(parent)
+		},
 		BootID:     watchdog.BootID(),
 		AgentAlive: func() bool { return os.Getppid() == parent },
 		Running:    func(s topology.Segment) bool { return supervisor.Running(s.DataDir) },
@@ -90,7 +98,8 @@ func startWatchdog(ctx context.Context, cfg *agent.Config, log *slog.Logger) (*w
 		return nil, fmt.Errorf("fence watchdog: %w", err)
 	}
 	args := []string{"watchdog", "--data-dir", cfg.DataDir, "--lease", cfg.Lease.String(),
-		"--grace", cfg.WatchdogGrace().String(), "--log-format", cfg.LogFormat}
+		"--grace", cfg.WatchdogGrace().String(), "--live-grace", cfg.WatchdogLiveGrace().String(),
+		"--log-format", cfg.LogFormat}
 	w := &watchdogProc{}
 	start := func() error {
 		cmd := exec.Command(exe, args...)
@@ -146,4 +155,18 @@ func (w *watchdogProc) release(wait time.Duration) {
 	case <-done:
 	case <-time.After(wait):
 	}
+}
+
+// processStopped reports whether pid is stopped (state T, by a signal,
+// or t, by a tracer): it runs no code, so it fences nothing.
+func processStopped(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return false
+	}
+	return b[i+2] == 'T' || b[i+2] == 't'
 }
