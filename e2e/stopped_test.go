@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/gpagent/gpagent/topology"
 )
 
 // TestFailover_StoppedPostmaster is issue 12's split brain on real
@@ -26,24 +28,7 @@ func TestFailover_StoppedPostmaster(t *testing.T) {
 	p0, m0 := pair(t, d.state(), 0)
 
 	// A session pinned to the primary, opened before the fault.
-	connstr := strings.TrimSpace(d.mustGpagent("connstr", "--content", "0")) +
-		fmt.Sprintf(" host=%s port=%d target_session_attrs=any passfile=%s", p0.Address, p0.Port, filepath.Join(d.dir, "pgpass"))
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	sess, err := pgx.Connect(ctx, connstr)
-	if err != nil {
-		t.Fatalf("connect to the primary %s: %v", p0, err)
-	}
-	defer sess.Close(context.Background())
-	for _, q := range []string{
-		"SET synchronous_commit = local",
-		"CREATE TABLE IF NOT EXISTS e2e_stopped (id int)",
-		"INSERT INTO e2e_stopped VALUES (1)",
-	} {
-		if _, err := sess.Exec(ctx, q); err != nil {
-			t.Fatalf("%s on the primary %s before the fault: %v", q, p0, err)
-		}
-	}
+	sess := localCommitSession(t, d, p0, "e2e_stopped")
 
 	pm := postmasterPID(p0.DataDir)
 	children := childPIDs(pm)
@@ -89,24 +74,7 @@ func TestFailover_StoppedPostmaster(t *testing.T) {
 func TestFailover_StoppedAgent(t *testing.T) {
 	d := startDemo(t)
 	p0, m0 := pair(t, d.state(), 0)
-	connstr := strings.TrimSpace(d.mustGpagent("connstr", "--content", "0")) +
-		fmt.Sprintf(" host=%s port=%d target_session_attrs=any passfile=%s", p0.Address, p0.Port, filepath.Join(d.dir, "pgpass"))
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	sess, err := pgx.Connect(ctx, connstr)
-	if err != nil {
-		t.Fatalf("connect to the primary %s: %v", p0, err)
-	}
-	defer sess.Close(context.Background())
-	for _, q := range []string{
-		"SET synchronous_commit = local",
-		"CREATE TABLE IF NOT EXISTS e2e_stopped_agent (id int)",
-		"INSERT INTO e2e_stopped_agent VALUES (1)",
-	} {
-		if _, err := sess.Exec(ctx, q); err != nil {
-			t.Fatalf("%s on the primary %s before the fault: %v", q, p0, err)
-		}
-	}
+	sess := localCommitSession(t, d, p0, "e2e_stopped_agent")
 	pm := postmasterPID(p0.DataDir)
 	apid := d.hostAgentPID(p0.Hostname)
 	if !alive(pm) || !alive(apid) {
@@ -140,6 +108,33 @@ func TestFailover_StoppedAgent(t *testing.T) {
 	// the mirror again.
 	d.mustGpagent("recoverseg", "-a")
 	checkPair(t, d, 0, m0.DBID, p0.DBID)
+}
+
+// localCommitSession opens a session pinned to the primary p, with
+// synchronous_commit = local (for which synchronous_standby_names is no
+// guard), creates table and commits one row in it; closed at the end of
+// the test.
+func localCommitSession(t *testing.T, d *demo, p topology.Segment, table string) *pgx.Conn {
+	t.Helper()
+	connstr := strings.TrimSpace(d.mustGpagent("connstr", "--content", fmt.Sprint(p.Content))) +
+		fmt.Sprintf(" host=%s port=%d target_session_attrs=any passfile=%s", p.Address, p.Port, filepath.Join(d.dir, "pgpass"))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sess, err := pgx.Connect(ctx, connstr)
+	if err != nil {
+		t.Fatalf("connect to the primary %s: %v", p, err)
+	}
+	t.Cleanup(func() { sess.Close(context.Background()) })
+	for _, q := range []string{
+		"SET synchronous_commit = local",
+		"CREATE TABLE IF NOT EXISTS " + table + " (id int)",
+		"INSERT INTO " + table + " VALUES (1)",
+	} {
+		if _, err := sess.Exec(ctx, q); err != nil {
+			t.Fatalf("%s on the primary %s before the fault: %v", q, p, err)
+		}
+	}
+	return sess
 }
 
 // childPIDs lists the live children of pid.
