@@ -172,6 +172,31 @@ func (h *fakeHost) step() {
 	}
 }
 
+// endsWithin lets the watchdog make up to looks more looks and reports
+// whether it ended, without error, meanwhile.
+func (h *fakeHost) endsWithin(done <-chan error, looks int) bool {
+	h.t.Helper()
+	for range looks {
+		select {
+		case err := <-done:
+			if err != nil {
+				h.t.Fatal(err)
+			}
+			return true
+		case h.ticks <- time.Time{}:
+		}
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		return true
+	case <-time.After(time.Second):
+		return false
+	}
+}
+
 // A frozen agent: its lease file stops changing. The watchdog kills both
 // primaries (not the mirror) once lease plus grace have passed, not
 // before; and a running agent that records its fence is left alone.
@@ -247,20 +272,12 @@ func TestRun_EndsAfterItsAgent(t *testing.T) {
 		go func() { done <- Run(context.Background(), h.config()) }()
 		h.step()
 		h.advance(lease + grace)
-		for i := 0; i < 5; i++ {
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Fatal(err)
-				}
-				if k := h.killed(); len(k) != 2 {
-					t.Fatalf("ended having killed %v, want both primaries", k)
-				}
-				return
-			case h.ticks <- time.Time{}:
-			}
+		if !h.endsWithin(done, 5) {
+			t.Fatal("the watchdog of a gone agent did not end after fencing")
 		}
-		t.Fatal("the watchdog of a gone agent did not end after fencing")
+		if k := h.killed(); len(k) != 2 {
+			t.Fatalf("ended having killed %v, want both primaries", k)
+		}
 	})
 	t.Run("a new agent renews", func(t *testing.T) {
 		h := newFakeHost(t)
@@ -272,19 +289,7 @@ func TestRun_EndsAfterItsAgent(t *testing.T) {
 		h.advance(time.Second)
 		h.renew()
 		// It ends at its next look (which may be under way already).
-		ended := false
-		for i := 0; i < 2 && !ended; i++ {
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Fatal(err)
-				}
-				ended = true
-			case h.ticks <- time.Time{}:
-			case <-time.After(10 * time.Second):
-			}
-		}
-		if !ended {
+		if !h.endsWithin(done, 2) {
 			t.Fatal("the watchdog went on after a new agent renewed the lease")
 		}
 		if k := h.killed(); len(k) != 0 {
@@ -308,20 +313,12 @@ func TestRun_WipedDataDir(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for i := 0; i < 5; i++ {
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatal(err)
-			}
-			if k := h.killed(); !slices.Equal(k, []int{2, 4}) {
-				t.Fatalf("ended having killed %v, want both primaries of the wiped list", k)
-			}
-			return
-		case h.ticks <- time.Time{}:
-		}
+	if !h.endsWithin(done, 5) {
+		t.Fatal("the watchdog of a wiped, stopped agent did not end")
 	}
-	t.Fatal("the watchdog of a wiped, stopped agent did not end")
+	if k := h.killed(); !slices.Equal(k, []int{2, 4}) {
+		t.Fatalf("ended having killed %v, want both primaries of the wiped list", k)
+	}
 }
 
 // A new agent started on the data dir, with its own watchdog: the old
@@ -339,20 +336,12 @@ func TestRun_HandsOverToANewAgentsWatchdog(t *testing.T) {
 	h.step()
 	h.write(WatchdogFile, []byte("new\n"))
 	h.advance(lease + grace)
-	for i := 0; i < 3; i++ {
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatal(err)
-			}
-			if k := h.killed(); len(k) != 0 {
-				t.Fatalf("the old watchdog killed %v after a new one took charge", k)
-			}
-			return
-		case h.ticks <- time.Time{}:
-		}
+	if !h.endsWithin(done, 3) {
+		t.Fatal("the old watchdog did not hand over")
 	}
-	t.Fatal("the old watchdog did not hand over")
+	if k := h.killed(); len(k) != 0 {
+		t.Fatalf("the old watchdog killed %v after a new one took charge", k)
+	}
 }
 
 // An agent that stopped its instances as it exited leaves nothing to
