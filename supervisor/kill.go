@@ -70,21 +70,34 @@ func (s *Supervisor) Kill(ctx context.Context, inst Instance) error {
 // waitGone waits until the postmaster p (when not nil) has been seen to
 // exit and none of pids is a live process of dataDir any more.
 func (s *Supervisor) waitGone(ctx context.Context, inst Instance, p *proc, pids []int) error {
+	pmAlive := func() bool { return p != nil && p.alive() }
+	if err := waitProcsGone(ctx, inst.DataDir, pids, pmAlive); err != nil {
+		return fmt.Errorf("kill %s: %w", inst, err)
+	}
+	return nil
+}
+
+// waitProcsGone polls until none of pids is a live process of dataDir
+// and pmAlive (the postmaster) is false.
+func waitProcsGone(ctx context.Context, dataDir string, pids []int, pmAlive func() bool) error {
 	t := time.NewTicker(pollEvery)
 	defer t.Stop()
 	for {
 		left := 0
 		for _, pid := range pids {
-			if ok, _ := isProcOf(pid, inst.DataDir, 0); ok {
+			if ok, _ := isProcOf(pid, dataDir, 0); ok {
 				left++
 			}
 		}
-		if left == 0 && (p == nil || !p.alive()) {
+		if pmAlive() {
+			left++
+		}
+		if left == 0 {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("kill %s: %d processes still exiting after SIGKILL: %w", inst, left, ctx.Err())
+			return fmt.Errorf("%d processes still exiting after SIGKILL: %w", left, ctx.Err())
 		case <-t.C:
 		}
 	}
@@ -223,29 +236,17 @@ func KillDataDir(ctx context.Context, dataDir string) error {
 			return fmt.Errorf("kill %s: postmaster %d: %w", dataDir, pm, err)
 		}
 	}
-	t := time.NewTicker(pollEvery)
-	defer t.Stop()
-	for {
-		left := 0
-		for _, pid := range pids {
-			if ok, _ := isProcOf(pid, dataDir, 0); ok {
-				left++
-			}
+	pmAlive := func() bool {
+		if pm == 0 {
+			return false
 		}
-		if pm != 0 {
-			if ok, _ := isPostmasterOf(pm, dataDir); ok {
-				left++
-			}
-		}
-		if left == 0 {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("kill %s: %d processes still exiting after SIGKILL: %w", dataDir, left, ctx.Err())
-		case <-t.C:
-		}
+		ok, _ := isPostmasterOf(pm, dataDir)
+		return ok
 	}
+	if err := waitProcsGone(ctx, dataDir, pids, pmAlive); err != nil {
+		return fmt.Errorf("kill %s: %w", dataDir, err)
+	}
+	return nil
 }
 
 // Running reports whether a postmaster (or a standalone backend) of

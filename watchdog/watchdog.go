@@ -94,8 +94,6 @@ type view struct {
 
 // verdict is Decide's answer.
 type verdict struct {
-	// expired: the lease and the grace have run out.
-	expired bool
 	// kill: the primaries to fence now.
 	kill []topology.Segment
 	// wait until the next look.
@@ -146,9 +144,9 @@ func decide(v view, bootID string, now int64, lease, grace, liveGrace time.Durat
 		}
 	}
 	if len(kill) == 0 {
-		return verdict{expired: true, wait: maxSleep}
+		return verdict{wait: maxSleep}
 	}
-	return verdict{expired: true, kill: kill, wait: retryKill}
+	return verdict{kill: kill, wait: retryKill}
 }
 
 // Run watches until ctx ends or the agent is gone and there is nothing
@@ -270,11 +268,6 @@ func Run(ctx context.Context, cfg Config) error {
 			if running == 0 {
 				d.wait = maxSleep
 			}
-		}
-		if !alive && d.expired && running == 0 {
-			// (Gone, every primary is in d.kill: none left running.)
-			cfg.Log.Info("agent gone, its lease ran out and none of its primaries runs: this watchdog ends")
-			return nil
 		}
 		if len(d.kill) == 0 {
 			clear(killed)
