@@ -35,6 +35,22 @@ type Spec struct {
 type Host struct {
 	Hostname string `yaml:"hostname" json:"hostname"`
 	Address  string `yaml:"address" json:"address"`
+	// Primaries, if set, gives this host only the first Primaries of
+	// primary.datadirs (default: one primary per entry, as on every
+	// host). A lighter host in a cluster of uniform ones: gpbench scale
+	// runs a few real hosts with one primary among simulated ones with
+	// eight. With a mirror section, every host must hold the same number
+	// (gpaddmirrors' placements assume it); mirrors of uneven hosts come
+	// from addmirrors with a mirror file.
+	Primaries int `yaml:"primaries,omitempty" json:"primaries,omitempty"`
+}
+
+// primaryDirs is how many of dirs (primary.datadirs) host h gets.
+func (h Host) primaryDirs(dirs int) int {
+	if h.Primaries > 0 && h.Primaries < dirs {
+		return h.Primaries
+	}
+	return dirs
 }
 
 // CoordinatorSpec places the coordinator (content -1). Address defaults to
@@ -194,16 +210,16 @@ func (s *Spec) layout(withMirrors bool) ([]Segment, error) {
 		Mode: ModeNotSynced, Status: StatusUp, Port: c.Port, Hostname: c.Hostname, Address: c.Address,
 		DataDir: filepath.Join(c.DataDir, instanceDirName(s.SegPrefix, CoordinatorContent)),
 	}}}
-	perHost := len(s.Primary.DataDirs)
-	for i, h := range s.SegmentHosts {
-		for k, dir := range s.Primary.DataDirs {
-			content := i*perHost + k
+	content := 0
+	for _, h := range s.SegmentHosts {
+		for k, dir := range s.Primary.DataDirs[:h.primaryDirs(len(s.Primary.DataDirs))] {
 			added = append(added, newInstance{where: fmt.Sprintf("primary.datadirs[%d]", k), Segment: Segment{
 				DBID: content + 2, Content: content, Role: RolePrimary, PreferredRole: RolePrimary,
 				Mode: ModeNotSynced, Status: StatusUp, Port: s.Primary.PortBase + k,
 				Hostname: h.Hostname, Address: h.Address,
 				DataDir: filepath.Join(dir, instanceDirName(s.SegPrefix, content)),
 			}})
+			content++
 		}
 	}
 	if err := checkConflicts(nil, added); err != nil {

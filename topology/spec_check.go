@@ -37,6 +37,9 @@ func (s *Spec) check() error {
 	if err := checkPortDirs("primary", s.Primary); err != nil {
 		return err
 	}
+	if err := s.checkHostPrimaries(); err != nil {
+		return err
+	}
 	if m := s.Mirror; m != nil {
 		if err := checkPortDirs("mirror", m.PortDirs); err != nil {
 			return err
@@ -181,3 +184,21 @@ func (r portRange) overlaps(o portRange) bool {
 	return r.n > 0 && o.n > 0 && r.first <= o.last() && o.first <= r.last()
 }
 func (r portRange) String() string { return fmt.Sprintf("%d..%d", r.first, r.last()) }
+
+// checkHostPrimaries keeps each host's primaries within primary.datadirs
+// and, with a mirror section, the same on every host: init's placements
+// (group, spread) give host i's mirrors to other hosts by position, which
+// for uneven hosts could put more mirrors on a host than it has datadirs.
+func (s *Spec) checkHostPrimaries() error {
+	dirs := len(s.Primary.DataDirs)
+	for i, h := range s.SegmentHosts {
+		where := fmt.Sprintf("segment_hosts[%d].primaries", i)
+		if h.Primaries < 0 || h.Primaries > dirs {
+			return inputErrorf(where, "%d: want 1 to %d (the entries of primary.datadirs), or leave it out for all of them", h.Primaries, dirs)
+		}
+		if s.Mirror != nil && h.primaryDirs(dirs) != s.SegmentHosts[0].primaryDirs(dirs) {
+			return inputErrorf(where, "%d, but segment_hosts[0] has %d: with a mirror section every host holds as many primaries; init without mirrors and add them with a mirror file (gpagent addmirrors -i)", h.primaryDirs(dirs), s.SegmentHosts[0].primaryDirs(dirs))
+		}
+	}
+	return nil
+}

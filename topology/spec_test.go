@@ -315,3 +315,51 @@ func segmentLines(segs []Segment) string {
 	}
 	return b.String()
 }
+
+// A host may hold fewer primaries than primary.datadirs (gpbench scale's
+// light real hosts among simulated ones): contents stay numbered in host
+// order without gaps, and an uneven cluster is refused with a mirror
+// section, whose placements assume even hosts.
+func TestSpecSegments_HostPrimaries(t *testing.T) {
+	s := goodSpec()
+	s.Mirror = nil
+	s.SegmentHosts[0].Primaries = 1
+	got, err := s.Segments(false)
+	if err != nil {
+		t.Fatalf("Segments: %v", err)
+	}
+	want := []Segment{
+		seg(1, -1, RolePrimary, 5432, "cdw", "cdw", "/data/coordinator/gpseg-1"),
+		seg(2, 0, RolePrimary, 6000, "sdw1", "sdw1", "/data/p1/gpseg0"),
+		seg(3, 1, RolePrimary, 6000, "sdw2", "sdw2-1", "/data/p1/gpseg1"),
+		seg(4, 2, RolePrimary, 6001, "sdw2", "sdw2-1", "/data/p2/gpseg2"),
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("Segments =\n%s\nwant\n%s", segmentLines(got), segmentLines(want))
+	}
+
+	even := goodSpec()
+	even.SegmentHosts[0].Primaries, even.SegmentHosts[1].Primaries = 1, 1
+	if got, err := even.Segments(true); err != nil || len(got) != 5 {
+		t.Fatalf("one primary on each host, group mirrors: %d segments, err %v; want 5", len(got), err)
+	}
+
+	for _, tc := range []struct {
+		name   string
+		change func(s *Spec)
+		want   string
+	}{
+		{"more than datadirs", func(s *Spec) { s.Mirror = nil; s.SegmentHosts[1].Primaries = 3 }, "segment_hosts[1].primaries: 3: want 1 to 2"},
+		{"negative", func(s *Spec) { s.SegmentHosts[0].Primaries = -1 }, "segment_hosts[0].primaries: -1"},
+		{"uneven with mirrors", func(s *Spec) { s.SegmentHosts[1].Primaries = 1 }, "segment_hosts[1].primaries: 1, but segment_hosts[0] has 2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := goodSpec()
+			tc.change(s)
+			err := s.Validate()
+			if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+				t.Fatalf("Validate = %v, want prefix %q", err, tc.want)
+			}
+		})
+	}
+}
