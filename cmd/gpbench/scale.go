@@ -38,6 +38,7 @@ type scaleOptions struct {
 	buildGpagent bool
 	keep         bool
 	clients      bool // segment hosts run as client agents (server: false)
+	real         int  // segment hosts run as real gpagent agents with real PostgreSQL
 	octet        int  // 127.octet.0.0/16 holds this run's agents
 }
 
@@ -84,16 +85,26 @@ func cmdScale(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.BoolVar(&o.buildGpagent, "build-gpagent", false, "go build ./cmd/gpagent into a temporary folder for the state timing")
 	fs.BoolVar(&o.keep, "keep", false, "keep each size's folder (agent logs, Raft data)")
 	fs.BoolVar(&o.clients, "clients", true, "run the segment hosts as client agents (server: false: no Raft log, the topology by a blocking query); false makes every agent a Raft member (nonvoters past the 3 voters), the design before")
+	fs.IntVar(&o.real, "real", 0, "run this many of each size's segment hosts as real `gpagent agent` processes (the --gpagent binary) with real PostgreSQL, one primary and one mirror each, mirrors among the real hosts; a trial then kill -9s a real primary's postmaster (a mixed cluster; 0 or at least 2)")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
+	if o.real < 0 || o.real == 1 {
+		fmt.Fprintf(stderr, "gpbench scale: --real: %d: want 0, or at least 2 (a real primary's mirror is on another real host)\n", o.real)
+		return errUsage
+	}
+	least := scaleServers + 2 + o.real
 	for _, f := range strings.Split(*agents, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < scaleServers+2 {
-			fmt.Fprintf(stderr, "gpbench scale: --agents: %q is not a size of at least %d agents\n", f, scaleServers+2)
+		if err != nil || n < least {
+			fmt.Fprintf(stderr, "gpbench scale: --agents: %q is not a size of at least %d agents (3 servers, 2 simulated segment hosts, --real %d)\n", f, least, o.real)
 			return errUsage
 		}
 		o.agents = append(o.agents, n)
+	}
+	if o.real > 0 && !o.clients {
+		fmt.Fprintln(stderr, "gpbench scale: --real goes with --clients (the real hosts are clients of the 3 servers)")
+		return errUsage
 	}
 	if o.trials < 1 || o.perHost < 1 {
 		fmt.Fprintln(stderr, "gpbench scale: --trials and --primaries-per-host must be at least 1")
@@ -107,6 +118,9 @@ func cmdScale(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	bin, cleanup, err := resolveGpagent(ctx, o.gpagent, o.buildGpagent, stderr)
 	defer cleanup()
 	if err != nil {
+		if o.real > 0 {
+			return fmt.Errorf("--real %d needs a gpagent binary for the real hosts (--gpagent or --build-gpagent): %w", o.real, err)
+		}
 		fmt.Fprintf(stderr, "gpbench scale: no gpagent binary (%v): gpagent state will not be timed\n", err)
 		bin = ""
 	}
@@ -151,6 +165,11 @@ type sizeResult struct {
 	AgentRSSMB       *p50Max  `json:"agent_rss_mb"`
 	ServerRSSMB      *p50Max  `json:"server_rss_mb"`
 	SnapshotBytes    *int64   `json:"snapshot_bytes"`
+	// Real: segment hosts run as real agents with real PostgreSQL (--real);
+	// the real-kill figures are left out of a run without them.
+	Real               int     `json:"real,omitempty"`
+	RealKillMS         *p50Max `json:"real_kill_ms,omitempty"`
+	RealPromotedWrites *int    `json:"real_promoted_writes,omitempty"`
 	// Reasons says why a figure is null; Notes how one was measured
 	// where the name alone could mislead.
 	Reasons map[string]string `json:"reasons,omitempty"`
@@ -194,6 +213,14 @@ func (r *sizeResult) unmeasured(reason string) {
 	for _, f := range []string{"in_sync_ms", "host_loss_ms", "kill_ms", "raft_entries_per_host_loss", "fenced_spuriously", "state_ms", "leader_cpu_idle_pct", "agent_rss_mb", "server_rss_mb", "snapshot_bytes"} {
 		if r.isNull(f) {
 			r.why(f, reason)
+		}
+	}
+	if r.Real > 0 {
+		if r.RealKillMS == nil {
+			r.why("real_kill_ms", reason)
+		}
+		if r.RealPromotedWrites == nil {
+			r.why("real_promoted_writes", reason)
 		}
 	}
 }
@@ -323,8 +350,9 @@ const clockTicks = 100
 
 func runScaleSize(ctx context.Context, o scaleOptions, self, bin string, n int, log io.Writer) (r sizeResult) {
 	nhosts := n - scaleServers
-	r = sizeResult{Agents: n, Contents: nhosts * o.perHost, Trials: o.trials, Placement: "spread", Clients: o.clients}
-	if nhosts <= o.perHost {
+	nsim := nhosts - o.real // simulated segment hosts, sdw1..; the real ones come last
+	r = sizeResult{Agents: n, Contents: nsim*o.perHost + o.real, Trials: o.trials, Placement: "spread", Clients: o.clients, Real: o.real}
+	if nsim <= o.perHost {
 		// Spread needs more segment hosts than primaries per host.
 		r.Placement = "group"
 	}
@@ -334,10 +362,12 @@ func runScaleSize(ctx context.Context, o scaleOptions, self, bin string, n int, 
 		return r
 	}
 	var children []*scaleChild
+	var rh *realHosts
 	defer func() {
 		for _, c := range children {
 			c.stop()
 		}
+		rh.stop(log)
 		if o.keep {
 			fmt.Fprintf(log, "gpbench scale: kept %s\n", dir)
 		} else {
@@ -378,11 +408,19 @@ func runScaleSize(ctx context.Context, o scaleOptions, self, bin string, n int, 
 	for i := range scaleServers {
 		hs.Peers = append(hs.Peers, scaleServerIP(o, i))
 	}
-	var hostNames []string
+	join := []string{seed, fmt.Sprintf("%s:%d", scaleServerIP(o, 1), scaleGossipPort)}
+	var hostNames, realNames, realIPs []string
 	for i := range nhosts {
 		name := fmt.Sprintf("sdw%d", i+1)
 		hostNames = append(hostNames, name)
-		hs.Agents = append(hs.Agents, scaleAgentSpec{Name: name, IP: scaleHostIP(o, i), Client: o.clients, Join: []string{seed, fmt.Sprintf("%s:%d", scaleServerIP(o, 1), scaleGossipPort)}})
+		if i >= nsim {
+			// A real host: its own process, but the simulated network
+			// must know it to cut a lost simulated host off from it.
+			realNames, realIPs = append(realNames, name), append(realIPs, scaleHostIP(o, i))
+			hs.Peers = append(hs.Peers, scaleHostIP(o, i))
+			continue
+		}
+		hs.Agents = append(hs.Agents, scaleAgentSpec{Name: name, IP: scaleHostIP(o, i), Client: o.clients, Join: join})
 	}
 	hosts, err := startScaleChild(ctx, self, dir, "hosts", hs)
 	if err != nil {
@@ -390,12 +428,24 @@ func runScaleSize(ctx context.Context, o scaleOptions, self, bin string, n int, 
 		return r
 	}
 	children = append(children, hosts)
+	if o.real > 0 {
+		rh, err = startRealHosts(o, dir, bin, realNames, realIPs, join)
+		if err != nil {
+			r.unmeasured("real hosts: " + err.Error())
+			return r
+		}
+	}
 	// raftMembers counts the clients too (raft_role "client"): all n
 	// agents alive, the clients outside Raft.
 	if err := waitFor(ctx, fmt.Sprintf("all %d agents in Raft or alive as clients", n), func() (bool, string) {
 		m, err := cl.Members(ctx)
 		if err != nil {
 			return false, err.Error()
+		}
+		if rh != nil {
+			if h := rh.exited(); h != "" {
+				return false, fmt.Sprintf("%d; the real agent %s exited: %s", raftMembers(m), h, rh.logs())
+			}
 		}
 		return raftMembers(m) == n, fmt.Sprint(raftMembers(m))
 	}); err != nil {
@@ -408,12 +458,33 @@ func runScaleSize(ctx context.Context, o scaleOptions, self, bin string, n int, 
 		Primary:     topology.PortDirs{PortBase: 6000},
 		Mirror:      &topology.MirrorSpec{PortDirs: topology.PortDirs{PortBase: 7000}, Placement: r.Placement},
 	}
+	primaryDir, mirrorDir := "/sim/primary", "/sim/mirror"
+	if o.real > 0 {
+		// The real hosts' instances live here (the simulated ones'
+		// paths are only names); every host gets the same paths, the
+		// content in each instance's folder name keeps them apart.
+		primaryDir, mirrorDir = filepath.Join(dir, "data", "primary"), filepath.Join(dir, "data", "mirror")
+	}
+	var perHost []int
 	for i, h := range hostNames {
-		spec.SegmentHosts = append(spec.SegmentHosts, topology.Host{Hostname: h, Address: scaleHostIP(o, i)})
+		host := topology.Host{Hostname: h, Address: scaleHostIP(o, i)}
+		perHost = append(perHost, o.perHost)
+		if i >= nsim {
+			host.Primaries, perHost[i] = 1, 1 // real hosts are kept light
+		}
+		spec.SegmentHosts = append(spec.SegmentHosts, host)
 	}
 	for range o.perHost {
-		spec.Primary.DataDirs = append(spec.Primary.DataDirs, "/sim/primary")
-		spec.Mirror.DataDirs = append(spec.Mirror.DataDirs, "/sim/mirror")
+		spec.Primary.DataDirs = append(spec.Primary.DataDirs, primaryDir)
+		spec.Mirror.DataDirs = append(spec.Mirror.DataDirs, mirrorDir)
+	}
+	var entries []topology.MirrorEntry
+	if o.real > 0 {
+		// Uneven hosts: init without mirrors, then the mirrors placed
+		// here (simulated among simulated, real among real), as
+		// gpagent addmirrors -i would add them.
+		entries = mixedMirrors(spec.SegmentHosts, perHost, rh.names, topology.Placement(r.Placement), mirrorDir, spec.Mirror.PortBase)
+		spec.Mirror = nil
 	}
 	initStart := time.Now()
 	// Init refuses while a host's agent is not alive in gossip; with
@@ -423,7 +494,7 @@ func runScaleSize(ctx context.Context, o scaleOptions, self, bin string, n int, 
 	initCtx, cancelInit := context.WithDeadline(ctx, t0.Add(o.sizeTimeout))
 	var initErr error
 	_ = waitFor(initCtx, "init accepted", func() (bool, string) {
-		_, initErr = cl.Init(ctx, api.InitRequest{Spec: spec})
+		_, initErr = cl.Init(ctx, api.InitRequest{Spec: spec, NoMirrors: spec.Mirror == nil})
 		if errors.Is(initErr, api.ErrUnavailable) {
 			fmt.Fprintf(log, "gpbench scale: %d agents: init refused, retrying: %v\n", n, initErr)
 			return false, initErr.Error()
@@ -434,6 +505,15 @@ func runScaleSize(ctx context.Context, o scaleOptions, self, bin string, n int, 
 	if initErr != nil {
 		r.unmeasured("init: " + initErr.Error())
 		return r
+	}
+	if len(entries) > 0 {
+		addCtx, cancelAdd := context.WithDeadline(ctx, t0.Add(o.sizeTimeout))
+		err := addMirrors(addCtx, cl, entries, log)
+		cancelAdd()
+		if err != nil {
+			r.unmeasured("addmirrors: " + err.Error())
+			return r
+		}
 	}
 	inSyncCtx, cancelInSync := context.WithDeadline(ctx, t0.Add(o.sizeTimeout))
 	err = waitFor(inSyncCtx, "every pair up and in sync", func() (bool, string) {
@@ -451,6 +531,9 @@ func runScaleSize(ctx context.Context, o scaleOptions, self, bin string, n int, 
 	})
 	cancelInSync()
 	if err != nil {
+		if rh != nil {
+			err = fmt.Errorf("%w; real agents: %s", err, rh.logs())
+		}
 		r.unmeasured(fmt.Sprintf("never reached every pair in sync within --size-timeout %s: %v", o.sizeTimeout, err))
 		return r
 	}
@@ -465,8 +548,13 @@ func runScaleSize(ctx context.Context, o scaleOptions, self, bin string, n int, 
 	// gpagent state --json end to end.
 	scaleState(ctx, o, &r, bin)
 	// Faults.
-	scaleKills(ctx, o, &r, cl, hosts, log)
-	scaleHostLoss(ctx, o, &r, cl, hosts, log)
+	var realNamesSet map[string]bool
+	if rh != nil {
+		realNamesSet = rh.names
+		scaleRealKills(ctx, o, &r, cl, rh, log)
+	}
+	scaleKills(ctx, o, &r, cl, hosts, realNamesSet, log)
+	scaleHostLoss(ctx, o, &r, cl, hosts, realNamesSet, log)
 	r.unmeasured("not measured (see the run's stderr)")
 	return r
 }
@@ -688,7 +776,7 @@ func pairOK(s *api.State, c int, lost map[string]bool) (p, m topology.Segment, o
 	return p, m, ok
 }
 
-func scaleKills(ctx context.Context, o scaleOptions, r *sizeResult, cl *api.Client, hosts *scaleChild, log io.Writer) {
+func scaleKills(ctx context.Context, o scaleOptions, r *sizeResult, cl *api.Client, hosts *scaleChild, realHost map[string]bool, log io.Writer) {
 	var v, prop []int64
 	used := map[string]bool{}
 	for trial := range o.trials {
@@ -702,7 +790,7 @@ func scaleKills(ctx context.Context, o scaleOptions, r *sizeResult, cl *api.Clie
 		var p, m topology.Segment
 		found := false
 		for c := r.Contents - 1; c >= 0 && !found; c-- {
-			if p, m, found = pairOK(s, c, nil); found && (used[p.Hostname] || used[m.Hostname]) {
+			if p, m, found = pairOK(s, c, nil); found && (used[p.Hostname] || used[m.Hostname] || realHost[p.Hostname]) {
 				found = false
 			}
 		}
@@ -770,7 +858,7 @@ func waitPromoted(ctx context.Context, o scaleOptions, cl *api.Client, dbids []i
 	}
 }
 
-func scaleHostLoss(ctx context.Context, o scaleOptions, r *sizeResult, cl *api.Client, hosts *scaleChild, log io.Writer) {
+func scaleHostLoss(ctx context.Context, o scaleOptions, r *sizeResult, cl *api.Client, hosts *scaleChild, realHost map[string]bool, log io.Writer) {
 	var v, entries, prop []int64
 	lost := map[string]bool{}
 	for trial := range o.trials {
@@ -793,7 +881,7 @@ func scaleHostLoss(ctx context.Context, o scaleOptions, r *sizeResult, cl *api.C
 		}
 		var names []string
 		for h, ms := range byHost {
-			if !bad[h] && !lost[h] && len(ms) == o.perHost {
+			if !bad[h] && !lost[h] && !realHost[h] && len(ms) == o.perHost {
 				names = append(names, h)
 			}
 		}
@@ -849,8 +937,8 @@ func fmtOpt(p *p50Max) string {
 // scaleTable is the growth table, one row a size.
 func scaleTable(rs []sizeResult) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-7s %-9s %-9s %-10s %-14s %-12s %-8s %-12s %-9s %-10s %-9s\n",
-		"agents", "contents", "placement", "in_sync_s", "host_loss_ms", "kill_ms", "entries", "state_ms", "cpu_idle%", "agent_rss", "fenced")
+	fmt.Fprintf(&b, "%-7s %-9s %-9s %-10s %-14s %-12s %-8s %-12s %-9s %-10s %-9s %-14s\n",
+		"agents", "contents", "placement", "in_sync_s", "host_loss_ms", "kill_ms", "entries", "state_ms", "cpu_idle%", "agent_rss", "fenced", "real_kill_ms")
 	for _, r := range rs {
 		insync, entries, cpu, fenced := "never", "-", "-", "-"
 		if r.InSyncMS != nil {
@@ -869,9 +957,16 @@ func scaleTable(rs []sizeResult) string {
 		if r.AgentRSSMB != nil {
 			rss = fmt.Sprintf("%d MB", r.AgentRSSMB.Max)
 		}
-		fmt.Fprintf(&b, "%-7d %-9d %-9s %-10s %-14s %-12s %-8s %-12s %-9s %-10s %-9s\n",
-			r.Agents, r.Contents, r.Placement, insync, fmtOpt(r.HostLossMS), fmtOpt(r.KillMS), entries, fmtOpt(r.StateMS), cpu, rss, fenced)
+		realKill := "-"
+		if r.RealKillMS != nil {
+			realKill = fmtOpt(r.RealKillMS)
+			if r.RealPromotedWrites != nil {
+				realKill += fmt.Sprintf(" (%dw)", *r.RealPromotedWrites)
+			}
+		}
+		fmt.Fprintf(&b, "%-7d %-9d %-9s %-10s %-14s %-12s %-8s %-12s %-9s %-10s %-9s %-14s\n",
+			r.Agents, r.Contents, r.Placement, insync, fmtOpt(r.HostLossMS), fmtOpt(r.KillMS), entries, fmtOpt(r.StateMS), cpu, rss, fenced, realKill)
 	}
-	b.WriteString("(ms as p50/max; in_sync_s from init to every pair in sync; entries: Raft entries per host loss, max)\n")
+	b.WriteString("(ms as p50/max; in_sync_s from init to every pair in sync; entries: Raft entries per host loss, max; real_kill_ms: kill -9 of a real PostgreSQL primary (--real), Nw: N promoted mirrors took a write)\n")
 	return b.String()
 }

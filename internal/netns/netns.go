@@ -43,8 +43,13 @@ type Host struct {
 }
 
 // Command is `ip netns exec NS name args...`: ip execs name in place
-// inside the namespace, so the process's pid is name's own.
+// inside the namespace, so the process's pid is name's own. A host with
+// no NS is in the root namespace (gpbench scale's real hosts, each on its
+// own loopback address): name runs as it is.
 func (h *Host) Command(ctx context.Context, name string, arg ...string) *exec.Cmd {
+	if h.NS == "" {
+		return exec.CommandContext(ctx, name, arg...)
+	}
 	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", h.NS, name}, arg...)...)
 }
 
