@@ -98,6 +98,9 @@ func TestUsage(t *testing.T) {
 		{[]string{"scale", "--agents", "10,x"}, 2, "--agents"},
 		{[]string{"scale", "--agents", "4"}, 2, "--agents"},
 		{[]string{"scale", "--trials", "0"}, 2, "--trials"},
+		{[]string{"scale", "--real", "1"}, 2, "--real: 1"},
+		{[]string{"scale", "--real", "2", "--agents", "6"}, 2, "at least 7 agents"},
+		{[]string{"scale", "--real", "2", "--clients=false"}, 2, "--real goes with --clients"},
 		{[]string{"scale-node"}, 2, "--spec"},
 		{[]string{"scale-node", "--spec", "/nonexistent/spec.json"}, 1, "/nonexistent/spec.json"},
 	}

@@ -85,7 +85,7 @@ func cmdScale(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.BoolVar(&o.buildGpagent, "build-gpagent", false, "go build ./cmd/gpagent into a temporary folder for the state timing")
 	fs.BoolVar(&o.keep, "keep", false, "keep each size's folder (agent logs, Raft data)")
 	fs.BoolVar(&o.clients, "clients", true, "run the segment hosts as client agents (server: false: no Raft log, the topology by a blocking query); false makes every agent a Raft member (nonvoters past the 3 voters), the design before")
-	fs.IntVar(&o.real, "real", 0, "run this many of each size's segment hosts as real `gpagent agent` processes (the --gpagent binary) with real PostgreSQL, one primary and one mirror each, mirrors among the real hosts; a trial then kill -9s a real primary's postmaster (a mixed cluster; 0 or at least 2)")
+	fs.IntVar(&o.real, "real", 0, "run this many of each size's segment hosts as real gpagent agent processes (the --gpagent binary) with real PostgreSQL, one primary and one mirror each, mirrors among the real hosts; a trial then kill -9s a real primary's postmaster (a mixed cluster; 0 or at least 2)")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -48,5 +50,64 @@ func TestScaleSmoke(t *testing.T) {
 	}
 	if reasons["state_ms"] == nil || !strings.Contains(reasons["state_ms"].(string), "gpagent") {
 		t.Errorf("state_ms with no gpagent binary: reason %v", reasons["state_ms"])
+	}
+}
+
+// Issue 13: the simulated agents are not a different product. A mixed
+// run, 3 servers, 2 simulated segment hosts and 2 real gpagent agents
+// with real PostgreSQL joined as clients of the same cluster: a kill -9
+// of a real primary's postmaster fails over to its real mirror, and the
+// promoted mirror takes a write and returns it.
+func TestScaleMixed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes and real PostgreSQL")
+	}
+	const pgBin = "/usr/lib/postgresql/15/bin/postgres"
+	if _, err := os.Stat(pgBin); err != nil {
+		why := fmt.Sprintf("the real hosts need PostgreSQL 15 (%v)", err)
+		if os.Getenv("CI") == "" {
+			t.Skip(why + "; skipped because CI is not set. CI has PostgreSQL and fails here instead.")
+		}
+		t.Fatal(why + "; CI must install PostgreSQL 15")
+	}
+	bin := testGpagent(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var out, errOut bytes.Buffer
+	args := []string{"scale", "--agents", "7", "--real", "2", "--trials", "1", "--primaries-per-host", "2",
+		"--idle", "1s", "--size-timeout", "90s", "--trial-timeout", "30s", "--gpagent", bin}
+	started := time.Now()
+	code := run(ctx, args, &out, &errOut)
+	t.Logf("gpbench %s took %s; stdout:\n%s", strings.Join(args, " "), time.Since(started).Round(time.Second), out.String())
+	if code != 0 {
+		t.Fatalf("exit %d; stderr (end):\n%s", code, tail(errOut.String(), 40))
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	var r struct {
+		Contents           int               `json:"contents"`
+		Real               int               `json:"real"`
+		RealKillMS         *p50Max           `json:"real_kill_ms"`
+		RealPromotedWrites *int              `json:"real_promoted_writes"`
+		KillMS             *p50Max           `json:"kill_ms"`
+		Reasons            map[string]string `json:"reasons"`
+	}
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &r); err != nil {
+		t.Fatalf("last line is not JSON: %v\n%s", err, out.String())
+	}
+	// 2 simulated hosts x 2 primaries, and one primary on each real host.
+	if r.Real != 2 || r.Contents != 6 {
+		t.Errorf("real %d contents %d, want 2 and 6", r.Real, r.Contents)
+	}
+	if r.RealKillMS == nil {
+		t.Fatalf("the real primary's kill did not fail over: %s; stderr (end):\n%s", r.Reasons["real_kill_ms"], tail(errOut.String(), 40))
+	}
+	if r.RealPromotedWrites == nil || *r.RealPromotedWrites != 1 {
+		t.Errorf("real_promoted_writes %v, want 1 (the promoted real mirror took the row and returned it): %s", r.RealPromotedWrites, r.Reasons["real_promoted_writes"])
+	}
+	if r.KillMS == nil {
+		t.Errorf("the simulated kill trial did not fail over in the mixed cluster: %s", r.Reasons["kill_ms"])
+	}
+	if !strings.Contains(errOut.String(), "real kill trial 1: postmaster") {
+		t.Errorf("no real kill trial in stderr:\n%s", tail(errOut.String(), 40))
 	}
 }
