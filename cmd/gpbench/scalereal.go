@@ -198,7 +198,11 @@ func addMirrors(ctx context.Context, cl *api.Client, entries []topology.MirrorEn
 			_, err = cl.AddMirrors(ctx, *plan)
 		}
 		if err != nil {
-			fmt.Fprintf(log, "gpbench scale: addmirrors: %v (again)\n", err)
+			// A stale plan is expected while init's instances report;
+			// anything else is worth a line.
+			if !errors.Is(err, api.ErrStale) {
+				fmt.Fprintf(log, "gpbench scale: addmirrors: %v (again)\n", err)
+			}
 			return false, err.Error()
 		}
 		return true, ""
