@@ -59,9 +59,8 @@ type Agent struct {
 	peers   map[string]*api.Client
 	fwd     *http.Transport
 
-	// The health report last gossiped, and when (mesh loop only).
-	healthSent   []byte
-	healthSentAt time.Time
+	// The health report last gossiped (mesh loop only).
+	healthSent []byte
 
 	// Dead members to dial again, with backoff (mesh.go's rejoinDead),
 	// and whether a dial is under way.

@@ -386,7 +386,7 @@ func (a *Agent) topologyAnswer(r *http.Request) ([]byte, error) {
 		ch := a.node.Watch()
 		t := a.node.Topology()
 		leader, _ := a.node.Leader()
-		if t.ConfigVersion > index || leader != hint {
+		if a.viewNewerThan(t, host, index) || leader != hint {
 			return a.topologyView(t, leader, host)
 		}
 		select {
@@ -456,4 +456,42 @@ type topologyCache struct {
 	servers []api.TopologyServer
 	views   func(host string) *topology.Topology
 	bodies  map[string][]byte // by host
+	// since follows each host's view across the commits a follower's
+	// queries see (on its own lock: viewNewerThan runs in every waiting
+	// query).
+	sinceMu sync.Mutex
+	since   topology.ViewVersions
+}
+
+// viewNewerThan reports whether a query for host's view at index has
+// news in t: the whole topology (host "") is news at every version; a
+// host's view only once it differs from the one it had at index (the
+// version the client holds). A commit that touches other hosts leaves
+// that host's query waiting: otherwise every commit answered every client
+// at once, a thousand answers and a thousand new queries per entry while
+// the leader commits ten entries a second (init, a rebalance), for views
+// that had not changed.
+//
+// The leader answers from the versions its acknowledgements name
+// (leader.ackVersion): a client must hold a version at or past its
+// acknowledgement to renew its lease, so an acknowledgement past index
+// is news even when the view is the same (a new term follows every host
+// from the version it first sees). A follower answers from the versions
+// it followed; one that began following after index answers once, with
+// a view the client finds equal to its own.
+func (a *Agent) viewNewerThan(t *topology.Topology, host string, index uint64) bool {
+	if t.ConfigVersion <= index {
+		return false
+	}
+	if host == "" {
+		return true
+	}
+	if a.node.IsLeader() && a.lead != nil {
+		return a.lead.ackVersion(host, t) > index
+	}
+	c := &a.topoCache
+	c.sinceMu.Lock()
+	defer c.sinceMu.Unlock()
+	c.since.Advance(t)
+	return c.since.Since(host) > index
 }

@@ -248,3 +248,61 @@ func TestLeader_ReportOnAnUnchangedViewIsCurrent(t *testing.T) {
 		t.Fatalf("lost %v, want h3 only (its reports stale for 9 s; h1's view unchanged)", lost)
 	}
 }
+
+// A report that repeats the last one does not wake the reconcile loop
+// (the tick still runs it): an idle cluster of N hosts would otherwise
+// reconcile every content N times a probe interval. News wakes it: a
+// changed state, a report after a long gap (the last may have gone
+// stale), and an LSN only while a switchover waits on one.
+func TestLeader_OnlyNewsWakesTheReconcile(t *testing.T) {
+	clock := newJumpClock()
+	node := &fakeLeaderNode{clientNode: newClientNode(false)}
+	node.commit(&topology.Topology{ConfigVersion: 5})
+	a := &Agent{
+		cfg:   &Config{Lease: 3 * time.Second, LeaseMargin: time.Second, ProbeInterval: time.Second, ProbeTimeout: 500 * time.Millisecond},
+		log:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+		clock: clock,
+		node:  node,
+	}
+	l := newLeader(a)
+	l.heard = topology.NewLastHeard(clock.Now())
+	woken := func() bool {
+		select {
+		case <-l.wake:
+			return true
+		default:
+			return false
+		}
+	}
+	primary := api.InstanceReport{DBID: 2, Up: true, ConfigVersion: 5, LSNValue: 100, SyncedMirrors: []int{3}}
+	steps := []struct {
+		what    string
+		advance time.Duration
+		change  func(r *api.InstanceReport)
+		switchv bool
+		want    bool
+	}{
+		{"first report", 0, nil, false, true},
+		{"the same again", time.Second, nil, false, false},
+		{"only the LSN moved", time.Second, func(r *api.InstanceReport) { r.LSNValue = 200 }, false, false},
+		{"the mirror no longer vouched", time.Second, func(r *api.InstanceReport) { r.SyncedMirrors = nil }, false, true},
+		{"the same after a gap", 2 * time.Second, nil, false, true},
+		{"the LSN moved during a switchover", time.Second, func(r *api.InstanceReport) { r.LSNValue = 300 }, true, true},
+		{"failed", time.Second, func(r *api.InstanceReport) { r.Up, r.Failed = false, true }, false, true},
+	}
+	for _, s := range steps {
+		clock.advance(s.advance)
+		if s.change != nil {
+			s.change(&primary)
+		}
+		sw := &topology.Topology{ConfigVersion: 5}
+		if s.switchv {
+			sw.Switchovers = []topology.Switchover{{Content: 0}}
+		}
+		node.commit(sw)
+		l.accept("h1", []api.InstanceReport{primary}, 5)
+		if got := woken(); got != s.want {
+			t.Errorf("%s: woken %v, want %v", s.what, got, s.want)
+		}
+	}
+}

@@ -20,19 +20,16 @@ import (
 // Version is this agent's version, spread in its gossip metadata.
 const Version = "0.1.0"
 
-// gossipHealth is what an agent spreads by gossip besides its direct
-// reports to the leader: whether it belongs to a Raft cluster (so that a
-// wiped agent never bootstraps a second one) and its instances' states.
+// gossipHealth is what a server agent spreads by gossip besides its
+// direct reports: whether it belongs to a Raft cluster, so that a wiped
+// agent never bootstraps a second one (maybeBootstrap, the only reader).
+// Nothing else goes in: every health message is passed on by every member
+// that hears it (membership's epidemic spread), so a field nobody reads
+// costs each of N hosts N messages per change. Instance states and the
+// leader's name once rode here and were never read; the leader learns
+// instance states from the direct reports.
 type gossipHealth struct {
-	Cluster   bool             `json:"c,omitempty"`
-	Leader    string           `json:"l,omitempty"`
-	Instances []gossipInstance `json:"i,omitempty"`
-}
-
-type gossipInstance struct {
-	DBID   int  `json:"d"`
-	Up     bool `json:"u,omitempty"`
-	Failed bool `json:"f,omitempty"`
+	Cluster bool `json:"c,omitempty"`
 }
 
 // gossipAddr splits cfg.GossipAddr.
@@ -176,33 +173,24 @@ func (a *Agent) forwardMeshEvents(ctx context.Context) {
 	}
 }
 
-// healthRefresh: how often an unchanged health report is gossiped again.
-const healthRefresh = 10 * time.Second
-
+// publishHealth spreads this agent's gossipHealth when it changed. A
+// client spreads none: it can never bootstrap, and maybeBootstrap looks
+// at servers only. An unchanged report is not sent again: push-pull and
+// every join's state exchange give it to members that missed it, so an
+// idle cluster's gossip carries no health at all.
 func (a *Agent) publishHealth() {
-	leader, _ := a.node.Leader()
-	h := gossipHealth{Cluster: a.node.HasState(), Leader: leader}
-	for _, r := range a.exec.lastReports() {
-		h.Instances = append(h.Instances, gossipInstance{DBID: r.DBID, Up: r.Up, Failed: r.Failed})
+	if a.cfg.Client {
+		return
 	}
-	for {
-		b, _ := json.Marshal(h)
-		if len(b) <= membership.MaxHealthSize || len(h.Instances) == 0 {
-			// Gossip sends only queued news: an unchanged report is
-			// sent again only every healthRefresh, so an idle cluster's
-			// gossip is nearly silent.
-			if bytes.Equal(b, a.healthSent) && a.clock.Now().Sub(a.healthSentAt) < healthRefresh {
-				return
-			}
-			a.healthSent, a.healthSentAt = b, a.clock.Now()
-			if err := a.mesh.SetHealth(b); err != nil {
-				a.log.Debug("gossip health not spread", "err", err)
-			}
-			return
-		}
-		// A host with many instances: the direct reports carry them all.
-		h.Instances = h.Instances[:len(h.Instances)/2]
+	b, _ := json.Marshal(gossipHealth{Cluster: a.node.HasState()})
+	if bytes.Equal(b, a.healthSent) {
+		return
 	}
+	if err := a.mesh.SetHealth(b); err != nil {
+		a.log.Debug("gossip health not spread", "err", err)
+		return
+	}
+	a.healthSent = b
 }
 
 // maybeBootstrap starts a new Raft cluster once bootstrap_expect agents
