@@ -170,6 +170,14 @@ func (c *Cluster) StartAgent(bin string, h *Host) (*Agent, error) {
 	cmd := h.Command(context.Background(), bin, "agent", "--config", filepath.Join(hdir, "agent.yaml"))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if h.NS == "" {
+		// A host in the root namespace (gpbench scale's real hosts)
+		// has no namespace for the caller's cleanup to delete: should
+		// the caller die without stopping it (a test binary killed at
+		// its timeout), the agent is told to stop, and stops its
+		// instances as on any SIGTERM.
+		cmd.SysProcAttr.Pdeathsig = syscall.SIGTERM
+	}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("start agent %s: %w", h.Name, err)
