@@ -1,7 +1,14 @@
 package agent
 
 import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/gpagent/gpagent/api"
 	"github.com/gpagent/gpagent/topology"
@@ -51,5 +58,61 @@ func TestClientNode_UnchangedViewIsEquivalent(t *testing.T) {
 	}
 	if name, _ := c.Leader(); name != "srv1" {
 		t.Fatalf("leader %q, want srv1", name)
+	}
+}
+
+// A server holds a client's topology query while that host's view is
+// unchanged (a commit about other hosts is no news to it), but answers at
+// once a query that needs a version it holds: the leader acknowledged the
+// client's report at that version, and the lease renews only once the
+// client's view reaches it. Without Need such a client waited out the
+// whole query with its lease run out (gpbench scale, 100 agents).
+func TestTopologyQuery_HeldUntilTheViewChangesOrIsNeeded(t *testing.T) {
+	segs := []topology.Segment{
+		{DBID: 2, Content: 0, Role: topology.RolePrimary, Hostname: "h1", Status: topology.StatusUp},
+		{DBID: 3, Content: 0, Role: topology.RoleMirror, Hostname: "h2", Status: topology.StatusUp},
+		{DBID: 4, Content: 1, Role: topology.RolePrimary, Hostname: "h3", Status: topology.StatusUp},
+		{DBID: 5, Content: 1, Role: topology.RoleMirror, Hostname: "h4", Status: topology.StatusUp},
+	}
+	node := newClientNode(false) // stands for a follower's committed state
+	a := &Agent{cfg: &Config{Name: "srv2"}, log: slog.New(slog.NewTextHandler(io.Discard, nil)), node: node}
+	commit := func(v uint64) *topology.Topology {
+		top := &topology.Topology{ConfigVersion: v, Segments: slices.Clone(segs)}
+		node.update(&api.TopologyView{Leader: "srv1", Topology: top})
+		return top
+	}
+	if !a.viewNewerThan(commit(10), "h1", 9) { // the server follows from 10
+		t.Fatal("h1's query at 9 held at 10")
+	}
+	segs[3].Status = topology.StatusDown // content 1 only: h3 and h4
+	t11 := commit(11)
+	if a.viewNewerThan(t11, "h1", 10) {
+		t.Error("h1's query answered for a commit that did not touch its view")
+	}
+	if !a.viewNewerThan(t11, "h3", 10) {
+		t.Error("h3's query held though its view changed")
+	}
+	if !a.viewNewerThan(t11, "", 10) {
+		t.Error("a query for the whole topology held at a new version")
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req := httptest.NewRequest("GET", "/v1/topology?index=10&need=11&host=h1&leader=srv1&wait=1m", nil).WithContext(ctx)
+	b, err := a.topologyAnswer(req)
+	if err != nil {
+		t.Fatalf("query with need=11: %v (held while the server holds 11?)", err)
+	}
+	var v api.TopologyView
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatal(err)
+	}
+	if v.Topology.ConfigVersion != 11 {
+		t.Fatalf("answered at version %d, want 11", v.Topology.ConfigVersion)
+	}
+	for _, s := range v.Topology.Segments {
+		if s.Hostname != "h1" && s.Hostname != "h2" {
+			t.Fatalf("h1's view holds %s's dbid %d", s.Hostname, s.DBID)
+		}
 	}
 }

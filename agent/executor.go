@@ -368,6 +368,9 @@ func (e *executor) report(ctx context.Context, reports []api.InstanceReport) {
 	}
 	e.markCaughtUp(ack.ConfigVersion)
 	e.acknowledged(sent, reports, ack.ConfigVersion)
+	if c, ok := e.a.node.(*clientNode); ok {
+		c.needVersion(ack.ConfigVersion)
+	}
 }
 
 // acknowledged records the leader's acknowledgement, at its committed

@@ -125,23 +125,44 @@ func (c *Client) Report(ctx context.Context, r Report) (*ReportAck, error) {
 	return &ack, c.do(ctx, http.MethodPost, "/v1/report", r, &ack)
 }
 
-// Topology is the blocking query of GET /v1/topology: the agent answers
-// once its committed topology is newer than version index, once the
-// leader it knows is not leader (the caller's hint, "" for none), or
-// after wait. host asks for that host's view (its contents only; "" for
-// the whole topology but its history). An agent's credential is needed.
-func (c *Client) Topology(ctx context.Context, index uint64, wait time.Duration, leader, host string) (*TopologyView, error) {
+// Topology is the blocking query of GET /v1/topology: a server answers
+// once the view asked for changed after q.Index (the whole topology: any
+// newer version), once it holds q.Need, once the leader it knows is not
+// q.Leader, or after q.Wait. An agent's credential is needed.
+func (c *Client) Topology(ctx context.Context, q TopologyQuery) (*TopologyView, error) {
 	var v TopologyView
-	q := url.Values{}
-	q.Set("index", strconv.FormatUint(index, 10))
-	q.Set("wait", wait.String())
-	if leader != "" {
-		q.Set("leader", leader)
+	vals := url.Values{}
+	vals.Set("index", strconv.FormatUint(q.Index, 10))
+	vals.Set("wait", q.Wait.String())
+	if q.Leader != "" {
+		vals.Set("leader", q.Leader)
 	}
-	if host != "" {
-		q.Set("host", host)
+	if q.Host != "" {
+		vals.Set("host", q.Host)
 	}
-	return &v, c.once(ctx, http.MethodGet, "/v1/topology?"+q.Encode(), nil, &v)
+	if q.Need > q.Index {
+		vals.Set("need", strconv.FormatUint(q.Need, 10))
+	}
+	return &v, c.once(ctx, http.MethodGet, "/v1/topology?"+vals.Encode(), nil, &v)
+}
+
+// TopologyQuery is a blocking query for a host's view of the topology
+// (GET /v1/topology).
+type TopologyQuery struct {
+	// Index: the config version the caller holds; the answer waits for
+	// news after it.
+	Index uint64
+	// Wait bounds the wait; the server answers with what it has then.
+	Wait time.Duration
+	// Leader: the leader the caller knows; a server that knows another
+	// answers at once.
+	Leader string
+	// Host: the view asked for ("": the whole topology).
+	Host string
+	// Need: a version the caller must reach (the leader acknowledged its
+	// report at it); a server answers as soon as it holds it, even if the
+	// host's view is unchanged.
+	Need uint64
 }
 
 // notLeaderPatience is how long a call waits out an election (a
