@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gpagent/gpagent/api"
@@ -273,6 +274,15 @@ func (c *clientNode) forgetLeader(name string) {
 	c.mu.Unlock()
 }
 
+// leaderForgotten reports whether name, the leader a query was sent to,
+// is no longer the one this client knows (forgetLeader, or a newer
+// answer named another).
+func (c *clientNode) leaderForgotten(name string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.leader != name
+}
+
 // requery cuts the blocking query under way short, so the next one asks
 // afresh (a report to the leader failed: it may no longer lead).
 func (c *clientNode) requery() {
@@ -315,9 +325,11 @@ func (a *Agent) runClientWatch(ctx context.Context, c *clientNode) {
 			continue
 		}
 		qctx, cancel := context.WithTimeout(ctx, topologyWait+10*time.Second)
+		var kicked atomic.Bool
 		go func() {
 			select {
 			case <-c.kick:
+				kicked.Store(true)
 				cancel()
 			case <-qctx.Done():
 			}
@@ -327,6 +339,13 @@ func (a *Agent) runClientWatch(ctx context.Context, c *clientNode) {
 		if err != nil {
 			if ctx.Err() != nil {
 				return
+			}
+			if kicked.Load() && !c.leaderForgotten(leader) {
+				// Cut short to ask again with a version now needed
+				// (needVersion): the server is as good as before, and
+				// forgetting the leader here sent the next query to
+				// any server.
+				continue
 			}
 			a.log.Debug("topology query failed", "server", addr, "err", err)
 			if leader != "" {

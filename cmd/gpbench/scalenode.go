@@ -92,7 +92,17 @@ func cmdScaleNode(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	defer logf.Close()
-	log := slog.New(slog.NewTextHandler(logf, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	// Warnings and errors only, unless GPBENCH_SCALE_LOG names another
+	// level (info logs every topology change the leader commits; debug
+	// every failed report or query): a diagnosis of a size that does
+	// not come up needs them, a measurement does not.
+	level := slog.LevelWarn
+	if s := os.Getenv("GPBENCH_SCALE_LOG"); s != "" {
+		if err := level.UnmarshalText([]byte(s)); err != nil {
+			return fmt.Errorf("GPBENCH_SCALE_LOG: %w", err)
+		}
+	}
+	log := slog.New(slog.NewTextHandler(logf, &slog.HandlerOptions{Level: level}))
 	world := simpg.NewWorld(simpg.Options{})
 	defer world.Close()
 	snet := simnet.New()
