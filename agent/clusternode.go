@@ -74,14 +74,17 @@ var errClient = fmt.Errorf("a client agent (server: false) holds no Raft log: %w
 // acknowledgement of a report made on a version the view has reached
 // (topology.PendingRenewals), as on a Raft follower.
 type clientNode struct {
-	mu       sync.Mutex
-	cur      *topology.Topology
-	leader   string
-	servers  []consensus.Server
-	watch    chan struct{}
-	changes  chan struct{}
-	existing bool
-	received bool
+	mu      sync.Mutex
+	cur     *topology.Topology
+	leader  string
+	servers []consensus.Server
+	// serverAPIs: each server's API address, by agent name, as the
+	// servers last named them (a client without gossip finds them so).
+	serverAPIs map[string]string
+	watch      chan struct{}
+	changes    chan struct{}
+	existing   bool
+	received   bool
 	// sameFrom is the lowest config version from which the view has been
 	// what it is now but for the version (key: the view so encoded): a
 	// commit that touched only other hosts changes nothing here.
@@ -181,8 +184,12 @@ func (c *clientNode) update(v *api.TopologyView) {
 	c.leader = v.Leader
 	if len(v.Servers) > 0 {
 		c.servers = c.servers[:0:0]
+		c.serverAPIs = map[string]string{}
 		for _, s := range v.Servers {
 			c.servers = append(c.servers, consensus.Server{ID: s.ID, Name: s.Name, Address: s.Address, Voter: s.Voter, Leader: s.Leader})
+			if s.API != "" {
+				c.serverAPIs[s.Name] = s.API
+			}
 		}
 	}
 	newer := v.Topology != nil && (!c.received || v.Topology.ConfigVersion > c.cur.ConfigVersion)
@@ -262,6 +269,27 @@ func (c *clientNode) needed() uint64 {
 		return c.need
 	}
 	return 0
+}
+
+// serverAPI is the API address the servers' last answer gave for the
+// server named name.
+func (c *clientNode) serverAPI(name string) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	addr, ok := c.serverAPIs[name]
+	return addr, ok && addr != ""
+}
+
+// knownServerAPIs are the servers' API addresses from their last answer.
+func (c *clientNode) knownServerAPIs() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]string, 0, len(c.serverAPIs))
+	for _, addr := range c.serverAPIs {
+		out = append(out, addr)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // forgetLeader drops the leader's name after a failed query or report:
@@ -373,8 +401,10 @@ func sleepCtx(ctx context.Context, clock Clock, d time.Duration) bool {
 	}
 }
 
-// serverAPIs are the API addresses of the alive members that hold the
-// Raft log (their gossip advertises a Raft address).
+// serverAPIs are the API addresses of the servers a client may ask: the
+// alive members that hold the Raft log (their gossip advertises a Raft
+// address), the servers named in the last answer, and the servers
+// configured (servers: a client without gossip starts from them).
 func (a *Agent) serverAPIs() []string {
 	var out []string
 	for _, m := range a.mesh.Members() {
@@ -382,7 +412,12 @@ func (a *Agent) serverAPIs() []string {
 			out = append(out, m.Meta.APIAddr)
 		}
 	}
-	return out
+	if c, ok := a.node.(*clientNode); ok {
+		out = append(out, c.knownServerAPIs()...)
+	}
+	out = append(out, a.cfg.Servers...)
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // maxTopologyWait bounds the wait a caller may ask of GET /v1/topology.
@@ -469,7 +504,9 @@ func (a *Agent) topologyView(t *topology.Topology, leader, host string) ([]byte,
 	var servers []api.TopologyServer
 	if list, err := a.node.Servers(); err == nil {
 		for _, s := range list {
-			servers = append(servers, api.TopologyServer{ID: s.ID, Name: s.Name, Address: s.Address, Voter: s.Voter, Leader: s.Leader})
+			ts := api.TopologyServer{ID: s.ID, Name: s.Name, Address: s.Address, Voter: s.Voter, Leader: s.Leader}
+			ts.API, _ = a.memberAPI(s.Name)
+			servers = append(servers, ts)
 		}
 	}
 	c := &a.topoCache

@@ -33,6 +33,7 @@ type fileConfig struct {
 	RemoveLeftAfter     time.Duration  `yaml:"remove_left_after"`
 	GossipAddr          string         `yaml:"gossip_addr"`
 	Join                []string       `yaml:"join"`
+	Servers             []string       `yaml:"servers"`
 	GossipKeyFile       string         `yaml:"gossip_key_file"`
 	TLS                 tlsFileConfig  `yaml:"tls"`
 	TokenFile           string         `yaml:"token_file"`
@@ -95,6 +96,13 @@ type Config struct {
 	Client     bool
 	GossipAddr string
 	Join       []string
+	// Servers: the servers' API addresses, for a client (server: false)
+	// that finds them without gossip. A client with servers and no join
+	// joins no gossip pool: the servers learn it from its reports, and it
+	// learns the servers from their answers (Nomad's clients). A thousand
+	// clients gossiping cost every host a thousand members' probes and
+	// state exchanges for a failure detector the lease already is.
+	Servers    []string
 	GossipKeys [][]byte
 	// GossipKeyFile is where GossipKeys were read from (startGossipKeys
 	// compares its age with the keyring saved by `gpagent keyring`).
@@ -233,6 +241,7 @@ func (fc fileConfig) validate() (*Config, error) {
 		RemoveLeftAfter:     fc.RemoveLeftAfter,
 		GossipAddr:          fc.GossipAddr,
 		Join:                fc.Join,
+		Servers:             fc.Servers,
 		TLSCAFile:           fc.TLS.CAFile,
 		TLSCertFile:         fc.TLS.CertFile,
 		TLSKeyFile:          fc.TLS.KeyFile,
@@ -320,8 +329,10 @@ func (fc fileConfig) validate() (*Config, error) {
 		return nil, errors.New("bootstrap and bootstrap_expect: give one")
 	case c.Client && (c.Bootstrap || c.BootstrapExpect > 0):
 		return nil, errors.New("server: false: a client agent holds no Raft log, so it cannot bootstrap a cluster (drop bootstrap and bootstrap_expect, or make it a server)")
-	case c.Client && len(c.Join) == 0:
-		return nil, errors.New("server: false: a client agent finds the servers by gossip; give join")
+	case c.Client && len(c.Join) == 0 && len(c.Servers) == 0:
+		return nil, errors.New("server: false: a client agent finds the servers by gossip (join) or by their API addresses (servers); give one")
+	case !c.Client && len(c.Servers) > 0:
+		return nil, errors.New("servers: only a client (server: false) finds the servers by their API addresses; a server joins them by gossip (join)")
 	case c.SuperPassword == "":
 		return nil, errors.New("postgres.superuser_password: required")
 	case c.ReplPassword == "":
@@ -330,6 +341,11 @@ func (fc fileConfig) validate() (*Config, error) {
 	for i, j := range c.Join {
 		if _, _, err := net.SplitHostPort(j); err != nil {
 			return nil, fmt.Errorf("join[%d]: %q is not host:port", i, j)
+		}
+	}
+	for i, addr := range c.Servers {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return nil, fmt.Errorf("servers[%d]: %q is not host:port", i, addr)
 		}
 	}
 	for field, addr := range map[string]string{"api_addr": c.APIAddr, "raft_addr": c.RaftAddr, "gossip_addr": c.GossipAddr} {

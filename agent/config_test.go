@@ -62,7 +62,9 @@ func TestParseConfig_Errors(t *testing.T) {
 		{"bad log format", goodConfig + "log_format: xml\n", "log_format"},
 		{"negative remove_left_after", goodConfig + "remove_left_after: -1s\n", "remove_left_after"},
 		{"client that bootstraps", goodConfig + "server: false\nbootstrap: true\n", "server: false"},
-		{"client without join", goodConfig + "server: false\n", "give join"},
+		{"client without join", goodConfig + "server: false\n", "join) or by their API addresses (servers); give one"},
+		{"servers on a server", goodConfig + "servers: [\"10.0.0.1:7000\"]\n", "servers: only a client"},
+		{"servers not host:port", goodConfig + "server: false\nservers: [\"10.0.0.1\"]\n", `servers[0]: "10.0.0.1" is not host:port`},
 		{"server not a bool", goodConfig + "server: maybe\n", "maybe"},
 	}
 	for _, tc := range cases {

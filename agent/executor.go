@@ -353,7 +353,7 @@ func (e *executor) report(ctx context.Context, reports []api.InstanceReport) {
 	// deadline dropped it and fenced the host.
 	rctx, cancel := context.WithTimeout(ctx, reportTimeout(e.a.cfg.ProbeTimeout, e.a.cfg.Lease))
 	defer cancel()
-	ack, err := e.a.peerClient(addr).Report(rctx, api.Report{Agent: e.a.cfg.Name, Instances: reports})
+	ack, err := e.a.peerClient(addr).Report(rctx, api.Report{Agent: e.a.cfg.Name, Instances: reports, API: e.a.advertisedAPI()})
 	if err != nil {
 		e.log.Debug("report to leader failed", "leader", addr, "err", err)
 		if c, ok := e.a.node.(*clientNode); ok {

@@ -181,6 +181,7 @@ func (a *Agent) acceptReport(rep api.Report) *api.ReportAck {
 	// once its reports are made on it, and the leader counts it heard
 	// only then. The version from which the agent's view has been the
 	// current one, not the latest commit (leader.ackVersion).
+	a.lead.noteAPI(rep.Agent, rep.API, a.clock.Now())
 	v := a.lead.ackVersion(rep.Agent, a.node.Topology())
 	a.lead.accept(rep.Agent, a.ownInstances(rep.Agent, rep.Instances), v)
 	return &api.ReportAck{ConfigVersion: v}

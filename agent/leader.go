@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,6 +34,8 @@ type leader struct {
 	// views: per host, the version from which its view of the topology
 	// has been the current one (the acknowledgement's version, ackVersion).
 	views topology.ViewVersions
+	// direct: agents known by their reports (clients without gossip).
+	direct map[string]directClient
 	// deadSince: when the leader first saw a voter dead in gossip.
 	deadSince map[string]time.Time
 	// deadVoterGrace: deadVoterGrace, shorter in tests.
@@ -402,5 +405,56 @@ func withoutContents(t *topology.Topology, extra, base []topology.SegmentUpdate)
 			out = append(out, u)
 		}
 	}
+	return out
+}
+
+// directClient is an agent this leader knows from its reports alone: a
+// client that joined no gossip pool (servers in its config).
+type directClient struct {
+	name string
+	api  string
+	at   time.Time // last report, on this leader's clock
+}
+
+// noteAPI records the API address an agent's report gave, so that the
+// leader reaches a client without gossip (preflight of an init or an
+// addmirrors, members). Only from an authenticated report (the agent
+// credential): an address is not taken from anyone else.
+func (l *leader) noteAPI(agent, addr string, now time.Time) {
+	if addr == "" {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.direct == nil {
+		l.direct = map[string]directClient{}
+	}
+	l.direct[agent] = directClient{name: agent, api: addr, at: now}
+}
+
+// clientAPI is the API address of a client heard within lease + margin:
+// one not heard that long is lost for failover too.
+func (l *leader) clientAPI(name string, now time.Time) (string, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c, ok := l.direct[name]
+	if !ok || now.Sub(c.at) > l.a.cfg.Lease+l.a.cfg.LeaseMargin {
+		return "", false
+	}
+	return c.api, true
+}
+
+// directClients lists the clients reports made known, heard within lease
+// + margin, sorted by name.
+func (l *leader) directClients(now time.Time) []directClient {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []directClient
+	for _, c := range l.direct {
+		if now.Sub(c.at) <= l.a.cfg.Lease+l.a.cfg.LeaseMargin {
+			out = append(out, c)
+		}
+	}
+	slices.SortFunc(out, func(x, y directClient) int { return strings.Compare(x.name, y.name) })
 	return out
 }

@@ -43,5 +43,17 @@ func (a *Agent) getMembers(r *http.Request) (any, error) {
 		}
 		out.Members = append(out.Members, am)
 	}
+	// Clients without gossip (servers in their config), as this leader
+	// knows them from their reports; another agent does not know them.
+	for _, c := range a.lead.directClients(a.clock.Now()) {
+		if _, inGossip := a.mesh.Member(c.name); inGossip {
+			continue
+		}
+		am := api.Member{Name: c.name, Status: string(membership.StatusAlive), APIAddr: c.api, RaftRole: "client", Instances: []int{}}
+		for _, s := range t.OnHost(c.name) {
+			am.Instances = append(am.Instances, s.DBID)
+		}
+		out.Members = append(out.Members, am)
+	}
 	return out, nil
 }

@@ -237,7 +237,8 @@ func (a *Agent) maybeBootstrap() {
 }
 
 // leaderAPI returns the API address of the current leader, from its
-// gossip metadata.
+// gossip metadata, else (a client without gossip) from the servers'
+// last answer.
 func (a *Agent) leaderAPI() (string, bool) {
 	id, _ := a.node.Leader()
 	if id == "" {
@@ -247,25 +248,48 @@ func (a *Agent) leaderAPI() (string, bool) {
 		return a.advertisedAPI(), true
 	}
 	m, ok := a.mesh.Member(id)
-	if !ok || m.Meta.APIAddr == "" {
+	if !ok {
+		return a.directoryAPI(id)
+	}
+	if m.Meta.APIAddr == "" {
 		return "", false
 	}
 	return m.Meta.APIAddr, true
 }
 
-// memberAPI returns the API address of the named agent.
+// memberAPI returns the API address of the named agent: alive in gossip,
+// or, for one gossip does not know, a server the servers named (on a
+// client) or a client heard by this leader (one that joined no gossip
+// pool: servers in its config).
 func (a *Agent) memberAPI(name string) (string, bool) {
 	if name == a.cfg.Name {
 		return a.advertisedAPI(), true
 	}
 	m, ok := a.mesh.Member(name)
-	if !ok || m.Status != membership.StatusAlive {
+	if !ok {
+		return a.directoryAPI(name)
+	}
+	if m.Status != membership.StatusAlive {
 		return "", false
 	}
 	return m.Meta.APIAddr, true
 }
 
-// hostKnown reports whether an agent of that name is alive in the mesh.
+// directoryAPI finds an agent gossip does not know: a server, by the
+// servers' last answer to this client; a client without gossip, by its
+// reports to this leader.
+func (a *Agent) directoryAPI(name string) (string, bool) {
+	if c, ok := a.node.(*clientNode); ok {
+		return c.serverAPI(name)
+	}
+	if a.lead == nil {
+		return "", false
+	}
+	return a.lead.clientAPI(name, a.clock.Now())
+}
+
+// hostKnown reports whether an agent of that name is alive in the mesh,
+// or is a client without gossip this leader heard within lease + margin.
 func (a *Agent) hostKnown(name string) bool {
 	_, ok := a.memberAPI(name)
 	return ok
@@ -276,6 +300,13 @@ func (a *Agent) knownHosts() []string {
 	for _, m := range a.mesh.Members() {
 		if m.Status == membership.StatusAlive {
 			out = append(out, m.Name)
+		}
+	}
+	if a.lead != nil {
+		for _, c := range a.lead.directClients(a.clock.Now()) {
+			if !slices.Contains(out, c.name) {
+				out = append(out, c.name)
+			}
 		}
 	}
 	return out

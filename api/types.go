@@ -111,6 +111,9 @@ func (r InstanceReport) Observation() topology.Observation {
 type Report struct {
 	Agent     string           `json:"agent"`
 	Instances []InstanceReport `json:"instances"`
+	// API: the reporting agent's API address. The leader reaches a
+	// client that joined no gossip pool there (preflight, members).
+	API string `json:"api,omitempty"`
 }
 
 // ReportAck is the leader's answer to a report: the config version it has
@@ -307,6 +310,9 @@ type TopologyServer struct {
 	ID      string `json:"id"`
 	Name    string `json:"name"`
 	Address string `json:"address"`
-	Voter   bool   `json:"voter"`
-	Leader  bool   `json:"leader,omitempty"`
+	// API: the server's API address, where a client without gossip
+	// (servers in its config) sends its queries and reports.
+	API    string `json:"api,omitempty"`
+	Voter  bool   `json:"voter"`
+	Leader bool   `json:"leader,omitempty"`
 }

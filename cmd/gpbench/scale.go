@@ -38,6 +38,7 @@ type scaleOptions struct {
 	buildGpagent bool
 	keep         bool
 	clients      bool // segment hosts run as client agents (server: false)
+	clientGossip bool // the clients join the gossip pool (join) instead of naming the servers (servers)
 	real         int  // segment hosts run as real gpagent agents with real PostgreSQL
 	octet        int  // 127.octet.0.0/16 holds this run's agents
 }
@@ -84,6 +85,7 @@ func cmdScale(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&o.gpagent, "gpagent", "", "gpagent binary for the state timing (default: next to gpbench, else in PATH)")
 	fs.BoolVar(&o.buildGpagent, "build-gpagent", false, "go build ./cmd/gpagent into a temporary folder for the state timing")
 	fs.BoolVar(&o.keep, "keep", false, "keep each size's folder (agent logs, Raft data)")
+	fs.BoolVar(&o.clientGossip, "client-gossip", false, "the client agents join the gossip pool (join: the servers' gossip addresses); by default they join none and find the servers by their API addresses (servers:), as the large-cluster shape runs")
 	fs.BoolVar(&o.clients, "clients", true, "run the segment hosts as client agents (server: false: no Raft log, the topology by a blocking query); false makes every agent a Raft member (nonvoters past the 3 voters), the design before")
 	fs.IntVar(&o.real, "real", 0, "run this many of each size's segment hosts as real gpagent agent processes (the --gpagent binary) with real PostgreSQL, one primary and one mirror each, mirrors among the real hosts; a trial then kill -9s a real primary's postmaster (a mixed cluster; 0 or at least 2)")
 	if err := parseFlags(fs, args, stderr); err != nil {
@@ -409,6 +411,10 @@ func runScaleSize(ctx context.Context, o scaleOptions, self, bin string, n int, 
 		hs.Peers = append(hs.Peers, scaleServerIP(o, i))
 	}
 	join := []string{seed, fmt.Sprintf("%s:%d", scaleServerIP(o, 1), scaleGossipPort)}
+	var serverAPIs []string
+	for i := range scaleServers {
+		serverAPIs = append(serverAPIs, fmt.Sprintf("%s:%d", scaleServerIP(o, i), scaleAPIPort))
+	}
 	var hostNames, realNames, realIPs []string
 	for i := range nhosts {
 		name := fmt.Sprintf("sdw%d", i+1)
@@ -420,7 +426,11 @@ func runScaleSize(ctx context.Context, o scaleOptions, self, bin string, n int, 
 			hs.Peers = append(hs.Peers, scaleHostIP(o, i))
 			continue
 		}
-		hs.Agents = append(hs.Agents, scaleAgentSpec{Name: name, IP: scaleHostIP(o, i), Client: o.clients, Join: join})
+		as := scaleAgentSpec{Name: name, IP: scaleHostIP(o, i), Client: o.clients, Join: join}
+		if o.clients && !o.clientGossip {
+			as.Join, as.Servers = nil, serverAPIs
+		}
+		hs.Agents = append(hs.Agents, as)
 	}
 	hosts, err := startScaleChild(ctx, self, dir, "hosts", hs)
 	if err != nil {
@@ -438,7 +448,7 @@ func runScaleSize(ctx context.Context, o scaleOptions, self, bin string, n int, 
 	// raftMembers counts the clients too (raft_role "client"): all n
 	// agents alive, the clients outside Raft.
 	if err := waitFor(ctx, fmt.Sprintf("all %d agents in Raft or alive as clients", n), func() (bool, string) {
-		m, err := cl.Members(ctx)
+		m, err := leaderMembers(ctx, o, cl)
 		if err != nil {
 			return false, err.Error()
 		}
@@ -569,6 +579,22 @@ func raftMembers(m *api.Members) int {
 	return k
 }
 
+// leaderMembers is the members list of the leader, asked through cl (a
+// server): only the leader knows the clients without gossip, from their
+// reports.
+func leaderMembers(ctx context.Context, o scaleOptions, cl *api.Client) (*api.Members, error) {
+	m, err := cl.Members(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i := range scaleServers {
+		if name := fmt.Sprintf("srv%d", i+1); m.Leader == name && i > 0 {
+			return api.NewClient(fmt.Sprintf("%s:%d", scaleServerIP(o, i), scaleAPIPort)).WithToken(os.Getenv("GPAGENT_TOKEN")).Members(ctx)
+		}
+	}
+	return m, nil
+}
+
 // waitFor polls cond every 200 ms until it holds or ctx ends.
 func waitFor(ctx context.Context, what string, cond func() (bool, string)) error {
 	last := ""
@@ -587,7 +613,7 @@ func waitFor(ctx context.Context, what string, cond func() (bool, string)) error
 }
 
 func scaleIdle(ctx context.Context, o scaleOptions, r *sizeResult, cl *api.Client, servers []*scaleChild, hosts *scaleChild) {
-	m, err := cl.Members(ctx)
+	m, err := leaderMembers(ctx, o, cl)
 	if err != nil {
 		r.why("leader_cpu_idle_pct", err.Error())
 		return

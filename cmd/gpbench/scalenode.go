@@ -54,6 +54,9 @@ type scaleAgentSpec struct {
 	Join      []string `json:"join,omitempty"`
 	// Client: the agent holds no Raft log (server: false).
 	Client bool `json:"client,omitempty"`
+	// Servers: the servers' API addresses, for a client without gossip
+	// (servers: in its config, no join).
+	Servers []string `json:"servers,omitempty"`
 }
 
 // cmdScaleNode is the child of gpbench scale: it runs the agents of its
@@ -115,6 +118,9 @@ func cmdScaleNode(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	defer wg.Wait()
 	for _, as := range spec.Agents {
 		start := "join: [" + strings.Join(as.Join, ", ") + "]"
+		if len(as.Servers) > 0 {
+			start = "servers: [" + strings.Join(as.Servers, ", ") + "]"
+		}
 		if as.Bootstrap {
 			start = "bootstrap: true"
 		}
