@@ -3,9 +3,11 @@ package agent
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/gpagent/gpagent/api"
 	"github.com/gpagent/gpagent/topology"
 )
 
@@ -234,5 +236,64 @@ func TestSimClientRestartCatchesUp(t *testing.T) {
 	c.world.Crash(p.Address, p.Port)
 	c.waitPromoted(p, m)
 	w.waitAckedAfter(t0, "writes on the promoted mirror")
+	w.check()
+}
+
+// TestSimClientWithoutGossip: clients that join no gossip pool (servers:
+// the servers' API addresses, no join) are listed by the leader from their
+// reports, take part in init (preflight reaches them through the address
+// they report), fail over on their host's loss no sooner than the lease
+// (the lease renewed by reports alone), and never appear in a server's
+// gossip.
+func TestSimClientWithoutGossip(t *testing.T) {
+	c := newSimCluster(t, 3, "")
+	var apis []string
+	for _, h := range c.hosts {
+		apis = append(apis, c.agent(h).APIAddr())
+	}
+	for range 2 {
+		c.addHostStarting("servers: ["+strings.Join(apis, ", ")+"]", "server: false\n")
+	}
+	c.waitUntil("the leader lists both clients", func() (bool, string) {
+		m, err := api.NewClient(c.agent(c.waitLeader()).APIAddr()).WithToken(c.token).Members(context.Background())
+		if err != nil {
+			return false, err.Error()
+		}
+		n := 0
+		for _, x := range m.Members {
+			if x.RaftRole == "client" && x.Status == "alive" && x.APIAddr != "" {
+				n++
+			}
+		}
+		return n == 2, fmt.Sprintf("%d clients: %+v", n, m.Members)
+	})
+	c.initCluster(1)
+	for _, h := range c.hosts {
+		if !c.isClient(h) {
+			for _, m := range c.agent(h).mesh.Members() {
+				if strings.HasPrefix(m.Name, "sdw4") || strings.HasPrefix(m.Name, "sdw5") {
+					t.Errorf("server %s has client %s in its gossip pool", h.name, m.Name)
+				}
+			}
+			continue
+		}
+		if n := len(c.agent(h).mesh.Members()); n != 1 {
+			t.Errorf("client %s's gossip pool holds %d members, want itself alone", h.name, n)
+		}
+		c.waitClientCaughtUp(h)
+	}
+
+	host, p, m := c.clientPrimary()
+	w := c.startWriter(p.Content)
+	w.waitAckedAfter(time.Now(), "writes before the host loss")
+	t0 := time.Now()
+	c.stop(host)
+	c.world.KillHost(host.name)
+	c.waitPromoted(p, m)
+	cfg := c.agent(c.waitLeader()).cfg
+	if d := time.Since(t0); d < cfg.Lease {
+		t.Errorf("promoted %s after the host loss, sooner than the lease (%s)", d, cfg.Lease)
+	}
+	w.waitAckedAfter(t0, "writes after the host loss")
 	w.check()
 }

@@ -158,13 +158,20 @@ func newSimWorld(t *testing.T) *simCluster {
 // bootstraps the Raft cluster, the others join the first by gossip.
 func (c *simCluster) addHost(extra string) *simHost {
 	c.t.Helper()
+	start := "bootstrap: true"
+	if len(c.hosts) > 0 {
+		start = "join: [" + c.join + "]"
+	}
+	return c.addHostStarting(start, extra)
+}
+
+// addHostStarting adds a host whose config finds the cluster by start
+// (bootstrap, join or servers).
+func (c *simCluster) addHostStarting(start, extra string) *simHost {
+	c.t.Helper()
 	i := len(c.hosts)
 	h := &simHost{name: fmt.Sprintf("sdw%d", i+1), ip: fmt.Sprintf("127.0.0.%d", i+2), clock: &skewClock{}}
 	h.dir = filepath.Join(c.root, h.name)
-	start := "bootstrap: true"
-	if i > 0 {
-		start = "join: [" + c.join + "]"
-	}
 	h.cfgDoc = fmt.Sprintf(`name: %s
 address: %s
 data_dir: %s
