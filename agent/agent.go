@@ -70,6 +70,11 @@ type Agent struct {
 	peersSaved []string
 	// topoCache: the last answer to the clients' topology query.
 	topoCache topologyCache
+	// topoIndex: the index of the topology last looked up (indexed).
+	topoIndex struct {
+		mu sync.Mutex
+		x  *topology.Index
+	}
 }
 
 // APIAddrFile is written into the data dir with the API's bound address,
@@ -279,4 +284,18 @@ func (a *Agent) Run(ctx context.Context) error {
 // localInstance turns a topology segment into what the supervisor needs.
 func localInstance(s topology.Segment) supervisor.Instance {
 	return supervisor.Instance{DBID: s.DBID, Content: s.Content, Address: s.Address, Port: s.Port, DataDir: s.DataDir}
+}
+
+// indexed returns an index of t, a committed topology (never changed
+// after its commit): one per version, shared by the report handler and
+// the members list.
+func (a *Agent) indexed(t *topology.Topology) *topology.Index {
+	a.topoIndex.mu.Lock()
+	defer a.topoIndex.mu.Unlock()
+	if x := a.topoIndex.x; x != nil && x.Topology() == t {
+		return x
+	}
+	x := topology.NewIndex(t)
+	a.topoIndex.x = x
+	return x
 }

@@ -239,10 +239,10 @@ func checkReporter(p principal, agent string) error {
 // for its own. Others are dropped rather than the whole report refused,
 // since right after a move the reporter's topology may lag the leader's.
 func (a *Agent) ownInstances(agent string, in []api.InstanceReport) []api.InstanceReport {
-	t := a.node.Topology()
+	x := a.indexed(a.node.Topology())
 	out := in[:0:0]
 	for _, r := range in {
-		s, ok := t.Segment(r.DBID)
+		s, ok := x.Segment(r.DBID)
 		if !ok || s.Hostname != agent {
 			a.log.Warn("report names an instance of another host; ignored", "reporter", agent, "dbid", r.DBID)
 			continue

@@ -25,7 +25,7 @@ func (a *Agent) getMembers(r *http.Request) (any, error) {
 			role[s.ID] = "nonvoter"
 		}
 	}
-	t := a.node.Topology()
+	t := a.indexed(a.node.Topology())
 	out := &api.Members{}
 	out.Leader, _ = a.node.Leader()
 	for _, m := range a.mesh.Members() {
