@@ -44,7 +44,7 @@ func TestSampleConfig_DefaultsAreTrue(t *testing.T) {
 	// Examples, not defaults: their defaults depend on the host (os_user
 	// is resolved when the supervisor starts, by the agent's own user) or
 	// are "none".
-	examples := map[string]bool{"name": true, "address": true, "gossip_addr": true, "join": true, "gossip_key_file": true, "token_file": true, "tls": true, "os_user": true,
+	examples := map[string]bool{"name": true, "address": true, "gossip_addr": true, "join": true, "servers": true, "gossip_key_file": true, "token_file": true, "tls": true, "os_user": true,
 		// The *_file forms of the passwords are the alternative to the
 		// inline ones, not defaults: both set is an error.
 		"superuser_password_file": true, "replication_password_file": true}

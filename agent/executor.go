@@ -151,7 +151,7 @@ func (e *executor) transitioning() bool {
 	if len(t.Switchovers) > 0 || len(t.Rejoin) > 0 {
 		return true
 	}
-	for _, s := range t.OnHost(e.a.cfg.Name) {
+	for _, s := range e.a.indexed(t).OnHost(e.a.cfg.Name) {
 		if s.Role != topology.RolePrimary || s.Status != topology.StatusUp || s.Mode == topology.ModeSynced {
 			continue
 		}
@@ -189,7 +189,7 @@ func (e *executor) round(ctx context.Context) {
 		return
 	}
 	t := e.a.node.Topology()
-	mine := t.OnHost(e.a.cfg.Name)
+	mine := e.a.indexed(t).OnHost(e.a.cfg.Name)
 	if len(mine) == 0 {
 		// Nothing to probe, but the lease is renewed all the same: a
 		// missing lease file grants none, the ready endpoint of a host
@@ -240,7 +240,7 @@ func (e *executor) round(ctx context.Context) {
 	if !e.caughtUpWith(t) {
 		return
 	}
-	for _, s := range t.OnHost(e.a.cfg.Name) {
+	for _, s := range e.a.indexed(t).OnHost(e.a.cfg.Name) {
 		e.ensure(ctx, t, s)
 	}
 }
@@ -313,7 +313,7 @@ func (e *executor) stopAll(timeout time.Duration) {
 	defer cancel()
 	t := e.a.node.Topology()
 	var wg sync.WaitGroup
-	for _, s := range t.OnHost(e.a.cfg.Name) {
+	for _, s := range e.a.indexed(t).OnHost(e.a.cfg.Name) {
 		wg.Go(func() {
 			if err := e.a.drv.Stop(ctx, localInstance(s)); err != nil {
 				e.log.Error("stop failed", "dbid", s.DBID, "err", err)

@@ -59,7 +59,7 @@ func (a *Agent) fenceNow(ctx context.Context) {
 	}
 	e := a.exec
 	t := a.node.Topology()
-	if len(t.OnHost(a.cfg.Name)) == 0 {
+	if len(a.indexed(t).OnHost(a.cfg.Name)) == 0 {
 		// Nothing here to fence (a cluster still forming): no fence event.
 		return
 	}
@@ -70,7 +70,7 @@ func (a *Agent) fenceNow(ctx context.Context) {
 	var wg sync.WaitGroup
 	var failed atomic.Bool
 	var primaries []int
-	for _, s := range t.OnHost(a.cfg.Name) {
+	for _, s := range a.indexed(t).OnHost(a.cfg.Name) {
 		if s.Role != topology.RolePrimary {
 			continue
 		}

@@ -33,7 +33,7 @@ func (e *executor) writeInstances(t *topology.Topology) {
 		return
 	}
 	e.mu.Unlock()
-	b, err := json.Marshal(instancesRecord{ConfigVersion: t.ConfigVersion, Instances: t.OnHost(e.a.cfg.Name)})
+	b, err := json.Marshal(instancesRecord{ConfigVersion: t.ConfigVersion, Instances: e.a.indexed(t).OnHost(e.a.cfg.Name)})
 	if err != nil {
 		return
 	}

@@ -302,15 +302,23 @@ func (l *leader) lead(ctx context.Context) {
 	// another agent led) are added now.
 	l.manageVoters(ctx)
 	for {
-		took := l.reconcile(ctx)
+		took, committed := l.reconcile(ctx)
 		// Coalesce: the next reconcile waits twice as long as this one
-		// spent deciding (its commit's wait is not CPU), so that a burst of news (an init, a host's 16 instances
-		// reported one by one) costs the leader at most a third of a
-		// core, whatever the cluster's size; a reconcile of a few
-		// contents takes well under a millisecond and waits as little.
-		// Real time on purpose: it measures this machine's CPU, not the
-		// cluster's clock.
-		if gap := min(2*took, maxReconcileGap); gap > time.Millisecond {
+		// spent deciding (its commit's wait is not CPU), so that a burst
+		// of news costs the leader at most a third of a core whatever
+		// the cluster's size; and after a commit at least
+		// minCommitGap, so that a burst of changes (an init: every
+		// instance's creation, start and sync) is a few entries a second
+		// holding many changes each, not one entry per report: every
+		// entry wakes the clients whose view it changes, and each of
+		// them reports again. A first failure after a quiet spell is
+		// committed at once. Real time on purpose: it measures this
+		// machine's CPU, not the cluster's clock.
+		gap := min(2*took, maxReconcileGap)
+		if committed {
+			gap = max(gap, minCommitGap)
+		}
+		if gap > time.Millisecond {
 			select {
 			case <-ctx.Done():
 				return
@@ -330,18 +338,22 @@ func (l *leader) lead(ctx context.Context) {
 	}
 }
 
-// maxReconcileGap bounds the coalescing wait between two reconciles: a
-// failover waits for it at most once.
-const maxReconcileGap = 100 * time.Millisecond
+// maxReconcileGap bounds the coalescing wait between two reconciles, and
+// minCommitGap is the least wait after one that committed: a failover
+// waits for either at most once.
+const (
+	maxReconcileGap = 100 * time.Millisecond
+	minCommitGap    = 100 * time.Millisecond
+)
 
 // reconcile compares the committed topology with fresh observations and
 // commits the difference, if any, as one command. It returns the time it
-// spent deciding, on this machine's clock.
-func (l *leader) reconcile(ctx context.Context) time.Duration {
+// spent deciding, on this machine's clock, and whether it committed.
+func (l *leader) reconcile(ctx context.Context) (time.Duration, bool) {
 	began := time.Now()
 	t := l.a.node.Topology()
 	if !t.Initialized() {
-		return 0
+		return 0, false
 	}
 	l.pruneReports(t)
 	maxAge := 3*l.a.live().ProbeInterval + l.a.cfg.ProbeTimeout
@@ -356,7 +368,7 @@ func (l *leader) reconcile(ctx context.Context) time.Duration {
 		if l.a.live().AutoRecover && !t.Paused {
 			l.autoRecover(ctx, t, obs)
 		}
-		return took
+		return took, false
 	}
 	cmd := topology.Command{Type: topology.CmdUpdateSegments, BaseVersion: t.ConfigVersion, Updates: updates}
 	next, err := l.a.node.Apply(ctx, cmd)
@@ -371,7 +383,7 @@ func (l *leader) reconcile(ctx context.Context) time.Duration {
 			l.log.Info("topology changed", "dbid", u.DBID, "desc", u.Desc, "config_version", next.ConfigVersion)
 		}
 	}
-	return took
+	return took, err == nil
 }
 
 // autoRecover starts an incremental recovery of every failed instance

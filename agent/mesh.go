@@ -75,6 +75,7 @@ func (a *Agent) openMesh(transport memberlist.NodeAwareTransport) error {
 		Logger:    a.log,
 		Transport: transport,
 		Events:    a.meshEvents,
+		Alone:     a.cfg.Client && len(a.cfg.Join) == 0,
 	})
 	if err != nil {
 		return fmt.Errorf("gossip_addr %s: %w", a.cfg.GossipAddr, err)
