@@ -32,6 +32,10 @@ type clusterNode interface {
 	// Watch returns a channel closed at the next change (any number of
 	// readers: the blocking queries this server answers).
 	Watch() <-chan struct{}
+	// ViewSince is the version from which host's view of Topology has
+	// been what it is (consensus.Node.ViewSince); a client, which never
+	// answers for others, gives its view's version.
+	ViewSince(host string) uint64
 	IsLeader() bool
 	Leader() (name, addr string)
 	LeaderChanges() <-chan bool
@@ -116,6 +120,8 @@ func (c *clientNode) Watch() <-chan struct{} {
 	defer c.mu.Unlock()
 	return c.watch
 }
+
+func (c *clientNode) ViewSince(string) uint64 { return c.Topology().ConfigVersion }
 
 func (c *clientNode) IsLeader() bool { return false }
 
@@ -552,11 +558,6 @@ type topologyCache struct {
 	servers []api.TopologyServer
 	views   func(host string) *topology.Topology
 	bodies  map[string][]byte // by host
-	// since follows each host's view across the commits a follower's
-	// queries see (on its own lock: viewNewerThan runs in every waiting
-	// query).
-	sinceMu sync.Mutex
-	since   topology.ViewVersions
 }
 
 // viewNewerThan reports whether a query for host's view at index has
@@ -570,11 +571,9 @@ type topologyCache struct {
 //
 // The leader answers from the versions its acknowledgements name
 // (leader.ackVersion): a client must hold a version at or past its
-// acknowledgement to renew its lease, so an acknowledgement past index
-// is news even when the view is the same (a new term follows every host
-// from the version it first sees). A follower answers from the versions
-// it followed; one that began following after index answers once, with
-// a view the client finds equal to its own.
+// acknowledgement to renew its lease. A follower answers from the
+// versions its own log applied (consensus.Node.ViewSince): the same
+// entries, so the same versions once it has applied them.
 func (a *Agent) viewNewerThan(t *topology.Topology, host string, index uint64) bool {
 	if t.ConfigVersion <= index {
 		return false
@@ -585,9 +584,5 @@ func (a *Agent) viewNewerThan(t *topology.Topology, host string, index uint64) b
 	if a.node.IsLeader() && a.lead != nil {
 		return a.lead.ackVersion(host, t) > index
 	}
-	c := &a.topoCache
-	c.sinceMu.Lock()
-	defer c.sinceMu.Unlock()
-	c.since.Advance(t)
-	return c.since.Since(host) > index
+	return min(a.node.ViewSince(host), t.ConfigVersion) > index
 }

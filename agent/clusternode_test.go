@@ -74,14 +74,17 @@ func TestTopologyQuery_HeldUntilTheViewChangesOrIsNeeded(t *testing.T) {
 		{DBID: 4, Content: 1, Role: topology.RolePrimary, Hostname: "h3", Status: topology.StatusUp},
 		{DBID: 5, Content: 1, Role: topology.RoleMirror, Hostname: "h4", Status: topology.StatusUp},
 	}
-	node := newClientNode(false) // stands for a follower's committed state
+	// A server's committed state, every commit followed (as its FSM
+	// does); it leads, but its leader loop is not running: it answers
+	// from its log's view versions, as a follower does.
+	node := &fakeLeaderNode{clientNode: newClientNode(false)}
 	a := &Agent{cfg: &Config{Name: "srv2"}, log: slog.New(slog.NewTextHandler(io.Discard, nil)), node: node}
 	commit := func(v uint64) *topology.Topology {
 		top := &topology.Topology{ConfigVersion: v, Segments: slices.Clone(segs)}
-		node.update(&api.TopologyView{Leader: "srv1", Topology: top})
+		node.commit(top)
 		return top
 	}
-	if !a.viewNewerThan(commit(10), "h1", 9) { // the server follows from 10
+	if !a.viewNewerThan(commit(10), "h1", 9) {
 		t.Fatal("h1's query at 9 held at 10")
 	}
 	segs[3].Status = topology.StatusDown // content 1 only: h3 and h4
@@ -98,7 +101,7 @@ func TestTopologyQuery_HeldUntilTheViewChangesOrIsNeeded(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	req := httptest.NewRequest("GET", "/v1/topology?index=10&need=11&host=h1&leader=srv1&wait=1m", nil).WithContext(ctx)
+	req := httptest.NewRequest("GET", "/v1/topology?index=10&need=11&host=h1&wait=1m", nil).WithContext(ctx)
 	b, err := a.topologyAnswer(req)
 	if err != nil {
 		t.Fatalf("query with need=11: %v (held while the server holds 11?)", err)

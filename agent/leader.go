@@ -31,9 +31,6 @@ type leader struct {
 	// version than this leader's at the time, each counted heard once a
 	// later report shows that version applied.
 	unproven map[string]*topology.PendingRenewals
-	// views: per host, the version from which its view of the topology
-	// has been the current one (the acknowledgement's version, ackVersion).
-	views topology.ViewVersions
 	// direct: agents known by their reports (clients without gossip).
 	direct map[string]directClient
 	// deadSince: when the leader first saw a voter dead in gossip.
@@ -149,28 +146,7 @@ func (l *leader) news(prev received, next api.InstanceReport, now time.Time) boo
 // fenced in a loop). A commit that changes the agent's view still moves
 // the version past every report made before it.
 func (l *leader) ackVersion(agent string, t *topology.Topology) uint64 {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.views.Advance(t)
-	return min(l.views.Since(agent), t.ConfigVersion)
-}
-
-// followViews advances the hosts' view versions at every commit this
-// term, so that a view changed and changed back between two reports is
-// seen (ackVersion alone sees the topology of each report only).
-func (l *leader) followViews(ctx context.Context) {
-	for {
-		ch := l.a.node.Watch()
-		t := l.a.node.Topology()
-		l.mu.Lock()
-		l.views.Advance(t)
-		l.mu.Unlock()
-		select {
-		case <-ctx.Done():
-			return
-		case <-ch:
-		}
-	}
+	return min(l.a.node.ViewSince(agent), t.ConfigVersion)
 }
 
 // membersChanged hints that gossip membership changed; it never blocks.
@@ -218,13 +194,12 @@ func (l *leader) observations(now time.Time, maxAge time.Duration) map[int]topol
 func (l *leader) onCurrentViews(t *topology.Topology, obs map[int]topology.Observation) map[int]topology.Observation {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.views.Advance(t)
 	for dbid, o := range obs {
 		r, ok := l.reports[dbid]
 		if !ok || o.ConfigVersion >= t.ConfigVersion {
 			continue
 		}
-		if o.ConfigVersion >= l.views.Since(r.report.Host) {
+		if o.ConfigVersion >= l.a.node.ViewSince(r.report.Host) {
 			o.ConfigVersion = t.ConfigVersion
 			obs[dbid] = o
 		}
@@ -278,12 +253,8 @@ func (l *leader) lead(ctx context.Context) {
 	l.mu.Lock()
 	l.heard = topology.NewLastHeard(l.a.clock.Now())
 	l.unproven = map[string]*topology.PendingRenewals{}
-	// Every host starts the term at the version its view is first seen
-	// in: what this server saw while it followed is not relied on.
-	l.views = topology.ViewVersions{}
 	clear(l.deadSince)
 	l.mu.Unlock()
-	go l.followViews(ctx)
 	l.switchovers = topology.SwitchoverWatch{}
 	if err := l.a.node.Barrier(ctx); err != nil {
 		l.log.Warn("barrier failed", "err", err)

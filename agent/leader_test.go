@@ -169,8 +169,15 @@ func TestLeader_CatchingUpHostNotLostBeforeHeard(t *testing.T) {
 // handler: it leads, and its topology is what the test commits.
 type fakeLeaderNode struct {
 	*clientNode
-	mu sync.Mutex
-	t  *topology.Topology
+	mu    sync.Mutex
+	t     *topology.Topology
+	views topology.ViewChanges // as the FSM follows every commit
+}
+
+func (f *fakeLeaderNode) ViewSince(host string) uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.views.Since(host)
 }
 
 func (f *fakeLeaderNode) IsLeader() bool { return true }
@@ -182,6 +189,11 @@ func (f *fakeLeaderNode) Topology() *topology.Topology {
 func (f *fakeLeaderNode) commit(t *topology.Topology) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	prev := f.t
+	if prev != nil && len(prev.Segments) == 0 && prev.ConfigVersion == 0 {
+		prev = nil
+	}
+	f.views.Apply(prev, t)
 	f.t = t
 }
 

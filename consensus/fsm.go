@@ -30,6 +30,10 @@ type fsm struct {
 	// client agents), where changes has one reader (the executor).
 	watchMu sync.Mutex
 	watch   chan struct{}
+	// views follows every applied topology (viewsMu): the last version
+	// that changed each host's view, exactly (topology.ViewChanges).
+	viewsMu sync.Mutex
+	views   topology.ViewChanges
 	// log reports refused entries (nil: discarded).
 	log *slog.Logger
 }
@@ -57,10 +61,12 @@ func (f *fsm) Apply(l *raft.Log) any {
 		f.log.Error("raft entry refused: this agent cannot read it (written by a newer gpagent?); the topology is unchanged", "index", l.Index, "err", err)
 		return err
 	}
-	next, err := topology.Apply(f.state.Load(), cmd)
+	prev := f.state.Load()
+	next, err := topology.Apply(prev, cmd)
 	if err != nil {
 		return err
 	}
+	f.follow(prev, next)
 	f.swap(next)
 	return next
 }
@@ -79,8 +85,26 @@ func (f *fsm) Restore(r io.ReadCloser) error {
 	if err != nil {
 		return err
 	}
+	f.follow(nil, t) // every view changes
 	f.swap(t)
 	return nil
+}
+
+// follow records next, applied after prev, in the views' versions, before
+// anyone can load next: a reader that sees next asks of a record that
+// holds it.
+func (f *fsm) follow(prev, next *topology.Topology) {
+	f.viewsMu.Lock()
+	f.views.Apply(prev, next)
+	f.viewsMu.Unlock()
+}
+
+// viewSince is the version from which host's view of the latest applied
+// topology has been what it is (topology.ViewChanges.Since).
+func (f *fsm) viewSince(host string) uint64 {
+	f.viewsMu.Lock()
+	defer f.viewsMu.Unlock()
+	return f.views.Since(host)
 }
 
 // watchNext returns a channel closed at the next change after the call.

@@ -306,6 +306,11 @@ func (n *Node) Changes() <-chan struct{} { return n.fsm.changes }
 // closes the channel it holds, so none is missed.
 func (n *Node) Watch() <-chan struct{} { return n.fsm.watchNext() }
 
+// ViewSince is the config version from which host's view of the committed
+// topology (topology.HostViews) has been what it is now: the last applied
+// entry that changed it, every entry seen.
+func (n *Node) ViewSince(host string) uint64 { return n.fsm.viewSince(host) }
+
 // Addr returns the raft address peers reach this node at.
 func (n *Node) Addr() string { return string(n.trans.LocalAddr()) }
 

@@ -1,0 +1,181 @@
+package topology
+
+import (
+	"maps"
+	"slices"
+)
+
+// ViewChanges records, from every topology applied in order, the last
+// config version at which each host's view (HostViews) changed: the
+// leader's side of the client's unchanged-view rule. A report made on a
+// version at or past a host's Since was made on the topology that host
+// acts on today, however many commits that touched only other hosts came
+// after it: the lease rule (RenewsLease) and Decide's vouch check ("made
+// on the current topology") keep their meaning, and a burst of commits
+// elsewhere no longer makes every report stale (gpbench scale, 100
+// agents: the leader committed 12-15 entries a second through init, a
+// probe round took 1-2.5 s, and no report of any host renewed).
+//
+// It is exact where a comparison of views sampled now and then is not:
+// it sees every version, so a change undone a version later still moves
+// the hosts it touched (a mirror marked down and rebuilt between two
+// samples looked unchanged, and a primary's vouch for it from before the
+// rebuild would have counted). It costs one pass over the segments per
+// apply, no encoding. The zero value is ready; Apply must be given every
+// topology in version order (the FSM's apply, and its restore).
+type ViewChanges struct {
+	version uint64            // the latest applied
+	all     uint64            // every view changed (a cluster-wide field, a restore)
+	any     uint64            // anything but the history changed (the full views)
+	host    map[string]uint64 // a host's view changed
+	full    map[string]bool   // hosts whose view is the whole topology (HostViews)
+}
+
+// Apply records next, applied after prev (nil: a first topology or a
+// restore, which changes every view).
+func (v *ViewChanges) Apply(prev, next *Topology) {
+	if next == nil {
+		return
+	}
+	at := next.ConfigVersion
+	v.version = at
+	if v.host == nil {
+		v.host = map[string]uint64{}
+	}
+	v.full = map[string]bool{}
+	for _, s := range next.Segments {
+		if s.Content == CoordinatorContent {
+			v.full[s.Hostname] = true
+		}
+	}
+	if prev == nil || !sameClusterFields(prev, next) {
+		v.all, v.any = at, at
+		return
+	}
+	touched := changedContents(prev, next)
+	if len(touched) == 0 {
+		return
+	}
+	v.any = at
+	for _, t := range []*Topology{prev, next} {
+		for _, s := range t.Segments {
+			if touched[s.Content] {
+				v.host[s.Hostname] = at
+			}
+		}
+	}
+}
+
+// Since is the version from which host's view in the latest topology
+// applied has been what it is: the last version that changed it.
+func (v *ViewChanges) Since(host string) uint64 {
+	since := v.all
+	if v.full[host] {
+		since = max(since, v.any)
+	} else {
+		since = max(since, v.host[host])
+	}
+	return min(since, v.version)
+}
+
+// sameClusterFields: every field a host's view holds as is, unchanged.
+func sameClusterFields(a, b *Topology) bool {
+	return a.ClusterID == b.ClusterID && a.SegPrefix == b.SegPrefix && slices.Equal(a.Databases, b.Databases) &&
+		a.Mirrors.PortBase == b.Mirrors.PortBase && slices.Equal(a.Mirrors.DataDirs, b.Mirrors.DataDirs) && a.Mirrors.Placement == b.Mirrors.Placement &&
+		a.Paused == b.Paused && a.RecoveryParallel == b.RecoveryParallel && a.RecoveryJob == b.RecoveryJob
+}
+
+// changedContents are the contents whose part of a view differs between a
+// and b: their segments, or their dbids' place in the lists the views cut.
+func changedContents(a, b *Topology) map[int]bool {
+	out := map[int]bool{}
+	contentOf := make(map[int]int, len(b.Segments))
+	old := make(map[int]Segment, len(a.Segments))
+	for _, s := range a.Segments {
+		old[s.DBID] = s
+		contentOf[s.DBID] = s.Content
+	}
+	for _, s := range b.Segments {
+		contentOf[s.DBID] = s.Content
+		if o, ok := old[s.DBID]; !ok || o != s {
+			out[s.Content] = true
+			if ok {
+				out[o.Content] = true
+			}
+		}
+		delete(old, s.DBID)
+	}
+	for _, s := range old { // removed
+		out[s.Content] = true
+	}
+	mark := func(dbid int) {
+		if c, ok := contentOf[dbid]; ok {
+			out[c] = true
+		}
+	}
+	for _, pair := range [][2][]int{{a.Pending, b.Pending}, {a.Rejoin, b.Rejoin}, {a.NoAutoRecover, b.NoAutoRecover}} {
+		if slices.Equal(pair[0], pair[1]) {
+			continue
+		}
+		for _, id := range symmetricDifference(pair[0], pair[1]) {
+			mark(id)
+		}
+	}
+	if !slices.Equal(a.Recoveries, b.Recoveries) {
+		ra, rb := map[int]Recovery{}, map[int]Recovery{}
+		for _, r := range a.Recoveries {
+			ra[r.DBID] = r
+		}
+		for _, r := range b.Recoveries {
+			rb[r.DBID] = r
+		}
+		for id, r := range ra {
+			if rb[id] != r {
+				mark(id)
+			}
+		}
+		for id, r := range rb {
+			if ra[id] != r {
+				mark(id)
+			}
+		}
+	}
+	if !slices.Equal(a.Switchovers, b.Switchovers) {
+		sa, sb := map[int]Switchover{}, map[int]Switchover{}
+		for _, s := range a.Switchovers {
+			sa[s.Content] = s
+		}
+		for _, s := range b.Switchovers {
+			sb[s.Content] = s
+		}
+		for _, c := range slices.Collect(maps.Keys(sa)) {
+			if sb[c] != sa[c] {
+				out[c] = true
+			}
+		}
+		for _, c := range slices.Collect(maps.Keys(sb)) {
+			if sa[c] != sb[c] {
+				out[c] = true
+			}
+		}
+	}
+	return out
+}
+
+// symmetricDifference: the ids in exactly one of a and b.
+func symmetricDifference(a, b []int) []int {
+	in := map[int]int{}
+	for _, id := range a {
+		in[id] |= 1
+	}
+	for _, id := range b {
+		in[id] |= 2
+	}
+	var out []int
+	for id, m := range in {
+		if m != 3 {
+			out = append(out, id)
+		}
+	}
+	return out
+}

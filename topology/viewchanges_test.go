@@ -1,0 +1,72 @@
+package topology
+
+import (
+	"slices"
+	"testing"
+)
+
+// A host's Since moves only with a commit that changes its view: a
+// commit about another host's contents leaves it, one about a content
+// with an instance on the host moves it, the coordinator's host (whole
+// topology) moves with every change but history, and a change undone at
+// the next version still counts (every version is seen).
+func TestViewChanges_MovesOnlyWithTheHostsView(t *testing.T) {
+	segs := []Segment{
+		{DBID: 1, Content: -1, Role: RolePrimary, Hostname: "cdw", Status: StatusUp},
+		{DBID: 2, Content: 0, Role: RolePrimary, Hostname: "h1", Status: StatusUp},
+		{DBID: 3, Content: 0, Role: RoleMirror, Hostname: "h2", Status: StatusUp},
+		{DBID: 4, Content: 1, Role: RolePrimary, Hostname: "h3", Status: StatusUp},
+		{DBID: 5, Content: 1, Role: RoleMirror, Hostname: "h4", Status: StatusUp},
+	}
+	top := func(v uint64, history int, change func(s []Segment)) *Topology {
+		s := slices.Clone(segs)
+		if change != nil {
+			change(s)
+		}
+		return &Topology{ConfigVersion: v, Segments: s, History: make([]HistoryEntry, history)}
+	}
+	var vc ViewChanges
+	var cur *Topology
+	apply := func(next *Topology) {
+		vc.Apply(cur, next)
+		cur = next
+	}
+	check := func(when string, want map[string]uint64) {
+		t.Helper()
+		for h, w := range want {
+			if got := vc.Since(h); got != w {
+				t.Fatalf("%s: %s Since %d, want %d", when, h, got, w)
+			}
+		}
+	}
+	apply(top(10, 0, nil))
+	check("first topology", map[string]uint64{"cdw": 10, "h1": 10, "h2": 10, "h3": 10, "h4": 10, "empty": 10})
+	// Content 1's mirror goes down: h3, h4 and the coordinator's host.
+	down := func(s []Segment) { s[4].Status = StatusDown }
+	apply(top(11, 1, down))
+	apply(top(12, 2, down)) // only history
+	check("after a change of content 1", map[string]uint64{"cdw": 11, "h1": 10, "h2": 10, "h3": 11, "h4": 11, "empty": 10})
+	apply(top(13, 2, func(s []Segment) { down(s); s[1].Mode = ModeNotSynced }))
+	check("after a change of content 0", map[string]uint64{"cdw": 13, "h1": 13, "h2": 13, "h3": 11, "h4": 11})
+	// A mirror moved to a new host: both the old and the new host.
+	apply(top(14, 2, func(s []Segment) { down(s); s[1].Mode = ModeNotSynced; s[4].Hostname = "h5" }))
+	check("a mirror moved", map[string]uint64{"h5": 14, "h4": 14, "h3": 14, "h1": 13})
+	// A change and its undoing: sampled at 14 and 16 the view of content
+	// 0 is the same, but 15 changed it, and a report made on 14 is not
+	// on the topology of 16.
+	mv := func(s []Segment) { down(s); s[1].Mode = ModeNotSynced; s[4].Hostname = "h5" }
+	apply(top(15, 2, func(s []Segment) { mv(s); s[2].Status = StatusDown }))
+	apply(top(16, 2, mv))
+	check("a change undone", map[string]uint64{"h1": 16, "h2": 16, "h3": 14})
+	// The dbid-keyed lists: a pending dbid moves its content's hosts.
+	next := top(17, 2, mv)
+	next.Pending = []int{4}
+	apply(next)
+	check("content 1 pending", map[string]uint64{"h3": 17, "h5": 17, "h1": 16})
+	// A cluster-wide field moves every host.
+	next = top(18, 2, mv)
+	next.Pending = []int{4}
+	next.Paused = true
+	apply(next)
+	check("paused", map[string]uint64{"h1": 18, "h3": 18, "empty": 18})
+}
