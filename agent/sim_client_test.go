@@ -152,20 +152,11 @@ func TestSimClientHostLoss(t *testing.T) {
 	c := newSimClientCluster(t, 3, 2, "")
 	c.initCluster(1)
 	host, p, m := c.clientPrimary()
-	w := c.startWriter(p.Content)
-	w.waitAckedAfter(time.Now(), "writes before the host loss")
-	t0 := time.Now()
-	c.stop(host)
-	c.world.KillHost(host.name)
-	c.waitPromoted(p, m)
 	// Promoted no sooner than the host must have fenced: the leader waits
 	// lease plus margin since it last heard the host.
-	cfg := c.agent(c.waitLeader()).cfg
-	if d := time.Since(t0); d < cfg.Lease {
-		t.Errorf("promoted %s after the host loss, sooner than the lease (%s)", d, cfg.Lease)
+	if d := c.loseHost(host, p, m); d < c.agent(c.waitLeader()).cfg.Lease {
+		t.Errorf("promoted %s after the host loss, sooner than the lease", d)
 	}
-	w.waitAckedAfter(t0, "writes after the host loss")
-	w.check()
 }
 
 // TestSimClientCutFromLeader cuts only the link between a client and the
@@ -284,16 +275,7 @@ func TestSimClientWithoutGossip(t *testing.T) {
 	}
 
 	host, p, m := c.clientPrimary()
-	w := c.startWriter(p.Content)
-	w.waitAckedAfter(time.Now(), "writes before the host loss")
-	t0 := time.Now()
-	c.stop(host)
-	c.world.KillHost(host.name)
-	c.waitPromoted(p, m)
-	cfg := c.agent(c.waitLeader()).cfg
-	if d := time.Since(t0); d < cfg.Lease {
-		t.Errorf("promoted %s after the host loss, sooner than the lease (%s)", d, cfg.Lease)
+	if d := c.loseHost(host, p, m); d < c.agent(c.waitLeader()).cfg.Lease {
+		t.Errorf("promoted %s after the host loss, sooner than the lease", d)
 	}
-	w.waitAckedAfter(t0, "writes after the host loss")
-	w.check()
 }

@@ -231,14 +231,25 @@ func TestSimHostLoss(t *testing.T) {
 	c := newSimCluster(t, 3, "")
 	c.initCluster(1)
 	host, p, m := c.primaryOffLeader()
+	c.loseHost(host, p, m)
+}
+
+// loseHost loses host whole (agent and instances at once, no goodbye)
+// under a writer on p's content, waits until m is promoted and checks
+// that no acknowledged write was lost; it returns how long the promotion
+// took.
+func (c *simCluster) loseHost(host *simHost, p, m topology.Segment) time.Duration {
+	c.t.Helper()
 	w := c.startWriter(p.Content)
 	w.waitAckedAfter(time.Now(), "writes before the host loss")
 	t0 := time.Now()
 	c.stop(host)
 	c.world.KillHost(host.name)
 	c.waitPromoted(p, m)
+	took := time.Since(t0)
 	w.waitAckedAfter(t0, "writes after the host loss")
 	w.check()
+	return took
 }
 
 // TestSimHostCutOff cuts a host with a primary off from the others: it

@@ -1,9 +1,6 @@
 package topology
 
-import (
-	"maps"
-	"slices"
-)
+import "slices"
 
 // ViewChanges records, from every topology applied in order, the last
 // config version at which each host's view (HostViews) changed: the
@@ -121,42 +118,37 @@ func changedContents(a, b *Topology) map[int]bool {
 			mark(id)
 		}
 	}
-	if !slices.Equal(a.Recoveries, b.Recoveries) {
-		ra, rb := map[int]Recovery{}, map[int]Recovery{}
-		for _, r := range a.Recoveries {
-			ra[r.DBID] = r
-		}
-		for _, r := range b.Recoveries {
-			rb[r.DBID] = r
-		}
-		for id, r := range ra {
-			if rb[id] != r {
-				mark(id)
-			}
-		}
-		for id, r := range rb {
-			if ra[id] != r {
-				mark(id)
-			}
+	for _, id := range changedKeys(a.Recoveries, b.Recoveries, func(r Recovery) int { return r.DBID }) {
+		mark(id)
+	}
+	for _, c := range changedKeys(a.Switchovers, b.Switchovers, func(s Switchover) int { return s.Content }) {
+		out[c] = true
+	}
+	return out
+}
+
+// changedKeys are the keys whose entry differs between the lists a and b
+// (added, removed or changed), each list holding one entry per key.
+func changedKeys[V comparable](a, b []V, key func(V) int) []int {
+	if slices.Equal(a, b) {
+		return nil
+	}
+	ka, kb := map[int]V{}, map[int]V{}
+	for _, v := range a {
+		ka[key(v)] = v
+	}
+	for _, v := range b {
+		kb[key(v)] = v
+	}
+	var out []int
+	for k, v := range ka {
+		if w, ok := kb[k]; !ok || w != v {
+			out = append(out, k)
 		}
 	}
-	if !slices.Equal(a.Switchovers, b.Switchovers) {
-		sa, sb := map[int]Switchover{}, map[int]Switchover{}
-		for _, s := range a.Switchovers {
-			sa[s.Content] = s
-		}
-		for _, s := range b.Switchovers {
-			sb[s.Content] = s
-		}
-		for _, c := range slices.Collect(maps.Keys(sa)) {
-			if sb[c] != sa[c] {
-				out[c] = true
-			}
-		}
-		for _, c := range slices.Collect(maps.Keys(sb)) {
-			if sa[c] != sb[c] {
-				out[c] = true
-			}
+	for k := range kb {
+		if _, ok := ka[k]; !ok {
+			out = append(out, k)
 		}
 	}
 	return out

@@ -69,4 +69,15 @@ func TestViewChanges_MovesOnlyWithTheHostsView(t *testing.T) {
 	next.Paused = true
 	apply(next)
 	check("paused", map[string]uint64{"h1": 18, "h3": 18, "empty": 18})
+	// A switchover of content 0, then a recovery of dbid 5 (content 1).
+	next = top(19, 2, mv)
+	next.Pending, next.Paused = []int{4}, true
+	next.Switchovers = []Switchover{{Content: 0, From: 2, To: 3, Version: 19}}
+	apply(next)
+	check("switchover of content 0", map[string]uint64{"h1": 19, "h2": 19, "h3": 18})
+	next = top(20, 2, mv)
+	next.Pending, next.Paused, next.Switchovers = []int{4}, true, []Switchover{{Content: 0, From: 2, To: 3, Version: 19}}
+	next.Recoveries = []Recovery{{DBID: 5, Kind: RecoveryIncremental, Job: 1}}
+	apply(next)
+	check("recovery of dbid 5", map[string]uint64{"h1": 19, "h3": 20, "h5": 20})
 }
