@@ -30,17 +30,8 @@ func TestChaosSmoke(t *testing.T) {
 		t.Skip("a chaos run takes minutes")
 	}
 	bin := testGpagent(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
-	defer cancel()
-	var out, errOut bytes.Buffer
-	args := []string{"chaos", "--gpagent", bin, "--minutes", "1.5", "--seed", "2"}
-	started := time.Now()
-	code := run(ctx, args, &out, &errOut)
-	t.Logf("gpbench %s took %s; stdout:\n%s", strings.Join(args, " "), time.Since(started).Round(time.Second), out.String())
-	if code != 0 {
-		t.Fatalf("exit %d; stderr (end):\n%s", code, tail(errOut.String(), 60))
-	}
-	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	stdout, stderr := runBench(t, 12*time.Minute, 60, "chaos", "--gpagent", bin, "--minutes", "1.5", "--seed", "2")
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
 	last := lines[len(lines)-1]
 	var s struct {
 		Seed             *uint64 `json:"seed"`
@@ -58,11 +49,11 @@ func TestChaosSmoke(t *testing.T) {
 	if *s.Seed != 2 || *s.Faults == 0 {
 		t.Errorf("seed %d with %d faults, want seed 2 and some faults: %s", *s.Seed, *s.Faults, last)
 	}
-	if strings.Contains(errOut.String(), "not every pair in sync") {
-		t.Errorf("not every pair back in sync after the final heal and recoverseg; stderr (end):\n%s", tail(errOut.String(), 60))
+	if strings.Contains(stderr, "not every pair in sync") {
+		t.Errorf("not every pair back in sync after the final heal and recoverseg; stderr (end):\n%s", tail(stderr, 60))
 	}
 	if *s.LostAckedWrites != 0 || *s.SplitBrainEvents != 0 || *s.StrandedContents != 0 {
-		t.Errorf("lost %d, split brain %d, stranded %d: want 0 each; stderr (end):\n%s", *s.LostAckedWrites, *s.SplitBrainEvents, *s.StrandedContents, tail(errOut.String(), 60))
+		t.Errorf("lost %d, split brain %d, stranded %d: want 0 each; stderr (end):\n%s", *s.LostAckedWrites, *s.SplitBrainEvents, *s.StrandedContents, tail(stderr, 60))
 	}
 }
 
@@ -73,4 +64,21 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// runBench runs gpbench with args within limit and returns its standard
+// output and error; a non-zero exit fails the test with the last
+// tailLines lines of its standard error.
+func runBench(t *testing.T, limit time.Duration, tailLines int, args ...string) (stdout, stderr string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	var out, errOut bytes.Buffer
+	started := time.Now()
+	code := run(ctx, args, &out, &errOut)
+	t.Logf("gpbench %s took %s; stdout:\n%s", strings.Join(args, " "), time.Since(started).Round(time.Second), out.String())
+	if code != 0 {
+		t.Fatalf("exit %d; stderr (end):\n%s", code, tail(errOut.String(), tailLines))
+	}
+	return out.String(), errOut.String()
 }

@@ -71,18 +71,9 @@ func TestScaleMixed(t *testing.T) {
 		t.Fatal(why + "; CI must install PostgreSQL 15")
 	}
 	bin := testGpagent(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	var out, errOut bytes.Buffer
-	args := []string{"scale", "--agents", "7", "--real", "2", "--trials", "1", "--primaries-per-host", "2",
-		"--idle", "1s", "--size-timeout", "90s", "--trial-timeout", "30s", "--gpagent", bin}
-	started := time.Now()
-	code := run(ctx, args, &out, &errOut)
-	t.Logf("gpbench %s took %s; stdout:\n%s", strings.Join(args, " "), time.Since(started).Round(time.Second), out.String())
-	if code != 0 {
-		t.Fatalf("exit %d; stderr (end):\n%s", code, tail(errOut.String(), 40))
-	}
-	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	stdout, stderr := runBench(t, 3*time.Minute, 40, "scale", "--agents", "7", "--real", "2", "--trials", "1", "--primaries-per-host", "2",
+		"--idle", "1s", "--size-timeout", "90s", "--trial-timeout", "30s", "--gpagent", bin)
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
 	var r struct {
 		Contents           int               `json:"contents"`
 		Real               int               `json:"real"`
@@ -92,14 +83,14 @@ func TestScaleMixed(t *testing.T) {
 		Reasons            map[string]string `json:"reasons"`
 	}
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &r); err != nil {
-		t.Fatalf("last line is not JSON: %v\n%s", err, out.String())
+		t.Fatalf("last line is not JSON: %v\n%s", err, stdout)
 	}
 	// 2 simulated hosts x 2 primaries, and one primary on each real host.
 	if r.Real != 2 || r.Contents != 6 {
 		t.Errorf("real %d contents %d, want 2 and 6", r.Real, r.Contents)
 	}
 	if r.RealKillMS == nil {
-		t.Fatalf("the real primary's kill did not fail over: %s; stderr (end):\n%s", r.Reasons["real_kill_ms"], tail(errOut.String(), 40))
+		t.Fatalf("the real primary's kill did not fail over: %s; stderr (end):\n%s", r.Reasons["real_kill_ms"], tail(stderr, 40))
 	}
 	if r.RealPromotedWrites == nil || *r.RealPromotedWrites != 1 {
 		t.Errorf("real_promoted_writes %v, want 1 (the promoted real mirror took the row and returned it): %s", r.RealPromotedWrites, r.Reasons["real_promoted_writes"])
@@ -107,7 +98,7 @@ func TestScaleMixed(t *testing.T) {
 	if r.KillMS == nil {
 		t.Errorf("the simulated kill trial did not fail over in the mixed cluster: %s", r.Reasons["kill_ms"])
 	}
-	if !strings.Contains(errOut.String(), "real kill trial 1: postmaster") {
-		t.Errorf("no real kill trial in stderr:\n%s", tail(errOut.String(), 40))
+	if !strings.Contains(stderr, "real kill trial 1: postmaster") {
+		t.Errorf("no real kill trial in stderr:\n%s", tail(stderr, 40))
 	}
 }
