@@ -272,6 +272,11 @@ func (l *leader) lead(ctx context.Context) {
 	// Members that joined before this term began (a hint sent while
 	// another agent led) are added now.
 	l.manageVoters(ctx)
+	// loss fires when the next host counts lost: reports that repeat
+	// themselves no longer wake the loop, and the tick alone would act
+	// on a lost host up to a probe interval late.
+	loss := time.NewTimer(time.Hour)
+	defer loss.Stop()
 	for {
 		took, committed := l.reconcile(ctx)
 		// Coalesce: the next reconcile waits twice as long as this one
@@ -296,9 +301,15 @@ func (l *leader) lead(ctx context.Context) {
 			case <-time.After(gap):
 			}
 		}
+		if t := l.a.node.Topology(); t.Initialized() {
+			if d, ok := l.nextLoss(t, l.a.clock.Now()); ok {
+				loss.Reset(d)
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return
+		case <-loss.C:
 		case <-l.wake:
 		case <-tick.C:
 		case <-l.members:

@@ -221,6 +221,20 @@ func (l *leader) lostHosts(t *topology.Topology, now time.Time) map[string]bool 
 	// A host reporting on an older version, never heard this term, is
 	// catching up (a client before its first answer, a replica replaying
 	// its log at init): one more wait before it counts lost.
-	l.heard, lost = l.heard.LostWithGrace(t.Hosts(), now, wait, wait)
+	l.heard, lost = l.heard.LostWithGrace(l.a.indexed(t).Hosts(), now, wait, wait)
 	return lost
+}
+
+// nextLoss is how long until the next host of t counts lost (lostHosts),
+// if one can: the reconcile loop wakes then.
+func (l *leader) nextLoss(t *topology.Topology, now time.Time) (time.Duration, bool) {
+	wait := l.a.cfg.Lease + l.a.cfg.LeaseMargin
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	at, ok := l.heard.NextLost(l.a.indexed(t).Hosts(), now, wait, wait)
+	if !ok {
+		return 0, false
+	}
+	// Just past the instant: LeaseExpired is strict.
+	return max(at.Sub(now), 0) + time.Millisecond, true
 }

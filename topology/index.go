@@ -1,5 +1,7 @@
 package topology
 
+import "slices"
+
 // Index finds a topology's segments by dbid and by host without a scan:
 // Segment and OnHost look through every segment, which is fine for a
 // command and not for the leader's report handler, which runs a thousand
@@ -11,6 +13,7 @@ type Index struct {
 	t      *Topology
 	byDBID map[int]int      // position in t.Segments
 	byHost map[string][]int // positions, in t.Segments order
+	hosts  []string         // sorted
 }
 
 // NewIndex indexes t in one pass.
@@ -18,10 +21,18 @@ func NewIndex(t *Topology) *Index {
 	x := &Index{t: t, byDBID: make(map[int]int, len(t.Segments)), byHost: map[string][]int{}}
 	for i, s := range t.Segments {
 		x.byDBID[s.DBID] = i
+		if _, ok := x.byHost[s.Hostname]; !ok {
+			x.hosts = append(x.hosts, s.Hostname)
+		}
 		x.byHost[s.Hostname] = append(x.byHost[s.Hostname], i)
 	}
+	slices.Sort(x.hosts)
 	return x
 }
+
+// Hosts is t.Hosts(): the hosts that hold instances, sorted. The caller
+// must not change it.
+func (x *Index) Hosts() []string { return x.hosts }
 
 // Topology is the topology indexed.
 func (x *Index) Topology() *Topology { return x.t }

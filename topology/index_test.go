@@ -21,6 +21,9 @@ func TestIndex_AgreesWithTheScans(t *testing.T) {
 			t.Fatalf("Segment(%d) = %v %v, the scan %v %v", dbid, got, gok, want, wok)
 		}
 	}
+	if got, want := x.Hosts(), top.Hosts(); !slices.Equal(got, want) {
+		t.Fatalf("Hosts() = %v, the scan %v", got, want)
+	}
 	for h := range 8 {
 		host := fmt.Sprintf("h%d", h)
 		if got, want := x.OnHost(host), top.OnHost(host); !slices.Equal(got, want) {

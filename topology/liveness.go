@@ -132,6 +132,34 @@ func (h LastHeard) LostWithGrace(hosts []string, now time.Time, wait, grace time
 	return next, lost
 }
 
+// NextLost is the earliest time after now at which one of hosts, not
+// lost at now, will be (LostWithGrace with the same wait and grace), and
+// false if no host can be. The leader reconciles then rather than at its
+// next tick: a lost host fails over lease plus margin after it was last
+// heard, not up to a probe interval later.
+func (h LastHeard) NextLost(hosts []string, now time.Time, wait, grace time.Duration) (time.Time, bool) {
+	var next time.Time
+	found := false
+	for _, host := range hosts {
+		since, ok := h.since(host)
+		if !ok {
+			since = maxTime(now, h.start) // counted from now (LostWithGrace)
+		}
+		w := wait
+		if h.reporting[host] && !h.heard[host] {
+			w += grace
+		}
+		if LeaseExpired(since, now, w) {
+			continue // lost already
+		}
+		at := since.Add(w)
+		if !found || at.Before(next) {
+			next, found = at, true
+		}
+	}
+	return next, found
+}
+
 func maxTime(a, b time.Time) time.Time {
 	if a.After(b) {
 		return a

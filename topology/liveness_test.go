@@ -266,3 +266,39 @@ func TestLastHeard_GraceForReportingNeverHeard(t *testing.T) {
 		t.Fatalf("Lost: lost %v, want catching (no grace)", lost)
 	}
 }
+
+// NextLost names the instant the first host not yet lost will be: a host
+// heard counts lost wait after, a catching-up one wait plus grace after
+// it was first counted, one never seen wait after now; a host lost
+// already is not counted.
+func TestLastHeard_NextLost(t *testing.T) {
+	start := time.Unix(1000, 0)
+	wait, grace := 4*time.Second, 4*time.Second
+	hosts := []string{"a", "b"}
+	h := NewLastHeard(start).Heard("a", start.Add(time.Second)).Reported("b")
+	now := start.Add(2 * time.Second)
+	h, _ = h.LostWithGrace(hosts, now, wait, grace) // b first counted at 2 s
+	at, ok := h.NextLost(hosts, now, wait, grace)
+	if !ok || !at.Equal(start.Add(5*time.Second)) {
+		t.Fatalf("next loss %v %v, want a's at start+5s", at, ok)
+	}
+	now = start.Add(6 * time.Second)
+	if _, lost := h.LostWithGrace(hosts, now, wait, grace); !lost["a"] || lost["b"] {
+		t.Fatalf("lost %v at start+6s, want a only", lost)
+	}
+	at, ok = h.NextLost(hosts, now, wait, grace)
+	if !ok || !at.Equal(start.Add(10*time.Second)) {
+		t.Fatalf("next loss %v %v, want b's at start+10s (2 s + wait + grace)", at, ok)
+	}
+	if _, lost := h.LostWithGrace(hosts, at.Add(time.Millisecond), wait, grace); !lost["b"] {
+		t.Fatal("b not lost just past its next loss")
+	}
+	// A host never seen: wait after now.
+	at, _ = h.NextLost([]string{"a", "c"}, now, wait, grace)
+	if !at.Equal(now.Add(wait)) {
+		t.Fatalf("next loss %v, want c's at now+wait", at)
+	}
+	if _, ok := h.NextLost([]string{"a"}, now, wait, grace); ok {
+		t.Fatal("a next loss among hosts all lost already")
+	}
+}
