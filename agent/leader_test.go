@@ -17,13 +17,7 @@ import (
 // reports fresh on that clock.
 func TestLeader_LostHostsAndStaleReportsOnTheAgentClock(t *testing.T) {
 	clock := newJumpClock()
-	a := &Agent{
-		cfg:   &Config{Lease: 3 * time.Second, LeaseMargin: time.Second},
-		log:   slog.New(slog.NewTextHandler(io.Discard, nil)),
-		clock: clock,
-	}
-	l := newLeader(a)
-	l.heard = topology.NewLastHeard(clock.Now()) // as lead does at a term's start
+	l := newTermLeader(clock, nil) // as lead sets it up at a term's start
 	topo := &topology.Topology{Segments: []topology.Segment{
 		{DBID: 2, Content: 0, Role: topology.RolePrimary, Hostname: "h1"},
 		{DBID: 3, Content: 0, Role: topology.RoleMirror, Hostname: "h2"},
@@ -56,13 +50,7 @@ func TestLeader_LostHostsAndStaleReportsOnTheAgentClock(t *testing.T) {
 // lease plus margin, not heard for ever with its primaries fenced.
 func TestLeader_HeardOnlyWithLease(t *testing.T) {
 	clock := newJumpClock()
-	a := &Agent{
-		cfg:   &Config{Lease: 3 * time.Second, LeaseMargin: time.Second},
-		log:   slog.New(slog.NewTextHandler(io.Discard, nil)),
-		clock: clock,
-	}
-	l := newLeader(a)
-	l.heard = topology.NewLastHeard(clock.Now())
+	l := newTermLeader(clock, nil)
 	topo := &topology.Topology{ConfigVersion: 7, Segments: []topology.Segment{
 		{DBID: 2, Content: 0, Role: topology.RolePrimary, Hostname: "h1"},
 		{DBID: 3, Content: 0, Role: topology.RoleMirror, Hostname: "h2"},
@@ -99,13 +87,7 @@ func TestLeader_HeardOnlyWithLease(t *testing.T) {
 // stalled one (above) is lost.
 func TestLeader_HeardWhileTheLeaderCommitsAhead(t *testing.T) {
 	clock := newJumpClock()
-	a := &Agent{
-		cfg:   &Config{Lease: 3 * time.Second, LeaseMargin: time.Second},
-		log:   slog.New(slog.NewTextHandler(io.Discard, nil)),
-		clock: clock,
-	}
-	l := newLeader(a)
-	l.heard = topology.NewLastHeard(clock.Now())
+	l := newTermLeader(clock, nil)
 	topo := &topology.Topology{ConfigVersion: 7, Segments: []topology.Segment{
 		{DBID: 2, Content: 0, Role: topology.RolePrimary, Hostname: "h1"},
 		{DBID: 3, Content: 0, Role: topology.RoleMirror, Hostname: "h2"},
@@ -133,13 +115,7 @@ func TestLeader_HeardWhileTheLeaderCommitsAhead(t *testing.T) {
 // marked down at init on hosts that had not caught up yet).
 func TestLeader_CatchingUpHostNotLostBeforeHeard(t *testing.T) {
 	clock := newJumpClock()
-	a := &Agent{
-		cfg:   &Config{Lease: 3 * time.Second, LeaseMargin: time.Second},
-		log:   slog.New(slog.NewTextHandler(io.Discard, nil)),
-		clock: clock,
-	}
-	l := newLeader(a)
-	l.heard = topology.NewLastHeard(clock.Now())
+	l := newTermLeader(clock, nil)
 	topo := &topology.Topology{ConfigVersion: 20, Segments: []topology.Segment{
 		{DBID: 2, Content: 0, Role: topology.RolePrimary, Hostname: "h1"},
 		{DBID: 3, Content: 0, Role: topology.RoleMirror, Hostname: "h2"},
@@ -163,6 +139,20 @@ func TestLeader_CatchingUpHostNotLostBeforeHeard(t *testing.T) {
 			t.Fatalf("after catching up: lost %v, want none", lost)
 		}
 	}
+}
+
+// newTermLeader is a leader at the start of a term on clock, as lead sets
+// it up (lease 3 s, margin 1 s, a probe a second), over node (nil: none).
+func newTermLeader(clock *jumpClock, node clusterNode) *leader {
+	a := &Agent{
+		cfg:   &Config{Lease: 3 * time.Second, LeaseMargin: time.Second, ProbeInterval: time.Second, ProbeTimeout: 500 * time.Millisecond},
+		log:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+		clock: clock,
+		node:  node,
+	}
+	a.lead = newLeader(a)
+	a.lead.heard = topology.NewLastHeard(clock.Now())
+	return a.lead
 }
 
 // fakeLeaderNode is a leader's cluster state for tests of the report
@@ -189,11 +179,7 @@ func (f *fakeLeaderNode) Topology() *topology.Topology {
 func (f *fakeLeaderNode) commit(t *topology.Topology) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	prev := f.t
-	if prev != nil && len(prev.Segments) == 0 && prev.ConfigVersion == 0 {
-		prev = nil
-	}
-	f.views.Apply(prev, t)
+	f.views.Apply(f.t, t) // nil before the first commit: every view new
 	f.t = t
 }
 
@@ -210,15 +196,8 @@ func (f *fakeLeaderNode) commit(t *topology.Topology) {
 func TestLeader_ReportOnAnUnchangedViewIsCurrent(t *testing.T) {
 	clock := newJumpClock()
 	node := &fakeLeaderNode{clientNode: newClientNode(false)}
-	a := &Agent{
-		cfg:   &Config{Lease: 3 * time.Second, LeaseMargin: time.Second},
-		log:   slog.New(slog.NewTextHandler(io.Discard, nil)),
-		clock: clock,
-		node:  node,
-	}
-	a.lead = newLeader(a)
-	l := a.lead
-	l.heard = topology.NewLastHeard(clock.Now())
+	l := newTermLeader(clock, node)
+	a := l.a
 	segs := []topology.Segment{
 		{DBID: 2, Content: 0, Role: topology.RolePrimary, Hostname: "h1", Status: topology.StatusUp},
 		{DBID: 3, Content: 0, Role: topology.RoleMirror, Hostname: "h2", Status: topology.StatusUp},
@@ -270,14 +249,7 @@ func TestLeader_OnlyNewsWakesTheReconcile(t *testing.T) {
 	clock := newJumpClock()
 	node := &fakeLeaderNode{clientNode: newClientNode(false)}
 	node.commit(&topology.Topology{ConfigVersion: 5})
-	a := &Agent{
-		cfg:   &Config{Lease: 3 * time.Second, LeaseMargin: time.Second, ProbeInterval: time.Second, ProbeTimeout: 500 * time.Millisecond},
-		log:   slog.New(slog.NewTextHandler(io.Discard, nil)),
-		clock: clock,
-		node:  node,
-	}
-	l := newLeader(a)
-	l.heard = topology.NewLastHeard(clock.Now())
+	l := newTermLeader(clock, node)
 	woken := func() bool {
 		select {
 		case <-l.wake:

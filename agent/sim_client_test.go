@@ -137,13 +137,7 @@ func TestSimClientKillPrimary(t *testing.T) {
 	c := newSimClientCluster(t, 3, 2, "")
 	c.initCluster(1)
 	_, p, m := c.clientPrimary()
-	w := c.startWriter(p.Content)
-	w.waitAckedAfter(time.Now(), "writes before the kill")
-	t0 := time.Now()
-	c.world.Crash(p.Address, p.Port)
-	c.waitPromoted(p, m)
-	w.waitAckedAfter(t0, "writes on the promoted mirror")
-	w.check()
+	c.killPrimary(p, m)
 }
 
 // TestSimClientHostLoss: a client host lost (agent and instances gone at
@@ -169,23 +163,7 @@ func TestSimClientCutFromLeader(t *testing.T) {
 	c.initCluster(1)
 	host, p, m := c.clientPrimary()
 	lead := c.waitLeader()
-	w := c.startWriter(p.Content)
-	w.waitAckedAfter(time.Now(), "writes before the cut")
-	t0 := time.Now()
-	c.net.Cut(host.ip, lead.ip)
-	c.waitPromoted(p, m)
-	w.waitAckedAfter(t0, "writes after the cut")
-	c.waitUntil("the cut-off client counted a fence event", func() (bool, string) {
-		n := c.agent(host).counts.fences.Load()
-		return n >= 1, fmt.Sprint(n)
-	})
-	c.heal()
-	c.waitUntil("the cut-off primary stopped or fenced after the heal", func() (bool, string) {
-		st := c.world.State(p.Address, p.Port)
-		return !st.Running || st.ReadOnly, fmt.Sprintf("%+v", st)
-	})
-	c.recoverAll(false)
-	w.check()
+	c.cutOffFailsOver(host, p, m, func() { c.net.Cut(host.ip, lead.ip) })
 }
 
 // TestSimClientRestartCatchesUp stops a client, changes the topology
@@ -221,13 +199,7 @@ func TestSimClientRestartCatchesUp(t *testing.T) {
 	// than lease plus margin), and a crash on its host fails over.
 	c.recoverAll(false)
 	_, p, m := c.clientPrimary()
-	w := c.startWriter(p.Content)
-	w.waitAckedAfter(time.Now(), "writes before the kill")
-	t0 := time.Now()
-	c.world.Crash(p.Address, p.Port)
-	c.waitPromoted(p, m)
-	w.waitAckedAfter(t0, "writes on the promoted mirror")
-	w.check()
+	c.killPrimary(p, m)
 }
 
 // TestSimClientWithoutGossip: clients that join no gossip pool (servers:

@@ -102,13 +102,7 @@ func TestSimKillPrimary(t *testing.T) {
 	c := newSimCluster(t, 3, "")
 	c.initCluster(1)
 	p, m := simPair(t, c.state(), 0)
-	w := c.startWriter(0)
-	w.waitAckedAfter(time.Now(), "writes before the kill")
-	t0 := time.Now()
-	c.world.Crash(p.Address, p.Port)
-	c.waitPromoted(p, m)
-	w.waitAckedAfter(t0, "writes on the promoted mirror")
-	w.check()
+	c.killPrimary(p, m)
 	var failovers uint64
 	for _, h := range c.running() {
 		failovers += c.agent(h).counts.failovers.Load()
@@ -234,6 +228,19 @@ func TestSimHostLoss(t *testing.T) {
 	c.loseHost(host, p, m)
 }
 
+// killPrimary crashes p (kill -9) under a writer on its content, waits
+// until m is promoted and checks that no acknowledged write was lost.
+func (c *simCluster) killPrimary(p, m topology.Segment) {
+	c.t.Helper()
+	w := c.startWriter(p.Content)
+	w.waitAckedAfter(time.Now(), "writes before the kill")
+	t0 := time.Now()
+	c.world.Crash(p.Address, p.Port)
+	c.waitPromoted(p, m)
+	w.waitAckedAfter(t0, "writes on the promoted mirror")
+	w.check()
+}
+
 // loseHost loses host whole (agent and instances at once, no goodbye)
 // under a writer on p's content, waits until m is promoted and checks
 // that no acknowledged write was lost; it returns how long the promotion
@@ -259,10 +266,19 @@ func TestSimHostCutOff(t *testing.T) {
 	c := newSimCluster(t, 3, "")
 	c.initCluster(1)
 	host, p, m := c.primaryOffLeader()
+	c.cutOffFailsOver(host, p, m, func() { c.isolate(host) })
+}
+
+// cutOffFailsOver cuts host (whose primary is p) off by cut under a writer
+// on p's content: m is promoted, host counts a fence event, and after the
+// heal p stops or stays fenced; then every failed instance is recovered
+// and no acknowledged write was lost.
+func (c *simCluster) cutOffFailsOver(host *simHost, p, m topology.Segment, cut func()) {
+	c.t.Helper()
 	w := c.startWriter(p.Content)
 	w.waitAckedAfter(time.Now(), "writes before the cut")
 	t0 := time.Now()
-	c.isolate(host)
+	cut()
 	c.waitPromoted(p, m)
 	w.waitAckedAfter(t0, "writes after the cut")
 	c.waitUntil("the cut-off agent counted a fence event", func() (bool, string) {
