@@ -32,8 +32,9 @@ type executor struct {
 	// that recent.
 	leaderVersion uint64
 	caughtUp      bool
-	// instancesWritten: the config version instances.json holds.
-	instancesWritten uint64
+	// instancesWritten: the instances instances.json holds (nil: not
+	// written by this run).
+	instancesWritten *[]topology.Segment
 }
 
 // markCaughtUp records the leader's committed version.
