@@ -36,6 +36,10 @@ type clusterNode interface {
 	// been what it is (consensus.Node.ViewSince); a client, which never
 	// answers for others, gives its view's version.
 	ViewSince(host string) uint64
+	// RolesSince is the version from which host's roles in Topology
+	// have been what they are (consensus.Node.RolesSince): the version a
+	// lease acknowledgement names. A client gives its view's version.
+	RolesSince(host string) uint64
 	IsLeader() bool
 	Leader() (name, addr string)
 	LeaderChanges() <-chan bool
@@ -121,7 +125,8 @@ func (c *clientNode) Watch() <-chan struct{} {
 	return c.watch
 }
 
-func (c *clientNode) ViewSince(string) uint64 { return c.Topology().ConfigVersion }
+func (c *clientNode) ViewSince(string) uint64  { return c.Topology().ConfigVersion }
+func (c *clientNode) RolesSince(string) uint64 { return c.Topology().ConfigVersion }
 
 func (c *clientNode) IsLeader() bool { return false }
 

@@ -367,8 +367,12 @@ func (e *executor) report(ctx context.Context, reports []api.InstanceReport) {
 		}
 		return
 	}
+	lease := ack.LeaseVersion
+	if lease == 0 {
+		lease = ack.ConfigVersion // a leader before lease_version
+	}
 	e.markCaughtUp(ack.ConfigVersion)
-	e.acknowledged(sent, reports, ack.ConfigVersion)
+	e.acknowledged(sent, reports, lease)
 	if c, ok := e.a.node.(*clientNode); ok {
 		c.needVersion(ack.ConfigVersion)
 	}

@@ -177,14 +177,16 @@ func (a *Agent) postReport(r *http.Request) (any, error) {
 // acceptReport hands an authenticated report to the leader and returns
 // its acknowledgement.
 func (a *Agent) acceptReport(rep api.Report) *api.ReportAck {
-	// One version for both: the agent renews its lease on this ack only
-	// once its reports are made on it, and the leader counts it heard
-	// only then. The version from which the agent's view has been the
-	// current one, not the latest commit (leader.ackVersion).
+	// The lease version for both sides: the agent renews its lease on
+	// this ack only once its reports are made on it, and the leader
+	// counts it heard only then (leader.leaseVersion). The view's
+	// version tells the agent which view to fetch and act on
+	// (leader.ackVersion).
 	a.lead.noteAPI(rep.Agent, rep.API, a.clock.Now())
-	v := a.lead.ackVersion(rep.Agent, a.node.Topology())
-	a.lead.accept(rep.Agent, a.ownInstances(rep.Agent, rep.Instances), v)
-	return &api.ReportAck{ConfigVersion: v}
+	t := a.node.Topology()
+	v, lease := a.lead.ackVersion(rep.Agent, t), a.lead.leaseVersion(rep.Agent, t)
+	a.lead.accept(rep.Agent, a.ownInstances(rep.Agent, rep.Instances), lease)
+	return &api.ReportAck{ConfigVersion: v, LeaseVersion: lease}
 }
 
 // requireLeader refuses a change unless this agent still leads, confirmed

@@ -149,6 +149,21 @@ func (l *leader) ackVersion(agent string, t *topology.Topology) uint64 {
 	return min(l.a.node.ViewSince(agent), t.ConfigVersion)
 }
 
+// leaseVersion is the config version a lease acknowledgement of agent's
+// report names, t being the leader's committed topology: the version
+// from which agent's roles in t (its instances, which are primaries)
+// have been what they are (topology.ViewChanges.RolesSince). A report
+// made on it or later was made on the primaries the agent holds today,
+// so it renews the lease (rule 5 needs no more: a report made before a
+// demotion still renews nothing). The view's version (ackVersion) moved
+// with every commit that touched the host, and through a 1,000-host
+// init, where every commit touches every host and a report's round
+// trip took seconds, no lease was renewed and every host fenced and
+// counted lost over and over.
+func (l *leader) leaseVersion(agent string, t *topology.Topology) uint64 {
+	return min(l.a.node.RolesSince(agent), t.ConfigVersion)
+}
+
 // membersChanged hints that gossip membership changed; it never blocks.
 func (l *leader) membersChanged() {
 	select {

@@ -170,6 +170,12 @@ func (f *fakeLeaderNode) ViewSince(host string) uint64 {
 	return f.views.Since(host)
 }
 
+func (f *fakeLeaderNode) RolesSince(host string) uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.views.RolesSince(host)
+}
+
 func (f *fakeLeaderNode) IsLeader() bool { return true }
 func (f *fakeLeaderNode) Topology() *topology.Topology {
 	f.mu.Lock()
@@ -183,16 +189,19 @@ func (f *fakeLeaderNode) commit(t *topology.Topology) {
 	f.t = t
 }
 
-// While the leader commits faster than a probe round, and every commit
-// touches other hosts only (gpbench scale at 100 agents: 12-15 entries a
-// second through init, a client's round 1-2.5 s), a host whose reports
-// are made on its current view is heard, and its acknowledgement renews
-// its lease: its view has not changed since the version it reported on,
-// so it acts on the current topology (the lease rule's meaning). A host
-// whose own view changed after the version it reports on is not heard,
-// and is lost after lease plus margin (plus the catch-up grace of a host
-// never heard this term), as before. Without the leader's unchanged-view
-// rule every report was stale and every host was lost.
+// While the leader commits faster than a probe round (gpbench scale at
+// 100 agents: 12-15 entries a second through init, a client's round
+// 1-2.5 s), a host whose reports are made on its current view is heard,
+// and the acknowledgement names a version its report reaches: its view
+// has not changed since, so it acts on the current topology. A host whose
+// view changes at every commit but whose roles do not (its mirror marked
+// down and up again on another host) is heard too: the lease is
+// acknowledged on its roles (leader.leaseVersion), and through a
+// 1,000-host init every commit touched every host's view, so no lease was
+// renewed while report round trips took seconds. A host whose primary
+// was demoted after the version it reports on is not heard, and is lost
+// after lease plus margin (plus the catch-up grace of a host never heard
+// this term): a report made before the demotion renews nothing.
 func TestLeader_ReportOnAnUnchangedViewIsCurrent(t *testing.T) {
 	clock := newJumpClock()
 	node := &fakeLeaderNode{clientNode: newClientNode(false)}
@@ -203,10 +212,16 @@ func TestLeader_ReportOnAnUnchangedViewIsCurrent(t *testing.T) {
 		{DBID: 3, Content: 0, Role: topology.RoleMirror, Hostname: "h2", Status: topology.StatusUp},
 		{DBID: 4, Content: 1, Role: topology.RolePrimary, Hostname: "h3", Status: topology.StatusUp},
 		{DBID: 5, Content: 1, Role: topology.RoleMirror, Hostname: "h4", Status: topology.StatusUp},
+		{DBID: 6, Content: 2, Role: topology.RolePrimary, Hostname: "h5", Status: topology.StatusUp},
+		{DBID: 7, Content: 2, Role: topology.RoleMirror, Hostname: "h6", Status: topology.StatusUp},
 	}
 	version := uint64(10)
 	node.commit(&topology.Topology{ConfigVersion: version, Segments: slices.Clone(segs)})
 	l.lostHosts(node.Topology(), clock.Now())
+	// Version 11: h5's primary demoted, h6's mirror promoted.
+	version++
+	segs[4].Role, segs[4].Status, segs[5].Role = topology.RoleMirror, topology.StatusDown, topology.RolePrimary
+	node.commit(&topology.Topology{ConfigVersion: version, Segments: slices.Clone(segs)})
 	for i := range 9 {
 		// Three commits a second, each about content 1 (h3 and h4).
 		for range 3 {
@@ -221,22 +236,28 @@ func TestLeader_ReportOnAnUnchangedViewIsCurrent(t *testing.T) {
 		// client's query lags, so it reports on a version 2 behind.
 		made := version - 2
 		ack := a.acceptReport(api.Report{Agent: "h1", Instances: []api.InstanceReport{{DBID: 2, Up: true, ConfigVersion: made}}})
-		if ack.ConfigVersion > made {
-			t.Fatalf("at %d s: h1's report made on %d acknowledged at %d: its lease would not renew, though its view is unchanged since 10", i+1, made, ack.ConfigVersion)
+		if ack.ConfigVersion > made || ack.LeaseVersion > made {
+			t.Fatalf("at %d s: h1's report made on %d acknowledged at %d (lease %d): its lease would not renew, though its view is unchanged since 10", i+1, made, ack.ConfigVersion, ack.LeaseVersion)
 		}
 		// h3's view changed at every commit, and its reports stay on
-		// version 10 (its Raft stalled, or its queries do not get
-		// through): never current.
+		// version 10 (its queries do not get through): its view is
+		// stale, its roles are not.
 		ack = a.acceptReport(api.Report{Agent: "h3", Instances: []api.InstanceReport{{DBID: 4, Up: true, ConfigVersion: 10}}})
-		if ack.ConfigVersion != version {
-			t.Fatalf("at %d s: h3's report acknowledged at %d, want %d (its view changed at the last commit)", i+1, ack.ConfigVersion, version)
+		if ack.ConfigVersion != version || ack.LeaseVersion != 10 {
+			t.Fatalf("at %d s: h3's report acknowledged at %d, lease %d, want %d (its view changed at the last commit) and 10 (its roles did not)", i+1, ack.ConfigVersion, ack.LeaseVersion, version)
+		}
+		// h5 reports on version 10, before its primary's demotion.
+		ack = a.acceptReport(api.Report{Agent: "h5", Instances: []api.InstanceReport{{DBID: 6, Up: true, ConfigVersion: 10}}})
+		if ack.LeaseVersion != 11 {
+			t.Fatalf("at %d s: h5's report acknowledged with lease version %d, want 11 (its primary demoted there)", i+1, ack.LeaseVersion)
 		}
 		a.acceptReport(api.Report{Agent: "h2", Instances: []api.InstanceReport{{DBID: 3, Up: true, ConfigVersion: version}}})
 		a.acceptReport(api.Report{Agent: "h4", Instances: []api.InstanceReport{{DBID: 5, Up: true, ConfigVersion: version}}})
+		a.acceptReport(api.Report{Agent: "h6", Instances: []api.InstanceReport{{DBID: 7, Up: true, ConfigVersion: version}}})
 	}
 	lost := l.lostHosts(node.Topology(), clock.Now())
-	if lost["h1"] || !lost["h3"] || lost["h2"] || lost["h4"] {
-		t.Fatalf("lost %v, want h3 only (its reports stale for 9 s; h1's view unchanged)", lost)
+	if !lost["h5"] || len(lost) != 1 {
+		t.Fatalf("lost %v, want h5 only (its reports made before its primary's demotion for 9 s; h3's roles unchanged, h1's view unchanged)", lost)
 	}
 }
 

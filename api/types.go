@@ -122,6 +122,11 @@ type Report struct {
 // a topology older than the leader's.
 type ReportAck struct {
 	ConfigVersion uint64 `json:"config_version"`
+	// LeaseVersion is the version from which the agent's roles (its
+	// instances and which are primaries) have been the ones the leader
+	// holds: the report renews the lease once it is made on it. A leader
+	// before this field gave ConfigVersion only, which then serves.
+	LeaseVersion uint64 `json:"lease_version,omitempty"`
 }
 
 // InitRequest is the body of POST /v1/init.

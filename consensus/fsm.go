@@ -107,6 +107,14 @@ func (f *fsm) viewSince(host string) uint64 {
 	return f.views.Since(host)
 }
 
+// rolesSince is the version from which host's roles in the latest
+// applied topology have been what they are (topology.ViewChanges.RolesSince).
+func (f *fsm) rolesSince(host string) uint64 {
+	f.viewsMu.Lock()
+	defer f.viewsMu.Unlock()
+	return f.views.RolesSince(host)
+}
+
 // watchNext returns a channel closed at the next change after the call.
 func (f *fsm) watchNext() <-chan struct{} {
 	f.watchMu.Lock()

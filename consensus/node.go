@@ -311,6 +311,11 @@ func (n *Node) Watch() <-chan struct{} { return n.fsm.watchNext() }
 // entry that changed it, every entry seen.
 func (n *Node) ViewSince(host string) uint64 { return n.fsm.viewSince(host) }
 
+// RolesSince is the config version from which host's roles in the
+// committed topology (its instances and which are primaries) have been
+// what they are now (topology.ViewChanges.RolesSince).
+func (n *Node) RolesSince(host string) uint64 { return n.fsm.rolesSince(host) }
+
 // Addr returns the raft address peers reach this node at.
 func (n *Node) Addr() string { return string(n.trans.LocalAddr()) }
 

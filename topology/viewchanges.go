@@ -25,6 +25,7 @@ type ViewChanges struct {
 	all     uint64            // every view changed (a cluster-wide field, a restore)
 	any     uint64            // anything but the history changed (the full views)
 	host    map[string]uint64 // a host's view changed
+	roles   map[string]uint64 // a host's roles changed (RolesSince)
 	full    map[string]bool   // hosts whose view is the whole topology (HostViews)
 }
 
@@ -37,7 +38,7 @@ func (v *ViewChanges) Apply(prev, next *Topology) {
 	at := next.ConfigVersion
 	v.version = at
 	if v.host == nil {
-		v.host = map[string]uint64{}
+		v.host, v.roles = map[string]uint64{}, map[string]uint64{}
 	}
 	v.full = map[string]bool{}
 	for _, s := range next.Segments {
@@ -54,12 +55,38 @@ func (v *ViewChanges) Apply(prev, next *Topology) {
 		return
 	}
 	v.any = at
+	type place struct {
+		host string
+		role Role
+	}
+	before := map[int]place{}
 	for _, t := range []*Topology{prev, next} {
 		for _, s := range t.Segments {
 			if touched[s.Content] {
 				v.host[s.Hostname] = at
 			}
 		}
+	}
+	for _, s := range prev.Segments {
+		if touched[s.Content] {
+			before[s.DBID] = place{s.Hostname, s.Role}
+		}
+	}
+	for _, s := range next.Segments {
+		if !touched[s.Content] {
+			continue
+		}
+		b, ok := before[s.DBID]
+		if !ok || b != (place{s.Hostname, s.Role}) {
+			v.roles[s.Hostname] = at
+			if ok {
+				v.roles[b.host] = at
+			}
+		}
+		delete(before, s.DBID)
+	}
+	for _, b := range before { // removed
+		v.roles[b.host] = at
 	}
 }
 
@@ -73,6 +100,21 @@ func (v *ViewChanges) Since(host string) uint64 {
 		since = max(since, v.host[host])
 	}
 	return min(since, v.version)
+}
+
+// RolesSince is the version from which host's roles in the latest
+// topology applied have been what they are: the last version that gave
+// it an instance, took one away, or changed one's role. It is what a
+// lease acknowledgement names (rule 5): a report made at or after it was
+// made on the primaries the host holds today, whatever else changed in
+// its view since (an instance created, marked up or down, a pair in
+// sync). A report made before a demotion never renews the lease of the
+// demoted primary's host. The whole view's version (Since) made every
+// report in flight stale at each commit that touched the host: through
+// a 1,000-host init every commit touched every host, report round trips
+// took seconds, and no lease was renewed.
+func (v *ViewChanges) RolesSince(host string) uint64 {
+	return min(max(v.all, v.roles[host]), v.version)
 }
 
 // sameClusterFields: every field a host's view holds as is, unchanged.

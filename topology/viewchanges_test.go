@@ -81,3 +81,53 @@ func TestViewChanges_MovesOnlyWithTheHostsView(t *testing.T) {
 	apply(next)
 	check("recovery of dbid 5", map[string]uint64{"h1": 19, "h3": 20, "h5": 20})
 }
+
+// A host's RolesSince moves only with a commit that gives it an instance,
+// takes one away or changes one's role: statuses and modes (an init's
+// progress, a mirror marked down) leave it, a promotion moves both hosts
+// of the pair, a mirror moved moves the old and the new host, and a role
+// changed and changed back still counts.
+func TestViewChanges_RolesSinceMovesOnlyWithRoles(t *testing.T) {
+	segs := []Segment{
+		{DBID: 2, Content: 0, Role: RolePrimary, Hostname: "h1", Status: StatusUp},
+		{DBID: 3, Content: 0, Role: RoleMirror, Hostname: "h2", Status: StatusUp},
+		{DBID: 4, Content: 1, Role: RolePrimary, Hostname: "h3", Status: StatusUp},
+		{DBID: 5, Content: 1, Role: RoleMirror, Hostname: "h4", Status: StatusUp},
+	}
+	var vc ViewChanges
+	var cur *Topology
+	apply := func(v uint64, change func(s []Segment)) {
+		next := &Topology{ConfigVersion: v, Segments: slices.Clone(segs)}
+		change(next.Segments)
+		vc.Apply(cur, next)
+		cur, segs = next, next.Segments
+	}
+	check := func(when string, want map[string]uint64) {
+		t.Helper()
+		for h, w := range want {
+			if got := vc.RolesSince(h); got != w {
+				t.Fatalf("%s: %s RolesSince %d, want %d", when, h, got, w)
+			}
+		}
+	}
+	apply(10, func([]Segment) {})
+	check("first topology", map[string]uint64{"h1": 10, "h2": 10, "h3": 10, "h4": 10})
+	apply(11, func(s []Segment) { s[1].Status, s[0].Mode = StatusDown, ModeNotSynced })
+	apply(12, func(s []Segment) { s[1].Status = StatusUp })
+	check("statuses and modes only", map[string]uint64{"h1": 10, "h2": 10, "h3": 10, "h4": 10})
+	if vc.Since("h1") != 12 {
+		t.Fatalf("h1's view Since %d, want 12: the view moved", vc.Since("h1"))
+	}
+	apply(13, func(s []Segment) { s[2].Role, s[2].Status, s[3].Role = RoleMirror, StatusDown, RolePrimary })
+	check("content 1 failed over", map[string]uint64{"h1": 10, "h2": 10, "h3": 13, "h4": 13})
+	apply(14, func(s []Segment) { s[1].Hostname = "h5" })
+	check("a mirror moved", map[string]uint64{"h1": 10, "h2": 14, "h5": 14, "h3": 13})
+	apply(15, func(s []Segment) { s[0].Role = RoleMirror; s[1].Role = RolePrimary })
+	apply(16, func(s []Segment) { s[0].Role = RolePrimary; s[1].Role = RoleMirror })
+	check("a role changed and back", map[string]uint64{"h1": 16, "h5": 16, "h3": 13})
+	apply(17, func(s []Segment) { s[2].Hostname = "h3" })
+	check("nothing of roles", map[string]uint64{"h1": 16, "h3": 13, "h4": 13})
+	cur = nil
+	apply(18, func([]Segment) {}) // a restore: every host
+	check("restore", map[string]uint64{"h1": 18, "h3": 18})
+}
