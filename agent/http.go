@@ -171,34 +171,41 @@ func (a *Agent) postReport(r *http.Request) (any, error) {
 	if err := checkReporter(principalOf(r.Context()), rep.Agent); err != nil {
 		return nil, err
 	}
-	return a.acceptReport(rep)
+	if rep.Heartbeat() {
+		return a.acceptHeartbeat(rep)
+	}
+	return a.acceptReport(rep), nil
 }
 
 // acceptReport hands an authenticated report to the leader and returns
 // its acknowledgement.
-// A heartbeat naming a full report this leader does not hold is answered
-// CodeResend, and changes nothing: the agent sends the full report at
-// once.
-func (a *Agent) acceptReport(rep api.Report) (*api.ReportAck, error) {
-	if rep.Heartbeat() && len(rep.Instances) > 0 {
-		return nil, api.Errorf(api.CodeInvalid, "report of agent %s: a heartbeat (same %d) carries no instances", rep.Agent, rep.Same)
-	}
+func (a *Agent) acceptReport(rep api.Report) *api.ReportAck {
 	// One version for both: the agent renews its lease on this ack only
 	// once its reports are made on it, and the leader counts it heard
 	// only then. The version from which the agent's view has been the
 	// current one, not the latest commit (leader.ackVersion).
 	a.lead.noteAPI(rep.Agent, rep.API, a.clock.Now())
 	v := a.lead.ackVersion(rep.Agent, a.node.Topology())
-	if rep.Heartbeat() {
-		if !a.lead.heartbeat(rep.Agent, rep, v) {
-			a.counts.resends.Add(1)
-			return nil, api.Errorf(api.CodeResend, "heartbeat of agent %s names full report %d, which this leader does not hold: send it in full", rep.Agent, rep.Same)
-		}
-		a.counts.heartbeats.Add(1)
-		return &api.ReportAck{ConfigVersion: v}, nil
-	}
 	a.counts.fullReports.Add(1)
 	a.lead.acceptFull(rep.Agent, rep.Seq, a.ownInstances(rep.Agent, rep.Instances), v)
+	return &api.ReportAck{ConfigVersion: v}
+}
+
+// acceptHeartbeat is acceptReport of an authenticated heartbeat, at the
+// same version (leader.heartbeat). One naming a full report this leader
+// does not hold is answered CodeResend and changes nothing: the agent
+// sends the full report at once.
+func (a *Agent) acceptHeartbeat(rep api.Report) (*api.ReportAck, error) {
+	if len(rep.Instances) > 0 {
+		return nil, api.Errorf(api.CodeInvalid, "report of agent %s: a heartbeat (same %d) carries no instances", rep.Agent, rep.Same)
+	}
+	a.lead.noteAPI(rep.Agent, rep.API, a.clock.Now())
+	v := a.lead.ackVersion(rep.Agent, a.node.Topology())
+	if !a.lead.heartbeat(rep.Agent, rep, v) {
+		a.counts.resends.Add(1)
+		return nil, api.Errorf(api.CodeResend, "heartbeat of agent %s names full report %d, which this leader does not hold: send it in full", rep.Agent, rep.Same)
+	}
+	a.counts.heartbeats.Add(1)
 	return &api.ReportAck{ConfigVersion: v}, nil
 }
 
