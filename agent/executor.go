@@ -34,8 +34,9 @@ type executor struct {
 	// that recent.
 	leaderVersion uint64
 	caughtUp      bool
-	// instancesWritten: the config version instances.json holds.
-	instancesWritten uint64
+	// instancesWritten: the instances instances.json holds (nil: not
+	// written by this run).
+	instancesWritten *[]topology.Segment
 	// seq numbers the full reports this process sends (api.Report.Seq)
 	// and full is the last one sent; only the round's goroutine (report)
 	// touches them.

@@ -445,7 +445,9 @@ func (l *leader) reconcile(ctx context.Context) (time.Duration, bool) {
 	updates := topology.Decide(t, obs)
 	live := l.a.live()
 	bound := topology.SwitchoverBound(live.ProbeInterval, l.a.cfg.ProbeTimeout, live.ReplicationStallTimeout)
-	updates = append(updates, withoutContents(t, l.switchovers.Overdue(t, obs, now, bound), updates)...)
+	if overdue := l.switchovers.Overdue(t, obs, now, bound); len(overdue) > 0 {
+		updates = append(updates, withoutContents(l.a.indexed(t), overdue, updates)...)
+	}
 	took := time.Since(began)
 	if len(updates) == 0 {
 		if l.a.live().AutoRecover && !t.Paused {
@@ -487,16 +489,19 @@ func (l *leader) autoRecover(ctx context.Context, t *topology.Topology, obs map[
 // withoutContents drops the updates of extra that touch a content some
 // update of base already changes: one command never carries two
 // decisions about one content (the next round recomputes the other).
-func withoutContents(t *topology.Topology, extra, base []topology.SegmentUpdate) []topology.SegmentUpdate {
+// By the topology's index: base can hold thousands of updates (an init's
+// creations), and a scan per update made it quadratic (7 % of the
+// leader's CPU at 1,000 agents in init).
+func withoutContents(x *topology.Index, extra, base []topology.SegmentUpdate) []topology.SegmentUpdate {
 	busy := map[int]bool{}
 	for _, u := range base {
-		if s, ok := t.Segment(u.DBID); ok {
+		if s, ok := x.Segment(u.DBID); ok {
 			busy[s.Content] = true
 		}
 	}
 	var out []topology.SegmentUpdate
 	for _, u := range extra {
-		if s, ok := t.Segment(u.DBID); ok && !busy[s.Content] {
+		if s, ok := x.Segment(u.DBID); ok && !busy[s.Content] {
 			out = append(out, u)
 		}
 	}

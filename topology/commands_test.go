@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -321,5 +323,43 @@ func TestApply_HistoryBounded(t *testing.T) {
 	}
 	if topo.ConfigVersion != n {
 		t.Fatalf("config version %d, want %d", topo.ConfigVersion, n)
+	}
+}
+
+// TestApply_UpdateValidatesTheContentsItTouches: an update is checked
+// only on the contents it names (validateContents), and still refuses
+// what Validate refuses there: a content with two primaries, or a mirror
+// and no primary, whether the command is small or large enough to use a
+// dbid index.
+func TestApply_UpdateValidatesTheContentsItTouches(t *testing.T) {
+	topo := &Topology{ConfigVersion: 1}
+	for c := range 40 {
+		topo.Segments = append(topo.Segments,
+			Segment{DBID: 2*c + 1, Content: c, Role: RolePrimary, PreferredRole: RolePrimary, Mode: ModeSynced, Status: StatusUp, Hostname: "h1", Address: "h1", Port: 6000 + c, DataDir: fmt.Sprintf("/p/%d", c)},
+			Segment{DBID: 2*c + 2, Content: c, Role: RoleMirror, PreferredRole: RoleMirror, Mode: ModeSynced, Status: StatusUp, Hostname: "h2", Address: "h2", Port: 7000 + c, DataDir: fmt.Sprintf("/m/%d", c)})
+	}
+	if err := Validate(topo); err != nil {
+		t.Fatalf("fixture: %v", err)
+	}
+	for _, n := range []int{1, 30} { // 30 updates: the indexed path
+		var fine []SegmentUpdate
+		for c := range n {
+			fine = append(fine, SegmentUpdate{DBID: 2*c + 2, Status: StatusDown, Mode: ModeNotSynced})
+		}
+		next, err := Apply(topo, Command{Type: CmdUpdateSegments, BaseVersion: 1, Updates: fine})
+		if err != nil {
+			t.Fatalf("%d mirrors marked down: %v", n, err)
+		}
+		if s, _ := next.Segment(2*(n-1) + 2); s.Status != StatusDown {
+			t.Fatalf("%d updates: dbid %d is %s, want down", n, s.DBID, s.Status)
+		}
+		twoPrimaries := append(slices.Clone(fine[:n-1]), SegmentUpdate{DBID: 2*(n-1) + 2, Role: RolePrimary})
+		if _, err := Apply(topo, Command{Type: CmdUpdateSegments, BaseVersion: 1, Updates: twoPrimaries}); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "two primaries") {
+			t.Fatalf("%d updates, one promoting a mirror beside its primary: err = %v, want two primaries refused", n, err)
+		}
+		noPrimary := append(slices.Clone(fine[:n-1]), SegmentUpdate{DBID: 2*(n-1) + 1, Role: RoleMirror})
+		if _, err := Apply(topo, Command{Type: CmdUpdateSegments, BaseVersion: 1, Updates: noPrimary}); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("%d updates, one demoting a primary: err = %v, want refused", n, err)
+		}
 	}
 }

@@ -29,8 +29,7 @@ func Validate(t *Topology) error {
 	dbids := make(map[int]bool, n)
 	ports := make(map[hostPort]int, n)
 	dirs := make(map[hostDir]int, n)
-	primaries := make(map[int]int, n)
-	mirrors := make(map[int]int, n)
+	roles := newContentRoles(n)
 	for _, s := range t.Segments {
 		if err := validateSegment(s); err != nil {
 			return err
@@ -49,24 +48,43 @@ func Validate(t *Topology) error {
 			return fmt.Errorf("%w: dbid %d and dbid %d both use datadir %s", ErrInvalid, other, s.DBID, hd.host+":"+hd.dir)
 		}
 		dirs[hd] = s.DBID
-		switch s.Role {
-		case RolePrimary:
-			if other, ok := primaries[s.Content]; ok {
-				return fmt.Errorf("%w: content %d has two primaries (dbid %d and dbid %d)", ErrInvalid, s.Content, other, s.DBID)
-			}
-			primaries[s.Content] = s.DBID
-		case RoleMirror:
-			if other, ok := mirrors[s.Content]; ok {
-				return fmt.Errorf("%w: content %d has two mirrors (dbid %d and dbid %d)", ErrInvalid, s.Content, other, s.DBID)
-			}
-			mirrors[s.Content] = s.DBID
+		if err := roles.add(s); err != nil {
+			return err
 		}
 	}
-	// In content order, so every replica rejects a command with the same
-	// message (map order is random).
-	for _, c := range slices.Sorted(maps.Keys(mirrors)) {
-		if _, ok := primaries[c]; !ok {
-			return fmt.Errorf("%w: content %d has a mirror (dbid %d) and no primary", ErrInvalid, c, mirrors[c])
+	return roles.check()
+}
+
+// contentRoles checks that a content has at most one primary and one
+// mirror, and no mirror without a primary.
+type contentRoles struct{ primaries, mirrors map[int]int }
+
+func newContentRoles(n int) contentRoles {
+	return contentRoles{primaries: make(map[int]int, n), mirrors: make(map[int]int, n)}
+}
+
+func (r contentRoles) add(s Segment) error {
+	switch s.Role {
+	case RolePrimary:
+		if other, ok := r.primaries[s.Content]; ok {
+			return fmt.Errorf("%w: content %d has two primaries (dbid %d and dbid %d)", ErrInvalid, s.Content, other, s.DBID)
+		}
+		r.primaries[s.Content] = s.DBID
+	case RoleMirror:
+		if other, ok := r.mirrors[s.Content]; ok {
+			return fmt.Errorf("%w: content %d has two mirrors (dbid %d and dbid %d)", ErrInvalid, s.Content, other, s.DBID)
+		}
+		r.mirrors[s.Content] = s.DBID
+	}
+	return nil
+}
+
+// check runs in content order, so every replica rejects a command with
+// the same message (map order is random).
+func (r contentRoles) check() error {
+	for _, c := range slices.Sorted(maps.Keys(r.mirrors)) {
+		if _, ok := r.primaries[c]; !ok {
+			return fmt.Errorf("%w: content %d has a mirror (dbid %d) and no primary", ErrInvalid, c, r.mirrors[c])
 		}
 	}
 	return nil
@@ -96,4 +114,40 @@ func validateSegment(s Segment) error {
 		return fmt.Errorf("%w: dbid %d: datadir %q is not an absolute path", ErrInvalid, s.DBID, s.DataDir)
 	}
 	return nil
+}
+
+// updatedContents are the contents of the segments updates names (the
+// dbids are known to exist: applyUpdateSegments checked them).
+func updatedContents(t *Topology, updates []SegmentUpdate) map[int]bool {
+	dbids := make(map[int]bool, len(updates))
+	for _, u := range updates {
+		dbids[u.DBID] = true
+	}
+	out := map[int]bool{}
+	for _, s := range t.Segments {
+		if dbids[s.DBID] {
+			out[s.Content] = true
+		}
+	}
+	return out
+}
+
+// validateContents is Validate for the segments of contents only: every
+// rule Validate checks per segment or per content. The rules across
+// contents (dbids, ports and data directories unique) hold for a command
+// that changes no dbid, host, port or directory, which an update does not.
+func validateContents(t *Topology, contents map[int]bool) error {
+	roles := newContentRoles(len(contents))
+	for _, s := range t.Segments {
+		if !contents[s.Content] {
+			continue
+		}
+		if err := validateSegment(s); err != nil {
+			return err
+		}
+		if err := roles.add(s); err != nil {
+			return err
+		}
+	}
+	return roles.check()
 }
