@@ -120,3 +120,47 @@ func TestLeader_HeartbeatCountsAsTheFullReportItNames(t *testing.T) {
 		t.Fatalf("observations %v still fresh though every heartbeat since was refused", obs)
 	}
 }
+
+// sameReport ignores only what moves on its own: a round that differs in
+// anything else is sent in full.
+func TestSameReport(t *testing.T) {
+	base := api.InstanceReport{DBID: 2, Host: "h1", ConfigVersion: 5, Seen: time.Unix(1, 0), Phase: "running", Up: true,
+		LSN: "0/10", LSNValue: 16, SyncStandbyNames: "gpseg0_3", SyncedMirrors: []int{3},
+		Replicas: []api.ReplicaState{{ApplicationName: "gpseg0_3", State: "streaming", SyncState: "sync", FlushLagBytes: 1, ReplayLagBytes: 2}}}
+	same := []func(r *api.InstanceReport){
+		func(r *api.InstanceReport) { r.ConfigVersion = 9 },
+		func(r *api.InstanceReport) { r.Seen = time.Unix(2, 0) },
+		func(r *api.InstanceReport) { r.LSN, r.LSNValue = "0/20", 32 },
+		func(r *api.InstanceReport) { r.Replicas[0].FlushLagBytes, r.Replicas[0].ReplayLagBytes = 7, 8 },
+	}
+	differ := []func(r *api.InstanceReport){
+		func(r *api.InstanceReport) { r.Up, r.Failed = false, true },
+		func(r *api.InstanceReport) { r.SyncedMirrors = nil },
+		func(r *api.InstanceReport) { r.StoppedLSN = 16 },
+		func(r *api.InstanceReport) { r.Replicas[0].SyncState = "async" },
+		func(r *api.InstanceReport) { r.Progress = &api.Progress{Done: 1} },
+		func(r *api.InstanceReport) { r.Phase = "failed" },
+	}
+	clone := func() api.InstanceReport {
+		r := base
+		r.Replicas = append([]api.ReplicaState(nil), base.Replicas...)
+		return r
+	}
+	for i, f := range same {
+		r := clone()
+		f(&r)
+		if !sameReport(base, r) {
+			t.Errorf("change %d: reported different, want the same (it moves on its own)", i)
+		}
+	}
+	for i, f := range differ {
+		r := clone()
+		f(&r)
+		if sameReport(base, r) {
+			t.Errorf("change %d: reported the same, want different", i)
+		}
+	}
+	if base.Replicas[0].FlushLagBytes != 1 {
+		t.Error("sameReport changed its argument's replicas")
+	}
+}
