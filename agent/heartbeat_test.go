@@ -2,9 +2,14 @@ package agent
 
 import (
 	"errors"
+	"fmt"
+	"io"
+	"log/slog"
 	"reflect"
 	"testing"
 	"time"
+
+	"pgregory.net/rapid"
 
 	"github.com/gpagent/gpagent/api"
 	"github.com/gpagent/gpagent/topology"
@@ -163,4 +168,67 @@ func TestSameReport(t *testing.T) {
 	if base.Replicas[0].FlushLagBytes != 1 {
 		t.Error("sameReport changed its argument's replicas")
 	}
+}
+
+// TestLease_HeartbeatNeverOutlivesTheLeadersCount is
+// TestLease_NeverOutlivesTheLeadersCount with heartbeats: each round the
+// agent sends a full report or a heartbeat naming its last full report
+// (answered resend, and then sent in full, when the leader does not hold
+// it), and the lease is never renewed later than the leader counts the
+// host heard.
+func TestLease_HeartbeatNeverOutlivesTheLeadersCount(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		clock := newJumpClock()
+		node := &fakeLeaderNode{clientNode: newClientNode(false)}
+		topo := &topology.Topology{ConfigVersion: 5, Segments: []topology.Segment{{DBID: 2, Content: 0, Role: topology.RolePrimary, Hostname: "h1"}}}
+		node.commit(topo)
+		a := &Agent{
+			cfg:   &Config{Lease: 3 * time.Second, LeaseMargin: time.Second},
+			log:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+			clock: clock,
+			node:  node,
+			lease: &lease{renewedCh: make(chan struct{}, 1)},
+		}
+		e := &executor{a: a}
+		a.exec = e
+		l := newLeader(a)
+		a.lead = l
+		l.heard = topology.NewLastHeard(clock.Now())
+		l.lostHosts(topo, clock.Now())
+		var committed, applied uint64 = 5, 5
+		var seq, lastFull uint64
+		for i := range rapid.IntRange(1, 40).Draw(rt, "rounds") {
+			clock.advance(time.Duration(rapid.IntRange(1, 1500).Draw(rt, fmt.Sprintf("intervalMs%d", i))) * time.Millisecond)
+			committed += uint64(rapid.IntRange(0, 2).Draw(rt, fmt.Sprintf("commits%d", i)))
+			applied = max(applied, committed-uint64(rapid.IntRange(0, int(committed-applied)).Draw(rt, fmt.Sprintf("behind%d", i))))
+			sent := clock.Now()
+			reports := []api.InstanceReport{{DBID: 2, Host: "h1", Up: true, ConfigVersion: applied}}
+			if !rapid.Bool().Draw(rt, fmt.Sprintf("reportLost%d", i)) {
+				acked := true
+				if lastFull != 0 && rapid.Bool().Draw(rt, fmt.Sprintf("heartbeat%d", i)) {
+					acked = l.heartbeat("h1", api.Report{Agent: "h1", Same: lastFull, ConfigVersion: applied}, committed)
+				} else {
+					acked = false
+				}
+				if !acked { // a full report (or the one a resend asks for)
+					seq++
+					sent = clock.Now()
+					l.acceptFull("h1", seq, reports, committed)
+					lastFull = seq
+				}
+				if !rapid.Bool().Draw(rt, fmt.Sprintf("answerLost%d", i)) {
+					e.acknowledged(sent, reports, committed)
+				}
+			}
+			a.lease.mu.Lock()
+			renewed := a.lease.renewed
+			a.lease.mu.Unlock()
+			l.mu.Lock()
+			_, later := l.heard.Lost([]string{"h1"}, renewed, 0)
+			l.mu.Unlock()
+			if later["h1"] {
+				rt.Fatalf("round %d: the lease was renewed to %s, later than the leader last heard h1", i, renewed.Sub(newJumpClock().Now()))
+			}
+		}
+	})
 }
