@@ -379,7 +379,7 @@ func (l *leader) lead(ctx context.Context) {
 	loss := time.NewTimer(time.Hour)
 	defer loss.Stop()
 	for {
-		took, committed := l.reconcile(ctx)
+		took, committed, views := l.reconcile(ctx)
 		// Coalesce: the next reconcile waits twice as long as this one
 		// spent deciding (its commit's wait is not CPU), so that a burst
 		// of news costs the leader at most a third of a core whatever
@@ -391,9 +391,18 @@ func (l *leader) lead(ctx context.Context) {
 		// them reports again. A first failure after a quiet spell is
 		// committed at once. Real time on purpose: it measures this
 		// machine's CPU, not the cluster's clock.
+		//
+		// And after a commit, perHostView for every host whose view
+		// it changed (at most maxViewGap): each such host's agent is
+		// answered its new view, decodes it, acts and reports, so the
+		// cost of an entry grows with the hosts it touches, and at a
+		// thousand hosts entries 100 ms apart that each touched every
+		// host kept both cores full through an init, every report's
+		// round trip took seconds and every lease ran out. An entry
+		// that touches a few hosts (a failover) waits a few ms.
 		gap := min(2*took, maxReconcileGap)
 		if committed {
-			gap = max(gap, minCommitGap)
+			gap = max(gap, minCommitGap, min(time.Duration(views)*perHostView, maxViewGap))
 		}
 		if gap > time.Millisecond {
 			select {
@@ -427,16 +436,19 @@ func (l *leader) lead(ctx context.Context) {
 const (
 	maxReconcileGap = 100 * time.Millisecond
 	minCommitGap    = 100 * time.Millisecond
+	perHostView     = time.Millisecond
+	maxViewGap      = time.Second
 )
 
 // reconcile compares the committed topology with fresh observations and
 // commits the difference, if any, as one command. It returns the time it
-// spent deciding, on this machine's clock, and whether it committed.
-func (l *leader) reconcile(ctx context.Context) (time.Duration, bool) {
+// spent deciding, on this machine's clock, whether it committed, and how
+// many hosts' views the commit changed.
+func (l *leader) reconcile(ctx context.Context) (took time.Duration, committed bool, views int) {
 	began := time.Now()
 	t := l.a.node.Topology()
 	if !t.Initialized() {
-		return 0, false
+		return 0, false, 0
 	}
 	l.pruneReports(t)
 	maxAge := 3*l.a.live().ProbeInterval + l.a.cfg.ProbeTimeout
@@ -448,12 +460,12 @@ func (l *leader) reconcile(ctx context.Context) (time.Duration, bool) {
 	if overdue := l.switchovers.Overdue(t, obs, now, bound); len(overdue) > 0 {
 		updates = append(updates, withoutContents(l.a.indexed(t), overdue, updates)...)
 	}
-	took := time.Since(began)
+	took = time.Since(began)
 	if len(updates) == 0 {
 		if l.a.live().AutoRecover && !t.Paused {
 			l.autoRecover(ctx, t, obs)
 		}
-		return took, false
+		return took, false, 0
 	}
 	cmd := topology.Command{Type: topology.CmdUpdateSegments, BaseVersion: t.ConfigVersion, Updates: updates}
 	next, err := l.a.node.Apply(ctx, cmd)
@@ -468,7 +480,22 @@ func (l *leader) reconcile(ctx context.Context) (time.Duration, bool) {
 			l.log.Info("topology changed", "dbid", u.DBID, "desc", u.Desc, "config_version", next.ConfigVersion)
 		}
 	}
-	return took, err == nil
+	if err != nil {
+		return took, false, 0
+	}
+	return took, true, l.viewsChanged(next)
+}
+
+// viewsChanged counts the hosts whose view t's commit changed
+// (consensus.Node.ViewSince).
+func (l *leader) viewsChanged(t *topology.Topology) int {
+	n := 0
+	for _, h := range l.a.indexed(t).Hosts() {
+		if l.a.node.ViewSince(h) >= t.ConfigVersion {
+			n++
+		}
+	}
+	return n
 }
 
 // autoRecover starts an incremental recovery of every failed instance

@@ -67,3 +67,36 @@ func BenchmarkApply_8000Contents(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkHostViews_8000Contents is the leader's answers to one commit
+// right after init at Greenplum's size: every host's view cut from one
+// topology with every instance pending (HostViews once, then a view per
+// host, as the thousand clients' queries ask for them).
+func BenchmarkHostViews_8000Contents(b *testing.B) {
+	const hosts, perHost = 1000, 8
+	t := &Topology{ConfigVersion: 1}
+	dbid := 1
+	for c := range hosts * perHost {
+		h := c / perHost
+		for _, r := range []Role{RolePrimary, RoleMirror} {
+			host := h
+			if r == RoleMirror {
+				host = (h + 1 + c%perHost) % hosts
+			}
+			t.Segments = append(t.Segments, Segment{DBID: dbid, Content: c, Role: r, PreferredRole: r,
+				Mode: ModeNotSynced, Status: StatusDown, Port: 6000 + c%perHost, Hostname: fmt.Sprintf("sdw%d", host+1),
+				Address: fmt.Sprintf("sdw%d", host+1), DataDir: fmt.Sprintf("/data/%d", dbid)})
+			t.Pending = append(t.Pending, dbid)
+			dbid++
+		}
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		views := HostViews(t)
+		for h := range hosts {
+			if v := views(fmt.Sprintf("sdw%d", h+1)); len(v.Segments) != 2*2*perHost {
+				b.Fatalf("sdw%d sees %d segments, want %d", h+1, len(v.Segments), 4*perHost)
+			}
+		}
+	}
+}
