@@ -18,6 +18,9 @@ type eventCounts struct {
 	// full (a copy of the primary).
 	rewinds, copies          atomic.Uint64
 	rewindBytes, copiedBytes atomic.Uint64
+	// Reports received as leader: full ones, heartbeats, and heartbeats
+	// answered resend (naming a full report not held).
+	fullReports, heartbeats, resends atomic.Uint64
 }
 
 // recovered counts one finished recovery of kind and the bytes its last

@@ -2,8 +2,10 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"slices"
 	"sync"
 	"time"
@@ -35,7 +37,27 @@ type executor struct {
 	// instancesWritten: the instances instances.json holds (nil: not
 	// written by this run).
 	instancesWritten *[]topology.Segment
+	// seq numbers the full reports this process sends (api.Report.Seq)
+	// and full is the last one sent; only the round's goroutine (report)
+	// touches them.
+	seq  uint64
+	full sentFull
 }
+
+// sentFull is the last full report an agent sent: while its reports stay
+// the same (sameReport), a round sends a heartbeat naming it instead.
+type sentFull struct {
+	seq     uint64
+	leader  string // the API address it was sent to
+	at      time.Time
+	reports []api.InstanceReport
+	acked   bool // that leader acknowledged it
+}
+
+// reportRefresh is, in probe intervals, how often a full report is sent
+// even when nothing the leader acts on changed: the LSNs and replication
+// lags it shows (gpagent state) are never older than that.
+const reportRefresh = 10
 
 // markCaughtUp records the leader's committed version.
 func (e *executor) markCaughtUp(v uint64) {
@@ -96,7 +118,10 @@ type instanceState struct {
 }
 
 func newExecutor(a *Agent) *executor {
-	return &executor{a: a, log: a.log.With("component", "executor"), local: map[int]*instanceState{}, wake: make(chan struct{}, 1)}
+	// Seqs start from the wall clock: a restarted agent never names a
+	// full report of its previous run (a leader may still hold one).
+	return &executor{a: a, log: a.log.With("component", "executor"), local: map[int]*instanceState{}, wake: make(chan struct{}, 1),
+		seq: uint64(time.Now().UnixNano())}
 }
 
 func (e *executor) kick() {
@@ -354,7 +379,25 @@ func (e *executor) report(ctx context.Context, reports []api.InstanceReport) {
 	// deadline dropped it and fenced the host.
 	rctx, cancel := context.WithTimeout(ctx, reportTimeout(e.a.cfg.ProbeTimeout, e.a.cfg.Lease))
 	defer cancel()
-	ack, err := e.a.peerClient(addr).Report(rctx, api.Report{Agent: e.a.cfg.Name, Instances: reports, API: e.a.advertisedAPI()})
+	client := e.a.peerClient(addr)
+	var ack *api.ReportAck
+	var err error
+	hb, beat := e.heartbeat(addr, reports, sent)
+	if beat {
+		// Its acknowledgement renews the lease as that of the full
+		// report made on the same version would (leader.heartbeat).
+		ack, err = client.Report(rctx, hb)
+		if errors.Is(err, api.ErrResend) {
+			// This leader does not hold the full report named (a new
+			// leader, a restarted one): send it now, in this round, or
+			// its observations of this host age out.
+			e.log.Debug("leader asks for a full report", "leader", addr, "same", hb.Same)
+			beat, sent = false, e.a.clock.Now()
+		}
+	}
+	if !beat {
+		ack, err = e.sendFull(rctx, client, addr, reports, sent)
+	}
 	if err != nil {
 		e.log.Debug("report to leader failed", "leader", addr, "err", err)
 		if c, ok := e.a.node.(*clientNode); ok {
@@ -376,6 +419,70 @@ func (e *executor) report(ctx context.Context, reports []api.InstanceReport) {
 	if c, ok := e.a.node.(*clientNode); ok {
 		c.needVersion(ack.ConfigVersion)
 	}
+}
+
+// heartbeat returns the heartbeat to send instead of reports, made at
+// now, to the leader at addr, if one may be: the last full report went
+// to that leader, which acknowledged it, less than reportRefresh probe
+// intervals ago; reports are the same as its (sameReport), all made on
+// one version; and no switchover is under way (the leader reads the LSNs
+// of its pair then). Otherwise the report goes in full.
+func (e *executor) heartbeat(addr string, reports []api.InstanceReport, now time.Time) (api.Report, bool) {
+	f := e.full
+	if !f.acked || f.leader != addr || now.Sub(f.at) >= reportRefresh*e.a.live().ProbeInterval || len(reports) != len(f.reports) {
+		return api.Report{}, false
+	}
+	if len(e.a.node.Topology().Switchovers) > 0 {
+		return api.Report{}, false
+	}
+	hb := api.Report{Agent: e.a.cfg.Name, API: e.a.advertisedAPI(), Same: f.seq}
+	for i, r := range reports {
+		if i == 0 {
+			hb.ConfigVersion, hb.Seen = r.ConfigVersion, r.Seen
+		}
+		if r.ConfigVersion != hb.ConfigVersion || !sameReport(r, f.reports[i]) {
+			return api.Report{}, false
+		}
+		if r.Seen.Before(hb.Seen) {
+			hb.Seen = r.Seen
+		}
+	}
+	return hb, true
+}
+
+// sameReport reports whether a and b are the same but for what moves on
+// its own: the version they were made on, the probe time, the LSNs and
+// the replication lags. What the leader acts on is all in the rest (an
+// LSN only during a switchover, when heartbeat sends none).
+func sameReport(a, b api.InstanceReport) bool {
+	norm := func(r api.InstanceReport) api.InstanceReport {
+		r.ConfigVersion, r.Seen, r.LSN, r.LSNValue = 0, time.Time{}, "", 0
+		if r.Replicas != nil {
+			r.Replicas = slices.Clone(r.Replicas)
+			for i := range r.Replicas {
+				r.Replicas[i].FlushLagBytes, r.Replicas[i].ReplayLagBytes = 0, 0
+			}
+		}
+		return r
+	}
+	return reflect.DeepEqual(norm(a), norm(b))
+}
+
+// sendFull sends reports in full, as a new Seq, to the leader at addr.
+func (e *executor) sendFull(ctx context.Context, client *api.Client, addr string, reports []api.InstanceReport, sent time.Time) (*api.ReportAck, error) {
+	e.seq++
+	e.full = sentFull{seq: e.seq, leader: addr, at: sent, reports: reports}
+	rep := api.Report{Agent: e.a.cfg.Name, Instances: reports, API: e.a.advertisedAPI(), Seq: e.seq}
+	ack, err := client.Report(ctx, rep)
+	if errors.Is(err, api.ErrInvalid) {
+		// A leader of an older version refuses the unknown field (a
+		// rolling upgrade): report as it knows, and send it no
+		// heartbeat.
+		rep.Seq = 0
+		return client.Report(ctx, rep)
+	}
+	e.full.acked = err == nil
+	return ack, err
 }
 
 // acknowledged records the leader's acknowledgement, at its committed

@@ -171,6 +171,9 @@ func (a *Agent) postReport(r *http.Request) (any, error) {
 	if err := checkReporter(principalOf(r.Context()), rep.Agent); err != nil {
 		return nil, err
 	}
+	if rep.Heartbeat() {
+		return a.acceptHeartbeat(rep)
+	}
 	return a.acceptReport(rep), nil
 }
 
@@ -185,8 +188,28 @@ func (a *Agent) acceptReport(rep api.Report) *api.ReportAck {
 	a.lead.noteAPI(rep.Agent, rep.API, a.clock.Now())
 	t := a.node.Topology()
 	v, lease := a.lead.ackVersion(rep.Agent, t), a.lead.leaseVersion(rep.Agent, t)
-	a.lead.accept(rep.Agent, a.ownInstances(rep.Agent, rep.Instances), lease)
+	a.counts.fullReports.Add(1)
+	a.lead.acceptFull(rep.Agent, rep.Seq, a.ownInstances(rep.Agent, rep.Instances), lease)
 	return &api.ReportAck{ConfigVersion: v, LeaseVersion: lease}
+}
+
+// acceptHeartbeat is acceptReport of an authenticated heartbeat, at the
+// same version (leader.heartbeat). One naming a full report this leader
+// does not hold is answered CodeResend and changes nothing: the agent
+// sends the full report at once.
+func (a *Agent) acceptHeartbeat(rep api.Report) (*api.ReportAck, error) {
+	if len(rep.Instances) > 0 {
+		return nil, api.Errorf(api.CodeInvalid, "report of agent %s: a heartbeat (same %d) carries no instances", rep.Agent, rep.Same)
+	}
+	a.lead.noteAPI(rep.Agent, rep.API, a.clock.Now())
+	t := a.node.Topology()
+	v, lease := a.lead.ackVersion(rep.Agent, t), a.lead.leaseVersion(rep.Agent, t)
+	if !a.lead.heartbeat(rep.Agent, rep, lease) {
+		a.counts.resends.Add(1)
+		return nil, api.Errorf(api.CodeResend, "heartbeat of agent %s names full report %d, which this leader does not hold: send it in full", rep.Agent, rep.Same)
+	}
+	a.counts.heartbeats.Add(1)
+	return &api.ReportAck{ConfigVersion: v, LeaseVersion: lease}, nil
 }
 
 // requireLeader refuses a change unless this agent still leads, confirmed

@@ -23,6 +23,9 @@ type leader struct {
 
 	mu      sync.Mutex
 	reports map[int]received
+	// fulls: per agent, its last full report accepted (its Seq and the
+	// instances kept of it), which its heartbeats name (heartbeat).
+	fulls map[string]fullReport
 	// heard is when each host's agent last reported, on this leader's
 	// clock. A new term starts a new table: it cannot know what the
 	// previous leader heard (Nomad's heartbeat.go).
@@ -61,22 +64,62 @@ type leader struct {
 type received struct {
 	report api.InstanceReport
 	at     time.Time // the receiver's clock (monotonic, never another host's)
+	// seq: the Seq of the full report it came in (0: none, as the
+	// leader's own).
+	seq uint64
+}
+
+// fullReport is what the leader holds of an agent's last full report.
+type fullReport struct {
+	seq   uint64
+	dbids []int // the instances accepted of it (ownInstances)
 }
 
 func newLeader(a *Agent) *leader {
-	return &leader{a: a, log: a.log.With("component", "leader"), reports: map[int]received{}, unproven: map[string]*topology.PendingRenewals{}, deadSince: map[string]time.Time{}, deadVoterGrace: deadVoterGrace, voterRound: voterRound, wake: make(chan struct{}, 1), members: make(chan struct{}, 1)}
+	return &leader{a: a, log: a.log.With("component", "leader"), reports: map[int]received{}, fulls: map[string]fullReport{}, unproven: map[string]*topology.PendingRenewals{}, deadSince: map[string]time.Time{}, deadVoterGrace: deadVoterGrace, voterRound: voterRound, wake: make(chan struct{}, 1), members: make(chan struct{}, 1)}
 }
 
 // accept stores reports from an agent and wakes the reconcile loop. The
 // agent counts as heard only if the acknowledgement of these reports, at
 // committed, renews its lease (topology.RenewsLease).
 func (l *leader) accept(agent string, reports []api.InstanceReport, committed uint64) {
+	l.acceptFull(agent, 0, reports, committed)
+}
+
+// acceptFull is accept of the full report seq (0: one that names none,
+// which no heartbeat can name either).
+func (l *leader) acceptFull(agent string, seq uint64, reports []api.InstanceReport, committed uint64) {
 	now := l.a.clock.Now()
 	applied := committed
 	for _, r := range reports {
 		applied = min(applied, r.ConfigVersion)
 	}
 	l.mu.Lock()
+	if seq == 0 {
+		delete(l.fulls, agent)
+	} else {
+		dbids := make([]int, len(reports))
+		for i, r := range reports {
+			dbids[i] = r.DBID
+		}
+		l.fulls[agent] = fullReport{seq: seq, dbids: dbids}
+	}
+	l.countHeard(agent, now, applied, committed)
+	news := false
+	for _, r := range reports {
+		prev, ok := l.reports[r.DBID]
+		news = news || !ok || l.news(prev, r, now)
+		l.reports[r.DBID] = received{report: r, at: now, seq: seq}
+	}
+	l.mu.Unlock()
+	if news {
+		l.wakeUp()
+	}
+}
+
+// countHeard counts agent heard at now by the report (or heartbeat) made
+// on applied and acknowledged at committed, under l.mu.
+func (l *leader) countHeard(agent string, now time.Time, applied, committed uint64) {
 	// A report on an older version than this leader's is not dropped:
 	// it counts as heard at its arrival once a later report of the same
 	// agent shows that version applied (topology.PendingRenewals, the
@@ -94,20 +137,78 @@ func (l *leader) accept(agent string, reports []api.InstanceReport, committed ui
 	if at, ok := p.Applied(applied); ok {
 		l.heard = l.heard.Heard(agent, at)
 	}
-	news := false
-	for _, r := range reports {
-		prev, ok := l.reports[r.DBID]
-		news = news || !ok || l.news(prev, r, now)
-		l.reports[r.DBID] = received{report: r, at: now}
-	}
-	l.mu.Unlock()
-	if !news {
-		return
-	}
+}
+
+// wakeUp hints the reconcile loop that news arrived; it never blocks.
+func (l *leader) wakeUp() {
 	select {
 	case l.wake <- struct{}{}:
 	default:
 	}
+}
+
+// heartbeat accepts hb, a heartbeat of agent acknowledged at committed,
+// as accept would the full report it names made again on
+// hb.ConfigVersion at hb.Seen: the held reports of that full report are
+// refreshed (received now, made on hb.ConfigVersion) and the agent is
+// counted heard by the same rule. It returns false, touching nothing,
+// when this leader does not hold that full report as the last one of
+// agent: the agent must send it in full.
+//
+// Held reports outlive a term (lead does not clear them), so a heartbeat
+// may name a full report this leader received in an earlier term of its
+// own, or one it received before another leader's term. That is safe:
+// the agent sends a heartbeat only when its instances are the same as in
+// the full report it names, and Seqs are never reused by an agent
+// (process start time), so if this leader holds exactly that Seq of this
+// agent for every instance it kept, what it holds is what the agent
+// would send in full now. Any newer full report the agent sent elsewhere
+// would have a larger Seq, so the heartbeat would name that one, and it
+// would not match here.
+func (l *leader) heartbeat(agent string, hb api.Report, committed uint64) bool {
+	now := l.a.clock.Now()
+	// The instances are kept by ownInstances' rule on the topology of
+	// now, as a full report sent again would be.
+	x := l.a.indexed(l.a.node.Topology())
+	l.mu.Lock()
+	f, ok := l.fulls[agent]
+	if !ok || f.seq != hb.Same {
+		l.mu.Unlock()
+		return false
+	}
+	keep := make([]int, 0, len(f.dbids))
+	for _, dbid := range f.dbids {
+		r, ok := l.reports[dbid]
+		if !ok || r.seq != f.seq || r.report.Host != agent {
+			// Pruned, or replaced by another report since.
+			l.mu.Unlock()
+			return false
+		}
+		if s, ok := x.Segment(dbid); ok && s.Hostname == agent {
+			keep = append(keep, dbid)
+		}
+	}
+	applied := committed
+	if len(keep) > 0 {
+		applied = min(applied, hb.ConfigVersion)
+	}
+	l.countHeard(agent, now, applied, committed)
+	news := false
+	for _, dbid := range keep {
+		prev := l.reports[dbid]
+		next := prev.report
+		next.ConfigVersion = hb.ConfigVersion
+		if !hb.Seen.IsZero() {
+			next.Seen = hb.Seen
+		}
+		news = news || l.news(prev, next, now)
+		l.reports[dbid] = received{report: next, at: now, seq: f.seq}
+	}
+	l.mu.Unlock()
+	if news {
+		l.wakeUp()
+	}
+	return true
 }
 
 // news reports whether next, arriving at now, can change what reconcile

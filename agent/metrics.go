@@ -30,6 +30,7 @@ var (
 	descFences        = prometheus.NewDesc("gpagent_fence_events_total", "Times this agent fenced its primaries because its lease ran out.", nil, nil)
 	descRecoveries    = prometheus.NewDesc("gpagent_recoveries_total", "Recoveries of this host's instances that finished, by kind (incremental: pg_rewind, full: a copy).", []string{"kind"}, nil)
 	descRecoveryBytes = prometheus.NewDesc("gpagent_recovery_bytes_total", "Bytes rewound or copied by the recoveries of this host's instances that finished, by kind.", []string{"kind"}, nil)
+	descReports       = prometheus.NewDesc("gpagent_reports_received_total", "Reports this agent received as leader, by kind (full, heartbeat, and resend: a heartbeat naming a full report not held, answered resend).", []string{"kind"}, nil)
 
 	instanceLabels = []string{"dbid", "content"}
 	descUp         = prometheus.NewDesc("gpagent_instance_up", "1 when this host's instance answered its last probe.", instanceLabels, nil)
@@ -93,6 +94,9 @@ func (c agentCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descRecoveries, n.copies.Load(), string(topology.RecoveryFull))
 	counter(descRecoveryBytes, n.rewindBytes.Load(), string(topology.RecoveryIncremental))
 	counter(descRecoveryBytes, n.copiedBytes.Load(), string(topology.RecoveryFull))
+	counter(descReports, n.fullReports.Load(), "full")
+	counter(descReports, n.heartbeats.Load(), "heartbeat")
+	counter(descReports, n.resends.Load(), "resend")
 	health := func(dbid int) *supervisor.Health {
 		st := a.exec.state(dbid)
 		a.exec.mu.Lock()

@@ -21,6 +21,9 @@ const (
 	CodeUnauthorized   Code = "unauthorized"    // no credential, or one the agent does not accept
 	CodeForbidden      Code = "forbidden"       // a valid credential of the wrong kind for this route
 	CodeInternal       Code = "internal"
+	// CodeResend: a heartbeat named a full report the leader does not
+	// hold (a new leader, one that never received it): send it in full.
+	CodeResend Code = "resend"
 )
 
 // Error is the JSON error body: {"code": "...", "error": "..."}.
@@ -51,6 +54,7 @@ var (
 	ErrNotFound       = &Error{Code: CodeNotFound}
 	ErrUnauthorized   = &Error{Code: CodeUnauthorized}
 	ErrForbidden      = &Error{Code: CodeForbidden}
+	ErrResend         = &Error{Code: CodeResend}
 )
 
 // Errorf builds an API error with a code.
@@ -63,7 +67,7 @@ func (c Code) HTTPStatus() int {
 	switch c {
 	case CodeInvalid:
 		return http.StatusBadRequest
-	case CodeConflict, CodeStale:
+	case CodeConflict, CodeStale, CodeResend:
 		return http.StatusConflict
 	case CodeNotInitialized, CodeNotFound:
 		return http.StatusNotFound

@@ -114,7 +114,23 @@ type Report struct {
 	// API: the reporting agent's API address. The leader reaches a
 	// client that joined no gossip pool there (preflight, members).
 	API string `json:"api,omitempty"`
+	// Seq numbers a full report (Instances as probed) among those this
+	// agent process sent; it increases, and starts from the process's
+	// start time in nanoseconds, so a restarted agent never reuses one.
+	Seq uint64 `json:"seq,omitempty"`
+	// Same, non-zero, makes this a heartbeat (Instances empty): the
+	// agent's instances this round are the same as in its full report
+	// Seq=Same, but for what moves on its own (Seen, the LSNs and
+	// replication lags), made now on ConfigVersion (every instance of a
+	// round is made on one topology) and probed at Seen. A leader that
+	// does not hold that full report answers CodeResend.
+	Same          uint64    `json:"same,omitempty"`
+	ConfigVersion uint64    `json:"config_version,omitempty"`
+	Seen          time.Time `json:"seen,omitzero"`
 }
+
+// Heartbeat reports whether r is a heartbeat rather than a full report.
+func (r Report) Heartbeat() bool { return r.Same != 0 }
 
 // ReportAck is the leader's answer to a report: the config version it has
 // committed. The reporting agent renews its lease only once it has
