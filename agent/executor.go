@@ -42,6 +42,13 @@ type executor struct {
 	// touches them.
 	seq  uint64
 	full sentFull
+	// acked: the last report or heartbeat the leader acknowledged (the
+	// executor's goroutine only).
+	acked struct {
+		leader  string
+		at      time.Time // sent
+		version uint64    // made on (a heartbeat's)
+	}
 }
 
 // sentFull is the last full report an agent sent: while its reports stay
@@ -383,6 +390,15 @@ func (e *executor) report(ctx context.Context, reports []api.InstanceReport) {
 	var ack *api.ReportAck
 	var err error
 	hb, beat := e.heartbeat(addr, reports, sent)
+	if beat && e.acked.leader == addr && e.acked.version == hb.ConfigVersion && sent.Sub(e.acked.at) < e.a.live().ProbeInterval {
+		// A round sooner than the probe interval (transitioning,
+		// retrying) that found nothing new, on the version already
+		// acknowledged: the leader would learn nothing, and the lease
+		// was renewed less than a probe interval ago. Through a
+		// 1,000-host init every host rounds every 100 ms until its
+		// pairs are in sync: ten heartbeats a second each.
+		return
+	}
 	if beat {
 		// Its acknowledgement renews the lease as that of the full
 		// report made on the same version would (leader.heartbeat).
@@ -409,6 +425,10 @@ func (e *executor) report(ctx context.Context, reports []api.InstanceReport) {
 			c.requery()
 		}
 		return
+	}
+	e.acked.leader, e.acked.at, e.acked.version = addr, sent, 0
+	if len(reports) > 0 {
+		e.acked.version = reports[0].ConfigVersion // all one version, or no heartbeat follows
 	}
 	lease := ack.LeaseVersion
 	if lease == 0 {
