@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -106,7 +107,8 @@ func (v stateView) print(out io.Writer, s *api.State) error {
 			return x.Role == topology.RoleMirror || x.PreferredRole == topology.RoleMirror
 		})
 	case v.problems:
-		view = filter(s.Segments, func(x topology.Segment) bool { return hasProblem(s, x) })
+		ix := newStateIndex(s)
+		view = filter(s.Segments, func(x topology.Segment) bool { return hasProblem(ix, x) })
 	}
 	if v.json {
 		shown := *s
@@ -184,7 +186,8 @@ func printSummary(out io.Writer, s *api.State) error {
 		failover = "paused (gpagent resume)"
 	}
 	fmt.Fprintf(w, "  Automatic failover\t%s\n", failover)
-	n := len(filter(s.Segments, func(x topology.Segment) bool { return hasProblem(s, x) }))
+	ix := newStateIndex(s)
+	n := len(filter(s.Segments, func(x topology.Segment) bool { return hasProblem(ix, x) }))
 	if n == 0 {
 		fmt.Fprintf(w, "  Problems\tnone\n")
 	} else {
@@ -212,8 +215,9 @@ func printDetails(out io.Writer, s *api.State) error {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "config version %d\n", s.ConfigVersion)
 	fmt.Fprintln(w, "dbid\tcontent\trole\tpreferred\tmode\tstatus\thost\taddress\tport\tdatadir\tpid\tphase\twal")
+	ix := newStateIndex(s)
 	for _, x := range s.Segments {
-		r, _ := report(s, x.DBID)
+		r, _ := ix.report(x.DBID)
 		fmt.Fprintf(w, "%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", x.DBID, x.Content, x.Role, x.PreferredRole, x.Mode, x.Status,
 			x.Hostname, x.Address, x.Port, x.DataDir, pidString(r.PID), orNone(r.Phase), orNone(r.LSN))
 	}
@@ -227,6 +231,7 @@ func printMirrors(out io.Writer, s *api.State, mirrors []topology.Segment) error
 	}
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "content\tmirror\tdatadir\tstatus\tdata state\trole\tflush lag")
+	ix := newStateIndex(s)
 	for _, m := range mirrors {
 		acting := "Passive"
 		if m.Role == topology.RolePrimary {
@@ -236,7 +241,7 @@ func printMirrors(out io.Writer, s *api.State, mirrors []topology.Segment) error
 		if m.Mode == topology.ModeSynced {
 			state = "Synchronized"
 		}
-		fmt.Fprintf(w, "%d\t%s:%d\t%s\t%s\t%s\t%s\t%s\n", m.Content, m.Hostname, m.Port, m.DataDir, statusWord(m.Status), state, acting, flushLag(s, m))
+		fmt.Fprintf(w, "%d\t%s:%d\t%s\t%s\t%s\t%s\t%s\n", m.Content, m.Hostname, m.Port, m.DataDir, statusWord(m.Status), state, acting, flushLag(ix, m))
 	}
 	return w.Flush()
 }
@@ -247,8 +252,9 @@ func printProblems(out io.Writer, s *api.State, problems []topology.Segment) err
 		return nil
 	}
 	fmt.Fprintln(out, "Segments with problems:")
+	ix := newStateIndex(s)
 	for _, x := range problems {
-		fmt.Fprintln(out, progressLine(s, x.DBID)+problemWords(s, x))
+		fmt.Fprintln(out, progressLine(ix, x.DBID)+problemWords(ix, x))
 	}
 	return nil
 }
@@ -256,16 +262,11 @@ func printProblems(out io.Writer, s *api.State, problems []topology.Segment) err
 func printMapping(out io.Writer, s *api.State) error {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "content\tprimary\tstatus\tmirror\tstatus\tmode")
-	contents := []int{}
-	for _, x := range s.Segments {
-		if !slices.Contains(contents, x.Content) {
-			contents = append(contents, x.Content)
-		}
-	}
-	slices.Sort(contents)
+	ix := newStateIndex(s)
+	contents := slices.Sorted(maps.Keys(ix.primary))
 	for _, c := range contents {
-		p, _ := find(s.Segments, func(x topology.Segment) bool { return x.Content == c && x.Role == topology.RolePrimary })
-		m, ok := find(s.Segments, func(x topology.Segment) bool { return x.Content == c && x.Role == topology.RoleMirror })
+		p := ix.primary[c]
+		m, ok := ix.mirror[c]
 		mirror, mstatus := "none", "-"
 		if ok {
 			mirror, mstatus = fmt.Sprintf("%s:%d", m.Hostname, m.Port), statusWord(m.Status)
@@ -277,15 +278,15 @@ func printMapping(out io.Writer, s *api.State) error {
 
 // hasProblem: down, a pair not in sync, out of its preferred role, or
 // still being built.
-func hasProblem(s *api.State, x topology.Segment) bool {
-	return x.Status != topology.StatusUp || x.Role != x.PreferredRole || slices.Contains(s.Pending, x.DBID) ||
-		(x.Mode != topology.ModeSynced && x.Content != topology.CoordinatorContent && hasMirror(s, x.Content)) ||
+func hasProblem(ix *stateIndex, x topology.Segment) bool {
+	return x.Status != topology.StatusUp || x.Role != x.PreferredRole || ix.pending[x.DBID] ||
+		(x.Mode != topology.ModeSynced && x.Content != topology.CoordinatorContent && ix.hasMirror(x.Content)) ||
 		(x.Content == topology.CoordinatorContent && x.Role == topology.RoleMirror && x.Mode != topology.ModeSynced)
 }
 
-func problemWords(s *api.State, x topology.Segment) string {
+func problemWords(ix *stateIndex, x topology.Segment) string {
 	var words []string
-	if slices.Contains(s.Pending, x.DBID) {
+	if ix.pending[x.DBID] {
 		words = append(words, "being created")
 	} else if x.Status != topology.StatusUp {
 		words = append(words, "down")
@@ -293,7 +294,7 @@ func problemWords(s *api.State, x topology.Segment) string {
 	if x.Role != x.PreferredRole {
 		words = append(words, "not in preferred role")
 	}
-	if x.Mode != topology.ModeSynced && hasMirror(s, x.Content) {
+	if x.Mode != topology.ModeSynced && ix.hasMirror(x.Content) {
 		words = append(words, "not in sync")
 	}
 	if len(words) == 0 {
@@ -303,16 +304,15 @@ func problemWords(s *api.State, x topology.Segment) string {
 }
 
 // flushLag reads the mirror's lag from its primary's pg_stat_replication.
-func flushLag(s *api.State, m topology.Segment) string {
-	for _, p := range s.Segments {
-		if p.Content != m.Content || p.Role != topology.RolePrimary {
-			continue
-		}
-		r, _ := report(s, p.DBID)
-		for _, rep := range r.Replicas {
-			if rep.ApplicationName == topology.AppName(m.DBID) {
-				return bytesString(rep.FlushLagBytes)
-			}
+func flushLag(ix *stateIndex, m topology.Segment) string {
+	p, ok := ix.primary[m.Content]
+	if !ok {
+		return "-"
+	}
+	r, _ := ix.report(p.DBID)
+	for _, rep := range r.Replicas {
+		if rep.ApplicationName == topology.AppName(m.DBID) {
+			return bytesString(rep.FlushLagBytes)
 		}
 	}
 	return "-"

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
@@ -27,21 +26,27 @@ func waitFor(ctx context.Context, out io.Writer, c *api.Client, timeout time.Dur
 	var s *api.State
 	for {
 		var err error
+		began := time.Now()
 		s, err = c.State(ctx)
+		// Asked again no sooner than five times what the answer took: a
+		// thousand hosts' state is megabytes for the leader to encode.
+		tick.Reset(max(100*time.Millisecond, 5*time.Since(began)))
+		var ix *stateIndex
 		if err == nil {
+			ix = newStateIndex(s)
 			if live {
 				// On a terminal: one line per instance, redrawn in place.
 				if drawn > 0 {
 					fmt.Fprintf(out, "\x1b[%dA", drawn)
 				}
 				for _, dbid := range dbids {
-					fmt.Fprintf(out, "\x1b[2K%s\n", progressLine(s, dbid))
+					fmt.Fprintf(out, "\x1b[2K%s\n", progressLine(ix, dbid))
 				}
 				drawn = len(dbids)
 			} else {
 				// Otherwise (a log, a pipe): a line whenever one changes.
 				for _, dbid := range dbids {
-					line := progressLine(s, dbid)
+					line := progressLine(ix, dbid)
 					if line != last[dbid] {
 						fmt.Fprintln(out, line)
 						last[dbid] = line
@@ -58,8 +63,9 @@ func waitFor(ctx context.Context, out io.Writer, c *api.Client, timeout time.Dur
 				return fmt.Errorf("gave up after %s: %w", timeout, err)
 			}
 			var missing []string
+			ix := newStateIndex(s)
 			for _, dbid := range dbids {
-				missing = append(missing, progressLine(s, dbid))
+				missing = append(missing, progressLine(ix, dbid))
 			}
 			return fmt.Errorf("gave up after %s; still: %s", timeout, strings.Join(missing, "; "))
 		case <-tick.C:
@@ -68,15 +74,10 @@ func waitFor(ctx context.Context, out io.Writer, c *api.Client, timeout time.Dur
 }
 
 // progressLine is one instance's state in a short line.
-func progressLine(s *api.State, dbid int) string {
-	var seg topology.Segment
-	for _, x := range s.Segments {
-		if x.DBID == dbid {
-			seg = x
-		}
-	}
+func progressLine(ix *stateIndex, dbid int) string {
+	seg := ix.seg[dbid]
 	line := fmt.Sprintf("  dbid %d content %d %s %s:%d: status %s mode %s", dbid, seg.Content, roleName(seg.Role), seg.Hostname, seg.Port, seg.Status, seg.Mode)
-	if r, ok := report(s, dbid); ok {
+	if r, ok := ix.report(dbid); ok {
 		line += ", " + r.Phase
 		if p := r.Progress; p != nil && p.Total > 0 {
 			line += fmt.Sprintf(" %s %d%% (%s of %s%s)", p.Step, p.Done*100/p.Total, bytesString(p.Done), bytesString(p.Total), rateWords(p))
@@ -88,37 +89,25 @@ func progressLine(s *api.State, dbid int) string {
 	return line
 }
 
-func report(s *api.State, dbid int) (api.InstanceReport, bool) {
-	i := slices.IndexFunc(s.Instances, func(r api.InstanceReport) bool { return r.DBID == dbid })
-	if i < 0 {
-		return api.InstanceReport{}, false
-	}
-	return s.Instances[i], true
-}
-
 // allUp: every listed instance is recorded up, and every pair of them in
 // sync when wantSync.
 func allUp(dbids []int, wantSync bool) func(*api.State) bool {
 	return func(s *api.State) bool {
-		for _, seg := range s.Segments {
-			if !slices.Contains(dbids, seg.DBID) {
+		ix := newStateIndex(s)
+		for _, dbid := range dbids {
+			seg, ok := ix.seg[dbid]
+			if !ok {
 				continue
 			}
 			if seg.Status != topology.StatusUp {
 				return false
 			}
-			if wantSync && seg.Mode != topology.ModeSynced && hasMirror(s, seg.Content) {
+			if wantSync && seg.Mode != topology.ModeSynced && ix.hasMirror(seg.Content) {
 				return false
 			}
 		}
 		return true
 	}
-}
-
-func hasMirror(s *api.State, content int) bool {
-	return slices.ContainsFunc(s.Segments, func(x topology.Segment) bool {
-		return x.Content == content && x.Role == topology.RoleMirror
-	})
 }
 
 func roleName(r topology.Role) string {

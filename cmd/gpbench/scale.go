@@ -37,10 +37,11 @@ type scaleOptions struct {
 	gpagent      string
 	buildGpagent bool
 	keep         bool
-	clients      bool // segment hosts run as client agents (server: false)
-	clientGossip bool // the clients join the gossip pool (join) instead of naming the servers (servers)
-	real         int  // segment hosts run as real gpagent agents with real PostgreSQL
-	octet        int  // 127.octet.0.0/16 holds this run's agents
+	clients      bool   // segment hosts run as client agents (server: false)
+	clientGossip bool   // the clients join the gossip pool (join) instead of naming the servers (servers)
+	real         int    // segment hosts run as real gpagent agents with real PostgreSQL
+	octet        int    // 127.octet.0.0/16 holds this run's agents
+	hostData     string // where the simulated segment hosts keep their data dirs ("": in the run's dir)
 }
 
 // Raft servers: separate processes on 127.N.0.1-3 (N chosen per run), hosting no segments
@@ -85,6 +86,7 @@ func cmdScale(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&o.gpagent, "gpagent", "", "gpagent binary for the state timing (default: next to gpbench, else in PATH)")
 	fs.BoolVar(&o.buildGpagent, "build-gpagent", false, "go build ./cmd/gpagent into a temporary folder for the state timing")
 	fs.BoolVar(&o.keep, "keep", false, "keep each size's folder (agent logs, Raft data)")
+	fs.StringVar(&o.hostData, "host-data", "/dev/shm", "where the simulated segment hosts keep their agents' data dirs (lease and instance records); a tmpfs, since on a real cluster each host writes its own disk and here a thousand hosts would share one filesystem journal (\"\": in the run's dir, with the servers)")
 	fs.BoolVar(&o.clientGossip, "client-gossip", false, "the client agents join the gossip pool (join: the servers' gossip addresses); by default they join none and find the servers by their API addresses (servers:), as the large-cluster shape runs")
 	fs.BoolVar(&o.clients, "clients", true, "run the segment hosts as client agents (server: false: no Raft log, the topology by a blocking query); false makes every agent a Raft member (nonvoters past the 3 voters), the design before")
 	fs.IntVar(&o.real, "real", 0, "run this many of each size's segment hosts as real gpagent agent processes (the --gpagent binary) with real PostgreSQL, one primary and one mirror each, mirrors among the real hosts; a trial then kill -9s a real primary's postmaster (a mixed cluster; 0 or at least 2)")
@@ -407,6 +409,21 @@ func runScaleSize(ctx context.Context, o scaleOptions, self, bin string, n int, 
 		return r
 	}
 	hs := scaleNodeSpec{CtlIP: scaleHostIP(o, 0), Extra: extra}
+	if o.hostData != "" {
+		d, err := os.MkdirTemp(o.hostData, fmt.Sprintf("gpbench-scale-%d-hosts-", n))
+		if err != nil {
+			r.unmeasured("--host-data: " + err.Error())
+			return r
+		}
+		defer func() {
+			if o.keep {
+				fmt.Fprintf(log, "gpbench scale: kept %s\n", d)
+			} else {
+				os.RemoveAll(d)
+			}
+		}()
+		hs.DataDir = d
+	}
 	for i := range scaleServers {
 		hs.Peers = append(hs.Peers, scaleServerIP(o, i))
 	}

@@ -37,10 +37,12 @@ const (
 // mirror in this process streams from its primary in this process) and
 // where its control API listens.
 type scaleNodeSpec struct {
-	Dir    string            `json:"dir"`
-	CtlIP  string            `json:"ctl_ip"`
-	Agents []scaleAgentSpec  `json:"agents"`
-	Extra  map[string]string `json:"extra,omitempty"` // config lines added to every agent
+	Dir string `json:"dir"`
+	// DataDir holds the agents' data dirs (default Dir).
+	DataDir string            `json:"data_dir,omitempty"`
+	CtlIP   string            `json:"ctl_ip"`
+	Agents  []scaleAgentSpec  `json:"agents"`
+	Extra   map[string]string `json:"extra,omitempty"` // config lines added to every agent
 	// Peers are the IPs of agents in other processes: a host this
 	// process cuts off is cut off from them too (simnet cuts only
 	// between hosts it knows).
@@ -116,6 +118,10 @@ func cmdScaleNode(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	n := &scaleNode{world: world, net: snet, ips: map[string]string{}}
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	dataDir := spec.Dir
+	if spec.DataDir != "" {
+		dataDir = spec.DataDir
+	}
 	for _, as := range spec.Agents {
 		start := "join: [" + strings.Join(as.Join, ", ") + "]"
 		if len(as.Servers) > 0 {
@@ -139,7 +145,7 @@ raft_addr: %s:%d
 gossip_addr: %s:%d
 %s
 postgres: {superuser_password: a, replication_password: b}
-%s`, as.Name, as.IP, filepath.Join(spec.Dir, as.Name), as.IP, scaleAPIPort, as.IP, scaleRaftPort, as.IP, scaleGossipPort, start, extra.String())
+%s`, as.Name, as.IP, filepath.Join(dataDir, as.Name), as.IP, scaleAPIPort, as.IP, scaleRaftPort, as.IP, scaleGossipPort, start, extra.String())
 		cfg, err := agent.ParseConfig([]byte(doc))
 		if err != nil {
 			return fmt.Errorf("agent %s config: %w", as.Name, err)
