@@ -146,7 +146,7 @@ func (a *Agent) getState(r *http.Request) (any, error) {
 	// topology is the committed one.
 	if a.node.VerifyLeader() != nil {
 		s.Stale = true
-	} else {
+	} else if r.URL.Query().Get("reports") != "false" {
 		s.Instances = a.lead.instances()
 	}
 	return s, nil

@@ -85,10 +85,18 @@ func (t *tokenTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // Addr is the base URL the client talks to.
 func (c *Client) Addr() string { return c.base }
 
-// State returns the cluster state.
+// State returns the cluster state, with every instance's latest report.
 func (c *Client) State(ctx context.Context) (*State, error) {
 	var s State
 	return &s, c.do(ctx, http.MethodGet, "/v1/state", nil, &s)
+}
+
+// Segments returns the cluster state without the instance reports
+// (Instances empty): what gpstate's summary, mapping and JSON show, a
+// fraction of the state's size on a large cluster.
+func (c *Client) Segments(ctx context.Context) (*State, error) {
+	var s State
+	return &s, c.do(ctx, http.MethodGet, "/v1/state?reports=false", nil, &s)
 }
 
 // History returns every topology change, oldest first.
