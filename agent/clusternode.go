@@ -399,6 +399,9 @@ func (a *Agent) runClientWatch(ctx context.Context, c *clientNode) {
 			continue
 		}
 		fails = 0
+		if v.Topology != nil {
+			a.log.Debug("view answered", "version", v.Topology.ConfigVersion, "held", c.Topology().ConfigVersion)
+		}
 		c.update(v)
 	}
 }

@@ -434,6 +434,14 @@ func (e *executor) report(ctx context.Context, reports []api.InstanceReport) {
 	if lease == 0 {
 		lease = ack.ConfigVersion // a leader before lease_version
 	}
+	if e.log.Enabled(ctx, slog.LevelDebug) {
+		made := uint64(0)
+		if len(reports) > 0 {
+			made = reports[0].ConfigVersion
+		}
+		e.log.Debug("report acknowledged", "heartbeat", beat, "made_on", made, "view", ack.ConfigVersion, "lease_version", lease,
+			"round_trip", e.a.clock.Now().Sub(sent), "lease_age", e.a.lease.age(e.a.clock.Now()))
+	}
 	e.markCaughtUp(ack.ConfigVersion)
 	e.acknowledged(sent, reports, lease)
 	if c, ok := e.a.node.(*clientNode); ok {

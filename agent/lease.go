@@ -160,6 +160,13 @@ func (l *lease) remaining(now time.Time, d time.Duration) time.Duration {
 	return l.renewed.Add(d).Sub(now) + time.Nanosecond
 }
 
+// age is how long ago the lease was last renewed, at now.
+func (l *lease) age(now time.Time) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return now.Sub(l.renewed)
+}
+
 // renewals delivers a value after a renewal (at most one pending).
 func (l *lease) renewals() <-chan struct{} { return l.renewedCh }
 

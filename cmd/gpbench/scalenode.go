@@ -14,6 +14,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -156,7 +157,15 @@ postgres: {superuser_password: a, replication_password: b}
 		cfg.Token = os.Getenv("GPAGENT_TOKEN")
 		key := sha256.Sum256([]byte("gpbench gossip key: " + cfg.Token))
 		cfg.GossipKeys = [][]byte{key[:]}
-		a, err := agent.NewWith(cfg, agent.Deps{Logger: log.With("agent", as.Name), Driver: world.Host(as.Name), Network: snet.Host(as.IP)})
+		alog := log.With("agent", as.Name)
+		if slices.Contains(strings.Split(os.Getenv("GPBENCH_TRACE_AGENTS"), ","), as.Name) {
+			// Debug logs of a few named agents only (every report's
+			// versions and round trip, every view answered): what a
+			// diagnosis of one host's lease needs, without a thousand
+			// hosts' worth of debug logs.
+			alog = slog.New(slog.NewTextHandler(logf, &slog.HandlerOptions{Level: slog.LevelDebug})).With("agent", as.Name)
+		}
+		a, err := agent.NewWith(cfg, agent.Deps{Logger: alog, Driver: world.Host(as.Name), Network: snet.Host(as.IP)})
 		if err != nil {
 			return fmt.Errorf("agent %s: %w", as.Name, err)
 		}
