@@ -7,6 +7,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gpagent/gpagent/supervisor"
@@ -20,9 +21,11 @@ type Host struct {
 	name  string
 	exits chan int
 
-	// Guarded by w.mu.
+	// Guarded by w.mu; tracked is also written by Adopt with w.mu only
+	// read-held, under trackMu.
 	dead    bool           // killed, or replaced by a newer driver of the host
 	tracked map[string]int // instances started or adopted here: key -> pid
+	trackMu sync.Mutex
 	locks   map[int]chan struct{}
 }
 
@@ -99,12 +102,18 @@ func (w *World) at(inst supervisor.Instance) (in *instance, ours bool) {
 	return in, in.dir != dirAbsent && in.dataDir == inst.DataDir
 }
 
+// atRead is at for a reader (w.mu read-held): it makes no record.
+func (w *World) atRead(inst supervisor.Instance) (in *instance, ours bool) {
+	in = w.lookup(inst.Address, inst.Port)
+	return in, in.dir != dirAbsent && in.dataDir == inst.DataDir
+}
+
 // PID is the pid of inst's running postmaster, 0 if none. Like the
 // supervisor's, it does not need the postmaster to be adopted.
 func (h *Host) PID(inst supervisor.Instance) int {
-	h.w.mu.Lock()
-	defer h.w.mu.Unlock()
-	in, ours := h.w.at(inst)
+	h.w.mu.RLock()
+	defer h.w.mu.RUnlock()
+	in, ours := h.w.atRead(inst)
 	if h.dead || !ours || !in.running {
 		return 0
 	}
@@ -117,16 +126,18 @@ func (h *Host) Adopt(inst supervisor.Instance) (pid int, ok bool, err error) {
 	if err := validate(inst); err != nil {
 		return 0, false, err
 	}
-	h.w.mu.Lock()
-	defer h.w.mu.Unlock()
+	h.w.mu.RLock()
+	defer h.w.mu.RUnlock()
 	if h.dead {
 		return 0, false, ErrHostDown
 	}
-	in, ours := h.w.at(inst)
+	in, ours := h.w.atRead(inst)
 	if !ours || !in.running {
 		return 0, false, nil
 	}
+	h.trackMu.Lock()
 	h.tracked[in.key] = in.pid
+	h.trackMu.Unlock()
 	return in.pid, true, nil
 }
 
@@ -134,9 +145,9 @@ func (h *Host) Adopt(inst supervisor.Instance) (pid int, ok bool, err error) {
 // server makes it wait the whole timeout and fail.
 func (h *Host) Probe(ctx context.Context, inst supervisor.Instance) (supervisor.Health, error) {
 	w := h.w
-	w.mu.Lock()
+	w.mu.RLock()
 	delay := w.probeDelay
-	w.mu.Unlock()
+	w.mu.RUnlock()
 	if delay > 0 {
 		select {
 		case <-time.After(delay):
@@ -144,6 +155,20 @@ func (h *Host) Probe(ctx context.Context, inst supervisor.Instance) (supervisor.
 			return supervisor.Health{}, fmt.Errorf("probe %s: no answer: %w", inst, ctx.Err())
 		}
 	}
+	w.mu.RLock()
+	if h.dead {
+		w.mu.RUnlock()
+		return supervisor.Health{}, ErrHostDown
+	}
+	if in := w.lookup(inst.Address, inst.Port); !in.hung {
+		// The common case, a reader: a server that answers at once.
+		defer w.mu.RUnlock()
+		if !in.running {
+			return supervisor.Health{}, fmt.Errorf("probe %s: %s: connection refused", inst, in.key)
+		}
+		return w.health(in), nil
+	}
+	w.mu.RUnlock()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if h.dead {
@@ -159,6 +184,12 @@ func (h *Host) Probe(ctx context.Context, inst supervisor.Instance) (supervisor.
 	if err := w.answer(ctx, in); err != nil {
 		return supervisor.Health{}, fmt.Errorf("probe %s: %w", inst, err)
 	}
+	return w.health(in), nil
+}
+
+// health is what a probe of the running server in reads (w.mu held, read
+// or write).
+func (w *World) health(in *instance) supervisor.Health {
 	hl := supervisor.Health{
 		InRecovery:       in.inRecovery,
 		CurrentLSN:       in.insertLSN(),
@@ -171,7 +202,7 @@ func (h *Host) Probe(ctx context.Context, inst supervisor.Instance) (supervisor.
 			hl.Receiver = &supervisor.Receiver{Status: "streaming", SenderHost: up.address, SenderPort: up.port, FlushedLSN: in.flushLSN()}
 		}
 	}
-	return hl, nil
+	return hl
 }
 
 // syncNamesValue is synchronous_standby_names as the server shows it.

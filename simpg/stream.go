@@ -53,7 +53,9 @@ func (w *World) receive(s *instance, gen uint64) {
 				}
 			}
 			w.mu.Lock()
-			if s.runGen == gen && s.connected == up.key && len(s.wal) == start && !s.hung {
+			// Not once the link stalled meanwhile: a batch read before the
+			// stall is dropped, so the flush stops moving when StallLink returns.
+			if s.runGen == gen && s.connected == up.key && len(s.wal) == start && !s.hung && !s.stalled {
 				s.wal = append(s.wal, batch...)
 				s.flushN = len(s.wal)
 				s.tli = up.tli
