@@ -544,7 +544,7 @@ func runScaleSize(ctx context.Context, o scaleOptions, self, bin string, n int, 
 	}
 	inSyncCtx, cancelInSync := context.WithDeadline(ctx, t0.Add(o.sizeTimeout))
 	err = waitFor(inSyncCtx, "every pair up and in sync", func() (bool, string) {
-		s, err := cl.State(ctx)
+		s, err := cl.Segments(ctx)
 		if err != nil {
 			return false, err.Error()
 		}
@@ -612,10 +612,14 @@ func leaderMembers(ctx context.Context, o scaleOptions, cl *api.Client) (*api.Me
 	return m, nil
 }
 
-// waitFor polls cond every 200 ms until it holds or ctx ends.
+// waitFor polls cond every 200 ms, or five times as long as cond took
+// if more (a thousand hosts' state is megabytes for the leader to
+// encode: the bench must not be the leader's largest load), until it
+// holds or ctx ends.
 func waitFor(ctx context.Context, what string, cond func() (bool, string)) error {
 	last := ""
 	for {
+		began := time.Now()
 		ok, why := cond()
 		if ok {
 			return nil
@@ -624,7 +628,7 @@ func waitFor(ctx context.Context, what string, cond func() (bool, string)) error
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%s: not reached (%s)", what, last)
-		case <-time.After(200 * time.Millisecond):
+		case <-time.After(max(200*time.Millisecond, 5*time.Since(began))):
 		}
 	}
 }
@@ -823,7 +827,7 @@ func scaleKills(ctx context.Context, o scaleOptions, r *sizeResult, cl *api.Clie
 	var v, prop []int64
 	used := map[string]bool{}
 	for trial := range o.trials {
-		s, err := cl.State(ctx)
+		s, err := cl.Segments(ctx)
 		if err != nil {
 			r.why("kill_ms", err.Error())
 			break
@@ -905,7 +909,7 @@ func scaleHostLoss(ctx context.Context, o scaleOptions, r *sizeResult, cl *api.C
 	var v, entries, prop []int64
 	lost := map[string]bool{}
 	for trial := range o.trials {
-		s, err := cl.State(ctx)
+		s, err := cl.Segments(ctx)
 		if err != nil {
 			r.why("host_loss_ms", err.Error())
 			break
@@ -948,7 +952,7 @@ func scaleHostLoss(ctx context.Context, o scaleOptions, r *sizeResult, cl *api.C
 		}
 		d := seen.Sub(t0)
 		prop = append(prop, ms(stamped.Sub(t0)))
-		s2, err := cl.State(ctx)
+		s2, err := cl.Segments(ctx)
 		if err == nil {
 			entries = append(entries, int64(s2.ConfigVersion-v0))
 		}

@@ -219,7 +219,7 @@ func scaleRealKills(ctx context.Context, o scaleOptions, r *sizeResult, cl *api.
 	writes := 0
 	used := map[string]bool{}
 	for trial := range o.trials {
-		s, err := cl.State(ctx)
+		s, err := cl.Segments(ctx)
 		if err != nil {
 			r.why("real_kill_ms", err.Error())
 			break
