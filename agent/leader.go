@@ -135,7 +135,7 @@ func (l *leader) countHeard(agent string, now time.Time, applied, committed uint
 	p.Acked(now, committed)
 	l.heard = l.heard.Reported(agent)
 	if at, ok := p.Applied(applied); ok {
-		l.heard = l.heard.Heard(agent, at)
+		l.heard.Hear(agent, at)
 	}
 }
 

@@ -302,3 +302,28 @@ func TestLastHeard_NextLost(t *testing.T) {
 		t.Fatal("a next loss among hosts all lost already")
 	}
 }
+
+// Hear (in place) leaves the table as Heard (a copy) does, whatever the
+// order of the times heard: a later time moves a host, an earlier one
+// does not, and either marks it heard.
+func TestLastHeard_HearIsHeardInPlace(t *testing.T) {
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	pure := NewLastHeard(start)
+	inPlace := NewLastHeard(start)
+	hosts := []string{"h1", "h2", "h3"}
+	steps := []struct {
+		host string
+		at   int
+	}{{"h1", 3}, {"h2", 1}, {"h1", 2}, {"h1", 5}, {"h3", 0}, {"h2", 1}, {"h3", 4}}
+	for i, st := range steps {
+		at := start.Add(time.Duration(st.at) * time.Second)
+		pure = pure.Heard(st.host, at)
+		inPlace.Hear(st.host, at)
+		now := start.Add(time.Duration(i+6) * time.Second)
+		_, lostP := pure.Lost(hosts, now, 3*time.Second)
+		_, lostI := inPlace.Lost(hosts, now, 3*time.Second)
+		if !maps.Equal(lostP, lostI) || !maps.Equal(pure.at, inPlace.at) || !maps.Equal(pure.heard, inPlace.heard) {
+			t.Fatalf("step %d (%s at %d): Heard %v %v lost %v, Hear %v %v lost %v", i, st.host, st.at, pure.at, pure.heard, lostP, inPlace.at, inPlace.heard, lostI)
+		}
+	}
+}
