@@ -26,7 +26,8 @@ type Host struct {
 	dead    bool           // killed, or replaced by a newer driver of the host
 	tracked map[string]int // instances started or adopted here: key -> pid
 	trackMu sync.Mutex
-	locks   map[int]chan struct{}
+	locks   map[int]chan struct{} // under locksMu, not w.mu
+	locksMu sync.Mutex
 }
 
 // Name is the host's name.
@@ -56,17 +57,19 @@ func (h *Host) enter(ctx context.Context, inst supervisor.Instance) (unlock func
 	if err := validate(inst); err != nil {
 		return nil, err
 	}
-	h.w.mu.Lock()
-	if h.dead {
-		h.w.mu.Unlock()
+	h.w.mu.RLock()
+	dead := h.dead
+	h.w.mu.RUnlock()
+	if dead {
 		return nil, ErrHostDown
 	}
+	h.locksMu.Lock()
 	ch, ok := h.locks[inst.DBID]
 	if !ok {
 		ch = make(chan struct{}, 1)
 		h.locks[inst.DBID] = ch
 	}
-	h.w.mu.Unlock()
+	h.locksMu.Unlock()
 	select {
 	case ch <- struct{}{}:
 		return func() { <-ch }, nil
