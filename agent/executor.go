@@ -151,13 +151,24 @@ func (e *executor) state(dbid int) *instanceState {
 
 func (e *executor) run(ctx context.Context) {
 	for {
+		began := time.Now()
 		e.round(ctx)
+		took := time.Since(began)
 		// A failed probe is retried at once rather than after a full
 		// interval: a hung primary is then declared failed after
 		// probe_retries timeouts, not probe_retries intervals.
 		next := e.a.live().ProbeInterval
-		if e.retrying() || e.transitioning() {
+		switch {
+		case e.retrying():
 			next = min(next, probeRetryDelay)
+		case e.transitioning():
+			// Soon, but no sooner than five times what this round took:
+			// every host of a thousand rounds fast through an init, and
+			// on a loaded machine (or a host whose probes are slow) a
+			// round every 100 ms was all the CPU there was, the steps
+			// the rounds wait for starved behind them. Real time on
+			// purpose, as the leader's spacing: it measures this host.
+			next = min(next, max(probeRetryDelay, 5*took))
 		}
 		select {
 		case <-ctx.Done():

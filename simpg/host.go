@@ -348,10 +348,9 @@ func (h *Host) Unfence(ctx context.Context, inst supervisor.Instance) error {
 	if err := validate(inst); err != nil {
 		return err
 	}
-	h.w.mu.Lock()
-	in, _ := h.w.at(inst)
-	fenced := in.confReadOnly
-	h.w.mu.Unlock()
+	h.w.mu.RLock()
+	fenced := h.w.lookup(inst.Address, inst.Port).confReadOnly
+	h.w.mu.RUnlock()
 	if !fenced {
 		return nil
 	}
