@@ -7,7 +7,6 @@ import (
 	"io"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/gpagent/gpagent/supervisor"
@@ -21,13 +20,10 @@ type Host struct {
 	name  string
 	exits chan int
 
-	// Guarded by w.mu; tracked is also written by Adopt with w.mu only
-	// read-held, under trackMu.
+	// Guarded by w.mu.
 	dead    bool           // killed, or replaced by a newer driver of the host
 	tracked map[string]int // instances started or adopted here: key -> pid
-	trackMu sync.Mutex
-	locks   map[int]chan struct{} // under locksMu, not w.mu
-	locksMu sync.Mutex
+	locks   map[int]chan struct{}
 }
 
 // Name is the host's name.
@@ -57,19 +53,17 @@ func (h *Host) enter(ctx context.Context, inst supervisor.Instance) (unlock func
 	if err := validate(inst); err != nil {
 		return nil, err
 	}
-	h.w.mu.RLock()
-	dead := h.dead
-	h.w.mu.RUnlock()
-	if dead {
+	h.w.mu.Lock()
+	if h.dead {
+		h.w.mu.Unlock()
 		return nil, ErrHostDown
 	}
-	h.locksMu.Lock()
 	ch, ok := h.locks[inst.DBID]
 	if !ok {
 		ch = make(chan struct{}, 1)
 		h.locks[inst.DBID] = ch
 	}
-	h.locksMu.Unlock()
+	h.w.mu.Unlock()
 	select {
 	case ch <- struct{}{}:
 		return func() { <-ch }, nil
@@ -105,18 +99,12 @@ func (w *World) at(inst supervisor.Instance) (in *instance, ours bool) {
 	return in, in.dir != dirAbsent && in.dataDir == inst.DataDir
 }
 
-// atRead is at for a reader (w.mu read-held): it makes no record.
-func (w *World) atRead(inst supervisor.Instance) (in *instance, ours bool) {
-	in = w.lookup(inst.Address, inst.Port)
-	return in, in.dir != dirAbsent && in.dataDir == inst.DataDir
-}
-
 // PID is the pid of inst's running postmaster, 0 if none. Like the
 // supervisor's, it does not need the postmaster to be adopted.
 func (h *Host) PID(inst supervisor.Instance) int {
-	h.w.mu.RLock()
-	defer h.w.mu.RUnlock()
-	in, ours := h.w.atRead(inst)
+	h.w.mu.Lock()
+	defer h.w.mu.Unlock()
+	in, ours := h.w.at(inst)
 	if h.dead || !ours || !in.running {
 		return 0
 	}
@@ -129,18 +117,16 @@ func (h *Host) Adopt(inst supervisor.Instance) (pid int, ok bool, err error) {
 	if err := validate(inst); err != nil {
 		return 0, false, err
 	}
-	h.w.mu.RLock()
-	defer h.w.mu.RUnlock()
+	h.w.mu.Lock()
+	defer h.w.mu.Unlock()
 	if h.dead {
 		return 0, false, ErrHostDown
 	}
-	in, ours := h.w.atRead(inst)
+	in, ours := h.w.at(inst)
 	if !ours || !in.running {
 		return 0, false, nil
 	}
-	h.trackMu.Lock()
 	h.tracked[in.key] = in.pid
-	h.trackMu.Unlock()
 	return in.pid, true, nil
 }
 
@@ -148,9 +134,9 @@ func (h *Host) Adopt(inst supervisor.Instance) (pid int, ok bool, err error) {
 // server makes it wait the whole timeout and fail.
 func (h *Host) Probe(ctx context.Context, inst supervisor.Instance) (supervisor.Health, error) {
 	w := h.w
-	w.mu.RLock()
+	w.mu.Lock()
 	delay := w.probeDelay
-	w.mu.RUnlock()
+	w.mu.Unlock()
 	if delay > 0 {
 		select {
 		case <-time.After(delay):
@@ -158,20 +144,6 @@ func (h *Host) Probe(ctx context.Context, inst supervisor.Instance) (supervisor.
 			return supervisor.Health{}, fmt.Errorf("probe %s: no answer: %w", inst, ctx.Err())
 		}
 	}
-	w.mu.RLock()
-	if h.dead {
-		w.mu.RUnlock()
-		return supervisor.Health{}, ErrHostDown
-	}
-	if in := w.lookup(inst.Address, inst.Port); !in.hung {
-		// The common case, a reader: a server that answers at once.
-		defer w.mu.RUnlock()
-		if !in.running {
-			return supervisor.Health{}, fmt.Errorf("probe %s: %s: connection refused", inst, in.key)
-		}
-		return w.health(in), nil
-	}
-	w.mu.RUnlock()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if h.dead {
@@ -187,12 +159,6 @@ func (h *Host) Probe(ctx context.Context, inst supervisor.Instance) (supervisor.
 	if err := w.answer(ctx, in); err != nil {
 		return supervisor.Health{}, fmt.Errorf("probe %s: %w", inst, err)
 	}
-	return w.health(in), nil
-}
-
-// health is what a probe of the running server in reads (w.mu held, read
-// or write).
-func (w *World) health(in *instance) supervisor.Health {
 	hl := supervisor.Health{
 		InRecovery:       in.inRecovery,
 		CurrentLSN:       in.insertLSN(),
@@ -205,7 +171,7 @@ func (w *World) health(in *instance) supervisor.Health {
 			hl.Receiver = &supervisor.Receiver{Status: "streaming", SenderHost: up.address, SenderPort: up.port, FlushedLSN: in.flushLSN()}
 		}
 	}
-	return hl
+	return hl, nil
 }
 
 // syncNamesValue is synchronous_standby_names as the server shows it.
@@ -348,9 +314,10 @@ func (h *Host) Unfence(ctx context.Context, inst supervisor.Instance) error {
 	if err := validate(inst); err != nil {
 		return err
 	}
-	h.w.mu.RLock()
-	fenced := h.w.lookup(inst.Address, inst.Port).confReadOnly
-	h.w.mu.RUnlock()
+	h.w.mu.Lock()
+	in, _ := h.w.at(inst)
+	fenced := in.confReadOnly
+	h.w.mu.Unlock()
 	if !fenced {
 		return nil
 	}
