@@ -221,15 +221,7 @@ func TestLease_HeartbeatNeverOutlivesTheLeadersCount(t *testing.T) {
 					e.acknowledged(sent, reports, committed)
 				}
 			}
-			a.lease.mu.Lock()
-			renewed := a.lease.renewed
-			a.lease.mu.Unlock()
-			l.mu.Lock()
-			_, later := l.heard.Lost([]string{"h1"}, renewed, 0)
-			l.mu.Unlock()
-			if later["h1"] {
-				rt.Fatalf("round %d: the lease was renewed to %s, later than the leader last heard h1", i, renewed.Sub(newJumpClock().Now()))
-			}
+			leaseNotPastHeard(rt, i, a, l)
 		}
 	})
 }

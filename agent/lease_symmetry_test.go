@@ -56,15 +56,22 @@ func TestLease_NeverOutlivesTheLeadersCount(t *testing.T) {
 			}
 			// Renewed later than the leader heard: lost to the leader at
 			// heard+lease+margin while the lease runs to renewed+lease.
-			a.lease.mu.Lock()
-			renewed := a.lease.renewed
-			a.lease.mu.Unlock()
-			l.mu.Lock()
-			_, later := l.heard.Lost([]string{"h1"}, renewed, 0)
-			l.mu.Unlock()
-			if later["h1"] {
-				rt.Fatalf("round %d: the lease was renewed to %s, later than the leader last heard h1", i, renewed.Sub(newJumpClock().Now()))
-			}
+			leaseNotPastHeard(rt, i, a, l)
 		}
 	})
+}
+
+// leaseNotPastHeard fails round i if a's lease was renewed later than
+// the leader l last heard h1: the leader would count h1 lost at
+// heard+lease+margin while its lease runs to renewed+lease.
+func leaseNotPastHeard(rt *rapid.T, i int, a *Agent, l *leader) {
+	a.lease.mu.Lock()
+	renewed := a.lease.renewed
+	a.lease.mu.Unlock()
+	l.mu.Lock()
+	_, later := l.heard.Lost([]string{"h1"}, renewed, 0)
+	l.mu.Unlock()
+	if later["h1"] {
+		rt.Fatalf("round %d: the lease was renewed to %s, later than the leader last heard h1", i, renewed.Sub(newJumpClock().Now()))
+	}
 }

@@ -9,23 +9,10 @@ import (
 // Greenplum's size (1,000 hosts, 8 primaries and 8 mirrors each), every
 // instance reporting up: the work the leader does on each report.
 func BenchmarkDecide_8000Contents(b *testing.B) {
-	const hosts, perHost = 1000, 8
-	t := &Topology{ConfigVersion: 1}
+	t := greenplumSize(StatusUp, ModeSynced, false)
 	obs := map[int]Observation{}
-	dbid := 1
-	for c := range hosts * perHost {
-		h := c / perHost
-		for _, r := range []Role{RolePrimary, RoleMirror} {
-			host := h
-			if r == RoleMirror {
-				host = (h + 1 + c%perHost) % hosts
-			}
-			t.Segments = append(t.Segments, Segment{DBID: dbid, Content: c, Role: r, PreferredRole: r,
-				Mode: ModeSynced, Status: StatusUp, Port: 6000 + c%perHost, Hostname: fmt.Sprintf("sdw%d", host+1),
-				Address: fmt.Sprintf("sdw%d", host+1), DataDir: fmt.Sprintf("/data/%d", dbid)})
-			obs[dbid] = Observation{DBID: dbid, Up: true, InRecovery: r == RoleMirror, Streaming: r == RoleMirror, ConfigVersion: 1}
-			dbid++
-		}
+	for _, s := range t.Segments {
+		obs[s.DBID] = Observation{DBID: s.DBID, Up: true, InRecovery: s.Role == RoleMirror, Streaming: s.Role == RoleMirror, ConfigVersion: 1}
 	}
 	b.ResetTimer()
 	for b.Loop() {
@@ -35,10 +22,11 @@ func BenchmarkDecide_8000Contents(b *testing.B) {
 	}
 }
 
-// BenchmarkApply_8000Contents is one reconcile's entry applied right
-// after init at Greenplum's size: every instance still pending, one
-// recorded up. Every Raft replica runs this on every entry.
-func BenchmarkApply_8000Contents(b *testing.B) {
+// greenplumSize is a topology of Greenplum's size at version 1: 1,000
+// hosts, 8 primaries each on ports 6000-6007, their mirrors spread over
+// the next 8 hosts on ports 7000-7007, every segment in status and mode,
+// and every instance pending if pending.
+func greenplumSize(status Status, mode Mode, pending bool) *Topology {
 	const hosts, perHost = 1000, 8
 	t := &Topology{ConfigVersion: 1}
 	dbid := 1
@@ -50,12 +38,22 @@ func BenchmarkApply_8000Contents(b *testing.B) {
 				host, port = (h+1+c%perHost)%hosts, 7000+c%perHost
 			}
 			t.Segments = append(t.Segments, Segment{DBID: dbid, Content: c, Role: r, PreferredRole: r,
-				Mode: ModeNotSynced, Status: StatusDown, Port: port, Hostname: fmt.Sprintf("sdw%d", host+1),
+				Mode: mode, Status: status, Port: port, Hostname: fmt.Sprintf("sdw%d", host+1),
 				Address: fmt.Sprintf("sdw%d", host+1), DataDir: fmt.Sprintf("/data/%d", dbid)})
-			t.Pending = append(t.Pending, dbid)
+			if pending {
+				t.Pending = append(t.Pending, dbid)
+			}
 			dbid++
 		}
 	}
+	return t
+}
+
+// BenchmarkApply_8000Contents is one reconcile's entry applied right
+// after init at Greenplum's size: every instance still pending, one
+// recorded up. Every Raft replica runs this on every entry.
+func BenchmarkApply_8000Contents(b *testing.B) {
+	t := greenplumSize(StatusDown, ModeNotSynced, true)
 	if err := Validate(t); err != nil {
 		b.Fatal(err)
 	}
@@ -74,22 +72,7 @@ func BenchmarkApply_8000Contents(b *testing.B) {
 // host, as the thousand clients' queries ask for them).
 func BenchmarkHostViews_8000Contents(b *testing.B) {
 	const hosts, perHost = 1000, 8
-	t := &Topology{ConfigVersion: 1}
-	dbid := 1
-	for c := range hosts * perHost {
-		h := c / perHost
-		for _, r := range []Role{RolePrimary, RoleMirror} {
-			host := h
-			if r == RoleMirror {
-				host = (h + 1 + c%perHost) % hosts
-			}
-			t.Segments = append(t.Segments, Segment{DBID: dbid, Content: c, Role: r, PreferredRole: r,
-				Mode: ModeNotSynced, Status: StatusDown, Port: 6000 + c%perHost, Hostname: fmt.Sprintf("sdw%d", host+1),
-				Address: fmt.Sprintf("sdw%d", host+1), DataDir: fmt.Sprintf("/data/%d", dbid)})
-			t.Pending = append(t.Pending, dbid)
-			dbid++
-		}
-	}
+	t := greenplumSize(StatusDown, ModeNotSynced, true)
 	b.ResetTimer()
 	for b.Loop() {
 		views := HostViews(t)
