@@ -21,6 +21,16 @@ func (e *executor) probe(ctx context.Context, t *topology.Topology, s topology.S
 	st := e.state(s.DBID)
 	r := api.InstanceReport{DBID: s.DBID, Host: e.a.cfg.Name, Seen: e.a.clock.Now().UTC(), ConfigVersion: t.ConfigVersion}
 
+	// Adopt every running postmaster, not only when PID finds none: PID
+	// reads postmaster.pid and so finds the postmasters an earlier agent
+	// left running, but only an adopted one's exit is delivered on
+	// Exits. Without it, a restarted agent would see a crash only at its
+	// next probe round. Adopting a tracked postmaster is a lookup.
+	pid, ok, err := e.a.drv.Adopt(inst)
+	if err != nil || !ok {
+		pid = e.a.drv.PID(inst)
+	}
+	r.PID = pid
 	// One snapshot of the step's state: a switchover's stop and its
 	// checkpoint position must be seen together, or a clean stop could
 	// be reported as a crash.
@@ -34,23 +44,10 @@ func (e *executor) probe(ctx context.Context, t *topology.Topology, s topology.S
 	}
 	if busy && phase.Creating() {
 		// An instance being created is not up for anyone until its
-		// creation step has finished (its roles and config are complete);
-		// nothing runs there to adopt yet, and the step itself holds the
-		// instance (a thousand hosts' creations and their probes queued
-		// on the simulated world's lock through an init).
+		// creation step has finished (its roles and config are complete).
 		e.setHealth(st, nil)
 		return r
 	}
-	// Adopt every running postmaster, not only when PID finds none: PID
-	// reads postmaster.pid and so finds the postmasters an earlier agent
-	// left running, but only an adopted one's exit is delivered on
-	// Exits. Without it, a restarted agent would see a crash only at its
-	// next probe round. Adopting a tracked postmaster is a lookup.
-	pid, ok, err := e.a.drv.Adopt(inst)
-	if err != nil || !ok {
-		pid = e.a.drv.PID(inst)
-	}
-	r.PID = pid
 	if rec, ok := t.Recovering(s.DBID); ok {
 		e.mu.Lock()
 		if st.recoveryJob == rec.Job {

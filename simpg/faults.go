@@ -71,7 +71,6 @@ func (w *World) KillHost(name string) {
 	defer w.mu.Unlock()
 	if h := w.hosts[name]; h != nil {
 		h.dead = true
-		h.gone.Store(true)
 	}
 	for _, in := range w.insts {
 		if in.host == name {

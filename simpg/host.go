@@ -7,8 +7,6 @@ import (
 	"io"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/gpagent/gpagent/supervisor"
@@ -24,11 +22,8 @@ type Host struct {
 
 	// Guarded by w.mu.
 	dead    bool           // killed, or replaced by a newer driver of the host
-	tracked map[string]int // instances started or adopted here: key -> pid; under trackMu
-	trackMu sync.Mutex
-	// gone is dead, for PID and Adopt, which read without w.mu.
-	gone  atomic.Bool
-	locks map[int]chan struct{}
+	tracked map[string]int // instances started or adopted here: key -> pid
+	locks   map[int]chan struct{}
 }
 
 // Name is the host's name.
@@ -105,33 +100,15 @@ func (w *World) at(inst supervisor.Instance) (in *instance, ours bool) {
 }
 
 // PID is the pid of inst's running postmaster, 0 if none. Like the
-// supervisor's, it does not need the postmaster to be adopted. It reads
-// without the world's lock (procState).
+// supervisor's, it does not need the postmaster to be adopted.
 func (h *Host) PID(inst supervisor.Instance) int {
-	p, ok := h.proc(inst)
-	if !ok {
-		h.w.mu.Lock()
-		defer h.w.mu.Unlock()
-		in, ours := h.w.at(inst)
-		if h.dead || !ours || !in.running {
-			return 0
-		}
-		return in.pid
-	}
-	if h.gone.Load() || p.dir == dirAbsent || p.dataDir != inst.DataDir || !p.running {
+	h.w.mu.Lock()
+	defer h.w.mu.Unlock()
+	in, ours := h.w.at(inst)
+	if h.dead || !ours || !in.running {
 		return 0
 	}
-	return p.pid
-}
-
-// proc is inst's published procState, if its record exists.
-func (h *Host) proc(inst supervisor.Instance) (*procState, bool) {
-	v, ok := h.w.byAddr.Load(addrPort{inst.Address, inst.Port})
-	if !ok {
-		return nil, false
-	}
-	p := v.(*instance).proc.Load()
-	return p, p != nil
+	return in.pid
 }
 
 // Adopt tracks inst's running postmaster, so its death is reported on
@@ -140,35 +117,17 @@ func (h *Host) Adopt(inst supervisor.Instance) (pid int, ok bool, err error) {
 	if err := validate(inst); err != nil {
 		return 0, false, err
 	}
-	if h.gone.Load() {
+	h.w.mu.Lock()
+	defer h.w.mu.Unlock()
+	if h.dead {
 		return 0, false, ErrHostDown
 	}
-	pid = h.PID(inst)
-	if pid == 0 {
+	in, ours := h.w.at(inst)
+	if !ours || !in.running {
 		return 0, false, nil
 	}
-	h.trackMu.Lock()
-	h.tracked[instanceKey(inst.Address, inst.Port)] = pid
-	h.trackMu.Unlock()
-	return pid, true, nil
-}
-
-func (h *Host) trackedPID(key string) int {
-	h.trackMu.Lock()
-	defer h.trackMu.Unlock()
-	return h.tracked[key]
-}
-
-func (h *Host) track(key string, pid int) {
-	h.trackMu.Lock()
-	defer h.trackMu.Unlock()
-	h.tracked[key] = pid
-}
-
-func (h *Host) untrack(key string) {
-	h.trackMu.Lock()
-	defer h.trackMu.Unlock()
-	delete(h.tracked, key)
+	h.tracked[in.key] = in.pid
+	return in.pid, true, nil
 }
 
 // Probe reads inst's health within the World's probe timeout; a hung
@@ -253,7 +212,7 @@ func (h *Host) startLocked(inst supervisor.Instance) error {
 		in.syncNames, in.readOnly = slices.Clone(in.confSyncNames), in.confReadOnly
 		w.start(in)
 	}
-	h.track(in.key, in.pid)
+	h.tracked[in.key] = in.pid
 	return nil
 }
 
@@ -277,7 +236,7 @@ func (h *Host) stopLocked(ctx context.Context, inst supervisor.Instance) {
 	if !ours || !in.running {
 		return
 	}
-	h.untrack(in.key)
+	delete(h.tracked, in.key)
 	for in.running && in.hung {
 		ch := in.changed
 		w.mu.Unlock()
@@ -314,7 +273,7 @@ func (h *Host) Kill(ctx context.Context, inst supervisor.Instance) error {
 	if !ours || !in.running {
 		return nil
 	}
-	h.untrack(in.key)
+	delete(h.tracked, in.key)
 	w.crash(in)
 	return nil
 }

@@ -66,7 +66,6 @@ func (h *Host) Preflight(clusterID string, inst supervisor.Instance) error {
 // create makes in a fresh data directory of inst, with w.mu held.
 func (h *Host) create(in *instance, clusterID string, inst supervisor.Instance, st dirState) {
 	in.dir, in.dataDir, in.clusterID, in.dbid, in.host = st, inst.DataDir, clusterID, inst.DBID, h.name
-	in.publishProc()
 	in.wal, in.flushN = nil, 0
 	in.standby, in.upKey, in.confSyncNames, in.confReadOnly = false, "", nil, false
 	in.ckptLSN, in.shutdown = 0, shutDown
@@ -144,7 +143,6 @@ func (h *Host) CreateMirror(ctx context.Context, clusterID string, inst supervis
 	undo := func() {
 		if in.dir == dirPartial {
 			in.dir = dirAbsent
-			in.publishProc()
 			in.bump()
 		}
 	}
@@ -162,7 +160,6 @@ func (h *Host) CreateMirror(ctx context.Context, clusterID string, inst supervis
 	in.tli, in.standby, in.upKey = u.tli, true, u.key
 	in.ckptLSN, in.shutdown = lastCheckpoint(in.wal, in.flushN), shutDownRecovery
 	in.dir = dirOurs
-	in.publishProc()
 	return h.startLocked(inst)
 }
 

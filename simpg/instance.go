@@ -2,7 +2,6 @@ package simpg
 
 import (
 	"strconv"
-	"sync/atomic"
 	"time"
 )
 
@@ -74,10 +73,7 @@ type instance struct {
 	shutdown      shutdownState
 
 	// Running.
-	running bool
-	// proc is what PID and Adopt read without the world's lock (published
-	// by publishProc after every change of dir, dataDir, running or pid).
-	proc       atomic.Pointer[procState]
+	running    bool
 	pid        int
 	runGen     uint64 // raised at every start and stop: waiters of an earlier run give up
 	inRecovery bool
@@ -99,23 +95,6 @@ type instance struct {
 
 func instanceKey(address string, port int) string {
 	return address + ":" + strconv.Itoa(port)
-}
-
-// procState is an instance's data directory and postmaster, as PID and
-// Adopt read them.
-type procState struct {
-	dir     dirState
-	dataDir string
-	running bool
-	pid     int
-}
-
-// publishProc publishes in's data directory and postmaster (w.mu held):
-// a thousand hosts' probes look for their postmasters every round, and
-// under the world's one lock they queued with every instance's creation
-// through an init (rounds of seconds, leases run out).
-func (in *instance) publishProc() {
-	in.proc.Store(&procState{dir: in.dir, dataDir: in.dataDir, running: in.running, pid: in.pid})
 }
 
 // bump wakes everything waiting on a change of in.

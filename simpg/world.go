@@ -33,9 +33,9 @@ type World struct {
 	opts Options
 
 	mu         sync.Mutex
-	insts      map[string]*instance // by address:port
-	byAddr     sync.Map             // addrPort -> *instance: the same, found without the lock or the key string
-	hosts      map[string]*Host     // the current driver of each host
+	insts      map[string]*instance   // by address:port
+	byAddr     map[addrPort]*instance // the same, found without making the key string
+	hosts      map[string]*Host       // the current driver of each host
 	failNext   map[string]map[Tool]int
 	nextPID    int
 	nextRecord uint64
@@ -60,6 +60,7 @@ func NewWorld(opts Options) *World {
 	return &World{
 		opts:     opts,
 		insts:    map[string]*instance{},
+		byAddr:   map[addrPort]*instance{},
 		hosts:    map[string]*Host{},
 		failNext: map[string]map[Tool]int{},
 		nextPID:  1000,
@@ -79,7 +80,6 @@ func (w *World) Host(name string) *Host {
 	defer w.mu.Unlock()
 	if old := w.hosts[name]; old != nil {
 		old.dead = true
-		old.gone.Store(true)
 	}
 	h := &Host{w: w, name: name, exits: make(chan int, 64), tracked: map[string]int{}, locks: map[int]chan struct{}{}}
 	w.hosts[name] = h
@@ -89,8 +89,8 @@ func (w *World) Host(name string) *Host {
 // get returns the record of address:port, making an empty one if there is
 // none yet, so that a standby can wait on an upstream not yet created.
 func (w *World) get(address string, port int) *instance {
-	if in, ok := w.byAddr.Load(addrPort{address, port}); ok {
-		return in.(*instance)
+	if in := w.byAddr[addrPort{address, port}]; in != nil {
+		return in
 	}
 	return w.getKey(instanceKey(address, port), address, port)
 }
@@ -107,7 +107,7 @@ func (w *World) getKey(key, address string, port int) *instance {
 	if in == nil {
 		in = &instance{key: key, address: address, port: port, changed: make(chan struct{}), downstream: map[string]*instance{}}
 		w.insts[key] = in
-		w.byAddr.Store(addrPort{address, port}, in)
+		w.byAddr[addrPort{address, port}] = in
 	}
 	return in
 }
@@ -170,7 +170,6 @@ func (w *World) WAL(address string, port int) []Record {
 func (w *World) start(in *instance) {
 	w.nextPID++
 	in.running, in.pid, in.hung = true, w.nextPID, false
-	in.publishProc()
 	in.runGen++
 	in.inRecovery = in.standby
 	in.shutdown = inProduction
@@ -216,8 +215,8 @@ func (w *World) crash(in *instance) {
 	}
 	in.wal = in.wal[:in.flushN]
 	in.shutdown = inProduction
-	if h := w.hosts[in.host]; h != nil && !h.dead && h.trackedPID(in.key) == in.pid {
-		h.untrack(in.key)
+	if h := w.hosts[in.host]; h != nil && !h.dead && h.tracked[in.key] == in.pid {
+		delete(h.tracked, in.key)
 		select {
 		case h.exits <- in.dbid:
 		default:
@@ -229,7 +228,6 @@ func (w *World) crash(in *instance) {
 // down ends in's run, and every replication connection from and to it.
 func (w *World) down(in *instance) {
 	in.running, in.hung, in.pid = false, false, 0
-	in.publishProc()
 	in.runGen++
 	w.disconnect(in)
 	for _, d := range in.downstream {
