@@ -70,6 +70,8 @@ type Agent struct {
 	peersSaved []string
 	// topoCache: the last answer to the clients' topology query.
 	topoCache topologyCache
+	// stateCache: the last state answer without reports.
+	stateCache stateCache
 	// topoIndex: the index of the topology last looked up (indexed).
 	topoIndex struct {
 		mu sync.Mutex

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/pprof"
+	"sync"
 	"time"
 
 	"github.com/gpagent/gpagent/api"
@@ -149,7 +150,36 @@ func (a *Agent) getState(r *http.Request) (any, error) {
 	} else if r.URL.Query().Get("reports") != "false" {
 		s.Instances = a.lead.instances()
 	}
-	return s, nil
+	if s.Instances != nil {
+		return s, nil
+	}
+	// Without reports the answer is the topology's alone: encoded once
+	// per topology, leader and staleness (16,000 segments are megabytes
+	// of JSON, and every `gpagent state` asked for them anew).
+	return a.stateCache.encode(t, s)
+}
+
+// stateCache is the last state answer without reports, encoded.
+type stateCache struct {
+	mu     sync.Mutex
+	t      *topology.Topology
+	leader string
+	stale  bool
+	body   json.RawMessage
+}
+
+func (c *stateCache) encode(t *topology.Topology, s *api.State) (json.RawMessage, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.body != nil && c.t == t && c.leader == s.Leader && c.stale == s.Stale {
+		return c.body, nil
+	}
+	b, err := json.Marshal(s)
+	if err != nil {
+		return nil, fmt.Errorf("encode state: %w", err)
+	}
+	c.t, c.leader, c.stale, c.body = t, s.Leader, s.Stale, b
+	return b, nil
 }
 
 func (a *Agent) getHistory(r *http.Request) (any, error) {

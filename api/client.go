@@ -99,6 +99,14 @@ func (c *Client) Segments(ctx context.Context) (*State, error) {
 	return &s, c.do(ctx, http.MethodGet, "/v1/state?reports=false", nil, &s)
 }
 
+// SegmentsJSON is Segments as the agent encoded it, not decoded: what
+// `gpagent state --json` prints, re-indented, at a thousand hosts'
+// megabytes without decoding and encoding them again.
+func (c *Client) SegmentsJSON(ctx context.Context) (json.RawMessage, error) {
+	var raw json.RawMessage
+	return raw, c.do(ctx, http.MethodGet, "/v1/state?reports=false", nil, &raw)
+}
+
 // History returns every topology change, oldest first.
 func (c *Client) History(ctx context.Context) (History, error) {
 	var h History

@@ -44,6 +44,9 @@ func cmdState(ctx context.Context, cio cmdIO, args []string) error {
 		// thousand hosts they are most of the state's bytes.
 		fetch = c.Segments
 	}
+	if !*watch && *asJSON && !*details && !*mirrors && !*problems {
+		return printRawStateJSON(ctx, cio, c, *addr)
+	}
 	if !*watch {
 		s, err := fetch(ctx)
 		if err != nil {
@@ -132,6 +135,43 @@ func (v stateView) print(out io.Writer, s *api.State) error {
 		return printMapping(out, s)
 	}
 	return printSummary(out, s)
+}
+
+// printRawStateJSON prints `state --json` from the agent's encoding,
+// indented as printStateJSON indents it, without decoding the segments:
+// at 16,000 instances decoding and encoding them again was most of the
+// command's time.
+func printRawStateJSON(ctx context.Context, cio cmdIO, c *api.Client, addr string) error {
+	raw, err := c.SegmentsJSON(ctx)
+	if err != nil {
+		return err
+	}
+	out, stale, err := indentStateJSON(raw)
+	if err != nil {
+		return fmt.Errorf("agent at %s: state: %w", addr, err)
+	}
+	if stale {
+		fmt.Fprintf(cio.err, "warning: the agent at %s could not confirm it leads; this state may be stale\n", addr)
+	}
+	_, err = cio.out.Write(out)
+	return err
+}
+
+// indentStateJSON is the agent's state encoding as printStateJSON prints
+// the decoded state (without reports), and whether it says stale.
+func indentStateJSON(raw []byte) ([]byte, bool, error) {
+	var head struct {
+		Stale bool `json:"stale"`
+	}
+	if err := json.Unmarshal(raw, &head); err != nil {
+		return nil, false, err
+	}
+	var b bytes.Buffer
+	if err := json.Indent(&b, raw, "", "  "); err != nil {
+		return nil, false, err
+	}
+	b.WriteByte('\n')
+	return b.Bytes(), head.Stale, nil
 }
 
 // printStateJSON prints the gpstate --json contract; instance reports are

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -54,5 +55,38 @@ func TestDatabaseStateLine(t *testing.T) {
 	first, _, _ := strings.Cut(b.String(), "\n")
 	if want := "Database State: Unbalanced (2 instances not in preferred role); next: gpagent recoverseg -r"; first != want {
 		t.Errorf("first line %q, want %q", first, want)
+	}
+}
+
+// `state --json` printed from the agent's encoding (indentStateJSON) is
+// byte for byte what printing the decoded state gives, stale flag and all.
+func TestIndentStateJSON_AsPrintStateJSON(t *testing.T) {
+	for _, stale := range []bool{false, true} {
+		s := &api.State{ConfigVersion: 9, ClusterID: "c1", Leader: "mdw", Stale: stale, Paused: true,
+			Segments: []topology.Segment{
+				{DBID: 2, Content: 0, Role: topology.RolePrimary, PreferredRole: topology.RolePrimary, Mode: topology.ModeSynced, Status: topology.StatusUp, Hostname: "sdw1", Address: "10.0.0.1", Port: 6000, DataDir: "/data/p<0>&"},
+				{DBID: 3, Content: 0, Role: topology.RoleMirror, PreferredRole: topology.RoleMirror, Mode: topology.ModeSynced, Status: topology.StatusUp, Hostname: "sdw2", Address: "10.0.0.2", Port: 7000, DataDir: "/data/m0"},
+			},
+			Pending: []int{3}, Switchovers: []topology.Switchover{{Content: 0, From: 2, To: 3, Version: 8}},
+			Recoveries: []topology.Recovery{{DBID: 3, Kind: topology.RecoveryIncremental, Job: 4}}}
+		raw, err := json.Marshal(s) // as the agent encodes it
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, gotStale, err := indentStateJSON(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want bytes.Buffer
+		decoded := &api.State{}
+		if err := json.Unmarshal(raw, decoded); err != nil {
+			t.Fatal(err)
+		}
+		if err := printStateJSON(&want, decoded, false); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want.Bytes()) || gotStale != stale {
+			t.Fatalf("stale %v: printed from the encoding:\n%s\nfrom the decoded state:\n%s\n(stale read %v)", stale, got, want.Bytes(), gotStale)
+		}
 	}
 }
