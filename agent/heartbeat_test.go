@@ -199,10 +199,7 @@ func TestLease_HeartbeatNeverOutlivesTheLeadersCount(t *testing.T) {
 		var committed, applied uint64 = 5, 5
 		var seq, lastFull uint64
 		for i := range rapid.IntRange(1, 40).Draw(rt, "rounds") {
-			clock.advance(time.Duration(rapid.IntRange(1, 1500).Draw(rt, fmt.Sprintf("intervalMs%d", i))) * time.Millisecond)
-			committed += uint64(rapid.IntRange(0, 2).Draw(rt, fmt.Sprintf("commits%d", i)))
-			applied = max(applied, committed-uint64(rapid.IntRange(0, int(committed-applied)).Draw(rt, fmt.Sprintf("behind%d", i))))
-			sent := clock.Now()
+			sent := drawRound(rt, i, clock, &committed, &applied)
 			reports := []api.InstanceReport{{DBID: 2, Host: "h1", Up: true, ConfigVersion: applied}}
 			if !rapid.Bool().Draw(rt, fmt.Sprintf("reportLost%d", i)) {
 				acked := true

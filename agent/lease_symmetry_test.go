@@ -43,10 +43,7 @@ func TestLease_NeverOutlivesTheLeadersCount(t *testing.T) {
 		l.lostHosts(topo, clock.Now()) // the term's first count
 		var committed, applied uint64 = 5, 5
 		for i := range rapid.IntRange(1, 40).Draw(rt, "rounds") {
-			clock.advance(time.Duration(rapid.IntRange(1, 1500).Draw(rt, fmt.Sprintf("intervalMs%d", i))) * time.Millisecond)
-			committed += uint64(rapid.IntRange(0, 2).Draw(rt, fmt.Sprintf("commits%d", i)))
-			applied = max(applied, committed-uint64(rapid.IntRange(0, int(committed-applied)).Draw(rt, fmt.Sprintf("behind%d", i))))
-			sent := clock.Now()
+			sent := drawRound(rt, i, clock, &committed, &applied)
 			reports := []api.InstanceReport{{DBID: 2, Host: "h1", Up: true, ConfigVersion: applied}}
 			if !rapid.Bool().Draw(rt, fmt.Sprintf("reportLost%d", i)) {
 				l.accept("h1", reports, committed)
@@ -74,4 +71,14 @@ func leaseNotPastHeard(rt *rapid.T, i int, a *Agent, l *leader) {
 	if later["h1"] {
 		rt.Fatalf("round %d: the lease was renewed to %s, later than the leader last heard h1", i, renewed.Sub(newJumpClock().Now()))
 	}
+}
+
+// drawRound draws round i of a lease property run: time passes, the
+// leader commits 0-2 entries, the agent's applied version falls behind
+// by up to what is committed; it returns the round's send time.
+func drawRound(rt *rapid.T, i int, clock *jumpClock, committed, applied *uint64) time.Time {
+	clock.advance(time.Duration(rapid.IntRange(1, 1500).Draw(rt, fmt.Sprintf("intervalMs%d", i))) * time.Millisecond)
+	*committed += uint64(rapid.IntRange(0, 2).Draw(rt, fmt.Sprintf("commits%d", i)))
+	*applied = max(*applied, *committed-uint64(rapid.IntRange(0, int(*committed-*applied)).Draw(rt, fmt.Sprintf("behind%d", i))))
+	return clock.Now()
 }

@@ -34,10 +34,7 @@ func Classify(t *Topology) Verdict {
 	if !t.Initialized() {
 		return Verdict{StateUnreachable, "no cluster yet", "gpagent init"}
 	}
-	recovering := map[int]bool{}
-	for _, r := range t.Recoveries {
-		recovering[r.DBID] = true
-	}
+	lk := newLookups(t)
 	// Each content's primary (the first recorded, as Primary finds), in
 	// one pass: Primary per content scanned every segment once per
 	// content, quadratic at 16,000 instances.
@@ -46,10 +43,6 @@ func Classify(t *Topology) Verdict {
 		if _, ok := primary[s.Content]; !ok && s.Role == RolePrimary {
 			primary[s.Content] = s
 		}
-	}
-	pendingSet := make(map[int]bool, len(t.Pending))
-	for _, d := range t.Pending {
-		pendingSet[d] = true
 	}
 	for _, c := range t.Contents() {
 		if p, ok := primary[c]; !ok || p.Status != StatusUp {
@@ -65,9 +58,10 @@ func Classify(t *Topology) Verdict {
 	}
 	var down, resyncing, unbalanced int
 	for _, s := range t.Segments {
-		pending := pendingSet[s.DBID]
+		_, recovering := lk.recovering(s.DBID)
+		pending := lk.pending[s.DBID]
 		switch {
-		case recovering[s.DBID] || pending:
+		case recovering || pending:
 			resyncing++
 		case s.Status != StatusUp:
 			down++
