@@ -70,8 +70,7 @@ func (w *World) KillHost(name string) {
 	if h := w.host(name); h != nil {
 		h.dead.Store(true)
 	}
-	w.insts.Range(func(_, v any) bool {
-		in := v.(*instance)
+	for _, in := range w.all() {
 		ls := w.lockOne(in)
 		ours := in.host == name && in.running
 		ls.unlock()
@@ -82,8 +81,7 @@ func (w *World) KillHost(name string) {
 			}
 			ls.unlock()
 		}
-		return true
-	})
+	}
 }
 
 func (w *World) setFlag(address string, port int, set func(*instance)) {

@@ -36,15 +36,13 @@ func TestSimIdleCostsNothing(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		streaming := 0
-		w.insts.Range(func(_, v any) bool {
-			in := v.(*instance)
+		for _, in := range w.all() {
 			ls := w.lock(in)
 			if up := w.lookup(in.connected); up != nil && in.caughtUp && in.flushN == len(up.wal) {
 				streaming++
 			}
 			ls.unlock()
-			return true
-		})
+		}
 		if streaming == pairs {
 			break
 		}

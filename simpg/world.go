@@ -35,9 +35,11 @@ type World struct {
 	// Every instance ever named, by address:port and by address and
 	// port (found without making the key string: every probe's lookup
 	// made it, 8 % of a thousand simulated hosts' CPU). Records are
-	// never removed, so a lookup needs no lock.
-	insts  sync.Map // string -> *instance
-	byAddr sync.Map // addrPort -> *instance
+	// never removed. Not a sync.Map: hashing its interface keys took a
+	// fifth of a thousand hosts' CPU.
+	idx    sync.RWMutex
+	insts  map[string]*instance
+	byAddr map[addrPort]*instance
 
 	nextPID    atomic.Int64
 	nextRecord atomic.Uint64
@@ -67,6 +69,8 @@ func NewWorld(opts Options) *World {
 	}
 	w := &World{
 		opts:     opts,
+		insts:    map[string]*instance{},
+		byAddr:   map[addrPort]*instance{},
 		hosts:    map[string]*Host{},
 		failNext: map[string]map[Tool]int{},
 		closed:   make(chan struct{}),
@@ -105,21 +109,42 @@ func (w *World) host(name string) *Host {
 // get returns the record of address:port, making an empty one if there is
 // none yet, so that a standby can wait on an upstream not yet created.
 func (w *World) get(address string, port int) *instance {
-	if in, ok := w.byAddr.Load(addrPort{address, port}); ok {
-		return in.(*instance)
+	w.idx.RLock()
+	in := w.byAddr[addrPort{address, port}]
+	w.idx.RUnlock()
+	if in != nil {
+		return in
 	}
+	w.idx.Lock()
+	defer w.idx.Unlock()
 	key := instanceKey(address, port)
-	in, _ := w.insts.LoadOrStore(key, &instance{key: key, address: address, port: port, changed: make(chan struct{}), downstream: map[string]*instance{}})
-	w.byAddr.Store(addrPort{address, port}, in)
-	return in.(*instance)
+	if in = w.insts[key]; in == nil {
+		in = &instance{key: key, address: address, port: port, changed: make(chan struct{}), downstream: map[string]*instance{}}
+		w.insts[key] = in
+		w.byAddr[addrPort{address, port}] = in
+	}
+	return in
 }
 
 // lookup returns the record of address:port by its key, nil if none.
 func (w *World) lookup(key string) *instance {
-	if in, ok := w.insts.Load(key); ok {
-		return in.(*instance)
+	if key == "" {
+		return nil
 	}
-	return nil
+	w.idx.RLock()
+	defer w.idx.RUnlock()
+	return w.insts[key]
+}
+
+// all returns every instance record.
+func (w *World) all() []*instance {
+	w.idx.RLock()
+	defer w.idx.RUnlock()
+	all := make([]*instance, 0, len(w.insts))
+	for _, in := range w.insts {
+		all = append(all, in)
+	}
+	return all
 }
 
 // addrPort keys byAddr.
