@@ -1035,8 +1035,8 @@ func fmtOpt(p *p50Max) string {
 // scaleTable is the growth table, one row a size.
 func scaleTable(rs []sizeResult) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-7s %-9s %-9s %-10s %-14s %-12s %-8s %-12s %-9s %-10s %-9s %-14s\n",
-		"agents", "contents", "placement", "in_sync_s", "host_loss_ms", "kill_ms", "entries", "state_ms", "cpu_idle%", "agent_rss", "fenced", "real_kill_ms")
+	fmt.Fprintf(&b, "%-7s %-9s %-9s %-10s %-14s %-12s %-8s %-12s %-9s %-10s %-9s %-10s %-14s\n",
+		"agents", "contents", "placement", "in_sync_s", "host_loss_ms", "kill_ms", "entries", "state_ms", "cpu_idle%", "agent_rss", "fenced", "snapshot", "real_kill_ms")
 	for _, r := range rs {
 		insync, entries, cpu, fenced := "never", "-", "-", "-"
 		if r.InSyncMS != nil {
@@ -1055,6 +1055,10 @@ func scaleTable(rs []sizeResult) string {
 		if r.AgentRSSMB != nil {
 			rss = fmt.Sprintf("%d MB", r.AgentRSSMB.Max)
 		}
+		snap := "-"
+		if r.SnapshotBytes != nil {
+			snap = fmt.Sprintf("%d KB", (*r.SnapshotBytes+512)/1024)
+		}
 		realKill := "-"
 		if r.RealKillMS != nil {
 			realKill = fmtOpt(r.RealKillMS)
@@ -1062,9 +1066,9 @@ func scaleTable(rs []sizeResult) string {
 				realKill += fmt.Sprintf(" (%dw)", *r.RealPromotedWrites)
 			}
 		}
-		fmt.Fprintf(&b, "%-7d %-9d %-9s %-10s %-14s %-12s %-8s %-12s %-9s %-10s %-9s %-14s\n",
-			r.Agents, r.Contents, r.Placement, insync, fmtOpt(r.HostLossMS), fmtOpt(r.KillMS), entries, fmtOpt(r.StateMS), cpu, rss, fenced, realKill)
+		fmt.Fprintf(&b, "%-7d %-9d %-9s %-10s %-14s %-12s %-8s %-12s %-9s %-10s %-9s %-10s %-14s\n",
+			r.Agents, r.Contents, r.Placement, insync, fmtOpt(r.HostLossMS), fmtOpt(r.KillMS), entries, fmtOpt(r.StateMS), cpu, rss, fenced, snap, realKill)
 	}
-	b.WriteString("(ms as p50/max; in_sync_s from init to every pair in sync; entries: Raft entries per host loss, max; real_kill_ms: kill -9 of a real PostgreSQL primary (--real), Nw: N promoted mirrors took a write)\n")
+	b.WriteString("(ms as p50/max; in_sync_s from init to every pair in sync; entries: Raft entries per host loss, max; snapshot: the largest Raft snapshot on the servers; real_kill_ms: kill -9 of a real PostgreSQL primary (--real), Nw: N promoted mirrors took a write)\n")
 	return b.String()
 }
