@@ -40,31 +40,32 @@ func (w *World) CommitLocal(ctx context.Context, address string, port int) (id, 
 }
 
 func (w *World) commit(ctx context.Context, address string, port int, syncRep bool) (id, lsn uint64, err error) {
-	w.mu.Lock()
+	// Only in's lock: what the commit reads of its standbys
+	// (released) the walreceivers write into in.
 	in := w.get(address, port)
+	ls := w.lockOne(in)
 	for in.running && in.hung {
 		ch := in.changed
-		w.mu.Unlock()
+		ls.unlock()
 		select {
 		case <-ch:
 		case <-ctx.Done():
 			return 0, 0, fmt.Errorf("commit on %s: no answer: %w (%w)", in.key, ErrCommitIndeterminate, ctx.Err())
 		}
-		w.mu.Lock()
+		ls.relock()
 	}
 	switch {
 	case !in.running:
-		w.mu.Unlock()
+		ls.unlock()
 		return 0, 0, fmt.Errorf("commit on %s: %w", in.key, ErrNotRunning)
 	case in.inRecovery || in.readOnly:
-		w.mu.Unlock()
+		ls.unlock()
 		return 0, 0, fmt.Errorf("commit on %s: %w", in.key, ErrReadOnly)
 	}
-	w.nextCommit++
-	id = w.nextCommit
+	id = w.nextCommit.Add(1)
 	r := w.appendRecord(in, KindCommit, id)
 	n, gen, delay := len(in.wal), in.runGen, in.slowDisk
-	w.mu.Unlock()
+	ls.unlock()
 
 	if delay > 0 {
 		// The local flush is not cancellable by the client.
@@ -73,8 +74,8 @@ func (w *World) commit(ctx context.Context, address string, port int, syncRep bo
 		case <-w.closed:
 		}
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
+	ls.relock()
+	defer ls.unlock()
 	lost := func(why string) (uint64, uint64, error) {
 		return 0, 0, fmt.Errorf("commit %d on %s: %s: %w", id, in.key, why, ErrCommitIndeterminate)
 	}
@@ -89,17 +90,17 @@ func (w *World) commit(ctx context.Context, address string, port int, syncRep bo
 	}
 	for in.released < r.LSN {
 		ch := in.changed
-		w.mu.Unlock()
+		ls.unlock()
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			w.mu.Lock()
+			ls.relock()
 			return lost("canceling wait for synchronous replication (" + ctx.Err().Error() + ")")
 		case <-w.closed:
-			w.mu.Lock()
+			ls.relock()
 			return lost("world closed")
 		}
-		w.mu.Lock()
+		ls.relock()
 		if in.runGen != gen {
 			return lost("server closed the connection")
 		}
@@ -121,9 +122,12 @@ type Ack struct {
 	At       time.Time
 }
 
-// acked records an acknowledgement; w.mu is held, so Seq is the true
-// order of acknowledgements across instances.
+// acked records an acknowledgement, with in's lock held: Seq is the true
+// order of acknowledgements across instances (an instance's promotion or
+// fence holds its lock too).
 func (w *World) acked(in *instance, id uint64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	w.acks = append(w.acks, Ack{Seq: len(w.acks), Commit: id, Instance: in.key, DBID: in.dbid, Timeline: in.tli, At: time.Now()})
 }
 
@@ -140,9 +144,8 @@ func (w *World) Acks(from int) []Ack {
 // Has reports whether the instance at address:port holds commit id
 // durably (in its flushed WAL): it survives a crash there.
 func (w *World) Has(address string, port int, id uint64) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
 	in := w.get(address, port)
+	defer w.lockOne(in).unlock()
 	for _, r := range in.wal[:in.flushN] {
 		if r.Commit == id {
 			return true
@@ -154,9 +157,8 @@ func (w *World) Has(address string, port int, id uint64) bool {
 // Commits returns the commit ids the instance at address:port holds
 // durably, in WAL order.
 func (w *World) Commits(address string, port int) []uint64 {
-	w.mu.Lock()
-	defer w.mu.Unlock()
 	in := w.get(address, port)
+	defer w.lockOne(in).unlock()
 	var ids []uint64
 	for _, r := range in.wal[:in.flushN] {
 		if r.Commit != 0 {

@@ -6,9 +6,9 @@ import "time"
 // flushed are lost, commits waiting for their standby end undecided, and
 // the exit is delivered on its host driver's Exits if that driver tracks it.
 func (w *World) Crash(address string, port int) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.crash(w.get(address, port))
+	in := w.get(address, port)
+	defer w.lock(in).unlock()
+	w.crash(in)
 }
 
 // Hang freezes the instance at address:port (every process stopped, as a
@@ -58,34 +58,40 @@ func (w *World) SlowDisk(address string, port int, d time.Duration) {
 // answers, as a real probe's connection and queries take time on a
 // loaded host (bounded by the probe's context); 0 restores it.
 func (w *World) SlowProbes(d time.Duration) {
-	w.mu.Lock()
-	w.probeDelay = d
-	w.mu.Unlock()
+	w.probeDelay.Store(int64(d))
 }
 
 // KillHost crashes every instance of the host name and stops its driver:
 // every call of it fails with ErrHostDown from now on. World.Host(name)
 // afterwards is the host back from a reboot, its instances stopped.
 func (w *World) KillHost(name string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if h := w.hosts[name]; h != nil {
-		h.dead = true
+	// Dead first: an operation of the driver checks it with the
+	// instance's lock held, so none starts an instance crashed here.
+	if h := w.host(name); h != nil {
+		h.dead.Store(true)
 	}
-	for _, in := range w.insts {
-		if in.host == name {
-			w.crash(in)
+	w.insts.Range(func(_, v any) bool {
+		in := v.(*instance)
+		ls := w.lockOne(in)
+		ours := in.host == name && in.running
+		ls.unlock()
+		if ours {
+			ls = w.lock(in)
+			if in.host == name {
+				w.crash(in)
+			}
+			ls.unlock()
 		}
-	}
+		return true
+	})
 }
 
 func (w *World) setFlag(address string, port int, set func(*instance)) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
 	in := w.get(address, port)
+	defer w.lock(in).unlock()
 	set(in)
 	in.bump()
-	if up := w.insts[in.connected]; up != nil {
+	if up := w.lookup(in.connected); up != nil {
 		up.bump()
 	}
 	for _, d := range in.downstream {

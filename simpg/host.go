@@ -7,6 +7,8 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gpagent/gpagent/supervisor"
@@ -20,10 +22,43 @@ type Host struct {
 	name  string
 	exits chan int
 
-	// Guarded by w.mu.
-	dead    bool           // killed, or replaced by a newer driver of the host
+	// dead: killed, or replaced by a newer driver of the host. Set
+	// before the host's instances are crashed, and read with the
+	// instance's lock held, so nothing starts on a dead host.
+	dead atomic.Bool
+
+	mu      sync.Mutex
 	tracked map[string]int // instances started or adopted here: key -> pid
 	locks   map[int]chan struct{}
+}
+
+// track records in's postmaster as started or adopted here.
+func (h *Host) track(in *instance) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.tracked[in.key] = in.pid
+}
+
+// untrack forgets in's postmaster: its exit is not reported.
+func (h *Host) untrack(in *instance) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.tracked, in.key)
+}
+
+// exited reports in's postmaster's death on Exits if this driver tracks
+// it.
+func (h *Host) exited(in *instance) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.dead.Load() || h.tracked[in.key] != in.pid {
+		return
+	}
+	delete(h.tracked, in.key)
+	select {
+	case h.exits <- in.dbid:
+	default:
+	}
 }
 
 // Name is the host's name.
@@ -53,17 +88,16 @@ func (h *Host) enter(ctx context.Context, inst supervisor.Instance) (unlock func
 	if err := validate(inst); err != nil {
 		return nil, err
 	}
-	h.w.mu.Lock()
-	if h.dead {
-		h.w.mu.Unlock()
+	if h.dead.Load() {
 		return nil, ErrHostDown
 	}
+	h.mu.Lock()
 	ch, ok := h.locks[inst.DBID]
 	if !ok {
 		ch = make(chan struct{}, 1)
 		h.locks[inst.DBID] = ch
 	}
-	h.w.mu.Unlock()
+	h.mu.Unlock()
 	select {
 	case ch <- struct{}{}:
 		return func() { <-ch }, nil
@@ -72,19 +106,20 @@ func (h *Host) enter(ctx context.Context, inst supervisor.Instance) (unlock func
 	}
 }
 
-// answer waits, with w.mu held, until the server at in answers a
-// connection: not while it is hung; an error if it is not running.
-func (w *World) answer(ctx context.Context, in *instance) error {
+// answer waits, with ls held (it holds in's lock), until the server at
+// in answers a connection: not while it is hung; an error if it is not
+// running.
+func (ls *lockSet) answer(ctx context.Context, in *instance) error {
 	for in.running && in.hung {
 		ch := in.changed
-		w.mu.Unlock()
+		ls.unlock()
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			w.mu.Lock()
+			ls.relock()
 			return fmt.Errorf("%s: no answer: %w", in.key, ctx.Err())
 		}
-		w.mu.Lock()
+		ls.relock()
 	}
 	if !in.running {
 		return fmt.Errorf("%s: connection refused", in.key)
@@ -93,19 +128,23 @@ func (w *World) answer(ctx context.Context, in *instance) error {
 }
 
 // at returns the record of inst's address and port, and whether the
-// server running there (if any) is inst's, from its data directory.
+// server running there (if any) is inst's, from its data directory;
+// in's lock is held.
 func (w *World) at(inst supervisor.Instance) (in *instance, ours bool) {
 	in = w.get(inst.Address, inst.Port)
-	return in, in.dir != dirAbsent && in.dataDir == inst.DataDir
+	return in, isAt(in, inst)
+}
+
+func isAt(in *instance, inst supervisor.Instance) bool {
+	return in.dir != dirAbsent && in.dataDir == inst.DataDir
 }
 
 // PID is the pid of inst's running postmaster, 0 if none. Like the
 // supervisor's, it does not need the postmaster to be adopted.
 func (h *Host) PID(inst supervisor.Instance) int {
-	h.w.mu.Lock()
-	defer h.w.mu.Unlock()
-	in, ours := h.w.at(inst)
-	if h.dead || !ours || !in.running {
+	in := h.w.get(inst.Address, inst.Port)
+	defer h.w.lockOne(in).unlock()
+	if h.dead.Load() || !isAt(in, inst) || !in.running {
 		return 0
 	}
 	return in.pid
@@ -117,16 +156,15 @@ func (h *Host) Adopt(inst supervisor.Instance) (pid int, ok bool, err error) {
 	if err := validate(inst); err != nil {
 		return 0, false, err
 	}
-	h.w.mu.Lock()
-	defer h.w.mu.Unlock()
-	if h.dead {
+	in := h.w.get(inst.Address, inst.Port)
+	defer h.w.lockOne(in).unlock()
+	if h.dead.Load() {
 		return 0, false, ErrHostDown
 	}
-	in, ours := h.w.at(inst)
-	if !ours || !in.running {
+	if !isAt(in, inst) || !in.running {
 		return 0, false, nil
 	}
-	h.tracked[in.key] = in.pid
+	h.track(in)
 	return in.pid, true, nil
 }
 
@@ -134,29 +172,26 @@ func (h *Host) Adopt(inst supervisor.Instance) (pid int, ok bool, err error) {
 // server makes it wait the whole timeout and fail.
 func (h *Host) Probe(ctx context.Context, inst supervisor.Instance) (supervisor.Health, error) {
 	w := h.w
-	w.mu.Lock()
-	delay := w.probeDelay
-	w.mu.Unlock()
-	if delay > 0 {
+	if delay := time.Duration(w.probeDelay.Load()); delay > 0 {
 		select {
 		case <-time.After(delay):
 		case <-ctx.Done():
 			return supervisor.Health{}, fmt.Errorf("probe %s: no answer: %w", inst, ctx.Err())
 		}
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if h.dead {
+	in := w.get(inst.Address, inst.Port)
+	ls := w.lock(in)
+	defer func() { ls.unlock() }()
+	if h.dead.Load() {
 		return supervisor.Health{}, ErrHostDown
 	}
-	in := w.get(inst.Address, inst.Port)
 	if in.hung {
 		// Only a hung server needs the timeout: the rest answer at once.
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, w.opts.ProbeTimeout)
 		defer cancel()
 	}
-	if err := w.answer(ctx, in); err != nil {
+	if err := ls.answer(ctx, in); err != nil {
 		return supervisor.Health{}, fmt.Errorf("probe %s: %w", inst, err)
 	}
 	hl := supervisor.Health{
@@ -167,7 +202,7 @@ func (h *Host) Probe(ctx context.Context, inst supervisor.Instance) (supervisor.
 	}
 	if in.inRecovery {
 		hl.CurrentLSN = in.flushLSN() // replay follows flush at once
-		if up := w.insts[in.connected]; up != nil {
+		if up := w.lookup(in.connected); up != nil {
 			hl.Receiver = &supervisor.Receiver{Status: "streaming", SenderHost: up.address, SenderPort: up.port, FlushedLSN: in.flushLSN()}
 		}
 	}
@@ -193,15 +228,18 @@ func (h *Host) Start(ctx context.Context, inst supervisor.Instance) error {
 		return err
 	}
 	defer unlock()
-	h.w.mu.Lock()
-	defer h.w.mu.Unlock()
+	defer h.w.lockOne(h.w.get(inst.Address, inst.Port)).unlock()
 	return h.startLocked(inst)
 }
 
-// startLocked starts inst with w.mu held.
+// startLocked starts inst with its lock held: not on a dead host (its
+// instances were crashed, or are being).
 func (h *Host) startLocked(inst supervisor.Instance) error {
 	w := h.w
 	in, ours := w.at(inst)
+	if h.dead.Load() {
+		return ErrHostDown
+	}
 	if !ours || in.dir != dirOurs {
 		return fmt.Errorf("start %s: datadir holds no PostgreSQL instance", inst)
 	}
@@ -212,7 +250,7 @@ func (h *Host) startLocked(inst supervisor.Instance) error {
 		in.syncNames, in.readOnly = slices.Clone(in.confSyncNames), in.confReadOnly
 		w.start(in)
 	}
-	h.tracked[in.key] = in.pid
+	h.track(in)
 	return nil
 }
 
@@ -224,29 +262,30 @@ func (h *Host) Stop(ctx context.Context, inst supervisor.Instance) error {
 		return err
 	}
 	defer unlock()
-	h.w.mu.Lock()
-	defer h.w.mu.Unlock()
-	h.stopLocked(ctx, inst)
+	ls := h.w.lock(h.w.get(inst.Address, inst.Port))
+	defer func() { ls.unlock() }()
+	h.stopLocked(ctx, ls, inst)
 	return nil
 }
 
-func (h *Host) stopLocked(ctx context.Context, inst supervisor.Instance) {
+// stopLocked stops inst with ls, the locks of its neighbourhood, held.
+func (h *Host) stopLocked(ctx context.Context, ls *lockSet, inst supervisor.Instance) {
 	w := h.w
 	in, ours := w.at(inst)
 	if !ours || !in.running {
 		return
 	}
-	delete(h.tracked, in.key)
+	h.untrack(in)
 	for in.running && in.hung {
 		ch := in.changed
-		w.mu.Unlock()
+		ls.unlock()
 		select {
 		case <-ch:
-			w.mu.Lock()
+			ls.relock()
 		case <-ctx.Done():
 			// Immediate shutdown, then SIGKILL: a crash, which the
 			// next start recovers.
-			w.mu.Lock()
+			ls.relock()
 			w.crash(in)
 			return
 		}
@@ -264,16 +303,15 @@ func (h *Host) Kill(ctx context.Context, inst supervisor.Instance) error {
 		return err
 	}
 	w := h.w
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if h.dead {
+	in := w.get(inst.Address, inst.Port)
+	defer w.lock(in).unlock()
+	if h.dead.Load() {
 		return ErrHostDown
 	}
-	in, ours := w.at(inst)
-	if !ours || !in.running {
+	if !isAt(in, inst) || !in.running {
 		return nil
 	}
-	delete(h.tracked, in.key)
+	h.untrack(in)
 	w.crash(in)
 	return nil
 }
@@ -314,10 +352,10 @@ func (h *Host) Unfence(ctx context.Context, inst supervisor.Instance) error {
 	if err := validate(inst); err != nil {
 		return err
 	}
-	h.w.mu.Lock()
-	in, _ := h.w.at(inst)
+	in := h.w.get(inst.Address, inst.Port)
+	ls := h.w.lockOne(in)
 	fenced := in.confReadOnly
-	h.w.mu.Unlock()
+	ls.unlock()
 	if !fenced {
 		return nil
 	}
@@ -340,8 +378,8 @@ func (h *Host) reconfigure(ctx context.Context, inst supervisor.Instance, what s
 	}
 	defer unlock()
 	w := h.w
-	w.mu.Lock()
-	defer w.mu.Unlock()
+	ls := w.lock(w.get(inst.Address, inst.Port))
+	defer func() { ls.unlock() }()
 	in, ours := w.at(inst)
 	if !ours || in.dir != dirOurs {
 		return fmt.Errorf("%s %s: no managed configuration in %s", what, inst, inst.DataDir)
@@ -349,16 +387,16 @@ func (h *Host) reconfigure(ctx context.Context, inst supervisor.Instance, what s
 	set(in, false)
 	for in.stuckConf {
 		ch := in.changed
-		w.mu.Unlock()
+		ls.unlock()
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			w.mu.Lock()
+			ls.relock()
 			return fmt.Errorf("%s %s: reload not applied: %w", what, inst, ctx.Err())
 		}
-		w.mu.Lock()
+		ls.relock()
 	}
-	if err := w.answer(ctx, in); err != nil {
+	if err := ls.answer(ctx, in); err != nil {
 		return fmt.Errorf("%s %s: %w", what, inst, err)
 	}
 	set(in, true)

@@ -36,10 +36,9 @@ func portFree(in *instance, inst supervisor.Instance) error {
 // Ours reports whether inst's data dir is a finished instance of
 // clusterID and inst's dbid.
 func (h *Host) Ours(clusterID string, inst supervisor.Instance) bool {
-	h.w.mu.Lock()
-	defer h.w.mu.Unlock()
+	defer h.w.lockOne(h.w.get(inst.Address, inst.Port)).unlock()
 	in, st, err := h.w.dirOf(clusterID, inst)
-	return !h.dead && err == nil && st == dirOurs && in != nil
+	return !h.dead.Load() && err == nil && st == dirOurs && in != nil
 }
 
 // Preflight checks that inst could be created: its data dir is absent or
@@ -48,9 +47,8 @@ func (h *Host) Preflight(clusterID string, inst supervisor.Instance) error {
 	if err := validate(inst); err != nil {
 		return err
 	}
-	h.w.mu.Lock()
-	defer h.w.mu.Unlock()
-	if h.dead {
+	defer h.w.lockOne(h.w.get(inst.Address, inst.Port)).unlock()
+	if h.dead.Load() {
 		return ErrHostDown
 	}
 	in, st, err := h.w.dirOf(clusterID, inst)
@@ -63,7 +61,7 @@ func (h *Host) Preflight(clusterID string, inst supervisor.Instance) error {
 	return portFree(in, inst)
 }
 
-// create makes in a fresh data directory of inst, with w.mu held.
+// create makes in a fresh data directory of inst, with in's lock held.
 func (h *Host) create(in *instance, clusterID string, inst supervisor.Instance, st dirState) {
 	in.dir, in.dataDir, in.clusterID, in.dbid, in.host = st, inst.DataDir, clusterID, inst.DBID, h.name
 	in.wal, in.flushN = nil, 0
@@ -84,8 +82,7 @@ func (h *Host) InitPrimary(ctx context.Context, clusterID string, inst superviso
 	}
 	defer unlock()
 	w := h.w
-	w.mu.Lock()
-	defer w.mu.Unlock()
+	defer w.lockOne(w.get(inst.Address, inst.Port)).unlock()
 	in, st, err := w.dirOf(clusterID, inst)
 	if err != nil {
 		return err
@@ -96,8 +93,10 @@ func (h *Host) InitPrimary(ctx context.Context, clusterID string, inst superviso
 	if err := portFree(in, inst); err != nil {
 		return fmt.Errorf("init %s: %w", inst, err)
 	}
+	if h.dead.Load() {
+		return ErrHostDown
+	}
 	h.create(in, clusterID, inst, dirOurs)
-	w.nextTLI = max(w.nextTLI, 1)
 	in.tli = 1
 	r := w.appendRecord(in, KindCheckpoint, 0)
 	in.flushN, in.ckptLSN = 1, r.LSN
@@ -118,8 +117,9 @@ func (h *Host) CreateMirror(ctx context.Context, clusterID string, inst supervis
 	}
 	defer unlock()
 	w := h.w
-	w.mu.Lock()
-	defer w.mu.Unlock()
+	u := w.get(up.Address, up.Port)
+	ls := w.lock(w.get(inst.Address, inst.Port), u)
+	defer func() { ls.unlock() }()
 	in, st, err := w.dirOf(clusterID, inst)
 	if err != nil {
 		return err
@@ -135,8 +135,7 @@ func (h *Host) CreateMirror(ctx context.Context, clusterID string, inst supervis
 	if err := portFree(in, inst); err != nil {
 		return fmt.Errorf("create mirror %s: %w", inst, err)
 	}
-	u := w.get(up.Address, up.Port)
-	if err := w.answer(ctx, u); err != nil || u.dir != dirOurs {
+	if err := ls.answer(ctx, u); err != nil || u.dir != dirOurs {
 		return fmt.Errorf("create mirror %s: upstream %s: %w", inst, u.key, orNoInstance(err))
 	}
 	h.create(in, clusterID, inst, dirPartial)
@@ -150,7 +149,7 @@ func (h *Host) CreateMirror(ctx context.Context, clusterID string, inst supervis
 		undo()
 		return fmt.Errorf("create mirror %s: %w", inst, err)
 	}
-	if err := h.copyFrom(ctx, in, u, progress); err != nil {
+	if err := h.copyFrom(ctx, ls, in, u, progress); err != nil {
 		if !errors.Is(err, ErrHostDown) {
 			undo() // a dead agent leaves its remains, for the next one to clear
 		}
@@ -171,35 +170,35 @@ func orNoInstance(err error) error {
 }
 
 // copyFrom spends Options.CopyTime copying u, in four steps reported
-// through progress, with w.mu held (released while waiting). It fails if
-// ctx ends, the host dies, or u stops answering.
-func (h *Host) copyFrom(ctx context.Context, in, u *instance, progress func(done, total int64)) error {
+// through progress, with ls (in's and u's locks) held, released while
+// waiting. It fails if ctx ends, the host dies, or u stops answering.
+func (h *Host) copyFrom(ctx context.Context, ls *lockSet, in, u *instance, progress func(done, total int64)) error {
 	w := h.w
 	total := w.opts.DataSize + int64(u.insertLSN()-walStart)
 	const steps = 4
 	gen := u.runGen
 	for i := 1; i <= steps; i++ {
 		if d := w.opts.CopyTime / steps; d > 0 {
-			w.mu.Unlock()
+			ls.unlock()
 			select {
 			case <-time.After(d):
 			case <-ctx.Done():
 			}
-			w.mu.Lock()
+			ls.relock()
 		}
 		switch {
 		case ctx.Err() != nil:
 			return ctx.Err()
-		case h.dead:
+		case h.dead.Load():
 			return ErrHostDown
 		case u.runGen != gen:
 			return fmt.Errorf("upstream %s closed the connection", u.key)
 		}
 		if progress != nil {
 			done := total * int64(i) / steps
-			w.mu.Unlock()
+			ls.unlock()
 			progress(done, total)
-			w.mu.Lock()
+			ls.relock()
 		}
 	}
 	return nil
@@ -213,8 +212,8 @@ func (h *Host) Destroy(ctx context.Context, clusterID string, inst supervisor.In
 	}
 	defer unlock()
 	w := h.w
-	w.mu.Lock()
-	defer w.mu.Unlock()
+	ls := w.lock(w.get(inst.Address, inst.Port))
+	defer func() { ls.unlock() }()
 	in, st, err := w.dirOf(clusterID, inst)
 	if err != nil {
 		return fmt.Errorf("destroy: %w", err)
@@ -222,7 +221,7 @@ func (h *Host) Destroy(ctx context.Context, clusterID string, inst supervisor.In
 	if st == dirAbsent {
 		return nil
 	}
-	h.stopLocked(ctx, inst)
+	h.stopLocked(ctx, ls, inst)
 	h.create(in, clusterID, inst, dirAbsent)
 	return nil
 }

@@ -18,14 +18,14 @@ func (h *Host) Promote(ctx context.Context, inst supervisor.Instance) error {
 	}
 	defer unlock()
 	w := h.w
-	w.mu.Lock()
-	defer w.mu.Unlock()
+	ls := w.lock(w.get(inst.Address, inst.Port))
+	defer func() { ls.unlock() }()
 	in, ours := w.at(inst)
 	if !ours || in.dir != dirOurs {
 		return fmt.Errorf("promote %s: no managed configuration in %s", inst, inst.DataDir)
 	}
 	in.confSyncNames, in.upKey = nil, ""
-	if err := w.answer(ctx, in); err != nil {
+	if err := ls.answer(ctx, in); err != nil {
 		return fmt.Errorf("promote %s: %w", inst, err)
 	}
 	in.syncNames = nil
@@ -41,8 +41,7 @@ func (h *Host) Promote(ctx context.Context, inst supervisor.Instance) error {
 	}
 	w.disconnect(in)
 	in.inRecovery, in.standby = false, false
-	w.nextTLI++
-	in.tli = w.nextTLI
+	in.tli = int(w.nextTLI.Add(1))
 	w.appendRecord(in, KindPromotion, 0)
 	in.flushN = len(in.wal)
 	in.released = in.insertLSN()
@@ -53,23 +52,23 @@ func (h *Host) Promote(ctx context.Context, inst supervisor.Instance) error {
 // WaitWritable waits until up answers as a primary.
 func (h *Host) WaitWritable(ctx context.Context, up supervisor.Upstream) error {
 	w := h.w
-	w.mu.Lock()
-	defer w.mu.Unlock()
 	u := w.get(up.Address, up.Port)
+	ls := w.lockOne(u)
+	defer func() { ls.unlock() }()
 	for {
-		if h.dead {
+		if h.dead.Load() {
 			return ErrHostDown
 		}
 		if u.running && !u.hung && !u.inRecovery {
 			return nil
 		}
 		ch := u.changed
-		w.mu.Unlock()
+		ls.unlock()
 		select {
 		case <-ch:
-			w.mu.Lock()
+			ls.relock()
 		case <-ctx.Done():
-			w.mu.Lock()
+			ls.relock()
 			return fmt.Errorf("upstream %s not writable: %w", u.key, ctx.Err())
 		}
 	}
@@ -83,9 +82,8 @@ func (h *Host) CheckpointLSN(ctx context.Context, inst supervisor.Instance) (lsn
 		return 0, false, err
 	}
 	w := h.w
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if h.dead {
+	defer w.lockOne(w.get(inst.Address, inst.Port)).unlock()
+	if h.dead.Load() {
 		return 0, false, ErrHostDown
 	}
 	in, ours := w.at(inst)
@@ -120,8 +118,7 @@ func (h *Host) Rejoin(ctx context.Context, inst supervisor.Instance, up supervis
 	}
 	defer unlock()
 	w := h.w
-	w.mu.Lock()
-	defer w.mu.Unlock()
+	defer w.lockOne(w.get(inst.Address, inst.Port)).unlock()
 	in, ours := w.at(inst)
 	if !ours || in.dir != dirOurs {
 		return fmt.Errorf("rejoin %s: no managed configuration in %s", inst, inst.DataDir)
@@ -154,39 +151,40 @@ func (h *Host) Rewind(ctx context.Context, clusterID string, inst supervisor.Ins
 	}
 	defer unlock()
 	w := h.w
-	w.mu.Lock()
-	in, st, err := w.dirOf(clusterID, inst)
+	in := w.get(inst.Address, inst.Port)
+	ls := w.lock(in)
+	_, st, err := w.dirOf(clusterID, inst)
 	switch {
 	case err != nil:
-		w.mu.Unlock()
+		ls.unlock()
 		return fmt.Errorf("rewind %s: %w: %w", inst, supervisor.ErrRewindImpossible, err)
 	case st != dirOurs:
-		w.mu.Unlock()
+		ls.unlock()
 		return fmt.Errorf("rewind %s: %w: datadir %s does not exist or is unfinished", inst, supervisor.ErrRewindImpossible, inst.DataDir)
 	}
-	h.stopLocked(ctx, inst)
-	w.mu.Unlock()
+	h.stopLocked(ctx, ls, inst)
+	ls.unlock()
 	if err := h.WaitWritable(ctx, up); err != nil {
 		return fmt.Errorf("rewind %s: %w", inst, err)
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
+	u := w.get(up.Address, up.Port)
+	ls = w.lock(in, u)
+	defer func() { ls.unlock() }()
 	if in.running {
 		return fmt.Errorf("rewind %s: started again while waiting for the upstream", inst)
 	}
 	if err := w.injected(in, ToolRewind); err != nil {
 		return fmt.Errorf("rewind %s: pg_rewind failed: %w", inst, err)
 	}
-	u := w.get(up.Address, up.Port)
 	fork := commonPrefix(in.wal[:in.flushN], u.wal[:u.flushN])
 	if fork == 0 {
 		return fmt.Errorf("rewind %s: %w: source and target clusters are from different systems", inst, supervisor.ErrRewindImpossible)
 	}
 	if progress != nil {
 		total := int64(in.insertLSN()-in.wal[fork-1].LSN) + int64(u.flushLSN()-u.wal[fork-1].LSN)
-		w.mu.Unlock()
+		ls.unlock()
 		progress(total, total)
-		w.mu.Lock()
+		ls.relock()
 	}
 	in.wal = slices.Clone(in.wal[:fork])
 	in.flushN = fork

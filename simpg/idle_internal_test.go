@@ -35,14 +35,16 @@ func TestSimIdleCostsNothing(t *testing.T) {
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		w.mu.Lock()
 		streaming := 0
-		for _, in := range w.insts {
-			if in.connected != "" && in.caughtUp && in.flushN == len(w.insts[in.connected].wal) {
+		w.insts.Range(func(_, v any) bool {
+			in := v.(*instance)
+			ls := w.lock(in)
+			if up := w.lookup(in.connected); up != nil && in.caughtUp && in.flushN == len(up.wal) {
 				streaming++
 			}
-		}
-		w.mu.Unlock()
+			ls.unlock()
+			return true
+		})
 		if streaming == pairs {
 			break
 		}

@@ -2,6 +2,7 @@ package simpg
 
 import (
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -50,11 +51,14 @@ const (
 
 // instance is one simulated PostgreSQL server at address:port. Its record
 // lives for the whole World (a Destroy empties it), so channels taken from
-// it stay valid. Every field is guarded by World.mu.
+// it stay valid. Every field but the first three is guarded by mu (see
+// locks.go).
 type instance struct {
 	key     string // address:port
 	address string
 	port    int
+
+	mu sync.Mutex
 
 	// On disk.
 	dir           dirState
@@ -119,8 +123,7 @@ func (in *instance) insertLSN() uint64 {
 
 // appendRecord adds a record after the last one.
 func (w *World) appendRecord(in *instance, kind RecordKind, commit uint64) Record {
-	w.nextRecord++
-	r := Record{ID: w.nextRecord, LSN: in.insertLSN() + recordSize, Commit: commit, Kind: kind}
+	r := Record{ID: w.nextRecord.Add(1), LSN: in.insertLSN() + recordSize, Commit: commit, Kind: kind}
 	if len(in.wal) == 0 {
 		r.LSN = walStart
 	}

@@ -14,18 +14,18 @@ import (
 func (w *World) receive(s *instance, gen uint64) {
 	for {
 		w.wakeups.Add(1)
-		w.mu.Lock()
+		ls := w.lock(s)
 		if s.runGen != gen || !s.inRecovery {
 			if s.runGen == gen {
 				w.disconnect(s)
 			}
-			w.mu.Unlock()
+			ls.unlock()
 			return
 		}
 		var up *instance
 		var batch []Record
 		if !s.hung {
-			up = w.insts[s.upKey]
+			up = w.lookup(s.upKey)
 			if s.connected != "" && (up == nil || s.connected != up.key) {
 				w.disconnect(s) // primary_conninfo changed
 			}
@@ -42,7 +42,7 @@ func (w *World) receive(s *instance, gen uint64) {
 			uch = up.changed
 		}
 		start, delay := len(s.wal), w.opts.BatchDelay+s.slowDisk
-		w.mu.Unlock()
+		ls.unlock()
 
 		if len(batch) > 0 {
 			if delay > 0 {
@@ -52,10 +52,11 @@ func (w *World) receive(s *instance, gen uint64) {
 					return
 				}
 			}
-			w.mu.Lock()
+			ls.relock()
 			// Not once the link stalled meanwhile: a batch read before the
 			// stall is dropped, so the flush stops moving when StallLink
-			// returns (TestSimHangAndStall failed 1 in 40).
+			// returns (TestSimHangAndStall failed 1 in 40). s.connected
+			// names up, so up is in the locked neighbourhood.
 			if s.runGen == gen && s.connected == up.key && len(s.wal) == start && !s.hung && !s.stalled {
 				s.wal = append(s.wal, batch...)
 				s.flushN = len(s.wal)
@@ -68,7 +69,7 @@ func (w *World) receive(s *instance, gen uint64) {
 				w.recomputeSync(up)
 				up.bump()
 			}
-			w.mu.Unlock()
+			ls.unlock()
 			continue
 		}
 		select {
@@ -105,7 +106,7 @@ func (w *World) disconnect(s *instance) {
 	if s.connected == "" {
 		return
 	}
-	if up := w.insts[s.connected]; up != nil {
+	if up := w.lookup(s.connected); up != nil {
 		delete(up.downstream, s.key)
 		up.bump()
 	}

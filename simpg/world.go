@@ -32,19 +32,27 @@ type Options struct {
 type World struct {
 	opts Options
 
-	mu         sync.Mutex
-	insts      map[string]*instance   // by address:port
-	byAddr     map[addrPort]*instance // the same, found without making the key string
-	hosts      map[string]*Host       // the current driver of each host
-	failNext   map[string]map[Tool]int
-	nextPID    int
-	nextRecord uint64
-	nextCommit uint64
-	nextTLI    int           // the highest timeline yet
-	probeDelay time.Duration // SlowProbes
-	acks       []Ack
-	closed     chan struct{}
-	closeOnce  sync.Once
+	// Every instance ever named, by address:port and by address and
+	// port (found without making the key string: every probe's lookup
+	// made it, 8 % of a thousand simulated hosts' CPU). Records are
+	// never removed, so a lookup needs no lock.
+	insts  sync.Map // string -> *instance
+	byAddr sync.Map // addrPort -> *instance
+
+	nextPID    atomic.Int64
+	nextRecord atomic.Uint64
+	nextCommit atomic.Uint64
+	nextTLI    atomic.Int64 // the highest timeline yet
+	probeDelay atomic.Int64 // SlowProbes, a time.Duration
+
+	// mu guards the rest; it is taken after instance locks (locks.go).
+	mu       sync.Mutex
+	hosts    map[string]*Host // the current driver of each host
+	failNext map[string]map[Tool]int
+	acks     []Ack
+
+	closed    chan struct{}
+	closeOnce sync.Once
 
 	wakeups atomic.Int64 // walreceiver loop turns, to check that idle costs nothing
 }
@@ -57,15 +65,16 @@ func NewWorld(opts Options) *World {
 	if opts.DataSize <= 0 {
 		opts.DataSize = 32 << 20
 	}
-	return &World{
+	w := &World{
 		opts:     opts,
-		insts:    map[string]*instance{},
-		byAddr:   map[addrPort]*instance{},
 		hosts:    map[string]*Host{},
 		failNext: map[string]map[Tool]int{},
-		nextPID:  1000,
 		closed:   make(chan struct{}),
 	}
+	w.nextPID.Store(1000)
+	// Timeline 1 is every initdb's; a promotion takes the next.
+	w.nextTLI.Store(1)
+	return w
 }
 
 // Close stops every replication goroutine; the World is unusable after.
@@ -79,37 +88,44 @@ func (w *World) Host(name string) *Host {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if old := w.hosts[name]; old != nil {
-		old.dead = true
+		old.dead.Store(true)
 	}
 	h := &Host{w: w, name: name, exits: make(chan int, 64), tracked: map[string]int{}, locks: map[int]chan struct{}{}}
 	w.hosts[name] = h
 	return h
 }
 
+// host is the current driver of the host name, nil if none.
+func (w *World) host(name string) *Host {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.hosts[name]
+}
+
 // get returns the record of address:port, making an empty one if there is
 // none yet, so that a standby can wait on an upstream not yet created.
 func (w *World) get(address string, port int) *instance {
-	if in := w.byAddr[addrPort{address, port}]; in != nil {
-		return in
+	if in, ok := w.byAddr.Load(addrPort{address, port}); ok {
+		return in.(*instance)
 	}
-	return w.getKey(instanceKey(address, port), address, port)
+	key := instanceKey(address, port)
+	in, _ := w.insts.LoadOrStore(key, &instance{key: key, address: address, port: port, changed: make(chan struct{}), downstream: map[string]*instance{}})
+	w.byAddr.Store(addrPort{address, port}, in)
+	return in.(*instance)
 }
 
-// addrPort keys byAddr: every probe's lookup made the address:port
-// string, 8 % of a thousand simulated hosts' CPU.
+// lookup returns the record of address:port by its key, nil if none.
+func (w *World) lookup(key string) *instance {
+	if in, ok := w.insts.Load(key); ok {
+		return in.(*instance)
+	}
+	return nil
+}
+
+// addrPort keys byAddr.
 type addrPort struct {
 	address string
 	port    int
-}
-
-func (w *World) getKey(key, address string, port int) *instance {
-	in := w.insts[key]
-	if in == nil {
-		in = &instance{key: key, address: address, port: port, changed: make(chan struct{}), downstream: map[string]*instance{}}
-		w.insts[key] = in
-		w.byAddr[addrPort{address, port}] = in
-	}
-	return in
 }
 
 // State is a snapshot of one instance, for tests and checkers.
@@ -139,9 +155,8 @@ type State struct {
 
 // State reads the instance at address:port.
 func (w *World) State(address string, port int) State {
-	w.mu.Lock()
-	defer w.mu.Unlock()
 	in := w.get(address, port)
+	defer w.lockOne(in).unlock()
 	names, ro := in.confSyncNames, in.confReadOnly
 	if in.running {
 		names, ro = in.syncNames, in.readOnly
@@ -159,17 +174,16 @@ func (w *World) State(address string, port int) State {
 
 // WAL returns a copy of the instance's WAL records, flushed or not.
 func (w *World) WAL(address string, port int) []Record {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return slices.Clone(w.get(address, port).wal)
+	in := w.get(address, port)
+	defer w.lockOne(in).unlock()
+	return slices.Clone(in.wal)
 }
 
 // start runs in's postmaster: a standby (standby.signal) in recovery,
 // streaming from its upstream; a primary after crash recovery, which
 // keeps every flushed record, commits never acknowledged included.
 func (w *World) start(in *instance) {
-	w.nextPID++
-	in.running, in.pid, in.hung = true, w.nextPID, false
+	in.running, in.pid, in.hung = true, int(w.nextPID.Add(1)), false
 	in.runGen++
 	in.inRecovery = in.standby
 	in.shutdown = inProduction
@@ -215,12 +229,8 @@ func (w *World) crash(in *instance) {
 	}
 	in.wal = in.wal[:in.flushN]
 	in.shutdown = inProduction
-	if h := w.hosts[in.host]; h != nil && !h.dead && h.tracked[in.key] == in.pid {
-		delete(h.tracked, in.key)
-		select {
-		case h.exits <- in.dbid:
-		default:
-		}
+	if h := w.host(in.host); h != nil {
+		h.exited(in)
 	}
 	w.down(in)
 }
@@ -275,6 +285,8 @@ func (w *World) FailNext(address string, port int, tool Tool) {
 
 // injected consumes a FailNext for tool on in, if one is set.
 func (w *World) injected(in *instance, tool Tool) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	for _, k := range []string{in.key, ""} {
 		if w.failNext[k][tool] > 0 {
 			w.failNext[k][tool]--

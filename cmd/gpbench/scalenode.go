@@ -14,6 +14,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -109,6 +110,12 @@ func cmdScaleNode(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}
 	}
 	log := slog.New(slog.NewTextHandler(logf, &slog.HandlerOptions{Level: level}))
+	if os.Getenv("GPBENCH_PROFILE_LOCKS") != "" {
+		// /debug/pprof/mutex and /block then say which lock the
+		// agents of this process queue on.
+		runtime.SetMutexProfileFraction(10)
+		runtime.SetBlockProfileRate(int(time.Millisecond))
+	}
 	world := simpg.NewWorld(simpg.Options{})
 	defer world.Close()
 	snet := simnet.New()
