@@ -152,11 +152,13 @@ func NewWith(cfg *Config, deps Deps) (*Agent, error) {
 		return nil, fmt.Errorf("api_addr %s: %w", cfg.APIAddr, err)
 	}
 	ccfg := consensus.Config{
-		NodeID:    cfg.Name,
-		DataDir:   cfg.DataDir,
-		BindAddr:  cfg.RaftAddr,
-		Bootstrap: cfg.Bootstrap,
-		Logger:    log,
+		NodeID:            cfg.Name,
+		DataDir:           cfg.DataDir,
+		BindAddr:          cfg.RaftAddr,
+		Bootstrap:         cfg.Bootstrap,
+		Logger:            log,
+		SnapshotThreshold: cfg.RaftSnapshotThreshold,
+		SnapshotInterval:  cfg.RaftSnapshotInterval,
 	}
 	if deps.Network != nil {
 		if ccfg.Listener, err = network.ListenRaft(cfg.RaftAddr); err != nil {

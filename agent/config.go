@@ -16,39 +16,44 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/gpagent/gpagent/consensus"
 )
 
 // fileConfig is the agent config file as the operator writes it. Decoding
 // is strict: an unknown field is an error, not a silently ignored typo.
 type fileConfig struct {
-	Name                string         `yaml:"name"`
-	Address             string         `yaml:"address"`
-	DataDir             string         `yaml:"data_dir"`
-	APIAddr             string         `yaml:"api_addr"`
-	RaftAddr            string         `yaml:"raft_addr"`
-	Bootstrap           bool           `yaml:"bootstrap"`
-	BootstrapExpect     int            `yaml:"bootstrap_expect"`
-	Voters              int            `yaml:"voters"`
-	Server              *bool          `yaml:"server"`
-	RemoveLeftAfter     time.Duration  `yaml:"remove_left_after"`
-	GossipAddr          string         `yaml:"gossip_addr"`
-	Join                []string       `yaml:"join"`
-	Servers             []string       `yaml:"servers"`
-	GossipKeyFile       string         `yaml:"gossip_key_file"`
-	TLS                 tlsFileConfig  `yaml:"tls"`
-	TokenFile           string         `yaml:"token_file"`
-	Insecure            bool           `yaml:"insecure"`
-	StopInstancesOnExit bool           `yaml:"stop_instances_on_exit"`
-	EnableDebug         bool           `yaml:"enable_debug"`
-	ProbeInterval       time.Duration  `yaml:"probe_interval"`
-	ProbeTimeout        time.Duration  `yaml:"probe_timeout"`
-	ProbeRetries        int            `yaml:"probe_retries"`
-	ReplicationStall    time.Duration  `yaml:"replication_stall_timeout"`
-	AutoRecover         string         `yaml:"auto_recover"`
-	Lease               time.Duration  `yaml:"lease"`
-	LogLevel            string         `yaml:"log_level"`
-	LogFormat           string         `yaml:"log_format"`
-	Postgres            postgresConfig `yaml:"postgres"`
+	Name                string        `yaml:"name"`
+	Address             string        `yaml:"address"`
+	DataDir             string        `yaml:"data_dir"`
+	APIAddr             string        `yaml:"api_addr"`
+	RaftAddr            string        `yaml:"raft_addr"`
+	Bootstrap           bool          `yaml:"bootstrap"`
+	BootstrapExpect     int           `yaml:"bootstrap_expect"`
+	Voters              int           `yaml:"voters"`
+	Server              *bool         `yaml:"server"`
+	RemoveLeftAfter     time.Duration `yaml:"remove_left_after"`
+	GossipAddr          string        `yaml:"gossip_addr"`
+	Join                []string      `yaml:"join"`
+	Servers             []string      `yaml:"servers"`
+	GossipKeyFile       string        `yaml:"gossip_key_file"`
+	TLS                 tlsFileConfig `yaml:"tls"`
+	TokenFile           string        `yaml:"token_file"`
+	Insecure            bool          `yaml:"insecure"`
+	StopInstancesOnExit bool          `yaml:"stop_instances_on_exit"`
+	EnableDebug         bool          `yaml:"enable_debug"`
+	ProbeInterval       time.Duration `yaml:"probe_interval"`
+	ProbeTimeout        time.Duration `yaml:"probe_timeout"`
+	ProbeRetries        int           `yaml:"probe_retries"`
+	ReplicationStall    time.Duration `yaml:"replication_stall_timeout"`
+	AutoRecover         string        `yaml:"auto_recover"`
+	Lease               time.Duration `yaml:"lease"`
+	LogLevel            string        `yaml:"log_level"`
+	LogFormat           string        `yaml:"log_format"`
+	// Pointers: an explicit 0 is refused, not taken for "unset".
+	RaftSnapshotThreshold *int           `yaml:"raft_snapshot_threshold"`
+	RaftSnapshotInterval  *time.Duration `yaml:"raft_snapshot_interval"`
+	Postgres              postgresConfig `yaml:"postgres"`
 	// token is read from TokenFile (configsource.go); never inline.
 	token string `yaml:"-"`
 }
@@ -137,16 +142,23 @@ type Config struct {
 	// AutoRecover: a failed instance whose agent reports again is
 	// rewound and rejoined as a mirror without an operator (the leader's
 	// setting counts). Off by default, as in Greenplum.
-	AutoRecover   bool
-	LogLevel      slog.Level
-	LogFormat     string // LogFormatText or LogFormatJSON
-	BinDir        string
-	OSUser        string
-	SuperUser     string
-	SuperPassword string
-	ReplUser      string
-	ReplPassword  string
-	WalKeepSize   string
+	AutoRecover bool
+	LogLevel    slog.Level
+	LogFormat   string // LogFormatText or LogFormatJSON
+	// RaftSnapshotThreshold and RaftSnapshotInterval (Consul's names):
+	// Raft snapshots its log once this many entries have been appended
+	// since the last snapshot, checking every interval (raft adds up to
+	// one interval of jitter). Default: hashicorp/raft's, 8192 entries
+	// and 120 s.
+	RaftSnapshotThreshold uint64
+	RaftSnapshotInterval  time.Duration
+	BinDir                string
+	OSUser                string
+	SuperUser             string
+	SuperPassword         string
+	ReplUser              string
+	ReplPassword          string
+	WalKeepSize           string
 }
 
 // Defaults, beside Greenplum's FTS for comparison: gp_fts_probe_interval
@@ -352,6 +364,20 @@ func (fc fileConfig) validate() (*Config, error) {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			return nil, fmt.Errorf("%s: %q is not host:port", field, addr)
 		}
+	}
+	c.RaftSnapshotThreshold = consensus.DefaultSnapshotThreshold
+	c.RaftSnapshotInterval = consensus.DefaultSnapshotInterval
+	if v := fc.RaftSnapshotThreshold; v != nil {
+		if *v <= 0 {
+			return nil, fmt.Errorf("raft_snapshot_threshold: %d is not a positive number of log entries", *v)
+		}
+		c.RaftSnapshotThreshold = uint64(*v)
+	}
+	if v := fc.RaftSnapshotInterval; v != nil {
+		if *v <= 0 {
+			return nil, fmt.Errorf("raft_snapshot_interval: %s is not a positive duration", *v)
+		}
+		c.RaftSnapshotInterval = *v
 	}
 	switch fc.AutoRecover {
 	case "", "off":

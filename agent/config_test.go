@@ -39,6 +39,12 @@ func TestParseConfig_Defaults(t *testing.T) {
 	if cfg, err := ParseConfig([]byte(goodConfig + "server: false\njoin: [10.0.0.1:7072]\n")); err != nil || !cfg.Client {
 		t.Errorf("server: false: client %v, err %v", cfg != nil && cfg.Client, err)
 	}
+	if cfg.RaftSnapshotThreshold != 8192 || cfg.RaftSnapshotInterval != 120*time.Second {
+		t.Errorf("raft snapshot threshold %d interval %s, want raft's 8192 and 2m0s", cfg.RaftSnapshotThreshold, cfg.RaftSnapshotInterval)
+	}
+	if cfg, err := ParseConfig([]byte(goodConfig + "raft_snapshot_threshold: 64\nraft_snapshot_interval: 5s\n")); err != nil || cfg.RaftSnapshotThreshold != 64 || cfg.RaftSnapshotInterval != 5*time.Second {
+		t.Errorf("raft_snapshot_threshold: 64, raft_snapshot_interval: 5s: got %+v, err %v", cfg, err)
+	}
 	if cfg.SuperUser != "gpadmin" || cfg.ReplUser != "replicator" {
 		t.Errorf("users %q %q, want gpadmin replicator", cfg.SuperUser, cfg.ReplUser)
 	}
@@ -66,6 +72,12 @@ func TestParseConfig_Errors(t *testing.T) {
 		{"servers on a server", goodConfig + "servers: [\"10.0.0.1:7000\"]\n", "servers: only a client"},
 		{"servers not host:port", goodConfig + "server: false\nservers: [\"10.0.0.1\"]\n", `servers[0]: "10.0.0.1" is not host:port`},
 		{"server not a bool", goodConfig + "server: maybe\n", "maybe"},
+		{"zero snapshot threshold", goodConfig + "raft_snapshot_threshold: 0\n", "raft_snapshot_threshold: 0 is not a positive number"},
+		{"negative snapshot threshold", goodConfig + "raft_snapshot_threshold: -5\n", "raft_snapshot_threshold: -5 is not a positive number"},
+		{"snapshot threshold not a number", goodConfig + "raft_snapshot_threshold: many\n", `raft_snapshot_threshold: "many" is not a whole number`},
+		{"zero snapshot interval", goodConfig + "raft_snapshot_interval: 0s\n", "raft_snapshot_interval: 0s is not a positive duration"},
+		{"negative snapshot interval", goodConfig + "raft_snapshot_interval: -1s\n", "raft_snapshot_interval: -1s is not a positive duration"},
+		{"snapshot interval not a duration", goodConfig + "raft_snapshot_interval: often\n", `raft_snapshot_interval: "often" is not a duration`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -169,6 +169,8 @@ var reloadFields = []reloadField{
 	{"postgres.superuser_password", eq(func(c *Config) any { return c.SuperPassword }), nil},
 	{"postgres.replication_user", eq(func(c *Config) any { return c.ReplUser }), nil},
 	{"postgres.replication_password", eq(func(c *Config) any { return c.ReplPassword }), nil},
+	{"raft_snapshot_threshold", eq(func(c *Config) any { return c.RaftSnapshotThreshold }), nil},
+	{"raft_snapshot_interval", eq(func(c *Config) any { return c.RaftSnapshotInterval }), nil},
 	{"postgres.wal_keep_size", eq(func(c *Config) any { return c.WalKeepSize }), nil},
 }
 

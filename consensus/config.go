@@ -45,6 +45,16 @@ const (
 	DefaultCommitTimeout      = 1000 * time.Millisecond
 )
 
+// DefaultSnapshotThreshold and DefaultSnapshotInterval are
+// hashicorp/raft's own defaults (TestSnapshotDefaults_AreRafts), named
+// here so that the agent's config can show and state them: Raft snapshots
+// its log once this many entries were appended since the last snapshot,
+// checked every interval plus up to one interval of jitter.
+const (
+	DefaultSnapshotThreshold = 8192
+	DefaultSnapshotInterval  = 120 * time.Second
+)
+
 const (
 	snapshotsRetained = 2
 	transportMaxPool  = 3
@@ -54,8 +64,7 @@ const (
 	leaderChangesBuffer = 8
 )
 
-// Config configures a Node. Zero timing fields take the defaults above,
-// or raft's own for the snapshot settings.
+// Config configures a Node. Zero timing fields take the defaults above.
 type Config struct {
 	NodeID   string // agent name; the raft server id
 	DataDir  string // agent data dir; raft state lives in DataDir/raft
@@ -103,8 +112,8 @@ func (c Config) raftConfig() *raft.Config {
 	rc.ElectionTimeout = orDefault(c.ElectionTimeout, DefaultElectionTimeout)
 	rc.LeaderLeaseTimeout = orDefault(c.LeaderLeaseTimeout, DefaultLeaderLeaseTimeout)
 	rc.CommitTimeout = orDefault(c.CommitTimeout, DefaultCommitTimeout)
-	rc.SnapshotInterval = orDefault(c.SnapshotInterval, rc.SnapshotInterval)
-	rc.SnapshotThreshold = orDefault(c.SnapshotThreshold, rc.SnapshotThreshold)
+	rc.SnapshotInterval = orDefault(c.SnapshotInterval, DefaultSnapshotInterval)
+	rc.SnapshotThreshold = orDefault(c.SnapshotThreshold, DefaultSnapshotThreshold)
 	rc.TrailingLogs = orDefault(c.TrailingLogs, rc.TrailingLogs)
 	return rc
 }

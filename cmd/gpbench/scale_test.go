@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -37,7 +38,7 @@ func TestScaleSmoke(t *testing.T) {
 	if r["agents"] != 6.0 || r["contents"] != 6.0 {
 		t.Errorf("agents %v contents %v, want 6 and 6", r["agents"], r["contents"])
 	}
-	for _, f := range []string{"host_loss_ms", "kill_ms", "raft_entries_per_host_loss", "fenced_spuriously", "agent_rss_mb"} {
+	for _, f := range []string{"host_loss_ms", "kill_ms", "raft_entries_per_host_loss", "fenced_spuriously", "agent_rss_mb", "snapshot_bytes"} {
 		if r[f] == nil {
 			t.Errorf("%s not measured: %v\n%s", f, r["reasons"], errOut.String())
 		}
@@ -50,6 +51,32 @@ func TestScaleSmoke(t *testing.T) {
 	}
 	if reasons["state_ms"] == nil || !strings.Contains(reasons["state_ms"].(string), "gpagent") {
 		t.Errorf("state_ms with no gpagent binary: reason %v", reasons["state_ms"])
+	}
+}
+
+// snapshot_bytes is the largest state.bin of the servers' raft snapshot
+// stores (DIR/srvN/srvN/raft/snapshots/ID/state.bin), not a segment host's.
+func TestLargestServerSnapshot(t *testing.T) {
+	dir := t.TempDir()
+	if got := largestServerSnapshot(dir); got != -1 {
+		t.Fatalf("no snapshot: %d, want -1", got)
+	}
+	put := func(rel string, size int) {
+		p := filepath.Join(dir, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, make([]byte, size), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("srv1/srv1/raft/snapshots/2-40-1700000000000/state.bin", 100)
+	put("srv2/srv2/raft/snapshots/2-40-1700000000001/state.bin", 300)
+	put("srv2/srv2/raft/snapshots/2-20-1700000000000/state.bin", 200)
+	put("host1/sdw1/raft/snapshots/2-40-1700000000000/state.bin", 999) // not a server
+	put("srv3/srv3/raft/state.bin", 999)                               // not in the snapshot store
+	if got := largestServerSnapshot(dir); got != 300 {
+		t.Fatalf("largest server snapshot %d bytes, want 300", got)
 	}
 }
 
