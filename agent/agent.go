@@ -210,6 +210,7 @@ func NewWith(cfg *Config, deps Deps) (*Agent, error) {
 	}
 	a := &Agent{cfg: cfg, log: log, node: node, drv: drv, clock: clock, net: network, apiListener: ln, tls: tlsc}
 	a.lease = newLease(cfg.DataDir, clock.Now(), log)
+	a.lease.recordGap = recordGap(cfg.Lease)
 	a.lead = newLeader(a)
 	a.exec = newExecutor(a)
 	var gossip memberlist.NodeAwareTransport

@@ -33,8 +33,12 @@ type lease struct {
 	path   string
 	bootID string
 	// renewedBoot is renewed on CLOCK_BOOTTIME, as recorded in path (0:
-	// none recorded).
+	// none recorded); recordedAt is when it was written, on the agent's
+	// clock.
 	renewedBoot int64
+	recordedAt  time.Time
+	// recordGap: see recordGap.
+	recordGap time.Duration
 	// fencedRecorded is the last fence record written for the watchdog.
 	fencedRecorded string
 	log            *slog.Logger
@@ -71,6 +75,18 @@ func newLease(dataDir string, now time.Time, log *slog.Logger) *lease {
 	return l
 }
 
+// recordGap is the least time between two writes of the lease record, for
+// a lease of d: a thirtieth of it (100 ms for the default 3 s), at most
+// 100 ms. A leader renews its lease on every round of its own executor,
+// and each commit wakes it: through a 1,000-host init the leader wrote
+// the record a hundred times a second, a fifth of its CPU. The record is
+// then at most this much older than the lease, which only brings the
+// watchdog's kill (and a restarted agent's fence) that much earlier; the
+// watchdog's grace (a sixth of the lease) and live grace (a quarter) are
+// five times longer or more, so an agent that renews still fences before
+// the watchdog would kill.
+func recordGap(d time.Duration) time.Duration { return min(d/30, 100*time.Millisecond) }
+
 // renew extends the lease from the moment the renewing request was sent;
 // now is the agent's clock, to place sent on the boot clock.
 func (l *lease) renew(sent, now time.Time) {
@@ -84,9 +100,10 @@ func (l *lease) renew(sent, now time.Time) {
 	case l.renewedCh <- struct{}{}:
 	default:
 	}
-	if l.path == "" {
+	if l.path == "" || (!l.recordedAt.IsZero() && now.Sub(l.recordedAt) < l.recordGap) {
 		return
 	}
+	l.recordedAt = now
 	boot, err := watchdog.BootNanos()
 	if err != nil {
 		return

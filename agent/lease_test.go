@@ -147,3 +147,47 @@ func TestReportTimeout(t *testing.T) {
 		}
 	}
 }
+
+// Renewals closer together than the record gap write the lease record
+// once: the record then trails the lease by at most the gap, never leads
+// it (a restarted agent, and the watchdog, see a lease no longer than the
+// one held), and a renewal past the gap is written.
+func TestLease_RecordWrittenAtMostOncePerGap(t *testing.T) {
+	const d = 3 * time.Second
+	gap := recordGap(d)
+	if gap <= 0 || gap > watchdogGraceOf(d)/4 {
+		t.Fatalf("record gap %s for a %s lease: want positive and well inside the watchdog's grace %s", gap, d, watchdogGraceOf(d))
+	}
+	dir := t.TempDir()
+	l := newLease(dir, time.Now(), nil)
+	l.recordGap = gap
+	recorded := func() int64 {
+		t.Helper()
+		st, ok := watchdog.ReadStamp(dir)
+		if !ok {
+			t.Fatal("no lease record")
+		}
+		return st.Renewed
+	}
+	start := time.Now()
+	l.renew(start, start)
+	first := recorded()
+	l.renew(start.Add(gap/2), start.Add(gap/2))
+	if got := recorded(); got != first {
+		t.Fatalf("a renewal %s after the last write rewrote the record", gap/2)
+	}
+	if l.expired(start.Add(d+gap/4), d) {
+		t.Fatal("a renewal not written to the record did not renew the lease")
+	}
+	l.renew(start.Add(gap+time.Millisecond), start.Add(gap+time.Millisecond))
+	if got := recorded(); got <= first {
+		t.Fatalf("a renewal past the gap was not written: record %d, first %d", got, first)
+	}
+}
+
+// watchdogGraceOf is the watchdog's grace for a lease of d, as the
+// agent's config derives it.
+func watchdogGraceOf(d time.Duration) time.Duration {
+	c := Config{Lease: d, LeaseMargin: d / 3}
+	return c.WatchdogGrace()
+}
