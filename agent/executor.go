@@ -122,6 +122,11 @@ type instanceState struct {
 	fenced bool
 	// syncing: a manageSync of this primary runs.
 	syncing bool
+	// created: this run's step creating the instance finished (from the
+	// primary createdFrom, for a mirror); NextStep waits for the leader
+	// then, rather than creating it again.
+	created     bool
+	createdFrom int
 }
 
 func newExecutor(a *Agent) *executor {

@@ -20,6 +20,8 @@ func (e *executor) localView(st *instanceState, inst supervisor.Instance) topolo
 		RetryPending: e.a.clock.Now().Before(st.retryAt),
 		Hung:         st.probes.Hung(e.a.live().ProbeRetries),
 		HealthKnown:  st.health != nil,
+		Created:      st.created,
+		CreatedFrom:  st.createdFrom,
 		StoppedLSN:   st.stoppedLSN,
 		RecoveredJob: st.recoveredJob,
 	}
@@ -40,21 +42,35 @@ func (e *executor) localView(st *instanceState, inst supervisor.Instance) topolo
 	return v
 }
 
+// created records that the step creating st's instance (from the primary
+// dbid from, for a mirror) finished, if err is nil, and returns err.
+func (e *executor) created(st *instanceState, from int, err error) error {
+	if err == nil {
+		e.mu.Lock()
+		st.created, st.createdFrom = true, from
+		e.mu.Unlock()
+	}
+	return err
+}
+
 // stepAction returns the I/O that carries out step on inst; the decision
 // was made by topology.NextStep.
 func (e *executor) stepAction(clusterID string, inst supervisor.Instance, st *instanceState, step topology.Step) func(context.Context) error {
 	switch step.Kind {
 	case topology.StepInitPrimary:
-		return func(ctx context.Context) error { return e.a.drv.InitPrimary(ctx, clusterID, inst) }
+		return func(ctx context.Context) error {
+			return e.created(st, 0, e.a.drv.InitPrimary(ctx, clusterID, inst))
+		}
 	case topology.StepCreateMirror:
 		up := e.a.copyUpstream(step.Upstream)
+		from := step.Upstream.DBID
 		return func(ctx context.Context) error {
 			started := e.a.clock.Now()
-			return e.a.drv.CreateMirror(ctx, clusterID, inst, up, func(done, total int64) {
+			return e.created(st, from, e.a.drv.CreateMirror(ctx, clusterID, inst, up, func(done, total int64) {
 				e.mu.Lock()
 				st.progress = &api.Progress{Step: copyStep(up), Done: done, Total: total, Started: started}
 				e.mu.Unlock()
-			})
+			}))
 		}
 	case topology.StepPromote:
 		return func(ctx context.Context) error { return e.a.drv.Promote(ctx, inst) }

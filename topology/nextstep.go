@@ -97,6 +97,11 @@ type LocalView struct {
 	RecoveryFailedJob int
 	// RecoveredJob: the recovery job whose step finished here (0 when none).
 	RecoveredJob int
+	// Created: this agent's step that creates it (init primary, create
+	// mirror) finished; CreatedFrom is the primary a mirror was built
+	// from.
+	Created     bool
+	CreatedFrom int
 	// Fenced: this host's lease ran out and its primaries are fenced.
 	Fenced bool
 }
@@ -121,11 +126,22 @@ func NextStep(t *Topology, s Segment, v LocalView) Step {
 	pending := t.IsPending(s.DBID)
 	switch {
 	case pending && s.Role == RolePrimary:
+		if v.Created && v.Running && !v.Hung {
+			// Made here and running: the leader records it up from the
+			// next report. Made again (a start of a running server, which
+			// ends at once) it would be reported creating again, and on a
+			// host whose steps end at once, for ever: a 1,000-host init
+			// got no instance up.
+			return Step{Kind: StepWait, Phase: PhaseRunning}
+		}
 		return Step{Kind: StepInitPrimary, Phase: PhaseCreating}
 	case pending && s.Role == RoleMirror:
 		p, ok := t.Primary(s.Content)
 		if !ok || p.Status != StatusUp {
 			return Step{Kind: StepWait, Phase: PhaseWaitingForPrimary}
+		}
+		if v.Created && v.CreatedFrom == p.DBID && v.Running && !v.Hung {
+			return Step{Kind: StepWait, Phase: PhaseRunning} // as a primary's, above
 		}
 		return Step{Kind: StepCreateMirror, Phase: PhaseBuilding, Upstream: p}
 	case s.Role == RolePrimary && s.Status == StatusUp && v.Running && v.HealthKnown && v.InRecovery:

@@ -63,6 +63,17 @@ func TestNextStep_Cases(t *testing.T) {
 		{"backing off does nothing", pending(2), 2, LocalView{RetryPending: true}, Step{}},
 		{"pending primary is created", pending(2, 5), 2, LocalView{}, Step{Kind: StepInitPrimary, Phase: PhaseCreating}},
 		{"pending primary even if down and running", pending(2), 2, LocalView{Running: true, Hung: true}, Step{Kind: StepInitPrimary, Phase: PhaseCreating}},
+		// Created here and running: the leader records it up on the next
+		// report. Creating it again would report it creating, and a step
+		// that ends at once would do so for ever (a 1,000-host init never
+		// got one instance up).
+		{"pending primary created here and running waits for the leader", pending(2), 2, LocalView{Running: true, Created: true},
+			Step{Kind: StepWait, Phase: PhaseRunning}},
+		{"pending primary created here but stopped is started", pending(2), 2, LocalView{Created: true}, Step{Kind: StepInitPrimary, Phase: PhaseCreating}},
+		{"pending mirror built here from its primary and running waits", pending(5), 5, LocalView{Running: true, Created: true, CreatedFrom: 2},
+			Step{Kind: StepWait, Phase: PhaseRunning}},
+		{"pending mirror built here from another primary is built again", pending(5), 5, LocalView{Running: true, Created: true, CreatedFrom: 9},
+			Step{Kind: StepCreateMirror, Phase: PhaseBuilding, Upstream: up(nsPair())}},
 		{"pending mirror of a primary up is built from it", pending(5), 5, LocalView{},
 			Step{Kind: StepCreateMirror, Phase: PhaseBuilding, Upstream: up(nsPair())}},
 		{"pending mirror whose primary is down waits", pending(2, 5), 5, LocalView{}, Step{Kind: StepWait, Phase: PhaseWaitingForPrimary}},

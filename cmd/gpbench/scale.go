@@ -43,6 +43,9 @@ type scaleOptions struct {
 	real         int    // segment hosts run as real gpagent agents with real PostgreSQL
 	octet        int    // 127.octet.0.0/16 holds this run's agents
 	hostData     string // where the simulated segment hosts keep their data dirs ("": in the run's dir)
+	// hostsGOGC is the GC target of the simulated segment hosts'
+	// process (GOGC, percent): see the flag.
+	hostsGOGC int
 }
 
 // Raft servers: separate processes on 127.N.0.1-3 (N chosen per run), hosting no segments
@@ -88,6 +91,7 @@ func cmdScale(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.BoolVar(&o.buildGpagent, "build-gpagent", false, "go build ./cmd/gpagent into a temporary folder for the state timing")
 	fs.BoolVar(&o.keep, "keep", false, "keep each size's folder (agent logs, Raft data)")
 	fs.StringVar(&o.hostData, "host-data", "/dev/shm", "where the simulated segment hosts keep their agents' data dirs (lease and instance records); a tmpfs, since on a real cluster each host writes its own disk and here a thousand hosts would share one filesystem journal (\"\": in the run's dir, with the servers)")
+	fs.IntVar(&o.hostsGOGC, "hosts-gogc", 400, "GOGC of the simulated segment hosts' process: a thousand agents share its heap and its two cores, and through an init its garbage collector took a quarter of the CPU the hosts' reports needed (each real agent collects a heap of its own, on a machine of its own); 100 is Go's default")
 	fs.BoolVar(&o.clientGossip, "client-gossip", false, "the client agents join the gossip pool (join: the servers' gossip addresses); by default they join none and find the servers by their API addresses (servers:), as the large-cluster shape runs")
 	fs.BoolVar(&o.clients, "clients", true, "run the segment hosts as client agents (server: false: no Raft log, the topology by a blocking query); false makes every agent a Raft member (nonvoters past the 3 voters), the design before")
 	fs.IntVar(&o.real, "real", 0, "run this many of each size's segment hosts as real gpagent agent processes (the --gpagent binary) with real PostgreSQL, one primary and one mirror each, mirrors among the real hosts; a trial then kill -9s a real primary's postmaster (a mixed cluster; 0 or at least 2)")
@@ -109,6 +113,10 @@ func cmdScale(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if o.real > 0 && !o.clients {
 		fmt.Fprintln(stderr, "gpbench scale: --real goes with --clients (the real hosts are clients of the 3 servers)")
+		return errUsage
+	}
+	if o.hostsGOGC < 25 {
+		fmt.Fprintf(stderr, "gpbench scale: --hosts-gogc: %d: want at least 25 (percent)\n", o.hostsGOGC)
 		return errUsage
 	}
 	if o.trials < 1 || o.perHost < 1 {
@@ -417,7 +425,7 @@ func runScaleSize(ctx context.Context, o scaleOptions, self, bin string, n int, 
 		r.unmeasured(err.Error())
 		return r
 	}
-	hs := scaleNodeSpec{CtlIP: scaleHostIP(o, 0), Extra: extra}
+	hs := scaleNodeSpec{CtlIP: scaleHostIP(o, 0), Extra: extra, GOGC: o.hostsGOGC}
 	if o.hostData != "" {
 		d, err := os.MkdirTemp(o.hostData, fmt.Sprintf("gpbench-scale-%d-hosts-", n))
 		if err != nil {

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -49,6 +50,8 @@ type scaleNodeSpec struct {
 	// process cuts off is cut off from them too (simnet cuts only
 	// between hosts it knows).
 	Peers []string `json:"peers,omitempty"`
+	// GOGC sets this process's GC target (percent; 0: Go's default).
+	GOGC int `json:"gogc,omitempty"`
 }
 
 type scaleAgentSpec struct {
@@ -86,6 +89,9 @@ func cmdScaleNode(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	var spec scaleNodeSpec
 	if err := json.Unmarshal(b, &spec); err != nil {
 		return fmt.Errorf("--spec %s: %w", *specFile, err)
+	}
+	if spec.GOGC > 0 {
+		debug.SetGCPercent(spec.GOGC)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
