@@ -92,6 +92,12 @@ func (a *Agent) handle(h handlerFunc) http.HandlerFunc {
 			_ = json.NewEncoder(w).Encode(e)
 			return
 		}
+		if raw, ok := v.(json.RawMessage); ok {
+			// Encoded by this agent already (stateCache): the encoder
+			// would scan and compact its megabytes again on every answer.
+			_, _ = w.Write(append(raw[:len(raw):len(raw)], '\n'))
+			return
+		}
 		_ = json.NewEncoder(w).Encode(v)
 	}
 }

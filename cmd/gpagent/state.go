@@ -160,18 +160,20 @@ func printRawStateJSON(ctx context.Context, cio cmdIO, c *api.Client, addr strin
 // indentStateJSON is the agent's state encoding as printStateJSON prints
 // the decoded state (without reports), and whether it says stale.
 func indentStateJSON(raw []byte) ([]byte, bool, error) {
-	var head struct {
-		Stale bool `json:"stale"`
-	}
-	if err := json.Unmarshal(raw, &head); err != nil {
-		return nil, false, err
-	}
 	var b bytes.Buffer
+	b.Grow(len(raw) * 3 / 2)
 	if err := json.Indent(&b, raw, "", "  "); err != nil {
 		return nil, false, err
 	}
+	if b.Len() == 0 || b.Bytes()[0] != '{' {
+		return nil, false, fmt.Errorf("state answer is not a JSON object")
+	}
 	b.WriteByte('\n')
-	return b.Bytes(), head.Stale, nil
+	// Read from the indented text, without decoding it again: a key of
+	// the top-level object, and only one, starts a line indented by
+	// exactly two spaces (a string cannot hold a raw newline).
+	stale := bytes.Contains(b.Bytes(), []byte("\n  \"stale\": true"))
+	return b.Bytes(), stale, nil
 }
 
 // printStateJSON prints the gpstate --json contract; instance reports are

@@ -64,7 +64,7 @@ func TestIndentStateJSON_AsPrintStateJSON(t *testing.T) {
 	for _, stale := range []bool{false, true} {
 		s := &api.State{ConfigVersion: 9, ClusterID: "c1", Leader: "mdw", Stale: stale, Paused: true,
 			Segments: []topology.Segment{
-				{DBID: 2, Content: 0, Role: topology.RolePrimary, PreferredRole: topology.RolePrimary, Mode: topology.ModeSynced, Status: topology.StatusUp, Hostname: "sdw1", Address: "10.0.0.1", Port: 6000, DataDir: "/data/p<0>&"},
+				{DBID: 2, Content: 0, Role: topology.RolePrimary, PreferredRole: topology.RolePrimary, Mode: topology.ModeSynced, Status: topology.StatusUp, Hostname: "sdw1", Address: "10.0.0.1", Port: 6000, DataDir: "/data/p<0>&\n  \"stale\": true"}, // no top-level key, whatever it holds
 				{DBID: 3, Content: 0, Role: topology.RoleMirror, PreferredRole: topology.RoleMirror, Mode: topology.ModeSynced, Status: topology.StatusUp, Hostname: "sdw2", Address: "10.0.0.2", Port: 7000, DataDir: "/data/m0"},
 			},
 			Pending: []int{3}, Switchovers: []topology.Switchover{{Content: 0, From: 2, To: 3, Version: 8}},
