@@ -21,6 +21,9 @@ type eventCounts struct {
 	// Reports received as leader: full ones, heartbeats, and heartbeats
 	// answered resend (naming a full report not held).
 	fullReports, heartbeats, resends atomic.Uint64
+	// reconciles this agent ran as leader: decided, or skipped as quiet
+	// (leader.quietInputs).
+	reconcilesDecided, reconcilesSkipped atomic.Uint64
 }
 
 // recovered counts one finished recovery of kind and the bytes its last

@@ -311,3 +311,80 @@ func TestLeader_OnlyNewsWakesTheReconcile(t *testing.T) {
 		}
 	}
 }
+
+// A reconcile is skipped only when nothing it decides from has changed
+// since one that found nothing to do: the same topology, no report with
+// news, the same hosts lost, no report aged out. Each of those changes
+// makes the next one decide again, and a failure reported after a quiet
+// spell is acted on (the promotion is decided).
+func TestLeader_QuietReconcileSkipsOnlyWhatFindsNothing(t *testing.T) {
+	clock := newJumpClock()
+	node := &fakeLeaderNode{clientNode: newClientNode(false)}
+	topo := &topology.Topology{ConfigVersion: 5, ClusterID: "c", Segments: []topology.Segment{
+		{DBID: 2, Content: 0, Role: topology.RolePrimary, PreferredRole: topology.RolePrimary, Status: topology.StatusUp, Mode: topology.ModeSynced, Hostname: "h1"},
+		{DBID: 3, Content: 0, Role: topology.RoleMirror, PreferredRole: topology.RoleMirror, Status: topology.StatusUp, Mode: topology.ModeSynced, Hostname: "h2"},
+	}}
+	node.commit(topo)
+	l := newTermLeader(clock, node)
+	primary := api.InstanceReport{DBID: 2, Up: true, ConfigVersion: 5, SyncedMirrors: []int{3}}
+	mirror := api.InstanceReport{DBID: 3, Up: true, Recovery: true, Streaming: true, ConfigVersion: 5}
+	both := func() {
+		l.accept("h1", []api.InstanceReport{primary}, 5)
+		l.accept("h2", []api.InstanceReport{mirror}, 5)
+	}
+	decided := func() uint64 { return l.a.counts.reconcilesDecided.Load() }
+	step := func(what string, wantDecide bool) {
+		t.Helper()
+		before := decided()
+		l.reconcile(t.Context())
+		if got := decided() > before; got != wantDecide {
+			t.Fatalf("%s: decided %v, want %v", what, got, wantDecide)
+		}
+	}
+	both()
+	step("first", true)
+	if l.quiet.t != topo {
+		t.Fatal("a reconcile that found nothing to do recorded no quiet inputs")
+	}
+	step("nothing new", false)
+	clock.advance(time.Second)
+	both() // the same reports again: no news
+	step("the same reports again", false)
+
+	node.commit(&topology.Topology{ConfigVersion: 6, ClusterID: "c", Segments: topo.Segments})
+	primary.ConfigVersion, mirror.ConfigVersion = 6, 6
+	both()
+	step("a new topology", true)
+	step("quiet on it", false)
+
+	clock.advance(time.Second)
+	primary.SyncedMirrors = nil // news: the primary no longer vouches its mirror
+	both()
+	step("a report with news", true)
+
+	clock.advance(time.Second)
+	primary.SyncedMirrors = []int{3}
+	both()
+	step("vouched again", true)
+	step("quiet again", false)
+
+	// Only h1 reports from now on, the same each time: h2's report ages
+	// out, then h2 counts lost; each is decided on.
+	before := decided()
+	for range 5 {
+		clock.advance(time.Second)
+		l.accept("h1", []api.InstanceReport{primary}, 6)
+		l.reconcile(t.Context())
+	}
+	if decided() == before {
+		t.Fatal("h2's silence (its report aged out, the host lost) was never decided on")
+	}
+	if in := l.inputs(node.Topology(), l.lostHosts(node.Topology(), clock.Now()), clock.Now(), time.Second); !in.lost["h2"] {
+		t.Fatalf("h2 not lost after 5 s of silence: %v", in.lost)
+	}
+
+	// A failure of the primary after a quiet spell is decided on.
+	primary.Up, primary.Failed = false, true
+	l.accept("h1", []api.InstanceReport{primary}, 6)
+	step("the primary failed", true)
+}

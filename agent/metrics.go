@@ -31,6 +31,7 @@ var (
 	descRecoveries    = prometheus.NewDesc("gpagent_recoveries_total", "Recoveries of this host's instances that finished, by kind (incremental: pg_rewind, full: a copy).", []string{"kind"}, nil)
 	descRecoveryBytes = prometheus.NewDesc("gpagent_recovery_bytes_total", "Bytes rewound or copied by the recoveries of this host's instances that finished, by kind.", []string{"kind"}, nil)
 	descReports       = prometheus.NewDesc("gpagent_reports_received_total", "Reports this agent received as leader, by kind (full, heartbeat, and resend: a heartbeat naming a full report not held, answered resend).", []string{"kind"}, nil)
+	descReconciles    = prometheus.NewDesc("gpagent_reconciles_total", "Reconciles this agent ran as leader, by outcome (decided; skipped: nothing it decides from had changed since one that found nothing to do).", []string{"outcome"}, nil)
 
 	instanceLabels = []string{"dbid", "content"}
 	descUp         = prometheus.NewDesc("gpagent_instance_up", "1 when this host's instance answered its last probe.", instanceLabels, nil)
@@ -66,7 +67,7 @@ func (a *Agent) metricsHandler() http.Handler {
 type agentCollector struct{ a *Agent }
 
 func (c agentCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descConfigVersion, descLeader, descPaused, descFenced, descContentsDown, descActing, descFailovers, descFences, descRecoveries, descRecoveryBytes, descUp, descPrimary, descSynced, descLag, descProbeAge} {
+	for _, d := range []*prometheus.Desc{descConfigVersion, descLeader, descPaused, descFenced, descContentsDown, descActing, descFailovers, descFences, descRecoveries, descRecoveryBytes, descReports, descReconciles, descUp, descPrimary, descSynced, descLag, descProbeAge} {
 		ch <- d
 	}
 }
@@ -97,6 +98,8 @@ func (c agentCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descReports, n.fullReports.Load(), "full")
 	counter(descReports, n.heartbeats.Load(), "heartbeat")
 	counter(descReports, n.resends.Load(), "resend")
+	counter(descReconciles, n.reconcilesDecided.Load(), "decided")
+	counter(descReconciles, n.reconcilesSkipped.Load(), "skipped")
 	health := func(dbid int) *supervisor.Health {
 		st := a.exec.state(dbid)
 		a.exec.mu.Lock()

@@ -210,12 +210,16 @@ type Received struct {
 func FreshObservations(reports map[int]Received, now time.Time, maxAge time.Duration) map[int]Observation {
 	out := make(map[int]Observation, len(reports))
 	for dbid, r := range reports {
-		if now.Sub(r.At) <= maxAge {
+		if Fresh(r.At, now, maxAge) {
 			out[dbid] = r.Observation
 		}
 	}
 	return out
 }
+
+// Fresh reports whether a report received at is young enough at now to
+// be acted on (FreshObservations keeps it).
+func Fresh(at, now time.Time, maxAge time.Duration) bool { return now.Sub(at) <= maxAge }
 
 // WithLostHosts returns obs with a failed observation for every instance
 // on a lost host, in place of whatever older report there was: that
