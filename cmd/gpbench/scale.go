@@ -900,6 +900,7 @@ func scaleKills(ctx context.Context, o scaleOptions, r *sizeResult, cl *api.Clie
 	var v, prop []int64
 	used := map[string]bool{}
 	for trial := range o.trials {
+		settle(ctx, o, cl, nil, log)
 		s, err := cl.Segments(ctx)
 		if err != nil {
 			r.why("kill_ms", err.Error())
@@ -937,6 +938,42 @@ func scaleKills(ctx context.Context, o scaleOptions, r *sizeResult, cl *api.Clie
 	r.KillMS = newP50Max(v)
 	if len(prop) > 0 {
 		r.note("kill_ms", fmt.Sprintf("from the crash until the parent saw the promotion in the committed history (polled every 10 ms); the leader proposed it after p50 %d ms", nearestRank(prop, 50)))
+	}
+}
+
+// settle waits, when the agents run with auto_recover, until no recovery
+// runs and every pair with no instance on a lost host is up and in sync
+// (at most a trial's timeout): a trial times one failure of a quiet
+// cluster, not one that lands while the leader recovers the last trial's
+// old primaries (at 1,000 agents their entries were counted in the next
+// host loss's, and a kill's promotion waited a second behind them).
+func settle(ctx context.Context, o scaleOptions, cl *api.Client, lost map[string]bool, log io.Writer) {
+	if !o.autoRecover {
+		return
+	}
+	sctx, cancel := context.WithTimeout(ctx, o.trialTimeout)
+	defer cancel()
+	err := waitFor(sctx, "the cluster quiet (auto_recover done)", func() (bool, string) {
+		s, err := cl.Segments(sctx)
+		if err != nil {
+			return false, err.Error()
+		}
+		onLost := map[int]bool{} // contents with an instance on a lost host
+		for _, seg := range s.Segments {
+			if lost[seg.Hostname] {
+				onLost[seg.Content] = true
+			}
+		}
+		bad := 0
+		for _, seg := range s.Segments {
+			if seg.Content >= 0 && !onLost[seg.Content] && (seg.Status != topology.StatusUp || seg.Mode != topology.ModeSynced) {
+				bad++
+			}
+		}
+		return bad == 0 && len(s.Recoveries) == 0, fmt.Sprintf("%d instances not up and in sync, %d recoveries", bad, len(s.Recoveries))
+	})
+	if err != nil {
+		fmt.Fprintf(log, "gpbench scale: %v; the trial runs all the same\n", err)
 	}
 }
 
@@ -982,6 +1019,7 @@ func scaleHostLoss(ctx context.Context, o scaleOptions, r *sizeResult, cl *api.C
 	var v, entries, prop []int64
 	lost := map[string]bool{}
 	for trial := range o.trials {
+		settle(ctx, o, cl, lost, log)
 		s, err := cl.Segments(ctx)
 		if err != nil {
 			r.why("host_loss_ms", err.Error())
