@@ -498,7 +498,7 @@ func (l *leader) reconcile(ctx context.Context) (took time.Duration, committed b
 	}
 	took = time.Since(began)
 	if len(updates) == 0 {
-		if !l.a.live().AutoRecover || t.Paused || !l.autoRecover(ctx, t, obs) {
+		if !l.a.live().AutoRecover || t.Paused || !l.autoRecover(ctx, t, obs, lost) {
 			l.quiet = in
 		}
 		return took, false, 0
@@ -537,8 +537,8 @@ func (l *leader) viewsChanged(t *topology.Topology) int {
 // autoRecover starts an incremental recovery of every failed instance
 // whose agent reports on it again (auto_recover: incremental).
 // It reports whether it asked for any.
-func (l *leader) autoRecover(ctx context.Context, t *topology.Topology, obs map[int]topology.Observation) bool {
-	reqs := topology.AutoRecover(t, obs)
+func (l *leader) autoRecover(ctx context.Context, t *topology.Topology, obs map[int]topology.Observation, lost map[string]bool) bool {
+	reqs := topology.AutoRecover(t, obs, lost)
 	if len(reqs) == 0 {
 		return false
 	}

@@ -352,12 +352,15 @@ func recoveryFailed(lk lookups, m Segment, obs map[int]Observation) (SegmentUpda
 
 // AutoRecover returns the incremental recoveries auto_recover asks for:
 // every mirror recorded down whose agent reports on it again (its host is
-// back), that can be recovered, and whose automatic recovery has not
-// already failed since it went down.
-func AutoRecover(t *Topology, obs map[int]Observation) []RecoveryRequest {
+// back: not among lost), that can be recovered, and whose automatic
+// recovery has not already failed since it went down. obs may hold the
+// failed observations WithLostHosts gives a lost host's instances: they
+// are no report, and a recovery started there would wait for an agent
+// that is gone (a 1,000-agent bench left 32 such recoveries running).
+func AutoRecover(t *Topology, obs map[int]Observation, lost map[string]bool) []RecoveryRequest {
 	var out []RecoveryRequest
 	for _, s := range t.Segments {
-		if s.Role != RoleMirror || s.Status != StatusDown || slices.Contains(t.NoAutoRecover, s.DBID) {
+		if s.Role != RoleMirror || s.Status != StatusDown || lost[s.Hostname] || slices.Contains(t.NoAutoRecover, s.DBID) {
 			continue
 		}
 		if _, seen := obs[s.DBID]; !seen || CanRecover(t, s.DBID) != nil {

@@ -619,3 +619,21 @@ func TestDecide_FailoverOnReportFromBeforeTheSync(t *testing.T) {
 		t.Fatalf("primary lost, reported against version %d (before the s at %d): %+v, want dbid 5 promoted", vouchedAt, topo.ConfigVersion, ups)
 	}
 }
+
+// auto_recover recovers a mirror recorded down once its agent reports on
+// it again, not one on a host counted lost: WithLostHosts gives those
+// instances a failed observation, which is no report from their agent.
+func TestAutoRecover_NotOnALostHost(t *testing.T) {
+	topo := &Topology{ConfigVersion: 7, Segments: []Segment{
+		{DBID: 2, Content: 0, Role: RolePrimary, PreferredRole: RoleMirror, Status: StatusUp, Mode: ModeNotSynced, Hostname: "b"},
+		{DBID: 5, Content: 0, Role: RoleMirror, PreferredRole: RolePrimary, Status: StatusDown, Mode: ModeNotSynced, Hostname: "a"},
+	}}
+	reported := map[int]Observation{2: {DBID: 2, Up: true}, 5: {DBID: 5, Failed: true}}
+	if got := AutoRecover(topo, reported, nil); len(got) != 1 || got[0].DBID != 5 {
+		t.Fatalf("host a reporting again: recoveries %+v, want dbid 5's", got)
+	}
+	lost := map[string]bool{"a": true}
+	if got := AutoRecover(topo, WithLostHosts(topo, map[int]Observation{2: {DBID: 2, Up: true}}, lost), lost); len(got) != 0 {
+		t.Fatalf("host a lost: recoveries %+v, want none", got)
+	}
+}
