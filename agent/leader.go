@@ -55,8 +55,8 @@ type leader struct {
 	// wake is a hint that a report arrived; a full reconcile also runs on
 	// a ticker, so a dropped hint costs at most one tick.
 	wake chan struct{}
-	// newsGen counts the reports with news (leader.news) received, under
-	// mu; quiet holds the inputs of the last reconcile that found
+	// newsGen counts the reports received that differ from the ones
+	// they replace (leader.differs), under mu; quiet holds the inputs of the last reconcile that found
 	// nothing to do (the reconcile loop's alone).
 	newsGen uint64
 	quiet   quietInputs
@@ -111,13 +111,14 @@ func (l *leader) acceptFull(agent string, seq uint64, reports []api.InstanceRepo
 		l.fulls[agent] = fullReport{seq: seq, dbids: dbids}
 	}
 	l.countHeard(agent, now, applied, committed)
-	news := false
+	news, differs := false, false
 	for _, r := range reports {
 		prev, ok := l.reports[r.DBID]
 		news = news || !ok || l.news(prev, r, now)
+		differs = differs || !ok || l.differs(prev.report, r)
 		l.reports[r.DBID] = received{report: r, at: now, seq: seq}
 	}
-	if news {
+	if differs {
 		l.newsGen++
 	}
 	l.mu.Unlock()
@@ -202,7 +203,7 @@ func (l *leader) heartbeat(agent string, hb api.Report, committed uint64) bool {
 		applied = min(applied, hb.ConfigVersion)
 	}
 	l.countHeard(agent, now, applied, committed)
-	news := false
+	news, differs := false, false
 	for _, dbid := range keep {
 		prev := l.reports[dbid]
 		next := prev.report
@@ -211,9 +212,10 @@ func (l *leader) heartbeat(agent string, hb api.Report, committed uint64) bool {
 			next.Seen = hb.Seen
 		}
 		news = news || l.news(prev, next, now)
+		differs = differs || l.differs(prev.report, next)
 		l.reports[dbid] = received{report: next, at: now, seq: f.seq}
 	}
-	if news {
+	if differs {
 		l.newsGen++
 	}
 	l.mu.Unlock()
@@ -238,7 +240,17 @@ func (l *leader) news(prev received, next api.InstanceReport, now time.Time) boo
 	if now.Sub(prev.at) >= (3*l.a.live().ProbeInterval+l.a.cfg.ProbeTimeout)/2 {
 		return true
 	}
-	a, b := prev.report.Observation(), next.Observation()
+	return l.differs(prev.report, next)
+}
+
+// differs reports whether next tells the reconcile something prev did
+// not: its observation changed but for the LSN, or the LSN moved during
+// a switchover. Unlike news, not a report that only comes after a gap:
+// that one changes what Decide reads only if prev had aged out, which
+// quietInputs counts (at 1,000 agents a few hosts' reports a second came
+// more than half the freshness apart, and no idle reconcile was skipped).
+func (l *leader) differs(prev, next api.InstanceReport) bool {
+	a, b := prev.Observation(), next.Observation()
 	lsnMoved := a.LSN != b.LSN
 	a.LSN, b.LSN = 0, 0
 	if !reflect.DeepEqual(a, b) {
@@ -553,11 +565,11 @@ func (l *leader) autoRecover(ctx context.Context, t *topology.Topology, obs map[
 
 // quietInputs are what a reconcile decides from, but for the reports
 // themselves: the committed topology (and with it every host's view
-// version, which onCurrentViews reads), how many reports with news have
-// come in, the hosts counted lost, and how many held reports are too old
-// to act on. A report without news differs from the one it replaces
-// only in its LSNs and probe time, which Decide reads only during a
-// switchover. So a reconcile whose inputs equal those of one that found
+// version, which onCurrentViews reads), how many reports that differ
+// from the ones they replace have come in, the hosts counted lost, and
+// how many held reports are too old to act on. Any other report differs
+// from the one it replaces only in its LSNs and probe time, which Decide
+// reads only during a switchover. So a reconcile whose inputs equal those of one that found
 // nothing to do finds nothing again: at 1,000 agents each idle tick
 // copied 16,000 reports and decided every content for nothing, a third
 // of the leader's idle CPU.

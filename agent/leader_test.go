@@ -350,6 +350,9 @@ func TestLeader_QuietReconcileSkipsOnlyWhatFindsNothing(t *testing.T) {
 	clock.advance(time.Second)
 	both() // the same reports again: no news
 	step("the same reports again", false)
+	clock.advance(3 * time.Second) // past half the freshness (1.75 s), within it (3.5 s)
+	both()
+	step("the same reports after a gap", false)
 
 	node.commit(&topology.Topology{ConfigVersion: 6, ClusterID: "c", Segments: topo.Segments})
 	primary.ConfigVersion, mirror.ConfigVersion = 6, 6
