@@ -161,8 +161,9 @@ func (a *Agent) getState(r *http.Request) (any, error) {
 	}
 	// Without reports the answer is the topology's alone: encoded once
 	// per topology, leader and staleness (16,000 segments are megabytes
-	// of JSON, and every `gpagent state` asked for them anew).
-	return a.stateCache.encode(t, s)
+	// of JSON, and every `gpagent state` asked for them anew), and
+	// indented once if asked (gpagent state --json prints it so).
+	return a.stateCache.encode(t, s, r.URL.Query().Get("indent") == "true")
 }
 
 // stateCache is the last state answer without reports, encoded.
@@ -172,20 +173,31 @@ type stateCache struct {
 	leader string
 	stale  bool
 	body   json.RawMessage
+	// indented: body as api.IndentState indents it, once asked.
+	indented json.RawMessage
 }
 
-func (c *stateCache) encode(t *topology.Topology, s *api.State) (json.RawMessage, error) {
+func (c *stateCache) encode(t *topology.Topology, s *api.State, indent bool) (json.RawMessage, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.body != nil && c.t == t && c.leader == s.Leader && c.stale == s.Stale {
+	if c.body == nil || c.t != t || c.leader != s.Leader || c.stale != s.Stale {
+		b, err := json.Marshal(s)
+		if err != nil {
+			return nil, fmt.Errorf("encode state: %w", err)
+		}
+		c.t, c.leader, c.stale, c.body, c.indented = t, s.Leader, s.Stale, b, nil
+	}
+	if !indent {
 		return c.body, nil
 	}
-	b, err := json.Marshal(s)
-	if err != nil {
-		return nil, fmt.Errorf("encode state: %w", err)
+	if c.indented == nil {
+		b, err := api.IndentState(c.body)
+		if err != nil {
+			return nil, fmt.Errorf("indent state: %w", err)
+		}
+		c.indented = b
 	}
-	c.t, c.leader, c.stale, c.body = t, s.Leader, s.Stale, b
-	return b, nil
+	return c.indented, nil
 }
 
 func (a *Agent) getHistory(r *http.Request) (any, error) {

@@ -2,8 +2,11 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"slices"
 	"testing"
+
+	"github.com/gpagent/gpagent/api"
 )
 
 // The state without reports (GET /v1/state?reports=false, the CLI's
@@ -30,5 +33,21 @@ func TestSimStateWithoutReports(t *testing.T) {
 	}
 	if len(segs.Segments) != len(full.Segments) {
 		t.Fatalf("%d segments without reports, %d with", len(segs.Segments), len(full.Segments))
+	}
+	// Indented by the agent (indent=true, what gpagent state --json
+	// asks): the same state, decoded.
+	raw, err := c.client().SegmentsJSON(ctx)
+	if err != nil {
+		t.Fatalf("segments json: %v", err)
+	}
+	if len(raw) < 2 || raw[1] != '\n' {
+		t.Fatalf("state asked indented is not: %.40q", raw)
+	}
+	var indented api.State
+	if err := json.Unmarshal(raw, &indented); err != nil {
+		t.Fatalf("indented state: %v", err)
+	}
+	if indented.ConfigVersion == segs.ConfigVersion && !slices.Equal(indented.Segments, segs.Segments) {
+		t.Fatalf("indented segments differ at config version %d", segs.ConfigVersion)
 	}
 }

@@ -77,6 +77,14 @@ func TestIndentStateJSON_AsPrintStateJSON(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// An agent that indents it itself (indent=true): printed as is.
+		indented, err := api.IndentState(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got2, stale2, err := indentStateJSON(indented); err != nil || !bytes.Equal(got2, got) || stale2 != gotStale {
+			t.Fatalf("stale %v: the agent's indented answer printed differently (err %v, stale %v):\n%s\nwant\n%s", stale, err, stale2, got2, got)
+		}
 		var want bytes.Buffer
 		decoded := &api.State{}
 		if err := json.Unmarshal(raw, decoded); err != nil {
