@@ -114,8 +114,9 @@ func (l *leader) acceptFull(agent string, seq uint64, reports []api.InstanceRepo
 	news, differs := false, false
 	for _, r := range reports {
 		prev, ok := l.reports[r.DBID]
-		news = news || !ok || l.news(prev, r, now)
-		differs = differs || !ok || l.differs(prev.report, r)
+		d := !ok || l.differs(prev.report, r)
+		differs = differs || d
+		news = news || d || l.late(prev, now)
 		l.reports[r.DBID] = received{report: r, at: now, seq: seq}
 	}
 	if differs {
@@ -211,8 +212,9 @@ func (l *leader) heartbeat(agent string, hb api.Report, committed uint64) bool {
 		if !hb.Seen.IsZero() {
 			next.Seen = hb.Seen
 		}
-		news = news || l.news(prev, next, now)
-		differs = differs || l.differs(prev.report, next)
+		d := l.differs(prev.report, next)
+		differs = differs || d
+		news = news || d || l.late(prev, now)
 		l.reports[dbid] = received{report: next, at: now, seq: f.seq}
 	}
 	if differs {
@@ -225,8 +227,8 @@ func (l *leader) heartbeat(agent string, hb api.Report, committed uint64) bool {
 	return true
 }
 
-// news reports whether next, arriving at now, can change what reconcile
-// decides compared with prev, the instance's report held: a report that
+// A report is news, and wakes the reconcile, when it can change what
+// reconcile decides compared with prev, the instance's report held: one that
 // repeats the last one changes nothing and does not wake the loop, so an
 // idle leader reconciles on its tick only instead of once per report
 // (gpbench scale, 100 agents idle: reconciles per report were 60 % of the
@@ -235,17 +237,16 @@ func (l *leader) heartbeat(agent string, hb api.Report, committed uint64) bool {
 // tick catches, as before. The LSN moves on every report of a busy
 // primary and is read only by a switchover's catch-up check, so it counts
 // only while a switchover is under way. A report arriving after a gap
-// long enough that the previous one may have gone stale is news.
-func (l *leader) news(prev received, next api.InstanceReport, now time.Time) bool {
-	if now.Sub(prev.at) >= (3*l.a.live().ProbeInterval+l.a.cfg.ProbeTimeout)/2 {
-		return true
-	}
-	return l.differs(prev.report, next)
+// long enough that the previous one may have gone stale is news (late).
+// A report is news if it differs or is late; each is computed once per
+// report (a thousand heartbeats a second reach a 1,000-agent leader).
+func (l *leader) late(prev received, now time.Time) bool {
+	return now.Sub(prev.at) >= (3*l.a.live().ProbeInterval+l.a.cfg.ProbeTimeout)/2
 }
 
 // differs reports whether next tells the reconcile something prev did
 // not: its observation changed but for the LSN, or the LSN moved during
-// a switchover. Unlike news, not a report that only comes after a gap:
+// a switchover. Unlike news, not a report that is only late:
 // that one changes what Decide reads only if prev had aged out, which
 // quietInputs counts (at 1,000 agents a few hosts' reports a second came
 // more than half the freshness apart, and no idle reconcile was skipped).

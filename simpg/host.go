@@ -181,7 +181,7 @@ func (h *Host) Probe(ctx context.Context, inst supervisor.Instance) (supervisor.
 	}
 	in := w.get(inst.Address, inst.Port)
 	ls := w.lock(in)
-	defer func() { ls.unlock() }()
+	defer ls.unlock()
 	if h.dead.Load() {
 		return supervisor.Health{}, ErrHostDown
 	}
@@ -263,7 +263,7 @@ func (h *Host) Stop(ctx context.Context, inst supervisor.Instance) error {
 	}
 	defer unlock()
 	ls := h.w.lock(h.w.get(inst.Address, inst.Port))
-	defer func() { ls.unlock() }()
+	defer ls.unlock()
 	h.stopLocked(ctx, ls, inst)
 	return nil
 }
@@ -379,7 +379,7 @@ func (h *Host) reconfigure(ctx context.Context, inst supervisor.Instance, what s
 	defer unlock()
 	w := h.w
 	ls := w.lock(w.get(inst.Address, inst.Port))
-	defer func() { ls.unlock() }()
+	defer ls.unlock()
 	in, ours := w.at(inst)
 	if !ours || in.dir != dirOurs {
 		return fmt.Errorf("%s %s: no managed configuration in %s", what, inst, inst.DataDir)

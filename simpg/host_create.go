@@ -119,7 +119,7 @@ func (h *Host) CreateMirror(ctx context.Context, clusterID string, inst supervis
 	w := h.w
 	u := w.get(up.Address, up.Port)
 	ls := w.lock(w.get(inst.Address, inst.Port), u)
-	defer func() { ls.unlock() }()
+	defer ls.unlock()
 	in, st, err := w.dirOf(clusterID, inst)
 	if err != nil {
 		return err
@@ -213,7 +213,7 @@ func (h *Host) Destroy(ctx context.Context, clusterID string, inst supervisor.In
 	defer unlock()
 	w := h.w
 	ls := w.lock(w.get(inst.Address, inst.Port))
-	defer func() { ls.unlock() }()
+	defer ls.unlock()
 	in, st, err := w.dirOf(clusterID, inst)
 	if err != nil {
 		return fmt.Errorf("destroy: %w", err)

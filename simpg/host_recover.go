@@ -19,7 +19,7 @@ func (h *Host) Promote(ctx context.Context, inst supervisor.Instance) error {
 	defer unlock()
 	w := h.w
 	ls := w.lock(w.get(inst.Address, inst.Port))
-	defer func() { ls.unlock() }()
+	defer ls.unlock()
 	in, ours := w.at(inst)
 	if !ours || in.dir != dirOurs {
 		return fmt.Errorf("promote %s: no managed configuration in %s", inst, inst.DataDir)
@@ -54,7 +54,7 @@ func (h *Host) WaitWritable(ctx context.Context, up supervisor.Upstream) error {
 	w := h.w
 	u := w.get(up.Address, up.Port)
 	ls := w.lockOne(u)
-	defer func() { ls.unlock() }()
+	defer ls.unlock()
 	for {
 		if h.dead.Load() {
 			return ErrHostDown
@@ -169,7 +169,7 @@ func (h *Host) Rewind(ctx context.Context, clusterID string, inst supervisor.Ins
 	}
 	u := w.get(up.Address, up.Port)
 	ls = w.lock(in, u)
-	defer func() { ls.unlock() }()
+	defer ls.unlock()
 	if in.running {
 		return fmt.Errorf("rewind %s: started again while waiting for the upstream", inst)
 	}

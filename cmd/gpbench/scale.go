@@ -577,12 +577,7 @@ func runScaleSize(ctx context.Context, o scaleOptions, self, bin string, n int, 
 		if err != nil {
 			return false, err.Error()
 		}
-		bad := 0
-		for _, seg := range s.Segments {
-			if seg.Content >= 0 && (seg.Status != topology.StatusUp || seg.Mode != topology.ModeSynced) {
-				bad++
-			}
-		}
+		bad := notInSync(s, nil)
 		return len(s.Segments) > 0 && bad == 0, fmt.Sprintf("%d instances not up and in sync", bad)
 	})
 	cancelInSync()
@@ -958,23 +953,30 @@ func settle(ctx context.Context, o scaleOptions, cl *api.Client, lost map[string
 		if err != nil {
 			return false, err.Error()
 		}
-		onLost := map[int]bool{} // contents with an instance on a lost host
-		for _, seg := range s.Segments {
-			if lost[seg.Hostname] {
-				onLost[seg.Content] = true
-			}
-		}
-		bad := 0
-		for _, seg := range s.Segments {
-			if seg.Content >= 0 && !onLost[seg.Content] && (seg.Status != topology.StatusUp || seg.Mode != topology.ModeSynced) {
-				bad++
-			}
-		}
+		bad := notInSync(s, lost)
 		return bad == 0 && len(s.Recoveries) == 0, fmt.Sprintf("%d instances not up and in sync, %d recoveries", bad, len(s.Recoveries))
 	})
 	if err != nil {
 		fmt.Fprintf(log, "gpbench scale: %v; the trial runs all the same\n", err)
 	}
+}
+
+// notInSync counts the segment instances of s not up and in sync, but
+// for the contents with an instance on a lost host.
+func notInSync(s *api.State, lost map[string]bool) int {
+	onLost := map[int]bool{}
+	for _, seg := range s.Segments {
+		if lost[seg.Hostname] {
+			onLost[seg.Content] = true
+		}
+	}
+	bad := 0
+	for _, seg := range s.Segments {
+		if seg.Content >= 0 && !onLost[seg.Content] && (seg.Status != topology.StatusUp || seg.Mode != topology.ModeSynced) {
+			bad++
+		}
+	}
+	return bad
 }
 
 // waitPromoted waits until every mirror of dbids is recorded primary in
